@@ -1,0 +1,302 @@
+/*
+ * common.h - the contract of Parley's shared C code: status codes, logging,
+ * clocks, CRC32C, room ids and roles, Ed25519 tokens, metrics (counters,
+ * gauges, HDR-style histograms rendered as Prometheus text) and a bounded
+ * multi-producer queue. Everything here is thread-safe unless it says not.
+ */
+#ifndef PARLEY_COMMON_H
+#define PARLEY_COMMON_H
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+
+/* ------------------------------------------------------------------ */
+/* Status codes: one code space for the whole project.                 */
+
+typedef enum pl_status {
+	PL_OK = 0,
+	PL_E_NOMEM = -1,
+	PL_E_PROTO = -2,        /* malformed frame or record */
+	PL_E_TOO_LARGE = -3,    /* over a size limit */
+	PL_E_NOT_FOUND = -4,
+	PL_E_EXISTS = -5,
+	PL_E_UNAUTHORIZED = -6, /* no, bad or expired token */
+	PL_E_FORBIDDEN = -7,    /* valid token, not allowed */
+	PL_E_ROOM_CLOSED = -8,
+	PL_E_RATE_LIMITED = -9,
+	PL_E_BACKPRESSURE = -10, /* a bounded queue is full */
+	PL_E_UNAVAILABLE = -11,  /* retryable: peer down, timeout */
+	PL_E_NOT_LEADER = -12,
+	PL_E_CORRUPT = -13,      /* CRC mismatch or undecodable record */
+	PL_E_MAP_FULL = -14,     /* LMDB map full */
+	PL_E_DISK_FULL = -15,
+	PL_E_IO = -16,
+	PL_E_CONFIG = -17,
+	PL_E_TIMEOUT = -18,
+	PL_E_INTERNAL = -19,
+	PL_E_BAD_REQUEST = -20,
+	PL_E_AGAIN = -21,        /* need more bytes / try later */
+	PL_E_CLOSED = -22,       /* connection or queue closed */
+} pl_status;
+
+/* pl_strerror returns a static, human-readable text for a status. */
+const char *pl_strerror(pl_status st);
+
+/*
+ * Client-visible error codes are parley.ErrorCode (proto/parley.proto).
+ * pl_status_to_code maps a status onto one (PL_OK -> 0); pl_code_name gives
+ * its wire name ("bad_request", "unavailable", ...); pl_code_to_status is
+ * the reverse mapping used by clients.
+ */
+int pl_status_to_code(pl_status st);
+const char *pl_code_name(int code);
+pl_status pl_code_to_status(int code);
+
+/* ------------------------------------------------------------------ */
+/* Assertions: for programmer errors and invariants only, never for bytes
+ * from a socket or disk. PL_ASSERT is always on. */
+
+void pl_assert_fail(const char *expr, const char *file, int line)
+    __attribute__((noreturn));
+#define PL_ASSERT(e) ((e) ? (void)0 : pl_assert_fail(#e, __FILE__, __LINE__))
+#ifdef PARLEY_DEBUG
+#define PL_DEBUG_ASSERT(e) PL_ASSERT(e)
+#else
+#define PL_DEBUG_ASSERT(e) ((void)0)
+#endif
+
+#define PL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ------------------------------------------------------------------ */
+/* Logging: one line per event, key=value, to stderr.
+ *   ts=2026-11-21T10:00:00.123Z level=info mod=broker event=... k=v
+ * Levels can be set per module. The level table is the one process-wide
+ * setting in Parley; set it at start-up, before threads exist. */
+
+typedef enum pl_log_level {
+	PL_LOG_DEBUG = 0,
+	PL_LOG_INFO = 1,
+	PL_LOG_WARN = 2,
+	PL_LOG_ERROR = 3,
+	PL_LOG_OFF = 4,
+} pl_log_level;
+
+/* "debug" | "info" | "warn" | "error" | "off" -> level; -1 if unknown. */
+int pl_log_level_parse(const char *s);
+/* module NULL sets the default level. At most 32 modules. */
+void pl_log_set_level(const char *module, pl_log_level lvl);
+bool pl_log_enabled(const char *module, pl_log_level lvl);
+void pl_log(pl_log_level lvl, const char *module, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define PL_DEBUG(mod, ...) pl_log(PL_LOG_DEBUG, mod, __VA_ARGS__)
+#define PL_INFO(mod, ...) pl_log(PL_LOG_INFO, mod, __VA_ARGS__)
+#define PL_WARN(mod, ...) pl_log(PL_LOG_WARN, mod, __VA_ARGS__)
+#define PL_ERROR(mod, ...) pl_log(PL_LOG_ERROR, mod, __VA_ARGS__)
+
+/* ------------------------------------------------------------------ */
+/* Clocks. */
+
+int64_t pl_now_us(void);  /* wall clock, microseconds since the epoch */
+int64_t pl_mono_us(void); /* monotonic, microseconds */
+
+/* ------------------------------------------------------------------ */
+/* CRC32C (Castagnoli), as used by every stored log entry.
+ * Start with crc = 0; chain calls to cover several buffers. */
+uint32_t pl_crc32c(uint32_t crc, const void *buf, size_t len);
+
+/* ------------------------------------------------------------------ */
+/* Room ids: 16-bit shard group id, 48-bit per-group counter. Rendered in
+ * APIs as 16 lowercase hex digits, e.g. "0001000000000007". */
+
+#define PL_ROOM_ID_CHARS 16
+#define PL_ROOM_COUNTER_MAX ((UINT64_C(1) << 48) - 1)
+
+static inline uint64_t pl_room_make(uint16_t group, uint64_t counter)
+{
+	return ((uint64_t)group << 48) | (counter & PL_ROOM_COUNTER_MAX);
+}
+static inline uint16_t pl_room_group(uint64_t room)
+{
+	return (uint16_t)(room >> 48);
+}
+/* out must hold PL_ROOM_ID_CHARS + 1 bytes. */
+void pl_room_format(uint64_t room, char *out);
+/* Exactly 16 hex digits, group != 0, counter != 0; else PL_E_BAD_REQUEST.
+ * *room is written only on success. */
+pl_status pl_room_parse(const char *s, uint64_t *room);
+
+/* Roles are parley.Role values. */
+const char *pl_role_name(int role); /* "customer", "agent", ... */
+int pl_role_parse(const char *s);   /* -1 if unknown */
+
+/* ------------------------------------------------------------------ */
+/* Tokens: base64url(Claims protobuf) "." base64url(Ed25519 signature),
+ * both without padding. */
+
+#define PL_TENANT_CHARS_MAX 63  /* tenant ids are short slugs */
+#define PL_USER_CHARS_MAX 127
+#define PL_KEY_ID_CHARS_MAX 31
+#define PL_TOKEN_CHARS_MAX 1024 /* claims are small; bounds parsing */
+#define PL_KEYS_PER_TENANT_MAX 4 /* enough for overlapping rotation */
+#define PL_TENANTS_MAX 1024
+
+typedef struct pl_claims {
+	char tenant[PL_TENANT_CHARS_MAX + 1];
+	char user[PL_USER_CHARS_MAX + 1];
+	int role;     /* parley.Role */
+	int64_t exp_s;
+	char room[PL_ROOM_ID_CHARS + 1]; /* "" = any room of the tenant */
+	char key_id[PL_KEY_ID_CHARS_MAX + 1];
+} pl_claims;
+
+typedef struct pl_tenant_key {
+	char key_id[PL_KEY_ID_CHARS_MAX + 1];
+	uint8_t pk[32];
+} pl_tenant_key;
+
+typedef struct pl_tenant {
+	char id[PL_TENANT_CHARS_MAX + 1];
+	pl_tenant_key keys[PL_KEYS_PER_TENANT_MAX];
+	int nkeys;
+} pl_tenant;
+
+/* The tenants a node knows, with their public keys. Filled at start-up,
+ * read-only afterwards (so readers need no lock). */
+typedef struct pl_keyring {
+	pl_tenant tenants[PL_TENANTS_MAX];
+	int ntenants;
+} pl_keyring;
+
+/* Adds a public key (32 raw bytes) for tenant under key_id.
+ * PL_E_TOO_LARGE when a table is full, PL_E_BAD_REQUEST for bad names. */
+pl_status pl_keyring_add(pl_keyring *kr, const char *tenant,
+    const char *key_id, const uint8_t pk[32]);
+const pl_tenant *pl_keyring_find(const pl_keyring *kr, const char *tenant);
+
+/* Signs claims with the 64-byte libsodium Ed25519 secret key; writes a NUL
+ * terminated token into out (cap bytes). PL_E_TOO_LARGE if it won't fit. */
+pl_status pl_token_mint(const pl_claims *c, const uint8_t sk[64], char *out,
+    size_t cap);
+
+/* Verifies a token against the keyring at time now_s. On success fills
+ * *out. Errors: PL_E_UNAUTHORIZED (malformed, unknown tenant or key, bad
+ * signature, expired, bad role). Never reads past the NUL of token. */
+pl_status pl_token_verify(const pl_keyring *kr, const char *token,
+    int64_t now_s, pl_claims *out);
+
+/*
+ * Key files: text, key=value lines:
+ *   tenant=acme
+ *   key_id=k1
+ *   secret=<base64 of the 64-byte secret key>
+ *   public=<base64 of the 32-byte public key>
+ * pl_keyfile_generate makes a new pair and writes it (mode 0600).
+ * pl_keyfile_load reads one; pk may be NULL.
+ */
+pl_status pl_keyfile_generate(const char *path, const char *tenant,
+    const char *key_id, char *pk_b64_out, size_t pk_b64_cap);
+pl_status pl_keyfile_load(const char *path, char *tenant, size_t tenant_cap,
+    char *key_id, size_t key_id_cap, uint8_t sk[64], uint8_t pk[32]);
+
+/* Standard base64 (with padding) of a 32-byte public key, as used in config
+ * files ("key.k1 = <b64>"), and its decoder. */
+pl_status pl_b64_decode_key(const char *b64, uint8_t *out, size_t outlen);
+
+/* ------------------------------------------------------------------ */
+/* HDR-style histogram of microsecond values: log-linear buckets with 16
+ * sub-buckets per power of two (relative error < 6.25%), values up to
+ * 2^40 us. Lock-free: record from any thread. */
+
+#define PL_HIST_SUB_BITS 4
+#define PL_HIST_EXP_MAX 40
+#define PL_HIST_BUCKETS ((PL_HIST_EXP_MAX + 1) << PL_HIST_SUB_BITS)
+
+typedef struct pl_hist {
+	_Atomic uint64_t counts[PL_HIST_BUCKETS];
+	_Atomic uint64_t total;
+	_Atomic uint64_t sum;
+	_Atomic uint64_t max;
+} pl_hist;
+
+void pl_hist_reset(pl_hist *h);
+void pl_hist_record(pl_hist *h, uint64_t value);
+/* p in [0, 100]; returns the upper bound of the bucket holding the p-th
+ * percentile value (0 when empty). */
+uint64_t pl_hist_percentile(const pl_hist *h, double p);
+uint64_t pl_hist_count(const pl_hist *h);
+/* dst += src */
+void pl_hist_merge(pl_hist *dst, const pl_hist *src);
+
+/* ------------------------------------------------------------------ */
+/* Metrics registry, rendered in the Prometheus text format. Metrics are
+ * registered at start-up (not thread-safe) and updated from any thread. */
+
+#define PL_METRICS_MAX 128
+#define PL_METRIC_NAME_MAX 95
+
+typedef enum pl_metric_kind {
+	PL_METRIC_COUNTER,
+	PL_METRIC_GAUGE,
+	PL_METRIC_HIST, /* rendered as a Prometheus histogram in seconds */
+} pl_metric_kind;
+
+typedef struct pl_metric {
+	char name[PL_METRIC_NAME_MAX + 1];  /* may include {labels} */
+	const char *help;
+	pl_metric_kind kind;
+	_Atomic int64_t value;
+	pl_hist *hist; /* PL_METRIC_HIST: owned by the registry */
+} pl_metric;
+
+typedef struct pl_metrics {
+	pl_metric m[PL_METRICS_MAX];
+	int n;
+} pl_metrics;
+
+void pl_metrics_init(pl_metrics *r);
+void pl_metrics_fini(pl_metrics *r);
+/* Returns a registered metric; name like "parley_publish_total" or
+ * "parley_errors_total{code=\"too_large\"}". Asserts the table has room
+ * (registration is a start-up, programmer-controlled act). */
+pl_metric *pl_metrics_add(pl_metrics *r, pl_metric_kind kind,
+    const char *name, const char *help);
+static inline void pl_metric_inc(pl_metric *m, int64_t d)
+{
+	atomic_fetch_add_explicit(&m->value, d, memory_order_relaxed);
+}
+static inline void pl_metric_set(pl_metric *m, int64_t v)
+{
+	atomic_store_explicit(&m->value, v, memory_order_relaxed);
+}
+/* Renders all metrics into a malloc'd NUL-terminated buffer (returned
+ * owned; *len set). NULL on out-of-memory. */
+char *pl_metrics_render(const pl_metrics *r, size_t *len);
+
+/* ------------------------------------------------------------------ */
+/* Bounded queue of pointers, many producers and consumers (mutex and
+ * condition variables). A full queue refuses: PL_E_BACKPRESSURE. */
+
+typedef struct pl_queue {
+	pthread_mutex_t mu;
+	pthread_cond_t nonempty;
+	void **items;
+	size_t cap, head, len;
+	bool closed;
+} pl_queue;
+
+pl_status pl_queue_init(pl_queue *q, size_t cap);
+void pl_queue_fini(pl_queue *q); /* accepts a zeroed queue */
+/* PL_E_BACKPRESSURE when full, PL_E_CLOSED after close. */
+pl_status pl_queue_push(pl_queue *q, void *item);
+/* Pops up to max items into out; waits up to timeout_us (0: no wait,
+ * <0: forever) for the first. Returns the count; 0 on timeout or close. */
+size_t pl_queue_pop_many(pl_queue *q, void **out, size_t max,
+    int64_t timeout_us);
+void pl_queue_close(pl_queue *q);
+
+#endif /* PARLEY_COMMON_H */

@@ -1,0 +1,103 @@
+/*
+ * codec.h - Parley's frame and record codec. The generated protobuf-c
+ * headers are included from here: frames are 4-byte big-endian length +
+ * one protobuf message. Decoding checks the length against its maximum
+ * before unpacking, unpacks into a caller-provided arena (no malloc per
+ * frame) and validates every field the rest of the program relies on, so
+ * a decoded message is safe to use: strings are bounded, oneofs are set,
+ * room ids parse.
+ */
+#ifndef PARLEY_CODEC_H
+#define PARLEY_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/common.h"
+#include "internal.pb-c.h"
+#include "parley.pb-c.h"
+
+#define PL_FRAME_HEADER_BYTES 4
+/* Hard ceiling of any frame or internal record: 8 MiB. Configurable limits
+ * (client frames default to 64 KiB) must be at or below it. */
+#define PL_FRAME_BYTES_CEIL (8u * 1024 * 1024)
+/* Client bodies default to 16 KiB: chat text plus small attachments' refs. */
+#define PL_BODY_BYTES_DEFAULT (16u * 1024)
+#define PL_CLIENT_FRAME_BYTES_DEFAULT (64u * 1024)
+/* Validation bounds for strings inside frames. */
+#define PL_CLIENT_MSG_ID_CHARS_MAX 64
+#define PL_IDEMPOTENCY_KEY_CHARS_MAX 128
+#define PL_META_ENTRIES_MAX 16
+#define PL_META_CHARS_MAX 256 /* each key and each value */
+#define PL_REASON_CHARS_MAX 256
+#define PL_HISTORY_LIMIT_MAX 500 /* messages per history page */
+
+_Static_assert(PL_CLIENT_FRAME_BYTES_DEFAULT <= PL_FRAME_BYTES_CEIL,
+    "client frames must fit the ceiling");
+_Static_assert(PL_BODY_BYTES_DEFAULT < PL_CLIENT_FRAME_BYTES_DEFAULT,
+    "a body must fit in a frame with its envelope");
+
+/* Arena for protobuf-c unpacking: bump allocation from a fixed buffer,
+ * free is a no-op, reset between frames. Not thread-safe. */
+typedef struct pl_arena {
+	ProtobufCAllocator alloc; /* must be first: passed to protobuf-c */
+	uint8_t *base;
+	size_t cap;
+	size_t used;
+	bool owned;
+} pl_arena;
+
+/* Uses buf (borrowed) of cap bytes; buf NULL allocates cap bytes (owned). */
+pl_status pl_arena_init(pl_arena *a, void *buf, size_t cap);
+void pl_arena_fini(pl_arena *a);
+void pl_arena_reset(pl_arena *a);
+/* Arena bytes needed to unpack a frame of n bytes: protobuf-c needs the
+ * struct sizes on top of the data; 4x + 4 KiB is ample for our schemas. */
+#define PL_ARENA_BYTES_FOR(n) ((size_t)(n) * 4 + 4096)
+
+/*
+ * Framing. pl_frame_peek looks at buf (len bytes received so far):
+ *   PL_OK          a whole frame is there; *payload_len set
+ *   PL_E_AGAIN     need more bytes
+ *   PL_E_TOO_LARGE header announces more than max payload bytes
+ *   PL_E_PROTO     header announces an empty frame
+ */
+pl_status pl_frame_peek(const uint8_t *buf, size_t len, size_t max,
+    size_t *payload_len);
+void pl_frame_put_header(uint8_t *out, uint32_t payload_len);
+
+/*
+ * Encoding: pl_frame_encode writes header + packed message into out (cap
+ * bytes), *n = total bytes. PL_E_TOO_LARGE if it does not fit.
+ * pl_pb_encode packs without a header.
+ */
+pl_status pl_frame_encode(const ProtobufCMessage *m, uint8_t *out, size_t cap,
+    size_t *n);
+pl_status pl_pb_encode(const ProtobufCMessage *m, uint8_t *out, size_t cap,
+    size_t *n);
+
+/*
+ * Decoding of a payload (no header). max is checked before unpacking.
+ * *out points into the arena and is valid until the arena is reset.
+ * PL_E_TOO_LARGE over max or if the arena runs out; PL_E_PROTO when
+ * unpacking or validation fails.
+ */
+pl_status pl_client_frame_decode(const uint8_t *buf, size_t len, size_t max,
+    pl_arena *a, Parley__ClientFrame **out);
+pl_status pl_server_frame_decode(const uint8_t *buf, size_t len, size_t max,
+    pl_arena *a, Parley__ServerFrame **out);
+pl_status pl_gw_batch_decode(const uint8_t *buf, size_t len, pl_arena *a,
+    Parley__Internal__GwBatch **out);
+pl_status pl_broker_batch_decode(const uint8_t *buf, size_t len, pl_arena *a,
+    Parley__Internal__BrokerBatch **out);
+pl_status pl_log_entry_decode(const uint8_t *buf, size_t len, pl_arena *a,
+    Parley__Internal__LogEntry **out);
+pl_status pl_room_rec_decode(const uint8_t *buf, size_t len, pl_arena *a,
+    Parley__Internal__RoomRec **out);
+pl_status pl_claims_decode(const uint8_t *buf, size_t len, pl_arena *a,
+    Parley__Internal__Claims **out);
+
+/* Field validation used by the decoders, exposed for tests. */
+pl_status pl_client_frame_validate(const Parley__ClientFrame *f);
+
+#endif /* PARLEY_CODEC_H */
