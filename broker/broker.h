@@ -1,0 +1,266 @@
+/*
+ * broker.h - the contract of parley-broker: the LMDB-backed store of a
+ * shard group (store.c), the room model and consultation statistics
+ * (room.c), the group driver that orders, commits and fans out (group.c)
+ * and the nng front (net.c). Storage layout and invariants are written in
+ * docs/internals.md; the group's threading rules are at the top of group.c.
+ */
+#ifndef PARLEY_BROKER_H
+#define PARLEY_BROKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/common.h"
+#include "proto/codec.h"
+
+#include <nng/nng.h>
+
+/* ------------------------------------------------------------------ */
+/* Limits. */
+
+/* A consultation has a customer, a few agents or bots and observers; 32
+ * members keeps a room record under 8 KiB so a batch can cache many. */
+#define ROOM_MEMBERS_MAX 32
+/* Per-turn response times kept per room; later turns still count in
+ * turns and in the per-tenant day aggregates. */
+#define ROOM_TURNS_TRACKED_MAX 64
+/* History pages stop after this many body bytes (and say more = true), so
+ * one reply stays far below the nng message ceiling. */
+#define HISTORY_PAGE_BYTES_MAX (1024 * 1024)
+/* A room record's encoded size bound: 32 members and 16 meta entries of
+ * at most 2 x 256 bytes stay under 24 KiB. */
+#define ROOM_REC_BYTES_MAX (32 * 1024)
+/* Rooms touched by one commit round that stay decoded in memory. */
+#define ROUND_ROOMS_CACHED_MAX 64
+
+_Static_assert(HISTORY_PAGE_BYTES_MAX * 2 < PL_FRAME_BYTES_CEIL,
+    "a history page must fit in one broker reply");
+
+/* ------------------------------------------------------------------ */
+/* Room model (room.c): plain structs decoded from RoomRec records. */
+
+typedef struct brk_member {
+	char user[PL_USER_CHARS_MAX + 1];
+	int role; /* parley.Role */
+	bool joined;
+	uint64_t read_seq;
+	int64_t joined_us;
+} brk_member;
+
+typedef struct brk_stats {
+	int64_t created_us;
+	int64_t first_customer_msg_us;
+	int64_t first_agent_join_us;
+	int64_t first_agent_msg_us;
+	int64_t wait_us;
+	int64_t first_response_us;
+	int64_t pending_customer_us; /* open turn: unanswered customer text */
+	int64_t turn_us[ROOM_TURNS_TRACKED_MAX];
+	uint32_t turns;
+	uint64_t customer_msgs, agent_msgs, bot_msgs;
+	int64_t closed_us;
+	int64_t handle_us;
+} brk_stats;
+
+typedef struct brk_meta {
+	char key[PL_META_CHARS_MAX + 1];
+	char value[PL_META_CHARS_MAX + 1];
+} brk_meta;
+
+typedef struct brk_room {
+	uint64_t id;
+	char tenant[PL_TENANT_CHARS_MAX + 1];
+	bool closed;
+	uint64_t last_seq;
+	char close_reason[PL_REASON_CHARS_MAX + 1];
+	brk_member members[ROOM_MEMBERS_MAX];
+	int nmembers;
+	brk_meta meta[PL_META_ENTRIES_MAX];
+	int nmeta;
+	brk_stats stats;
+} brk_room;
+
+/* What one applied command changed in the tenant's day aggregates. */
+typedef struct brk_day_delta {
+	int64_t day_ts_us; /* which day (the command's timestamp) */
+	uint32_t rooms_created, rooms_closed, messages;
+	int64_t wait_us, first_response_us, handle_us; /* -1: none */
+} brk_day_delta;
+
+brk_member *brk_room_member(brk_room *r, const char *user);
+/* Adds or re-joins a member. PL_E_TOO_LARGE when the room is full. */
+pl_status brk_room_join(brk_room *r, const char *user, int role, int64_t ts,
+    brk_day_delta *d);
+void brk_room_leave(brk_room *r, const char *user);
+/* Statistics for a stored message of role/kind at ts. */
+void brk_room_on_message(brk_room *r, int role, int kind, int64_t ts,
+    brk_day_delta *d);
+void brk_room_close(brk_room *r, const char *reason, int64_t ts,
+    brk_day_delta *d);
+void brk_day_delta_init(brk_day_delta *d, int64_t ts);
+
+/* Who may do what in a room (docs/internals.md "Authorization").
+ * PL_E_NOT_FOUND for another tenant's room, PL_E_FORBIDDEN otherwise. */
+typedef enum brk_access {
+	BRK_ACCESS_READ,  /* history, subscribe, info, presence */
+	BRK_ACCESS_JOIN,
+	BRK_ACCESS_WRITE, /* publish, read position, typing */
+	BRK_ACCESS_CLOSE,
+} brk_access;
+pl_status brk_room_access(const brk_room *r,
+    const Parley__Internal__Caller *c, brk_access what);
+
+/* Room record <-> plain struct. decode writes *r only on success. */
+pl_status brk_room_decode(const uint8_t *buf, size_t len, brk_room *r);
+pl_status brk_room_encode(const brk_room *r, uint8_t *out, size_t cap,
+    size_t *n);
+/* Fills a RoomInfo (strings point into r; arrays from alloc). */
+pl_status brk_room_info(const brk_room *r, ProtobufCAllocator *alloc,
+    Parley__RoomInfo *out);
+
+/* ------------------------------------------------------------------ */
+/* Chunked arena (arena.c): bump allocation from a chain of chunks, reset
+ * keeps the first chunk. Usable as a ProtobufCAllocator. Not thread-safe.
+ * Unlike pl_arena it grows, for replies whose size is known only while
+ * they are built (history pages). */
+
+typedef struct brk_chunk brk_chunk;
+typedef struct brk_arena {
+	ProtobufCAllocator alloc; /* first: passed to protobuf-c */
+	brk_chunk *head;
+	size_t chunk_bytes;
+	size_t total_bytes;
+	size_t total_max; /* allocation fails beyond this */
+} brk_arena;
+
+void brk_arena_init(brk_arena *a, size_t chunk_bytes, size_t total_max);
+void brk_arena_fini(brk_arena *a);
+void brk_arena_reset(brk_arena *a);
+void *brk_arena_alloc(brk_arena *a, size_t n); /* NULL when over max */
+char *brk_arena_strdup(brk_arena *a, const char *s);
+
+/* ------------------------------------------------------------------ */
+/* Store (store.c): one LMDB environment per shard group replica. */
+
+typedef struct brk_store_config {
+	const char *dir;       /* created if missing */
+	uint64_t map_bytes;    /* LMDB map size */
+	bool sync;             /* durability = sync: fsync at each commit */
+	uint16_t group;
+	uint32_t compress_bytes_min; /* bodies at least this long: zstd */
+	uint32_t dedup_window;       /* client_msg_ids remembered per room */
+} brk_store_config;
+
+typedef struct brk_store brk_store;
+typedef struct brk_wtxn brk_wtxn; /* a commit round's write transaction */
+
+/* Opens (creating) the environment. *out set only on success.
+ * PL_E_IO / PL_E_CORRUPT / PL_E_NOMEM. */
+pl_status brk_store_open(const brk_store_config *cfg, brk_store **out);
+void brk_store_close(brk_store *s); /* accepts NULL */
+uint64_t brk_store_last_index(const brk_store *s);
+void brk_store_usage(brk_store *s, uint64_t *used_bytes,
+    uint64_t *map_bytes, uint64_t *rooms);
+/* Forces an fsync (relaxed durability's periodic sync). */
+pl_status brk_store_sync(brk_store *s);
+
+/*
+ * A commit round. begin opens a write transaction (or a read-only one
+ * when write is false: every write call then returns PL_E_MAP_FULL, the
+ * state after a full map). Writes are visible to reads in the same round.
+ * commit writes cached rooms, commits and (sync) fsyncs; on any error
+ * nothing of the round is stored. abort discards.
+ */
+pl_status brk_wtxn_begin(brk_store *s, bool write, brk_wtxn **out);
+pl_status brk_wtxn_commit(brk_wtxn *w);
+void brk_wtxn_abort(brk_wtxn *w); /* accepts NULL */
+
+/* The room, decoded and cached for this round (borrowed, valid until the
+ * round ends). PL_E_NOT_FOUND, PL_E_CORRUPT. */
+pl_status brk_room_get(brk_wtxn *w, uint64_t room, brk_room **out);
+
+/* Results of writes. */
+typedef struct brk_pub_result {
+	uint64_t seq;
+	int64_t ts_us;
+	bool duplicate;
+} brk_pub_result;
+
+/* Creates a room (or returns the existing one for a repeated
+ * idempotency key of the same tenant: *existed). */
+pl_status brk_create_room(brk_wtxn *w, const Parley__Internal__Caller *c,
+    const Parley__CreateRoom *cr, int64_t ts, uint64_t *room, bool *existed);
+pl_status brk_join(brk_wtxn *w, const Parley__Internal__Caller *c,
+    uint64_t room, int64_t ts);
+pl_status brk_leave(brk_wtxn *w, const Parley__Internal__Caller *c,
+    uint64_t room, int64_t ts);
+/* Appends a message: dedup by client_msg_id, seq = last_seq + 1, body
+ * written once (zstd above the threshold). */
+pl_status brk_publish(brk_wtxn *w, const Parley__Internal__Caller *c,
+    uint64_t room, const Parley__Publish *p, int64_t ts, brk_pub_result *r);
+pl_status brk_read(brk_wtxn *w, const Parley__Internal__Caller *c,
+    uint64_t room, uint64_t seq, int64_t ts);
+pl_status brk_close_room(brk_wtxn *w, const Parley__Internal__Caller *c,
+    uint64_t room, const char *reason, int64_t ts);
+
+/* Reads. Messages are built in arena a (bodies decompressed, CRC
+ * verified: PL_E_CORRUPT on mismatch). */
+pl_status brk_history(brk_wtxn *w, uint64_t room, const Parley__History *h,
+    brk_arena *a, Parley__HistoryPage *out);
+/* One stored message by seq (for live fan-out). */
+pl_status brk_message_get(brk_wtxn *w, uint64_t room, uint64_t seq,
+    brk_arena *a, Parley__Message *out);
+pl_status brk_list_rooms(brk_wtxn *w, const char *tenant, uint64_t after,
+    uint32_t limit, brk_arena *a, Parley__RoomList *out);
+
+/* Verifies the CRC of every log entry; *bad_index gets the first bad one.
+ * For tests and `parleyctl` maintenance: PL_OK or PL_E_CORRUPT. */
+pl_status brk_store_verify(brk_store *s, uint64_t *entries,
+    uint64_t *bad_index);
+
+/* ------------------------------------------------------------------ */
+/* Broker process (group.c, net.c, main.c). */
+
+typedef struct brk_config {
+	char id[64];
+	char listen[256];    /* nng rep0 address for gateways */
+	char http[128];      /* host:port for /healthz and /metrics; "" off */
+	char data_dir[512];
+	uint16_t group;
+	uint64_t map_bytes;
+	bool sync;
+	uint32_t sync_interval_ms; /* relaxed durability */
+	uint32_t compress_bytes_min;
+	uint32_t dedup_window;
+	uint32_t gateway_events_max; /* per-gateway feed bound */
+	uint32_t gateway_idle_ms;
+} brk_config;
+
+void brk_config_defaults(brk_config *c);
+pl_status brk_config_load(brk_config *c, const char *path);
+
+typedef struct brk_group brk_group;
+typedef struct brk_net brk_net;
+
+/* One unit of work handed from net to group: a received GwBatch. The
+ * group replies through brk_net_reply exactly once per item. */
+typedef struct brk_item brk_item;
+
+pl_status brk_group_new(const brk_config *cfg, pl_metrics *metrics,
+    brk_group **out);
+/* Starts the group thread; items pushed with brk_group_submit. */
+pl_status brk_group_start(brk_group *g, brk_net *net);
+void brk_group_stop(brk_group *g);
+void brk_group_free(brk_group *g);
+/* Called from nng callbacks: takes msg (owned) on success; PL_E_BACKPRESSURE
+ * when the queue is full (msg stays with the caller). */
+pl_status brk_group_submit(brk_group *g, void *ctx, nng_msg *msg);
+
+pl_status brk_net_start(const brk_config *cfg, brk_group *g,
+    pl_metrics *metrics, brk_net **out);
+/* Sends reply (taken) on the context that received the request. */
+void brk_net_reply(brk_net *n, void *ctx, nng_msg *reply);
+void brk_net_stop(brk_net *n);
+
+#endif /* PARLEY_BROKER_H */

@@ -1,0 +1,1191 @@
+/*
+ * store.c - a shard group's LMDB environment: the append log (entries by
+ * log index, each with a CRC32C verified on every read) and the state that
+ * applying the log builds (per-room seq index, rooms, de-duplication,
+ * idempotency keys, tenant day aggregates). Layout and invariants:
+ * docs/internals.md "Storage layout".
+ *
+ * Invariants kept here:
+ *  - a commit round is one LMDB write transaction: the entries it appends
+ *    and every state change they cause land together or not at all;
+ *  - seqs of a room are 1..last_seq without gaps: seq N exists iff
+ *    N <= last_seq;
+ *  - a message body is written once, inside its log entry;
+ *  - nothing read from the map outlives its transaction: history and
+ *    message reads copy into the caller's arena.
+ */
+#include <errno.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zstd.h>
+
+#include "broker/broker.h"
+
+/* A log entry is a command plus its body; bodies are limited by the
+ * gateway (16 KiB by default), the store refuses anything near 1 MiB. */
+#define ENTRY_BYTES_MAX (1024 * 1024)
+#define BODY_BYTES_MAX (ENTRY_BYTES_MAX - 64 * 1024)
+#define ENTRY_CRC_BYTES 4
+/* Tenant-day aggregates touched by one round that stay in memory. */
+#define ROUND_DAYS_CACHED_MAX 16
+#define HISTORY_LIMIT_DEFAULT 50
+#define LIST_LIMIT_DEFAULT 100
+#define LIST_LIMIT_MAX 1000
+#define ZSTD_LEVEL 1 /* chat text: speed over ratio */
+
+_Static_assert(BODY_BYTES_MAX > PL_BODY_BYTES_DEFAULT,
+    "the store must accept the gateway's default body size");
+
+typedef struct day_slot {
+	char tenant[PL_TENANT_CHARS_MAX + 1];
+	uint32_t day;
+	Parley__Internal__TenantDayRec rec;
+} day_slot;
+
+struct brk_wtxn {
+	brk_store *s;
+	MDB_txn *txn;
+	bool write;
+	int nrooms;
+	bool dirty[ROUND_ROOMS_CACHED_MAX];
+	int ndays;
+	uint64_t last_index;
+	uint64_t room_counter;
+};
+
+struct brk_store {
+	MDB_env *env;
+	MDB_dbi log, seq, rooms, dedup, idem, tenant_rooms, days, meta;
+	brk_store_config cfg;
+	uint64_t last_index;
+	uint64_t room_counter;
+	uint64_t nrooms;
+	ZSTD_CCtx *zc;
+	ZSTD_DCtx *zd;
+	uint8_t *buf;  /* entry encoding scratch, ENTRY_BYTES_MAX */
+	uint8_t *zbuf; /* compression scratch */
+	size_t zbuf_cap;
+	pl_arena scratch; /* decoding of one entry */
+	brk_wtxn round;   /* one round at a time (the group thread's) */
+	brk_room *cache;  /* ROUND_ROOMS_CACHED_MAX rooms of the round */
+	day_slot days_cache[ROUND_DAYS_CACHED_MAX];
+};
+
+/* ---- small helpers ---- */
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		p[i] = (uint8_t)v;
+		v >>= 8;
+	}
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static pl_status mdb_status(int rc)
+{
+	switch (rc) {
+	case MDB_SUCCESS:
+		return PL_OK;
+	case MDB_NOTFOUND:
+		return PL_E_NOT_FOUND;
+	case MDB_MAP_FULL:
+	case MDB_TXN_FULL:
+		return PL_E_MAP_FULL;
+	case ENOSPC:
+	case EDQUOT:
+		return PL_E_DISK_FULL;
+	case MDB_CORRUPTED:
+	case MDB_PAGE_NOTFOUND:
+	case MDB_INVALID:
+		return PL_E_CORRUPT;
+	case ENOMEM:
+		return PL_E_NOMEM;
+	default:
+		return PL_E_IO;
+	}
+}
+
+static pl_status put(brk_wtxn *w, MDB_dbi db, const void *k, size_t klen,
+    const void *v, size_t vlen)
+{
+	MDB_val key = {klen, (void *)k}, val = {vlen, (void *)v};
+	if (!w->write)
+		return PL_E_MAP_FULL;
+	int rc = mdb_put(w->txn, db, &key, &val, 0);
+	if (rc != MDB_SUCCESS)
+		PL_WARN("store", "event=put_failed rc=%d err=\"%s\"", rc,
+		    mdb_strerror(rc));
+	return mdb_status(rc);
+}
+
+static pl_status get(brk_wtxn *w, MDB_dbi db, const void *k, size_t klen,
+    MDB_val *val)
+{
+	MDB_val key = {klen, (void *)k};
+	return mdb_status(mdb_get(w->txn, db, &key, val));
+}
+
+static pl_status del(brk_wtxn *w, MDB_dbi db, const void *k, size_t klen)
+{
+	MDB_val key = {klen, (void *)k};
+	if (!w->write)
+		return PL_E_MAP_FULL;
+	int rc = mdb_del(w->txn, db, &key, NULL);
+	return rc == MDB_NOTFOUND ? PL_OK : mdb_status(rc);
+}
+
+/* key = tenant NUL suffix; returns its length or 0 if it won't fit. */
+static size_t tenant_key(uint8_t *out, size_t cap, const char *tenant,
+    const void *suffix, size_t slen)
+{
+	size_t tl = strlen(tenant);
+	if (tl + 1 + slen > cap)
+		return 0;
+	memcpy(out, tenant, tl);
+	out[tl] = 0;
+	memcpy(out + tl + 1, suffix, slen);
+	return tl + 1 + slen;
+}
+
+/* ---- open / close ---- */
+
+static pl_status open_dbs(brk_store *s)
+{
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+	if (rc != MDB_SUCCESS)
+		return mdb_status(rc);
+	struct {
+		const char *name;
+		MDB_dbi *dbi;
+	} dbs[] = {{"log", &s->log}, {"seq", &s->seq}, {"rooms", &s->rooms},
+	    {"dedup", &s->dedup}, {"idem", &s->idem},
+	    {"tenant_rooms", &s->tenant_rooms}, {"days", &s->days},
+	    {"meta", &s->meta}};
+	for (size_t i = 0; i < PL_ARRAY_LEN(dbs) && rc == 0; i++)
+		rc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE, dbs[i].dbi);
+	if (rc != MDB_SUCCESS) {
+		mdb_txn_abort(txn);
+		return mdb_status(rc);
+	}
+	return mdb_status(mdb_txn_commit(txn));
+}
+
+static uint64_t meta_u64(MDB_txn *txn, MDB_dbi db, const char *name)
+{
+	MDB_val k = {strlen(name), (void *)name}, v;
+	if (mdb_get(txn, db, &k, &v) != MDB_SUCCESS || v.mv_size != 8)
+		return 0;
+	return get_be64(v.mv_data);
+}
+
+static pl_status load_meta(brk_store *s)
+{
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+	if (rc != MDB_SUCCESS)
+		return mdb_status(rc);
+	s->last_index = meta_u64(txn, s->meta, "last_index");
+	s->room_counter = meta_u64(txn, s->meta, "room_counter");
+	MDB_stat st;
+	if (mdb_stat(txn, s->rooms, &st) == MDB_SUCCESS)
+		s->nrooms = st.ms_entries;
+	/* The log's last key must agree with the recorded last index: both
+	 * are written in the same transaction. */
+	MDB_cursor *cur;
+	MDB_val k, v;
+	uint64_t tail = 0;
+	if (mdb_cursor_open(txn, s->log, &cur) == MDB_SUCCESS) {
+		if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == MDB_SUCCESS &&
+		    k.mv_size == 8)
+			tail = get_be64(k.mv_data);
+		mdb_cursor_close(cur);
+	}
+	mdb_txn_abort(txn);
+	if (tail != s->last_index) {
+		PL_ERROR("store", "event=open_inconsistent last_index=%llu "
+				  "log_tail=%llu",
+		    (unsigned long long)s->last_index,
+		    (unsigned long long)tail);
+		return PL_E_CORRUPT;
+	}
+	return PL_OK;
+}
+
+static pl_status alloc_buffers(brk_store *s)
+{
+	s->zc = ZSTD_createCCtx();
+	s->zd = ZSTD_createDCtx();
+	s->buf = malloc(ENTRY_BYTES_MAX);
+	s->zbuf_cap = ZSTD_compressBound(ENTRY_BYTES_MAX);
+	s->zbuf = malloc(s->zbuf_cap);
+	s->cache = calloc(ROUND_ROOMS_CACHED_MAX, sizeof(brk_room));
+	if (!s->zc || !s->zd || !s->buf || !s->zbuf || !s->cache)
+		return PL_E_NOMEM;
+	return pl_arena_init(&s->scratch, NULL,
+	    PL_ARENA_BYTES_FOR(ENTRY_BYTES_MAX));
+}
+
+static pl_status open_env(brk_store *s)
+{
+	if (mkdir(s->cfg.dir, 0700) != 0 && errno != EEXIST)
+		return PL_E_IO;
+	int rc = mdb_env_create(&s->env);
+	if (rc == MDB_SUCCESS)
+		rc = mdb_env_set_maxdbs(s->env, 16);
+	if (rc == MDB_SUCCESS)
+		rc = mdb_env_set_mapsize(s->env, s->cfg.map_bytes);
+	/* NOTLS: transactions belong to the group thread, not to OS threads
+	 * in LMDB's reader table. NOSYNC only for relaxed durability, where
+	 * the group syncs periodically. */
+	unsigned flags = MDB_NOTLS | MDB_NORDAHEAD;
+	if (!s->cfg.sync)
+		flags |= MDB_NOSYNC;
+	if (rc == MDB_SUCCESS)
+		rc = mdb_env_open(s->env, s->cfg.dir, flags, 0600);
+	if (rc != MDB_SUCCESS) {
+		PL_ERROR("store", "event=open_failed dir=%s err=\"%s\"",
+		    s->cfg.dir, mdb_strerror(rc));
+		return mdb_status(rc);
+	}
+	return PL_OK;
+}
+
+pl_status brk_store_open(const brk_store_config *cfg, brk_store **out)
+{
+	brk_store *s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return PL_E_NOMEM;
+	s->cfg = *cfg;
+	pl_status st = alloc_buffers(s);
+	if (st == PL_OK)
+		st = open_env(s);
+	if (st == PL_OK)
+		st = open_dbs(s);
+	if (st == PL_OK)
+		st = load_meta(s);
+	if (st != PL_OK) {
+		brk_store_close(s);
+		return st;
+	}
+	PL_INFO("store", "event=open dir=%s last_index=%llu rooms=%llu sync=%d",
+	    cfg->dir, (unsigned long long)s->last_index,
+	    (unsigned long long)s->nrooms, cfg->sync);
+	*out = s;
+	return PL_OK;
+}
+
+void brk_store_close(brk_store *s)
+{
+	if (s == NULL)
+		return;
+	if (s->env != NULL)
+		mdb_env_close(s->env);
+	ZSTD_freeCCtx(s->zc);
+	ZSTD_freeDCtx(s->zd);
+	free(s->buf);
+	free(s->zbuf);
+	free(s->cache);
+	pl_arena_fini(&s->scratch);
+	free(s);
+}
+
+uint64_t brk_store_last_index(const brk_store *s)
+{
+	return s->last_index;
+}
+
+void brk_store_usage(brk_store *s, uint64_t *used_bytes, uint64_t *map_bytes,
+    uint64_t *rooms)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	mdb_env_info(s->env, &info);
+	mdb_env_stat(s->env, &st);
+	*used_bytes = (uint64_t)(info.me_last_pgno + 1) * st.ms_psize;
+	*map_bytes = info.me_mapsize;
+	*rooms = s->nrooms;
+}
+
+pl_status brk_store_sync(brk_store *s)
+{
+	return mdb_status(mdb_env_sync(s->env, 1));
+}
+
+/* ---- rounds ---- */
+
+pl_status brk_wtxn_begin(brk_store *s, bool write, brk_wtxn **out)
+{
+	brk_wtxn *w = &s->round;
+	PL_ASSERT(w->txn == NULL); /* one round at a time */
+	MDB_txn *txn;
+	int rc = mdb_txn_begin(s->env, NULL, write ? 0 : MDB_RDONLY, &txn);
+	if (rc != MDB_SUCCESS)
+		return mdb_status(rc);
+	memset(w, 0, sizeof(*w));
+	w->s = s;
+	w->txn = txn;
+	w->write = write;
+	w->last_index = s->last_index;
+	w->room_counter = s->room_counter;
+	*out = w;
+	return PL_OK;
+}
+
+static pl_status flush_room(brk_wtxn *w, int i)
+{
+	brk_store *s = w->s;
+	uint8_t key[8];
+	size_t n;
+	if (!w->dirty[i])
+		return PL_OK;
+	put_be64(key, s->cache[i].id);
+	pl_status st = brk_room_encode(&s->cache[i], s->buf, ENTRY_BYTES_MAX,
+	    &n);
+	if (st == PL_OK)
+		st = put(w, s->rooms, key, 8, s->buf, n);
+	w->dirty[i] = false;
+	return st;
+}
+
+static pl_status flush_rooms(brk_wtxn *w)
+{
+	pl_status st = PL_OK;
+	for (int i = 0; i < w->nrooms && st == PL_OK; i++)
+		st = flush_room(w, i);
+	return st;
+}
+
+static pl_status flush_days(brk_wtxn *w)
+{
+	brk_store *s = w->s;
+	for (int i = 0; i < w->ndays; i++) {
+		day_slot *d = &s->days_cache[i];
+		uint8_t key[PL_TENANT_CHARS_MAX + 8], day[4];
+		size_t n;
+		day[0] = (uint8_t)(d->day >> 24);
+		day[1] = (uint8_t)(d->day >> 16);
+		day[2] = (uint8_t)(d->day >> 8);
+		day[3] = (uint8_t)d->day;
+		size_t kl = tenant_key(key, sizeof(key), d->tenant, day, 4);
+		pl_status st = pl_pb_encode(&d->rec.base, s->buf,
+		    ENTRY_BYTES_MAX, &n);
+		if (st == PL_OK)
+			st = put(w, s->days, key, kl, s->buf, n);
+		if (st != PL_OK)
+			return st;
+	}
+	w->ndays = 0;
+	return PL_OK;
+}
+
+static pl_status write_meta(brk_wtxn *w)
+{
+	uint8_t v[8];
+	put_be64(v, w->last_index);
+	pl_status st = put(w, w->s->meta, "last_index", 10, v, 8);
+	put_be64(v, w->room_counter);
+	if (st == PL_OK)
+		st = put(w, w->s->meta, "room_counter", 12, v, 8);
+	return st;
+}
+
+pl_status brk_wtxn_commit(brk_wtxn *w)
+{
+	brk_store *s = w->s;
+	if (!w->write) {
+		brk_wtxn_abort(w);
+		return PL_OK;
+	}
+	pl_status st = flush_rooms(w);
+	if (st == PL_OK)
+		st = flush_days(w);
+	if (st == PL_OK && w->last_index != s->last_index)
+		st = write_meta(w);
+	if (st != PL_OK) {
+		brk_wtxn_abort(w);
+		return st;
+	}
+	int rc = mdb_txn_commit(w->txn); /* fsyncs unless MDB_NOSYNC */
+	w->txn = NULL;
+	if (rc != MDB_SUCCESS) {
+		PL_ERROR("store", "event=commit_failed err=\"%s\"",
+		    mdb_strerror(rc));
+		return mdb_status(rc);
+	}
+	s->nrooms += w->room_counter - s->room_counter;
+	s->last_index = w->last_index;
+	s->room_counter = w->room_counter;
+	return PL_OK;
+}
+
+void brk_wtxn_abort(brk_wtxn *w)
+{
+	if (w == NULL || w->txn == NULL)
+		return;
+	mdb_txn_abort(w->txn);
+	w->txn = NULL;
+}
+
+/* ---- rooms ---- */
+
+static int cache_find(brk_wtxn *w, uint64_t room)
+{
+	for (int i = 0; i < w->nrooms; i++)
+		if (w->s->cache[i].id == room)
+			return i;
+	return -1;
+}
+
+/* A free cache slot; when the cache is full, writes every dirty room back
+ * to the transaction and starts over (pointers handed out before are then
+ * stale, which brk_room_get's contract allows). */
+static pl_status cache_slot(brk_wtxn *w, int *slot)
+{
+	if (w->nrooms == ROUND_ROOMS_CACHED_MAX) {
+		pl_status st = flush_rooms(w);
+		if (st != PL_OK)
+			return st;
+		w->nrooms = 0;
+	}
+	*slot = w->nrooms++;
+	w->dirty[*slot] = false;
+	return PL_OK;
+}
+
+pl_status brk_room_get(brk_wtxn *w, uint64_t room, brk_room **out)
+{
+	int i = cache_find(w, room);
+	if (i < 0) {
+		uint8_t key[8];
+		MDB_val v;
+		put_be64(key, room);
+		pl_status st = get(w, w->s->rooms, key, 8, &v);
+		if (st != PL_OK)
+			return st;
+		if ((st = cache_slot(w, &i)) != PL_OK)
+			return st;
+		st = brk_room_decode(v.mv_data, v.mv_size, &w->s->cache[i]);
+		if (st != PL_OK) {
+			w->nrooms--;
+			return st;
+		}
+	}
+	*out = &w->s->cache[i];
+	return PL_OK;
+}
+
+static void mark_dirty(brk_wtxn *w, const brk_room *r)
+{
+	int i = (int)(r - w->s->cache);
+	PL_ASSERT(i >= 0 && i < w->nrooms);
+	w->dirty[i] = true;
+}
+
+/* ---- tenant day aggregates ---- */
+
+static pl_status day_slot_get(brk_wtxn *w, const char *tenant, uint32_t day,
+    day_slot **out)
+{
+	brk_store *s = w->s;
+	for (int i = 0; i < w->ndays; i++) {
+		day_slot *d = &s->days_cache[i];
+		if (d->day == day && strcmp(d->tenant, tenant) == 0) {
+			*out = d;
+			return PL_OK;
+		}
+	}
+	if (w->ndays == ROUND_DAYS_CACHED_MAX) {
+		pl_status st = flush_days(w);
+		if (st != PL_OK)
+			return st;
+	}
+	day_slot *d = &s->days_cache[w->ndays];
+	memset(d, 0, sizeof(*d));
+	snprintf(d->tenant, sizeof(d->tenant), "%s", tenant);
+	d->day = day;
+	parley__internal__tenant_day_rec__init(&d->rec);
+	uint8_t key[PL_TENANT_CHARS_MAX + 8], dk[4] = {(uint8_t)(day >> 24),
+	    (uint8_t)(day >> 16), (uint8_t)(day >> 8), (uint8_t)day};
+	size_t kl = tenant_key(key, sizeof(key), tenant, dk, 4);
+	MDB_val v;
+	if (kl != 0 && get(w, s->days, key, kl, &v) == PL_OK) {
+		Parley__Internal__TenantDayRec *r =
+		    parley__internal__tenant_day_rec__unpack(NULL, v.mv_size,
+			v.mv_data);
+		if (r != NULL) {
+			d->rec = *r;
+			d->rec.tenant = NULL;
+			parley__internal__tenant_day_rec__free_unpacked(r,
+			    NULL);
+		}
+	}
+	d->rec.tenant = d->tenant;
+	d->rec.day = day;
+	w->ndays++;
+	*out = d;
+	return PL_OK;
+}
+
+static pl_status apply_day(brk_wtxn *w, const char *tenant,
+    const brk_day_delta *dd)
+{
+	day_slot *d;
+	uint32_t day = (uint32_t)(dd->day_ts_us / (86400LL * 1000000));
+	pl_status st = day_slot_get(w, tenant, day, &d);
+	if (st != PL_OK)
+		return st;
+	Parley__Internal__TenantDayRec *r = &d->rec;
+	r->rooms_created += dd->rooms_created;
+	r->rooms_closed += dd->rooms_closed;
+	r->messages += dd->messages;
+	if (dd->wait_us >= 0) {
+		r->wait_us_sum += dd->wait_us;
+		r->wait_n++;
+	}
+	if (dd->first_response_us >= 0) {
+		r->first_response_us_sum += dd->first_response_us;
+		r->first_response_n++;
+	}
+	if (dd->handle_us >= 0) {
+		r->handle_us_sum += dd->handle_us;
+		r->handle_n++;
+	}
+	return PL_OK;
+}
+
+/* ---- the log ---- */
+
+/* Appends cmd as the next log entry: CRC32C over index and bytes. */
+static pl_status append_cmd(brk_wtxn *w, Parley__Internal__Command *cmd)
+{
+	brk_store *s = w->s;
+	Parley__Internal__LogEntry e;
+	uint8_t key[8];
+	size_t n;
+	parley__internal__log_entry__init(&e);
+	e.term = 1;
+	e.index = w->last_index + 1;
+	e.cmd = cmd;
+	pl_status st = pl_pb_encode(&e.base, s->buf + ENTRY_CRC_BYTES,
+	    ENTRY_BYTES_MAX - ENTRY_CRC_BYTES, &n);
+	if (st != PL_OK)
+		return st;
+	put_be64(key, e.index);
+	uint32_t crc = pl_crc32c(pl_crc32c(0, key, 8), s->buf + 4, n);
+	s->buf[0] = (uint8_t)(crc >> 24);
+	s->buf[1] = (uint8_t)(crc >> 16);
+	s->buf[2] = (uint8_t)(crc >> 8);
+	s->buf[3] = (uint8_t)crc;
+	st = put(w, s->log, key, 8, s->buf, n + ENTRY_CRC_BYTES);
+	if (st == PL_OK)
+		w->last_index = e.index;
+	return st;
+}
+
+/* Reads and verifies log entry idx; decoded into the store's scratch
+ * arena (valid until the next call). */
+static pl_status read_entry(brk_wtxn *w, uint64_t idx,
+    Parley__Internal__LogEntry **out)
+{
+	brk_store *s = w->s;
+	uint8_t key[8];
+	MDB_val v;
+	put_be64(key, idx);
+	pl_status st = get(w, s->log, key, 8, &v);
+	if (st != PL_OK)
+		return st == PL_E_NOT_FOUND ? PL_E_CORRUPT : st;
+	const uint8_t *p = v.mv_data;
+	if (v.mv_size < ENTRY_CRC_BYTES)
+		return PL_E_CORRUPT;
+	uint32_t want = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	    (uint32_t)p[2] << 8 | p[3];
+	size_t n = v.mv_size - ENTRY_CRC_BYTES;
+	if (pl_crc32c(pl_crc32c(0, key, 8), p + 4, n) != want) {
+		PL_ERROR("store", "event=crc_mismatch index=%llu",
+		    (unsigned long long)idx);
+		return PL_E_CORRUPT;
+	}
+	pl_arena_reset(&s->scratch);
+	Parley__Internal__LogEntry *e;
+	st = pl_log_entry_decode(p + 4, n, &s->scratch, &e);
+	if (st != PL_OK || e->index != idx || e->cmd == NULL)
+		return PL_E_CORRUPT;
+	*out = e;
+	return PL_OK;
+}
+
+/* ---- writes ---- */
+
+static void cmd_init(Parley__Internal__Command *cmd,
+    const Parley__Internal__Caller *c, int64_t ts)
+{
+	parley__internal__command__init(cmd);
+	cmd->ts_us = ts;
+	cmd->caller = (Parley__Internal__Caller *)c;
+}
+
+static pl_status room_insert(brk_wtxn *w, const Parley__Internal__Caller *c,
+    const Parley__CreateRoom *cr, int64_t ts, uint64_t room)
+{
+	brk_room *r;
+	int i;
+	pl_status st = cache_slot(w, &i);
+	if (st != PL_OK)
+		return st;
+	r = &w->s->cache[i];
+	memset(r, 0, sizeof(*r));
+	r->id = room;
+	snprintf(r->tenant, sizeof(r->tenant), "%s", c->tenant);
+	r->stats.created_us = ts;
+	for (size_t m = 0; m < cr->n_meta && m < PL_META_ENTRIES_MAX; m++) {
+		snprintf(r->meta[m].key, sizeof(r->meta[m].key), "%s",
+		    cr->meta[m]->key);
+		snprintf(r->meta[m].value, sizeof(r->meta[m].value), "%s",
+		    cr->meta[m]->value);
+		r->nmeta++;
+	}
+	brk_day_delta d;
+	brk_day_delta_init(&d, ts);
+	d.rooms_created = 1;
+	if (c->role != PARLEY__ROLE__SERVICE &&
+	    (st = brk_room_join(r, c->user, c->role, ts, &d)) != PL_OK)
+		return st;
+	w->dirty[i] = true;
+	return apply_day(w, c->tenant, &d);
+}
+
+pl_status brk_create_room(brk_wtxn *w, const Parley__Internal__Caller *c,
+    const Parley__CreateRoom *cr, int64_t ts, uint64_t *room, bool *existed)
+{
+	brk_store *s = w->s;
+	uint8_t ik[PL_TENANT_CHARS_MAX + PL_IDEMPOTENCY_KEY_CHARS_MAX + 2];
+	size_t ikl = 0;
+	MDB_val v;
+	if (c->room_scope != NULL && c->room_scope[0] != '\0')
+		return PL_E_FORBIDDEN;
+	if (c->role == PARLEY__ROLE__OBSERVER)
+		return PL_E_FORBIDDEN;
+	if (cr->idempotency_key != NULL && cr->idempotency_key[0] != '\0') {
+		ikl = tenant_key(ik, sizeof(ik), c->tenant,
+		    cr->idempotency_key, strlen(cr->idempotency_key));
+		if (ikl == 0)
+			return PL_E_BAD_REQUEST;
+		if (get(w, s->idem, ik, ikl, &v) == PL_OK && v.mv_size == 8) {
+			*room = get_be64(v.mv_data);
+			*existed = true;
+			return PL_OK;
+		}
+	}
+	if (w->room_counter >= PL_ROOM_COUNTER_MAX)
+		return PL_E_MAP_FULL;
+	uint64_t id = pl_room_make(s->cfg.group, w->room_counter + 1);
+
+	Parley__Internal__Command cmd;
+	Parley__Internal__CreateRoomCmd op;
+	cmd_init(&cmd, c, ts);
+	parley__internal__create_room_cmd__init(&op);
+	op.room = id;
+	op.idempotency_key = cr->idempotency_key;
+	op.n_meta = cr->n_meta;
+	op.meta = cr->meta;
+	cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_CREATE_ROOM;
+	cmd.create_room = &op;
+	pl_status st = append_cmd(w, &cmd);
+	uint8_t rk[8];
+	put_be64(rk, id);
+	uint8_t tk[PL_TENANT_CHARS_MAX + 10];
+	size_t tkl = tenant_key(tk, sizeof(tk), c->tenant, rk, 8);
+	if (st == PL_OK)
+		st = put(w, s->tenant_rooms, tk, tkl, "", 0);
+	if (st == PL_OK && ikl != 0)
+		st = put(w, s->idem, ik, ikl, rk, 8);
+	if (st == PL_OK)
+		st = room_insert(w, c, cr, ts, id);
+	if (st != PL_OK)
+		return st;
+	w->room_counter++;
+	*room = id;
+	*existed = false;
+	return PL_OK;
+}
+
+/* Loads a room for a write: tenant and access checked, open required. */
+static pl_status room_for_write(brk_wtxn *w, const Parley__Internal__Caller *c,
+    uint64_t room, brk_access what, brk_room **out)
+{
+	brk_room *r;
+	pl_status st = brk_room_get(w, room, &r);
+	if (st != PL_OK)
+		return st;
+	if ((st = brk_room_access(r, c, what)) != PL_OK)
+		return st;
+	if (r->closed)
+		return PL_E_ROOM_CLOSED;
+	*out = r;
+	return PL_OK;
+}
+
+pl_status brk_join(brk_wtxn *w, const Parley__Internal__Caller *c,
+    uint64_t room, int64_t ts)
+{
+	brk_room *r;
+	pl_status st = room_for_write(w, c, room, BRK_ACCESS_JOIN, &r);
+	if (st != PL_OK)
+		return st;
+	brk_member *m = brk_room_member(r, c->user);
+	if (m != NULL && m->joined && m->role == (int)c->role)
+		return PL_OK; /* already joined: nothing to log */
+	Parley__Internal__Command cmd;
+	Parley__Internal__JoinCmd op;
+	cmd_init(&cmd, c, ts);
+	parley__internal__join_cmd__init(&op);
+	op.room = room;
+	cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_JOIN;
+	cmd.join = &op;
+	brk_day_delta d;
+	brk_day_delta_init(&d, ts);
+	brk_room probe = *r; /* check capacity before logging */
+	if ((st = brk_room_join(&probe, c->user, c->role, ts, &d)) != PL_OK)
+		return st;
+	if ((st = append_cmd(w, &cmd)) != PL_OK)
+		return st;
+	*r = probe;
+	mark_dirty(w, r);
+	return apply_day(w, c->tenant, &d);
+}
+
+pl_status brk_leave(brk_wtxn *w, const Parley__Internal__Caller *c,
+    uint64_t room, int64_t ts)
+{
+	brk_room *r;
+	pl_status st = brk_room_get(w, room, &r);
+	if (st != PL_OK)
+		return st;
+	if ((st = brk_room_access(r, c, BRK_ACCESS_READ)) != PL_OK)
+		return st;
+	brk_member *m = brk_room_member(r, c->user);
+	if (m == NULL || !m->joined)
+		return PL_OK;
+	Parley__Internal__Command cmd;
+	Parley__Internal__LeaveCmd op;
+	cmd_init(&cmd, c, ts);
+	parley__internal__leave_cmd__init(&op);
+	op.room = room;
+	cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_LEAVE;
+	cmd.leave = &op;
+	if ((st = append_cmd(w, &cmd)) != PL_OK)
+		return st;
+	brk_room_leave(r, c->user);
+	mark_dirty(w, r);
+	return PL_OK;
+}
+
+static size_t dedup_key(uint8_t *out, uint64_t room, const char *cmid)
+{
+	size_t n = strlen(cmid);
+	put_be64(out, room);
+	memcpy(out + 8, cmid, n);
+	return 8 + n;
+}
+
+/* A retry: the original seq and timestamp. */
+static pl_status dedup_lookup(brk_wtxn *w, uint64_t room, const char *cmid,
+    brk_pub_result *res)
+{
+	uint8_t k[8 + PL_CLIENT_MSG_ID_CHARS_MAX];
+	MDB_val v;
+	pl_status st = get(w, w->s->dedup, k, dedup_key(k, room, cmid), &v);
+	if (st != PL_OK || v.mv_size != 16)
+		return PL_E_NOT_FOUND;
+	res->seq = get_be64(v.mv_data);
+	res->ts_us = (int64_t)get_be64((uint8_t *)v.mv_data + 8);
+	res->duplicate = true;
+	return PL_OK;
+}
+
+/* Forgets the client_msg_id of seq (dedup window pruning). */
+static pl_status dedup_forget(brk_wtxn *w, uint64_t room, uint64_t seq)
+{
+	uint8_t k[16];
+	MDB_val v;
+	put_be64(k, room);
+	put_be64(k + 8, seq);
+	if (get(w, w->s->seq, k, 16, &v) != PL_OK || v.mv_size <= 8)
+		return PL_OK;
+	uint8_t dk[8 + PL_CLIENT_MSG_ID_CHARS_MAX];
+	size_t n = v.mv_size - 8;
+	if (n > PL_CLIENT_MSG_ID_CHARS_MAX)
+		return PL_E_CORRUPT;
+	put_be64(dk, room);
+	memcpy(dk + 8, (uint8_t *)v.mv_data + 8, n);
+	return del(w, w->s->dedup, dk, 8 + n);
+}
+
+/* Writes the seq index (-> log index + client_msg_id) and dedup entry. */
+static pl_status index_message(brk_wtxn *w, uint64_t room, uint64_t seq,
+    const char *cmid, int64_t ts)
+{
+	brk_store *s = w->s;
+	uint8_t k[16], v[8 + PL_CLIENT_MSG_ID_CHARS_MAX];
+	size_t cl = cmid ? strlen(cmid) : 0;
+	put_be64(k, room);
+	put_be64(k + 8, seq);
+	put_be64(v, w->last_index);
+	memcpy(v + 8, cmid, cl);
+	pl_status st = put(w, s->seq, k, 16, v, 8 + cl);
+	if (st != PL_OK || cl == 0)
+		return st;
+	uint8_t dk[8 + PL_CLIENT_MSG_ID_CHARS_MAX], dv[16];
+	put_be64(dv, seq);
+	put_be64(dv + 8, (uint64_t)ts);
+	st = put(w, s->dedup, dk, dedup_key(dk, room, cmid), dv, 16);
+	if (st == PL_OK && s->cfg.dedup_window && seq > s->cfg.dedup_window)
+		st = dedup_forget(w, room, seq - s->cfg.dedup_window);
+	return st;
+}
+
+/* Fills op's body, compressed when that pays. */
+static void body_encode(brk_store *s, Parley__Internal__PublishCmd *op,
+    const ProtobufCBinaryData *body)
+{
+	op->body = *body;
+	if (s->cfg.compress_bytes_min == 0 ||
+	    body->len < s->cfg.compress_bytes_min)
+		return;
+	size_t z = ZSTD_compressCCtx(s->zc, s->zbuf, s->zbuf_cap, body->data,
+	    body->len, ZSTD_LEVEL);
+	if (ZSTD_isError(z) || z >= body->len)
+		return;
+	op->body.data = s->zbuf;
+	op->body.len = z;
+	op->compressed = true;
+	op->raw_len = (uint32_t)body->len;
+}
+
+static pl_status publish_check(brk_wtxn *w, const Parley__Internal__Caller *c,
+    uint64_t room, const Parley__Publish *p, brk_room **r)
+{
+	if (p->body.len > BODY_BYTES_MAX)
+		return PL_E_TOO_LARGE;
+	if (p->kind == PARLEY__KIND__SYSTEM && c->role != PARLEY__ROLE__SERVICE)
+		return PL_E_FORBIDDEN;
+	return room_for_write(w, c, room, BRK_ACCESS_WRITE, r);
+}
+
+pl_status brk_publish(brk_wtxn *w, const Parley__Internal__Caller *c,
+    uint64_t room, const Parley__Publish *p, int64_t ts, brk_pub_result *res)
+{
+	brk_room *r;
+	pl_status st = publish_check(w, c, room, p, &r);
+	if (st != PL_OK)
+		return st;
+	const char *cmid = p->client_msg_id ? p->client_msg_id : "";
+	if (cmid[0] != '\0' && dedup_lookup(w, room, cmid, res) == PL_OK)
+		return PL_OK;
+	Parley__Internal__Command cmd;
+	Parley__Internal__PublishCmd op;
+	cmd_init(&cmd, c, ts);
+	parley__internal__publish_cmd__init(&op);
+	op.room = room;
+	op.seq = r->last_seq + 1;
+	op.client_msg_id = (char *)cmid;
+	op.kind = p->kind;
+	op.n_meta = p->n_meta;
+	op.meta = p->meta;
+	body_encode(w->s, &op, &p->body);
+	cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_PUBLISH;
+	cmd.publish = &op;
+	if ((st = append_cmd(w, &cmd)) != PL_OK)
+		return st;
+	if ((st = index_message(w, room, op.seq, cmid, ts)) != PL_OK)
+		return st;
+	brk_day_delta d;
+	brk_day_delta_init(&d, ts);
+	r->last_seq = op.seq;
+	brk_room_on_message(r, c->role, p->kind, ts, &d);
+	mark_dirty(w, r);
+	res->seq = op.seq;
+	res->ts_us = ts;
+	res->duplicate = false;
+	return apply_day(w, r->tenant, &d);
+}
+
+pl_status brk_read(brk_wtxn *w, const Parley__Internal__Caller *c,
+    uint64_t room, uint64_t seq, int64_t ts)
+{
+	brk_room *r;
+	pl_status st = brk_room_get(w, room, &r);
+	if (st != PL_OK)
+		return st;
+	if ((st = brk_room_access(r, c, BRK_ACCESS_WRITE)) != PL_OK)
+		return st;
+	brk_member *m = brk_room_member(r, c->user);
+	if (seq > r->last_seq)
+		seq = r->last_seq;
+	if (m == NULL || seq <= m->read_seq)
+		return PL_OK; /* positions only move forward */
+	Parley__Internal__Command cmd;
+	Parley__Internal__ReadCmd op;
+	cmd_init(&cmd, c, ts);
+	parley__internal__read_cmd__init(&op);
+	op.room = room;
+	op.seq = seq;
+	cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_READ;
+	cmd.read = &op;
+	if ((st = append_cmd(w, &cmd)) != PL_OK)
+		return st;
+	m->read_seq = seq;
+	mark_dirty(w, r);
+	return PL_OK;
+}
+
+pl_status brk_close_room(brk_wtxn *w, const Parley__Internal__Caller *c,
+    uint64_t room, const char *reason, int64_t ts)
+{
+	brk_room *r;
+	pl_status st = room_for_write(w, c, room, BRK_ACCESS_CLOSE, &r);
+	if (st != PL_OK)
+		return st;
+	Parley__Internal__Command cmd;
+	Parley__Internal__CloseCmd op;
+	cmd_init(&cmd, c, ts);
+	parley__internal__close_cmd__init(&op);
+	op.room = room;
+	op.reason = (char *)(reason ? reason : "");
+	cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_CLOSE;
+	cmd.close = &op;
+	if ((st = append_cmd(w, &cmd)) != PL_OK)
+		return st;
+	brk_day_delta d;
+	brk_day_delta_init(&d, ts);
+	brk_room_close(r, op.reason, ts, &d);
+	mark_dirty(w, r);
+	return apply_day(w, r->tenant, &d);
+}
+
+/* ---- reads ---- */
+
+static pl_status body_copy(brk_store *s, const Parley__Internal__PublishCmd *op,
+    brk_arena *a, ProtobufCBinaryData *out)
+{
+	size_t n = op->compressed ? op->raw_len : op->body.len;
+	if (n > BODY_BYTES_MAX)
+		return PL_E_CORRUPT;
+	uint8_t *p = brk_arena_alloc(a, n ? n : 1);
+	if (p == NULL)
+		return PL_E_NOMEM;
+	if (!op->compressed) {
+		memcpy(p, op->body.data, n);
+	} else {
+		size_t got = ZSTD_decompressDCtx(s->zd, p, n, op->body.data,
+		    op->body.len);
+		if (ZSTD_isError(got) || got != n)
+			return PL_E_CORRUPT;
+	}
+	out->data = p;
+	out->len = n;
+	return PL_OK;
+}
+
+static pl_status meta_copy(Parley__MetaEntry **src, size_t n, brk_arena *a,
+    Parley__Message *m)
+{
+	if (n == 0)
+		return PL_OK;
+	Parley__MetaEntry *e = brk_arena_alloc(a, n * sizeof(*e));
+	Parley__MetaEntry **ep = brk_arena_alloc(a, n * sizeof(*ep));
+	if (e == NULL || ep == NULL)
+		return PL_E_NOMEM;
+	for (size_t i = 0; i < n; i++) {
+		parley__meta_entry__init(&e[i]);
+		e[i].key = brk_arena_strdup(a, src[i]->key);
+		e[i].value = brk_arena_strdup(a, src[i]->value);
+		if (e[i].key == NULL || e[i].value == NULL)
+			return PL_E_NOMEM;
+		ep[i] = &e[i];
+	}
+	m->n_meta = n;
+	m->meta = ep;
+	return PL_OK;
+}
+
+/* Builds m (in a) from a verified publish entry. */
+static pl_status message_from_entry(brk_store *s,
+    const Parley__Internal__LogEntry *e, uint64_t room, brk_arena *a,
+    Parley__Message *m)
+{
+	const Parley__Internal__Command *c = e->cmd;
+	const Parley__Internal__PublishCmd *op = c->publish;
+	if (c->op_case != PARLEY__INTERNAL__COMMAND__OP_PUBLISH ||
+	    op->room != room || c->caller == NULL)
+		return PL_E_CORRUPT;
+	parley__message__init(m);
+	char *id = brk_arena_alloc(a, PL_ROOM_ID_CHARS + 1);
+	if (id == NULL)
+		return PL_E_NOMEM;
+	pl_room_format(room, id);
+	m->room = id;
+	m->seq = op->seq;
+	m->ts_us = c->ts_us;
+	m->sender = brk_arena_strdup(a, c->caller->user);
+	m->role = c->caller->role;
+	m->kind = op->kind;
+	m->client_msg_id = brk_arena_strdup(a, op->client_msg_id);
+	if (m->sender == NULL || m->client_msg_id == NULL)
+		return PL_E_NOMEM;
+	pl_status st = body_copy(s, op, a, &m->body);
+	if (st == PL_OK)
+		st = meta_copy(op->meta, op->n_meta, a, m);
+	return st;
+}
+
+pl_status brk_message_get(brk_wtxn *w, uint64_t room, uint64_t seq,
+    brk_arena *a, Parley__Message *out)
+{
+	uint8_t k[16];
+	MDB_val v;
+	Parley__Internal__LogEntry *e;
+	put_be64(k, room);
+	put_be64(k + 8, seq);
+	pl_status st = get(w, w->s->seq, k, 16, &v);
+	if (st != PL_OK)
+		return st;
+	if (v.mv_size < 8)
+		return PL_E_CORRUPT;
+	if ((st = read_entry(w, get_be64(v.mv_data), &e)) != PL_OK)
+		return st;
+	st = message_from_entry(w->s, e, room, a, out);
+	if (st == PL_OK && out->seq != seq)
+		st = PL_E_CORRUPT;
+	return st;
+}
+
+/* The page's seq range: first seq and direction. */
+static bool history_range(const brk_room *r, const Parley__History *h,
+    uint64_t *first, int *dir)
+{
+	if (h->before_seq != 0) {
+		uint64_t b = h->before_seq > r->last_seq + 1 ? r->last_seq + 1
+							 : h->before_seq;
+		*first = b - 1;
+		*dir = -1;
+		return b > 1;
+	}
+	if (h->after_seq != 0 || h->oldest_first) {
+		*first = h->after_seq + 1;
+		*dir = 1;
+		return *first <= r->last_seq;
+	}
+	*first = r->last_seq;
+	*dir = -1;
+	return r->last_seq > 0;
+}
+
+pl_status brk_history(brk_wtxn *w, uint64_t room, const Parley__History *h,
+    brk_arena *a, Parley__HistoryPage *out)
+{
+	brk_room *r;
+	pl_status st = brk_room_get(w, room, &r);
+	if (st != PL_OK)
+		return st;
+	uint64_t last = r->last_seq, seq;
+	int dir;
+	uint32_t limit = h->limit ? h->limit : HISTORY_LIMIT_DEFAULT;
+	if (limit > PL_HISTORY_LIMIT_MAX)
+		limit = PL_HISTORY_LIMIT_MAX;
+	parley__history_page__init(out);
+	out->room = brk_arena_alloc(a, PL_ROOM_ID_CHARS + 1);
+	out->messages = brk_arena_alloc(a, limit * sizeof(*out->messages));
+	if (out->room == NULL || out->messages == NULL)
+		return PL_E_NOMEM;
+	pl_room_format(room, out->room);
+	if (!history_range(r, h, &seq, &dir))
+		return PL_OK;
+	size_t bytes = 0;
+	while (seq >= 1 && seq <= last) {
+		if (out->n_messages == limit || bytes > HISTORY_PAGE_BYTES_MAX) {
+			out->more = true;
+			break;
+		}
+		Parley__Message *m = brk_arena_alloc(a, sizeof(*m));
+		if (m == NULL)
+			return PL_E_NOMEM;
+		if ((st = brk_message_get(w, room, seq, a, m)) != PL_OK)
+			return st == PL_E_NOT_FOUND ? PL_E_CORRUPT : st;
+		bytes += m->body.len;
+		out->messages[out->n_messages++] = m;
+		seq = dir > 0 ? seq + 1 : seq - 1;
+	}
+	return PL_OK;
+}
+
+pl_status brk_list_rooms(brk_wtxn *w, const char *tenant, uint64_t after,
+    uint32_t limit, brk_arena *a, Parley__RoomList *out)
+{
+	uint8_t k[PL_TENANT_CHARS_MAX + 10], start[8];
+	MDB_cursor *cur;
+	MDB_val key, val;
+	if (limit == 0 || limit > LIST_LIMIT_MAX)
+		limit = limit ? LIST_LIMIT_MAX : LIST_LIMIT_DEFAULT;
+	put_be64(start, after + 1);
+	size_t kl = tenant_key(k, sizeof(k), tenant, start, 8);
+	parley__room_list__init(out);
+	out->rooms = brk_arena_alloc(a, limit * sizeof(char *));
+	if (kl == 0 || out->rooms == NULL)
+		return kl == 0 ? PL_E_BAD_REQUEST : PL_E_NOMEM;
+	if (mdb_cursor_open(w->txn, w->s->tenant_rooms, &cur) != MDB_SUCCESS)
+		return PL_E_IO;
+	key.mv_size = kl;
+	key.mv_data = k;
+	int rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+	pl_status st = PL_OK;
+	while (rc == MDB_SUCCESS && key.mv_size == kl &&
+	    memcmp(key.mv_data, k, kl - 8) == 0) {
+		if (out->n_rooms == limit) {
+			out->more = true;
+			break;
+		}
+		char *id = brk_arena_alloc(a, PL_ROOM_ID_CHARS + 1);
+		if (id == NULL) {
+			st = PL_E_NOMEM;
+			break;
+		}
+		pl_room_format(get_be64((uint8_t *)key.mv_data + kl - 8), id);
+		out->rooms[out->n_rooms++] = id;
+		rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
+	}
+	mdb_cursor_close(cur);
+	return st;
+}
+
+pl_status brk_store_verify(brk_store *s, uint64_t *entries,
+    uint64_t *bad_index)
+{
+	brk_wtxn *w;
+	pl_status st = brk_wtxn_begin(s, false, &w);
+	if (st != PL_OK)
+		return st;
+	uint64_t n = 0;
+	for (uint64_t i = 1; i <= s->last_index; i++, n++) {
+		Parley__Internal__LogEntry *e;
+		if ((st = read_entry(w, i, &e)) != PL_OK) {
+			*bad_index = i;
+			break;
+		}
+	}
+	brk_wtxn_abort(w);
+	*entries = n;
+	return st;
+}
