@@ -239,6 +239,8 @@ typedef struct brk_config {
 
 void brk_config_defaults(brk_config *c);
 pl_status brk_config_load(brk_config *c, const char *path);
+/* One [broker] key; PL_E_CONFIG for unknown keys or bad values. */
+pl_status brk_config_set(brk_config *c, const char *key, const char *value);
 
 typedef struct brk_group brk_group;
 typedef struct brk_net brk_net;

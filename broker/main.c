@@ -3,7 +3,6 @@
  * opens the shard group's store, serves gateways until SIGINT or SIGTERM.
  */
 #include <getopt.h>
-#include <ini.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,110 +12,6 @@
 #include <nng/nng.h>
 
 #include "broker/broker.h"
-
-void brk_config_defaults(brk_config *c)
-{
-	memset(c, 0, sizeof(*c));
-	snprintf(c->id, sizeof(c->id), "broker-1");
-	snprintf(c->listen, sizeof(c->listen), "tcp://127.0.0.1:7401");
-	snprintf(c->http, sizeof(c->http), "127.0.0.1:7402");
-	snprintf(c->data_dir, sizeof(c->data_dir), "./data/broker-1");
-	c->group = 1;
-	c->map_bytes = 1ull << 30;
-	c->sync = true;
-	c->sync_interval_ms = 100;
-	c->compress_bytes_min = 512;
-	c->dedup_window = 10000;
-	c->gateway_events_max = 65536;
-	c->gateway_idle_ms = 30000;
-}
-
-static pl_status set_u64(const char *v, uint64_t min, uint64_t max,
-    uint64_t *out)
-{
-	char *end;
-	unsigned long long x = strtoull(v, &end, 10);
-	if (*v == '\0' || *end != '\0' || x < min || x > max)
-		return PL_E_CONFIG;
-	*out = x;
-	return PL_OK;
-}
-
-/* One key of [broker]; strings bounded by their fields. */
-static pl_status config_set(brk_config *c, const char *k, const char *v)
-{
-	uint64_t x = 0;
-	pl_status st = PL_OK;
-	if (strcmp(k, "id") == 0)
-		snprintf(c->id, sizeof(c->id), "%s", v);
-	else if (strcmp(k, "listen") == 0)
-		snprintf(c->listen, sizeof(c->listen), "%s", v);
-	else if (strcmp(k, "http") == 0)
-		snprintf(c->http, sizeof(c->http), "%s", v);
-	else if (strcmp(k, "data") == 0)
-		snprintf(c->data_dir, sizeof(c->data_dir), "%s", v);
-	else if (strcmp(k, "durability") == 0) {
-		if (strcmp(v, "sync") != 0 && strcmp(v, "relaxed") != 0)
-			return PL_E_CONFIG;
-		c->sync = strcmp(v, "sync") == 0;
-	} else if (strcmp(k, "group") == 0) {
-		if ((st = set_u64(v, 1, 65535, &x)) == PL_OK)
-			c->group = (uint16_t)x;
-	} else if (strcmp(k, "map_size_mb") == 0) {
-		if ((st = set_u64(v, 1, 1u << 24, &x)) == PL_OK)
-			c->map_bytes = x << 20;
-	} else if (strcmp(k, "sync_interval_ms") == 0) {
-		if ((st = set_u64(v, 1, 60000, &x)) == PL_OK)
-			c->sync_interval_ms = (uint32_t)x;
-	} else if (strcmp(k, "compress_bytes_min") == 0) {
-		if ((st = set_u64(v, 0, 1u << 20, &x)) == PL_OK)
-			c->compress_bytes_min = (uint32_t)x;
-	} else if (strcmp(k, "dedup_window") == 0) {
-		if ((st = set_u64(v, 0, 1u << 24, &x)) == PL_OK)
-			c->dedup_window = (uint32_t)x;
-	} else if (strcmp(k, "gateway_events_max") == 0) {
-		if ((st = set_u64(v, 16, 1u << 24, &x)) == PL_OK)
-			c->gateway_events_max = (uint32_t)x;
-	} else if (strcmp(k, "gateway_idle_ms") == 0) {
-		if ((st = set_u64(v, 100, 3600000, &x)) == PL_OK)
-			c->gateway_idle_ms = (uint32_t)x;
-	} else {
-		return PL_E_CONFIG;
-	}
-	return st;
-}
-
-static int ini_cb(void *user, const char *section, const char *name,
-    const char *value)
-{
-	brk_config *c = user;
-	if (strcmp(section, "log") == 0) {
-		int lvl = pl_log_level_parse(value);
-		if (lvl < 0)
-			return 0;
-		pl_log_set_level(strcmp(name, "level") == 0 ? NULL : name, lvl);
-		return 1;
-	}
-	if (strcmp(section, "broker") != 0)
-		return 1; /* other sections belong to other components */
-	if (config_set(c, name, value) != PL_OK) {
-		PL_ERROR("broker", "event=bad_config key=%s value=\"%s\"", name,
-		    value);
-		return 0;
-	}
-	return 1;
-}
-
-pl_status brk_config_load(brk_config *c, const char *path)
-{
-	int rc = ini_parse(path, ini_cb, c);
-	if (rc != 0) {
-		PL_ERROR("broker", "event=config_failed file=%s line=%d", path,
-		    rc);
-		return PL_E_CONFIG;
-	}
-	return PL_OK;
-}
 
 static void usage(void)
 {
@@ -146,7 +41,7 @@ static pl_status parse_args(brk_config *c, int argc, char **argv)
 			for (char *p = key; *p; p++)
 				if (*p == '-')
 					*p = '_';
-			if (config_set(c, key, eq + 1) != PL_OK) {
+			if (brk_config_set(c, key, eq + 1) != PL_OK) {
 				fprintf(stderr, "bad option %s\n", a);
 				return PL_E_CONFIG;
 			}
