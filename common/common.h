@@ -92,6 +92,11 @@ void pl_log_set_level(const char *module, pl_log_level lvl);
 bool pl_log_enabled(const char *module, pl_log_level lvl);
 void pl_log(pl_log_level lvl, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Applies a spec such as "info,broker=debug,raft=warn" (the PARLEY_LOG
+ * environment variable): a bare level sets the default, module=level one
+ * module. NULL or "" changes nothing; bad items are reported on stderr and
+ * skipped. Call at start-up, like pl_log_set_level. */
+void pl_log_configure(const char *spec);
 
 #define PL_DEBUG(mod, ...) pl_log(PL_LOG_DEBUG, mod, __VA_ARGS__)
 #define PL_INFO(mod, ...) pl_log(PL_LOG_INFO, mod, __VA_ARGS__)
@@ -173,7 +178,9 @@ typedef struct pl_keyring {
 } pl_keyring;
 
 /* Adds a public key (32 raw bytes) for tenant under key_id.
- * PL_E_TOO_LARGE when a table is full, PL_E_BAD_REQUEST for bad names. */
+ * PL_E_TOO_LARGE when a table is full, PL_E_BAD_REQUEST for bad names
+ * (tenant and key ids are slugs of [A-Za-z0-9._-]), PL_E_EXISTS when the
+ * tenant already has that key_id. */
 pl_status pl_keyring_add(pl_keyring *kr, const char *tenant,
     const char *key_id, const uint8_t pk[32]);
 const pl_tenant *pl_keyring_find(const pl_keyring *kr, const char *tenant);
@@ -195,8 +202,12 @@ pl_status pl_token_verify(const pl_keyring *kr, const char *token,
  *   key_id=k1
  *   secret=<base64 of the 64-byte secret key>
  *   public=<base64 of the 32-byte public key>
- * pl_keyfile_generate makes a new pair and writes it (mode 0600).
- * pl_keyfile_load reads one; pk may be NULL.
+ * pl_keyfile_generate makes a new pair and writes it (mode 0600); it never
+ * overwrites a file (PL_E_EXISTS); pk_b64_out may be NULL, else it needs
+ * 45 bytes. pl_keyfile_load reads one; pk may be NULL; the public line is
+ * optional and, if present, must match the secret. Errors: PL_E_NOT_FOUND,
+ * PL_E_IO, PL_E_CONFIG (bad content), PL_E_TOO_LARGE (a cap too small),
+ * PL_E_BAD_REQUEST (tenant or key id not a slug of [A-Za-z0-9._-]).
  */
 pl_status pl_keyfile_generate(const char *path, const char *tenant,
     const char *key_id, char *pk_b64_out, size_t pk_b64_cap);
@@ -204,7 +215,8 @@ pl_status pl_keyfile_load(const char *path, char *tenant, size_t tenant_cap,
     char *key_id, size_t key_id_cap, uint8_t sk[64], uint8_t pk[32]);
 
 /* Standard base64 (with padding) of a 32-byte public key, as used in config
- * files ("key.k1 = <b64>"), and its decoder. */
+ * files ("key.k1 = <b64>"), and its decoder: the text must decode to
+ * exactly outlen (at most 64) bytes, else PL_E_BAD_REQUEST. */
 pl_status pl_b64_decode_key(const char *b64, uint8_t *out, size_t outlen);
 
 /* ------------------------------------------------------------------ */
@@ -229,6 +241,10 @@ void pl_hist_record(pl_hist *h, uint64_t value);
  * percentile value (0 when empty). */
 uint64_t pl_hist_percentile(const pl_hist *h, double p);
 uint64_t pl_hist_count(const pl_hist *h);
+/* Values recorded in the buckets up to and including the one holding v:
+ * the count of values <= v, give or take v's bucket. Used to render
+ * Prometheus "le" buckets. */
+uint64_t pl_hist_count_le(const pl_hist *h, uint64_t v);
 /* dst += src */
 void pl_hist_merge(pl_hist *dst, const pl_hist *src);
 

@@ -45,6 +45,7 @@ typedef struct pl_arena {
 	size_t cap;
 	size_t used;
 	bool owned;
+	bool exhausted; /* an allocation failed since the last reset */
 } pl_arena;
 
 /* Uses buf (borrowed) of cap bytes; buf NULL allocates cap bytes (owned). */
@@ -80,7 +81,9 @@ pl_status pl_pb_encode(const ProtobufCMessage *m, uint8_t *out, size_t cap,
  * Decoding of a payload (no header). max is checked before unpacking.
  * *out points into the arena and is valid until the arena is reset.
  * PL_E_TOO_LARGE over max or if the arena runs out; PL_E_PROTO when
- * unpacking or validation fails.
+ * unpacking or validation fails. Client frames return what
+ * pl_client_frame_validate returns. The arena is not reset here, so one
+ * arena can hold several frames of one read.
  */
 pl_status pl_client_frame_decode(const uint8_t *buf, size_t len, size_t max,
     pl_arena *a, Parley__ClientFrame **out);
@@ -97,7 +100,10 @@ pl_status pl_room_rec_decode(const uint8_t *buf, size_t len, pl_arena *a,
 pl_status pl_claims_decode(const uint8_t *buf, size_t len, pl_arena *a,
     Parley__Internal__Claims **out);
 
-/* Field validation used by the decoders, exposed for tests. */
+/* Field validation used by the decoders, exposed for tests.
+ *   PL_E_PROTO       not a request we understand: no body set
+ *   PL_E_TOO_LARGE   a string or a count over its bound (meta, ids, token)
+ *   PL_E_BAD_REQUEST a value out of range: room id, enum, history limit */
 pl_status pl_client_frame_validate(const Parley__ClientFrame *f);
 
 #endif /* PARLEY_CODEC_H */
