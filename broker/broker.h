@@ -111,8 +111,11 @@ typedef enum brk_access {
 pl_status brk_room_access(const brk_room *r,
     const Parley__Internal__Caller *c, brk_access what);
 
-/* Room record <-> plain struct. decode writes *r only on success. */
-pl_status brk_room_decode(const uint8_t *buf, size_t len, brk_room *r);
+/* Room record <-> plain struct. decode unpacks in scratch (reset first;
+ * at least PL_ARENA_BYTES_FOR(ROOM_REC_BYTES_MAX)) and writes *r only on
+ * success. */
+pl_status brk_room_decode(const uint8_t *buf, size_t len, pl_arena *scratch,
+    brk_room *r);
 pl_status brk_room_encode(const brk_room *r, uint8_t *out, size_t cap,
     size_t *n);
 /* Fills a RoomInfo (strings point into r; arrays from alloc). */

@@ -220,20 +220,16 @@ static pl_status room_from_pb(brk_room *r, const Parley__Internal__RoomRec *p)
 	return PL_OK;
 }
 
-pl_status brk_room_decode(const uint8_t *buf, size_t len, brk_room *r)
+pl_status brk_room_decode(const uint8_t *buf, size_t len, pl_arena *scratch,
+    brk_room *r)
 {
-	uint8_t mem[PL_ARENA_BYTES_FOR(ROOM_REC_BYTES_MAX)];
-	pl_arena a;
 	Parley__Internal__RoomRec *p;
 	if (len > ROOM_REC_BYTES_MAX)
 		return PL_E_CORRUPT;
-	pl_status st = pl_arena_init(&a, mem, sizeof(mem));
-	if (st != PL_OK)
-		return st;
-	st = pl_room_rec_decode(buf, len, &a, &p);
+	pl_arena_reset(scratch);
+	pl_status st = pl_room_rec_decode(buf, len, scratch, &p);
 	if (st == PL_OK)
 		st = room_from_pb(r, p);
-	pl_arena_fini(&a);
 	return st == PL_E_PROTO ? PL_E_CORRUPT : st;
 }
 

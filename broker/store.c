@@ -36,6 +36,8 @@
 #define LIST_LIMIT_MAX 1000
 #define ZSTD_LEVEL 1 /* chat text: speed over ratio */
 
+_Static_assert(ROOM_REC_BYTES_MAX < ENTRY_BYTES_MAX,
+    "the entry scratch arena also decodes room records");
 _Static_assert(BODY_BYTES_MAX > PL_BODY_BYTES_DEFAULT,
     "the store must accept the gateway's default body size");
 
@@ -476,7 +478,8 @@ pl_status brk_room_get(brk_wtxn *w, uint64_t room, brk_room **out)
 			return st;
 		if ((st = cache_slot(w, &i)) != PL_OK)
 			return st;
-		st = brk_room_decode(v.mv_data, v.mv_size, &w->s->cache[i]);
+		st = brk_room_decode(v.mv_data, v.mv_size, &w->s->scratch,
+		    &w->s->cache[i]);
 		if (st != PL_OK) {
 			w->nrooms--;
 			return st;

@@ -53,8 +53,12 @@ pl_status pl_arena_init(pl_arena *a, void *buf, size_t cap);
 void pl_arena_fini(pl_arena *a);
 void pl_arena_reset(pl_arena *a);
 /* Arena bytes needed to unpack a frame of n bytes: protobuf-c needs the
- * struct sizes on top of the data; 4x + 4 KiB is ample for our schemas. */
-#define PL_ARENA_BYTES_FOR(n) ((size_t)(n) * 4 + 4096)
+ * struct sizes on top of the data. The densest real traffic is a batch of
+ * empty `ok` replies: 8 wire bytes become ~80 bytes of structs, so 16x
+ * plus 8 KiB covers every record we send. A hostile frame made of empty
+ * submessages can need more; it then fails with PL_E_TOO_LARGE, which is
+ * the right answer to it. */
+#define PL_ARENA_BYTES_FOR(n) ((size_t)(n) * 16 + 8192)
 
 /*
  * Framing. pl_frame_peek looks at buf (len bytes received so far):

@@ -126,7 +126,10 @@ TEST(test_room_encode_decode_roundtrip)
 	r.nmembers = ROOM_MEMBERS_MAX;
 	CHECK_EQ(brk_room_encode(&r, buf, sizeof(buf), &n), PL_OK);
 	CHECK_LE(n, ROOM_REC_BYTES_MAX);
-	CHECK_EQ(brk_room_decode(buf, n, &back), PL_OK);
+	pl_arena a;
+	CHECK_EQ(pl_arena_init(&a, NULL, PL_ARENA_BYTES_FOR(n)), PL_OK);
+	CHECK_EQ(brk_room_decode(buf, n, &a, &back), PL_OK);
+	pl_arena_fini(&a);
 	CHECK_EQ(back.id, r.id);
 	CHECK_STR_EQ(back.tenant, "acme");
 	CHECK_EQ(back.stats.turns, 2);
@@ -140,7 +143,10 @@ TEST(test_room_decode_garbage_is_corrupt)
 {
 	static brk_room r;
 	uint8_t junk[] = {0xff, 0xff, 0xff, 0x01, 0x02};
-	CHECK_EQ(brk_room_decode(junk, sizeof(junk), &r), PL_E_CORRUPT);
+	pl_arena a;
+	CHECK_EQ(pl_arena_init(&a, NULL, 4096), PL_OK);
+	CHECK_EQ(brk_room_decode(junk, sizeof(junk), &a, &r), PL_E_CORRUPT);
+	pl_arena_fini(&a);
 }
 
 typedef struct access_case {
