@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Parley's one-command demo: installs what is missing, builds, starts a
+# local cluster on loopback (2 shard groups + 1 gateway, data in .parley/)
+# and plays a short support conversation with parleyctl: a customer asks,
+# an agent joins, types and answers, read positions move, the room closes,
+# and the consultation statistics are printed. The cluster keeps running
+# afterwards for the web pages; stop it with deploy/local/cluster.sh stop.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+
+./deploy/local/setup.sh
+./deploy/local/cluster.sh start
+
+CTL="$ROOT/build/client/parleyctl"
+KEY="$ROOT/.parley/acme.key"
+HTTP=${PARLEY_HTTP_PORT:-7180}
+export PARLEY_URL=tcp://127.0.0.1:${PARLEY_TCP_PORT:-7100}
+
+CUST=$("$CTL" token --key "$KEY" --user ann --role customer --ttl 86400)
+AGENT=$("$CTL" token --key "$KEY" --user bob --role agent --ttl 86400)
+say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
+as() { local tok=$1; shift; PARLEY_TOKEN=$tok "$CTL" "$@"; }
+
+say "customer ann opens a consultation"
+ROOM=$(as "$CUST" room create --meta topic=delivery --meta channel=web)
+echo "room $ROOM"
+
+say "agent bob joins and tails the room (in the background)"
+as "$AGENT" room join "$ROOM"
+as "$AGENT" subscribe "$ROOM" --count 4 --timeout-ms 15000 > "$ROOT/.parley/demo-tail.txt" 2>&1 &
+TAIL=$!
+sleep 0.3
+
+say "the conversation"
+as "$CUST" publish "$ROOM" "Hi, my parcel 4711 has not arrived yet." --id ann-1
+sleep 0.4
+as "$AGENT" typing "$ROOM"
+sleep 0.6
+as "$AGENT" publish "$ROOM" "Hello Ann, let me check that for you." --id bob-1
+as "$CUST" read "$ROOM" 2
+sleep 0.3
+as "$CUST" publish "$ROOM" "Thanks!" --id ann-2
+sleep 0.5
+as "$AGENT" publish "$ROOM" "It is out for delivery today, before 18:00." --id bob-2
+# A retried publish (same client_msg_id) is stored once: same seq comes back.
+as "$AGENT" publish "$ROOM" "It is out for delivery today, before 18:00." --id bob-2
+wait "$TAIL" || true
+
+say "what the agent's tail saw (live, in seq order)"
+cat "$ROOT/.parley/demo-tail.txt"
+
+say "history, newest first"
+as "$AGENT" history "$ROOM" --limit 10
+
+say "presence"
+as "$AGENT" presence "$ROOM"
+
+say "agent closes the room; statistics"
+as "$AGENT" room close "$ROOM" --reason resolved
+as "$AGENT" room info "$ROOM"
+
+say "node status"
+as "$AGENT" status
+
+say "where to connect"
+cat <<TXT
+  TCP (backends):     $PARLEY_URL
+  WebSocket:          ws://127.0.0.1:$HTTP/ws
+  Web demo:           http://127.0.0.1:$HTTP/
+  Customer widget:    http://127.0.0.1:$HTTP/customer.html#token=$CUST
+  Agent console:      http://127.0.0.1:$HTTP/agent.html#token=$AGENT
+  Metrics:            http://127.0.0.1:$HTTP/metrics  (brokers: 127.0.0.1:7402, :7404)
+  Mint more tokens:   build/client/parleyctl token --key .parley/acme.key --user NAME --role customer|agent|bot|observer|service
+  Stop the cluster:   deploy/local/cluster.sh stop
+TXT
