@@ -816,6 +816,10 @@ static pl_status h_room_info(round *rd, const Parley__Internal__Caller *c,
 	*copy = *r;
 	if ((st = brk_room_info(copy, &rd->a->alloc, info)) != PL_OK)
 		return st;
+	room_watch *rw = watch_find(rd->g, room, false);
+	for (size_t i = 0; rw != NULL && i < info->n_members; i++)
+		info->members[i]->online =
+		    user_conns(rw, info->members[i]->user) > 0;
 	rep->body_case = PARLEY__SERVER_FRAME__BODY_ROOM_INFO;
 	rep->room_info = info;
 	return PL_OK;
