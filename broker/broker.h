@@ -90,37 +90,37 @@ typedef struct brk_day_delta {
 
 brk_member *brk_room_member(brk_room *r, const char *user);
 /* Adds or re-joins a member. PL_E_TOO_LARGE when the room is full. */
-pl_status brk_room_join(brk_room *r, const char *user, int role, int64_t ts,
-    brk_day_delta *d);
+pl_status brk_room_join(
+    brk_room *r, const char *user, int role, int64_t ts, brk_day_delta *d);
 void brk_room_leave(brk_room *r, const char *user);
 /* Statistics for a stored message of role/kind at ts. */
-void brk_room_on_message(brk_room *r, int role, int kind, int64_t ts,
-    brk_day_delta *d);
-void brk_room_close(brk_room *r, const char *reason, int64_t ts,
-    brk_day_delta *d);
+void brk_room_on_message(
+    brk_room *r, int role, int kind, int64_t ts, brk_day_delta *d);
+void brk_room_close(
+    brk_room *r, const char *reason, int64_t ts, brk_day_delta *d);
 void brk_day_delta_init(brk_day_delta *d, int64_t ts);
 
 /* Who may do what in a room (docs/internals.md "Authorization").
  * PL_E_NOT_FOUND for another tenant's room, PL_E_FORBIDDEN otherwise. */
 typedef enum brk_access {
-	BRK_ACCESS_READ,  /* history, subscribe, info, presence */
+	BRK_ACCESS_READ, /* history, subscribe, info, presence */
 	BRK_ACCESS_JOIN,
 	BRK_ACCESS_WRITE, /* publish, read position, typing */
 	BRK_ACCESS_CLOSE,
 } brk_access;
-pl_status brk_room_access(const brk_room *r,
-    const Parley__Internal__Caller *c, brk_access what);
+pl_status brk_room_access(
+    const brk_room *r, const Parley__Internal__Caller *c, brk_access what);
 
 /* Room record <-> plain struct. decode unpacks in scratch (reset first;
  * at least PL_ARENA_BYTES_FOR(ROOM_REC_BYTES_MAX)) and writes *r only on
  * success. */
-pl_status brk_room_decode(const uint8_t *buf, size_t len, pl_arena *scratch,
-    brk_room *r);
-pl_status brk_room_encode(const brk_room *r, uint8_t *out, size_t cap,
-    size_t *n);
+pl_status brk_room_decode(
+    const uint8_t *buf, size_t len, pl_arena *scratch, brk_room *r);
+pl_status brk_room_encode(
+    const brk_room *r, uint8_t *out, size_t cap, size_t *n);
 /* Fills a RoomInfo (strings point into r; arrays from alloc). */
-pl_status brk_room_info(const brk_room *r, ProtobufCAllocator *alloc,
-    Parley__RoomInfo *out);
+pl_status brk_room_info(
+    const brk_room *r, ProtobufCAllocator *alloc, Parley__RoomInfo *out);
 
 /* ------------------------------------------------------------------ */
 /* Chunked arena (arena.c): bump allocation from a chain of chunks, reset
@@ -147,9 +147,9 @@ char *brk_arena_strdup(brk_arena *a, const char *s);
 /* Store (store.c): one LMDB environment per shard group replica. */
 
 typedef struct brk_store_config {
-	const char *dir;       /* created if missing */
-	uint64_t map_bytes;    /* LMDB map size */
-	bool sync;             /* durability = sync: fsync at each commit */
+	const char *dir;    /* created if missing */
+	uint64_t map_bytes; /* LMDB map size */
+	bool sync;          /* durability = sync: fsync at each commit */
 	uint16_t group;
 	uint32_t compress_bytes_min; /* bodies at least this long: zstd */
 	uint32_t dedup_window;       /* client_msg_ids remembered per room */
@@ -163,8 +163,8 @@ typedef struct brk_wtxn brk_wtxn; /* a commit round's write transaction */
 pl_status brk_store_open(const brk_store_config *cfg, brk_store **out);
 void brk_store_close(brk_store *s); /* accepts NULL */
 uint64_t brk_store_last_index(const brk_store *s);
-void brk_store_usage(brk_store *s, uint64_t *used_bytes,
-    uint64_t *map_bytes, uint64_t *rooms);
+void brk_store_usage(
+    brk_store *s, uint64_t *used_bytes, uint64_t *map_bytes, uint64_t *rooms);
 /* Forces an fsync (relaxed durability's periodic sync). */
 pl_status brk_store_sync(brk_store *s);
 
@@ -194,10 +194,10 @@ typedef struct brk_pub_result {
  * idempotency key of the same tenant: *existed). */
 pl_status brk_create_room(brk_wtxn *w, const Parley__Internal__Caller *c,
     const Parley__CreateRoom *cr, int64_t ts, uint64_t *room, bool *existed);
-pl_status brk_join(brk_wtxn *w, const Parley__Internal__Caller *c,
-    uint64_t room, int64_t ts);
-pl_status brk_leave(brk_wtxn *w, const Parley__Internal__Caller *c,
-    uint64_t room, int64_t ts);
+pl_status brk_join(
+    brk_wtxn *w, const Parley__Internal__Caller *c, uint64_t room, int64_t ts);
+pl_status brk_leave(
+    brk_wtxn *w, const Parley__Internal__Caller *c, uint64_t room, int64_t ts);
 /* Appends a message: dedup by client_msg_id, seq = last_seq + 1, body
  * written once (zstd above the threshold). */
 pl_status brk_publish(brk_wtxn *w, const Parley__Internal__Caller *c,
@@ -219,16 +219,16 @@ pl_status brk_list_rooms(brk_wtxn *w, const char *tenant, uint64_t after,
 
 /* Verifies the CRC of every log entry; *bad_index gets the first bad one.
  * For tests and `parleyctl` maintenance: PL_OK or PL_E_CORRUPT. */
-pl_status brk_store_verify(brk_store *s, uint64_t *entries,
-    uint64_t *bad_index);
+pl_status brk_store_verify(
+    brk_store *s, uint64_t *entries, uint64_t *bad_index);
 
 /* ------------------------------------------------------------------ */
 /* Broker process (group.c, net.c, main.c). */
 
 typedef struct brk_config {
 	char id[64];
-	char listen[256];    /* nng rep0 address for gateways */
-	char http[128];      /* host:port for /healthz and /metrics; "" off */
+	char listen[256]; /* nng rep0 address for gateways */
+	char http[128];   /* host:port for /healthz and /metrics; "" off */
 	char data_dir[512];
 	uint16_t group;
 	uint64_t map_bytes;
@@ -252,8 +252,8 @@ typedef struct brk_net brk_net;
  * group replies through brk_net_reply exactly once per item. */
 typedef struct brk_item brk_item;
 
-pl_status brk_group_new(const brk_config *cfg, pl_metrics *metrics,
-    brk_group **out);
+pl_status brk_group_new(
+    const brk_config *cfg, pl_metrics *metrics, brk_group **out);
 /* Starts the group thread; items pushed with brk_group_submit. */
 pl_status brk_group_start(brk_group *g, brk_net *net);
 void brk_group_stop(brk_group *g);
@@ -262,8 +262,8 @@ void brk_group_free(brk_group *g);
  * when the queue is full (msg stays with the caller). */
 pl_status brk_group_submit(brk_group *g, void *ctx, nng_msg *msg);
 
-pl_status brk_net_start(const brk_config *cfg, brk_group *g,
-    pl_metrics *metrics, brk_net **out);
+pl_status brk_net_start(
+    const brk_config *cfg, brk_group *g, pl_metrics *metrics, brk_net **out);
 /* Sends reply (taken) on the context that received the request. */
 void brk_net_reply(brk_net *n, void *ctx, nng_msg *reply);
 void brk_net_stop(brk_net *n);

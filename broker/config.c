@@ -27,8 +27,8 @@ void brk_config_defaults(brk_config *c)
 	c->gateway_idle_ms = 30000;
 }
 
-static pl_status set_u64(const char *v, uint64_t min, uint64_t max,
-    uint64_t *out)
+static pl_status set_u64(
+    const char *v, uint64_t min, uint64_t max, uint64_t *out)
 {
 	char *end;
 	unsigned long long x = strtoull(v, &end, 10);
@@ -82,8 +82,8 @@ pl_status brk_config_set(brk_config *c, const char *k, const char *v)
 	return st;
 }
 
-static int ini_cb(void *user, const char *section, const char *name,
-    const char *value)
+static int ini_cb(
+    void *user, const char *section, const char *name, const char *value)
 {
 	brk_config *c = user;
 	if (strcmp(section, "log") == 0) {
@@ -107,10 +107,9 @@ pl_status brk_config_load(brk_config *c, const char *path)
 {
 	int rc = ini_parse(path, ini_cb, c);
 	if (rc != 0) {
-		PL_ERROR("broker", "event=config_failed file=%s line=%d", path,
-		    rc);
+		PL_ERROR(
+		    "broker", "event=config_failed file=%s line=%d", path, rc);
 		return PL_E_CONFIG;
 	}
 	return PL_OK;
 }
-

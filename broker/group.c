@@ -53,6 +53,10 @@ struct brk_item {
 
 struct gw_state {
 	char id[64];
+	/* The broker's epoch plus this state's incarnation: a gateway that
+	 * was forgotten (idle) and comes back sees a new epoch and re-sends
+	 * its watches, exactly as after a broker restart. */
+	char epoch[48];
 	uint8_t *feed; /* pre-encoded BrokerBatch.events fields */
 	size_t feed_len;
 	uint32_t feed_events;
@@ -92,7 +96,7 @@ typedef struct round_watch {
 typedef struct round {
 	brk_wtxn *w;
 	int64_t ts_us;
-	pl_status fail; /* sticky write failure: re-run read-only */
+	pl_status fail;    /* sticky write failure: re-run read-only */
 	pl_status refused; /* read-only re-run: what writes answer */
 	round_event *events;
 	size_t nevents, events_cap;
@@ -110,6 +114,7 @@ struct brk_group {
 	pthread_t thread;
 	bool running;
 	char epoch[33];
+	uint32_t incarnations;
 	brk_item items[ITEMS_MAX];
 	brk_item *free_items;
 	pthread_mutex_t free_mu;
@@ -183,7 +188,7 @@ static void item_reply(brk_group *g, brk_item *it)
 	parley__internal__broker_batch__init(&b);
 	b.replies = it->replies;
 	b.n_replies = it->nreplies;
-	b.epoch = g->epoch;
+	b.epoch = it->gw != NULL ? it->gw->epoch : g->epoch;
 	b.group = g->cfg.group;
 	size_t n = parley__internal__broker_batch__get_packed_size(&b);
 	if (nng_msg_alloc(&m, n) == 0) {
@@ -214,6 +219,8 @@ static gw_state *gw_find(brk_group *g, const char *id, bool create)
 		return NULL;
 	}
 	snprintf(gw->id, sizeof(gw->id), "%s", id);
+	snprintf(
+	    gw->epoch, sizeof(gw->epoch), "%s.%u", g->epoch, ++g->incarnations);
 	g->gws[g->ngws++] = gw;
 	pl_metric_set(g->m.gateways, g->ngws);
 	PL_INFO("group", "event=gateway_new gateway=%s", id);
@@ -232,8 +239,7 @@ static size_t varint_put(uint8_t *p, uint64_t v)
 }
 
 /* Appends one packed Event as BrokerBatch field 2 to gw's feed. */
-static void feed_append(brk_group *g, gw_state *gw, const uint8_t *ev,
-    size_t n)
+static void feed_append(brk_group *g, gw_state *gw, const uint8_t *ev, size_t n)
 {
 	uint8_t hdr[11];
 	hdr[0] = (2 << 3) | 2; /* field 2, length-delimited */
@@ -257,11 +263,11 @@ static void feed_flush(brk_group *g, gw_state *gw)
 		return;
 	brk_item *it = gw->polls[0];
 	memmove(gw->polls, gw->polls + 1, sizeof(gw->polls[0]) * --gw->npolls);
-	uint8_t tail[64];
-	size_t t = 0, el = strlen(g->epoch);
+	uint8_t tail[96]; /* epoch (<48), overflow and group fields */
+	size_t t = 0, el = strlen(gw->epoch);
 	tail[t++] = (3 << 3) | 2;
 	t += varint_put(tail + t, el);
-	memcpy(tail + t, g->epoch, el);
+	memcpy(tail + t, gw->epoch, el);
 	t += el;
 	if (gw->overflow) {
 		tail[t++] = 4 << 3;
@@ -361,8 +367,8 @@ static void fanout(brk_group *g, uint64_t room, const Parley__Event *ev)
 	}
 }
 
-static void presence_event(brk_group *g, uint64_t room, const char *user,
-    int role, bool online)
+static void presence_event(
+    brk_group *g, uint64_t room, const char *user, int role, bool online)
 {
 	Parley__Event ev;
 	Parley__PresenceEvent pe;
@@ -379,8 +385,8 @@ static void presence_event(brk_group *g, uint64_t room, const char *user,
 	fanout(g, room, &ev);
 }
 
-static void watch_on(brk_group *g, gw_state *gw, uint64_t room,
-    const char *user, int role)
+static void watch_on(
+    brk_group *g, gw_state *gw, uint64_t room, const char *user, int role)
 {
 	room_watch *rw = watch_find(g, room, true);
 	if (rw == NULL)
@@ -410,8 +416,8 @@ static void watch_on(brk_group *g, gw_state *gw, uint64_t room,
 		presence_event(g, room, user, role, true);
 }
 
-static void watch_off(brk_group *g, gw_state *gw, uint64_t room,
-    const char *user)
+static void watch_off(
+    brk_group *g, gw_state *gw, uint64_t room, const char *user)
 {
 	room_watch *rw = watch_find(g, room, false);
 	if (rw == NULL)
@@ -545,8 +551,8 @@ static void watch_defer(round *rd, gw_state *gw, uint64_t room,
 }
 
 /* Loads a room and checks read access. */
-static pl_status room_readable(round *rd, const Parley__Internal__Caller *c,
-    uint64_t room, brk_room **r)
+static pl_status room_readable(
+    round *rd, const Parley__Internal__Caller *c, uint64_t room, brk_room **r)
 {
 	pl_status st = brk_room_get(rd->w, room, r);
 	if (st == PL_OK)
@@ -568,8 +574,8 @@ static pl_status h_create(round *rd, const Parley__Internal__Caller *c,
 {
 	uint64_t room;
 	bool existed;
-	pl_status st = brk_create_room(rd->w, c, cr, rd->ts_us, &room,
-	    &existed);
+	pl_status st =
+	    brk_create_room(rd->w, c, cr, rd->ts_us, &room, &existed);
 	if (st != PL_OK)
 		return note_failure(rd, st);
 	Parley__RoomCreated *rc = ralloc(rd, sizeof(*rc));
@@ -585,8 +591,8 @@ static pl_status h_create(round *rd, const Parley__Internal__Caller *c,
 	return PL_OK;
 }
 
-static pl_status membership_event(round *rd, uint64_t room,
-    const Parley__Internal__Caller *c, bool joined)
+static pl_status membership_event(
+    round *rd, uint64_t room, const Parley__Internal__Caller *c, bool joined)
 {
 	Parley__Event *ev = event_new(rd, room);
 	Parley__PresenceEvent *pe = ralloc(rd, sizeof(*pe));
@@ -835,8 +841,8 @@ static pl_status h_list(round *rd, const Parley__Internal__Caller *c,
 	Parley__RoomList *rl = ralloc(rd, sizeof(*rl));
 	if (rl == NULL)
 		return PL_E_NOMEM;
-	pl_status st = brk_list_rooms(rd->w, c->tenant, after, l->limit, rd->a,
-	    rl);
+	pl_status st =
+	    brk_list_rooms(rd->w, c->tenant, after, l->limit, rd->a, rl);
 	if (st != PL_OK)
 		return st;
 	rep->body_case = PARLEY__SERVER_FRAME__BODY_ROOM_LIST;
@@ -859,8 +865,8 @@ static pl_status h_status(round *rd, Parley__ServerFrame *rep)
 	gs->group = g->cfg.group;
 	gs->address = g->cfg.listen;
 	gs->reachable = true;
-	brk_store_usage(g->store, &gs->map_used_bytes, &gs->map_size_bytes,
-	    &gs->rooms);
+	brk_store_usage(
+	    g->store, &gs->map_used_bytes, &gs->map_size_bytes, &gs->rooms);
 	gs->last_index = brk_store_last_index(g->store);
 	gs->durability = g->cfg.sync ? "sync" : "relaxed";
 	gs->role = "leader";
@@ -876,19 +882,30 @@ static pl_status h_status(round *rd, Parley__ServerFrame *rep)
 static const char *frame_room(const Parley__ClientFrame *f)
 {
 	switch (f->body_case) {
-	case PARLEY__CLIENT_FRAME__BODY_JOIN: return f->join->room;
-	case PARLEY__CLIENT_FRAME__BODY_LEAVE: return f->leave->room;
-	case PARLEY__CLIENT_FRAME__BODY_PUBLISH: return f->publish->room;
-	case PARLEY__CLIENT_FRAME__BODY_SUBSCRIBE: return f->subscribe->room;
+	case PARLEY__CLIENT_FRAME__BODY_JOIN:
+		return f->join->room;
+	case PARLEY__CLIENT_FRAME__BODY_LEAVE:
+		return f->leave->room;
+	case PARLEY__CLIENT_FRAME__BODY_PUBLISH:
+		return f->publish->room;
+	case PARLEY__CLIENT_FRAME__BODY_SUBSCRIBE:
+		return f->subscribe->room;
 	case PARLEY__CLIENT_FRAME__BODY_UNSUBSCRIBE:
 		return f->unsubscribe->room;
-	case PARLEY__CLIENT_FRAME__BODY_HISTORY: return f->history->room;
-	case PARLEY__CLIENT_FRAME__BODY_TYPING: return f->typing->room;
-	case PARLEY__CLIENT_FRAME__BODY_READ: return f->read->room;
-	case PARLEY__CLIENT_FRAME__BODY_PRESENCE: return f->presence->room;
-	case PARLEY__CLIENT_FRAME__BODY_CLOSE_ROOM: return f->close_room->room;
-	case PARLEY__CLIENT_FRAME__BODY_ROOM_INFO: return f->room_info->room;
-	default: return NULL;
+	case PARLEY__CLIENT_FRAME__BODY_HISTORY:
+		return f->history->room;
+	case PARLEY__CLIENT_FRAME__BODY_TYPING:
+		return f->typing->room;
+	case PARLEY__CLIENT_FRAME__BODY_READ:
+		return f->read->room;
+	case PARLEY__CLIENT_FRAME__BODY_PRESENCE:
+		return f->presence->room;
+	case PARLEY__CLIENT_FRAME__BODY_CLOSE_ROOM:
+		return f->close_room->room;
+	case PARLEY__CLIENT_FRAME__BODY_ROOM_INFO:
+		return f->room_info->room;
+	default:
+		return NULL;
 	}
 }
 
@@ -1005,8 +1022,7 @@ static void round_pass(round *rd, brk_item **items, size_t n)
 
 /* Runs the batches as one write transaction; on failure re-runs them
  * read-only so reads are still answered. */
-static void round_execute(brk_group *g, round *rd, brk_item **items,
-    size_t n)
+static void round_execute(brk_group *g, round *rd, brk_item **items, size_t n)
 {
 	pl_status st = brk_wtxn_begin(g->store, true, &rd->w);
 	if (st == PL_OK) {
@@ -1137,8 +1153,8 @@ static void housekeeping(brk_group *g)
 	int64_t now = pl_now_us();
 	polls_expire(g, now);
 	gws_expire(g, now);
-	if (!g->cfg.sync && now - g->last_sync_us >=
-	    (int64_t)g->cfg.sync_interval_ms * 1000) {
+	if (!g->cfg.sync &&
+	    now - g->last_sync_us >= (int64_t)g->cfg.sync_interval_ms * 1000) {
 		if (brk_store_sync(g->store) != PL_OK)
 			PL_ERROR("group", "event=sync_failed");
 		g->last_sync_us = now;
@@ -1149,8 +1165,8 @@ static void housekeeping(brk_group *g)
 		pl_metric_set(g->m.map_used, (int64_t)used);
 		pl_metric_set(g->m.map_size, (int64_t)size);
 		pl_metric_set(g->m.rooms, (int64_t)rooms);
-		pl_metric_set(g->m.last_index,
-		    (int64_t)brk_store_last_index(g->store));
+		pl_metric_set(
+		    g->m.last_index, (int64_t)brk_store_last_index(g->store));
 		g->last_gauges_us = now;
 	}
 }
@@ -1160,12 +1176,12 @@ static void *group_main(void *arg)
 	brk_group *g = arg;
 	brk_item *in[ITEMS_MAX], *batch[ITEMS_MAX];
 	while (g->running) {
-		size_t n = pl_queue_pop_many(&g->q, (void **)in, ITEMS_MAX,
-		    TICK_US);
+		size_t n =
+		    pl_queue_pop_many(&g->q, (void **)in, ITEMS_MAX, TICK_US);
 		size_t nr = intake(g, in, n, batch);
 		for (size_t i = 0; i < nr; i += ROUND_ITEMS_MAX) {
-			size_t k = nr - i < ROUND_ITEMS_MAX ? nr - i
-							    : ROUND_ITEMS_MAX;
+			size_t k =
+			    nr - i < ROUND_ITEMS_MAX ? nr - i : ROUND_ITEMS_MAX;
 			run_round(g, batch + i, k);
 		}
 		housekeeping(g);
@@ -1188,31 +1204,31 @@ static void metrics_register(brk_group *g, pl_metrics *r)
 	g->m.round_fail = pl_metrics_add(r, PL_METRIC_COUNTER,
 	    "parley_broker_commit_failures_total",
 	    "Rounds whose writes failed (map full, disk full, I/O)");
-	g->m.commit_s = pl_metrics_add(r, PL_METRIC_HIST,
-	    "parley_broker_round_seconds",
-	    "Time to run and commit one round, fsync included");
-	g->m.round_reqs = pl_metrics_add(r, PL_METRIC_HIST,
-	    "parley_broker_round_requests",
-	    "Requests per round (recorded as microseconds = count)");
+	g->m.commit_s =
+	    pl_metrics_add(r, PL_METRIC_HIST, "parley_broker_round_seconds",
+	        "Time to run and commit one round, fsync included");
+	g->m.round_reqs =
+	    pl_metrics_add(r, PL_METRIC_HIST, "parley_broker_round_requests",
+	        "Requests per round (recorded as microseconds = count)");
 	g->m.events = pl_metrics_add(r, PL_METRIC_COUNTER,
 	    "parley_broker_events_total", "Live events fanned out");
 	g->m.events_dropped = pl_metrics_add(r, PL_METRIC_COUNTER,
 	    "parley_broker_feed_dropped_total",
 	    "Events dropped for slow gateways (they catch up from history)");
-	g->m.rooms = pl_metrics_add(r, PL_METRIC_GAUGE, "parley_broker_rooms",
-	    "Rooms stored");
+	g->m.rooms = pl_metrics_add(
+	    r, PL_METRIC_GAUGE, "parley_broker_rooms", "Rooms stored");
 	g->m.map_used = pl_metrics_add(r, PL_METRIC_GAUGE,
 	    "parley_broker_map_used_bytes", "LMDB pages in use");
 	g->m.map_size = pl_metrics_add(r, PL_METRIC_GAUGE,
 	    "parley_broker_map_size_bytes", "LMDB map size");
-	g->m.last_index = pl_metrics_add(r, PL_METRIC_GAUGE,
-	    "parley_broker_last_index", "Last log index");
+	g->m.last_index = pl_metrics_add(
+	    r, PL_METRIC_GAUGE, "parley_broker_last_index", "Last log index");
 	g->m.gateways = pl_metrics_add(r, PL_METRIC_GAUGE,
 	    "parley_broker_gateways", "Gateways polling the feed");
 }
 
-pl_status brk_group_new(const brk_config *cfg, pl_metrics *metrics,
-    brk_group **out)
+pl_status brk_group_new(
+    const brk_config *cfg, pl_metrics *metrics, brk_group **out)
 {
 	brk_group *g = calloc(1, sizeof(*g));
 	if (g == NULL)

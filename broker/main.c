@@ -82,8 +82,8 @@ int main(int argc, char **argv)
 	if (st == PL_OK)
 		st = brk_group_start(g, net);
 	if (st != PL_OK) {
-		PL_ERROR("broker", "event=start_failed err=\"%s\"",
-		    pl_strerror(st));
+		PL_ERROR(
+		    "broker", "event=start_failed err=\"%s\"", pl_strerror(st));
 		brk_net_stop(net);
 		brk_group_free(g);
 		pl_metrics_fini(metrics);
@@ -95,7 +95,7 @@ int main(int argc, char **argv)
 	sigwait(&sigs, &sig);
 	PL_INFO("broker", "event=stopping signal=%d", sig);
 	brk_group_stop(g); /* no more replies through net */
-	brk_net_stop(net);  /* no more submissions to the group */
+	brk_net_stop(net); /* no more submissions to the group */
 	brk_group_free(g);
 	pl_metrics_fini(metrics);
 	free(metrics);

@@ -144,8 +144,8 @@ static pl_status rep_start(brk_net *n, const char *addr)
 {
 	int rv = nng_rep0_open(&n->sock);
 	if (rv == 0)
-		rv = nng_socket_set_size(n->sock, NNG_OPT_RECVMAXSZ,
-		    RECV_BYTES_MAX);
+		rv = nng_socket_set_size(
+		    n->sock, NNG_OPT_RECVMAXSZ, RECV_BYTES_MAX);
 	for (int i = 0; i < CONTEXTS && rv == 0; i++) {
 		net_ctx *c = &n->ctxs[i];
 		c->net = n;
@@ -165,8 +165,8 @@ static pl_status rep_start(brk_net *n, const char *addr)
 	return PL_OK;
 }
 
-pl_status brk_net_start(const brk_config *cfg, brk_group *g,
-    pl_metrics *metrics, brk_net **out)
+pl_status brk_net_start(
+    const brk_config *cfg, brk_group *g, pl_metrics *metrics, brk_net **out)
 {
 	brk_net *n = calloc(1, sizeof(*n));
 	if (n == NULL)
@@ -180,8 +180,8 @@ pl_status brk_net_start(const brk_config *cfg, brk_group *g,
 		brk_net_stop(n);
 		return st;
 	}
-	PL_INFO("net", "event=listening addr=%s http=%s", cfg->listen,
-	    cfg->http);
+	PL_INFO(
+	    "net", "event=listening addr=%s http=%s", cfg->listen, cfg->http);
 	*out = n;
 	return PL_OK;
 }

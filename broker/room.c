@@ -48,14 +48,14 @@ static void on_agent_join(brk_room *r, int64_t ts, brk_day_delta *d)
 	if (s->first_agent_join_us != 0)
 		return;
 	s->first_agent_join_us = ts;
-	int64_t from = s->first_customer_msg_us ? s->first_customer_msg_us
-						: s->created_us;
+	int64_t from =
+	    s->first_customer_msg_us ? s->first_customer_msg_us : s->created_us;
 	s->wait_us = ts > from ? ts - from : 0;
 	d->wait_us = s->wait_us;
 }
 
-pl_status brk_room_join(brk_room *r, const char *user, int role, int64_t ts,
-    brk_day_delta *d)
+pl_status brk_room_join(
+    brk_room *r, const char *user, int role, int64_t ts, brk_day_delta *d)
 {
 	brk_member *m = brk_room_member(r, user);
 	if (m == NULL) {
@@ -108,8 +108,8 @@ static void on_agent_text(brk_stats *s, int64_t ts, brk_day_delta *d)
 	}
 }
 
-void brk_room_on_message(brk_room *r, int role, int kind, int64_t ts,
-    brk_day_delta *d)
+void brk_room_on_message(
+    brk_room *r, int role, int kind, int64_t ts, brk_day_delta *d)
 {
 	d->messages++;
 	if (kind != PARLEY__KIND__TEXT)
@@ -129,8 +129,8 @@ void brk_room_on_message(brk_room *r, int role, int kind, int64_t ts,
 	}
 }
 
-void brk_room_close(brk_room *r, const char *reason, int64_t ts,
-    brk_day_delta *d)
+void brk_room_close(
+    brk_room *r, const char *reason, int64_t ts, brk_day_delta *d)
 {
 	r->closed = true;
 	copy_str(r->close_reason, sizeof(r->close_reason), reason);
@@ -179,8 +179,8 @@ static void stats_to_pb(const brk_stats *s, Parley__RoomStats *p)
 	p->pending_customer_us = s->pending_customer_us;
 	p->turns = s->turns;
 	p->n_turn_response_us = s->turns < ROOM_TURNS_TRACKED_MAX
-	    ? s->turns
-	    : ROOM_TURNS_TRACKED_MAX;
+	                            ? s->turns
+	                            : ROOM_TURNS_TRACKED_MAX;
 	p->turn_response_us = (int64_t *)s->turn_us;
 	p->customer_msgs = s->customer_msgs;
 	p->agent_msgs = s->agent_msgs;
@@ -210,7 +210,8 @@ static pl_status room_from_pb(brk_room *r, const Parley__Internal__RoomRec *p)
 	}
 	r->nmembers = (int)p->n_members;
 	for (size_t i = 0; i < p->n_meta; i++) {
-		copy_str(r->meta[i].key, sizeof(r->meta[i].key), p->meta[i]->key);
+		copy_str(
+		    r->meta[i].key, sizeof(r->meta[i].key), p->meta[i]->key);
 		copy_str(r->meta[i].value, sizeof(r->meta[i].value),
 		    p->meta[i]->value);
 	}
@@ -220,8 +221,8 @@ static pl_status room_from_pb(brk_room *r, const Parley__Internal__RoomRec *p)
 	return PL_OK;
 }
 
-pl_status brk_room_decode(const uint8_t *buf, size_t len, pl_arena *scratch,
-    brk_room *r)
+pl_status brk_room_decode(
+    const uint8_t *buf, size_t len, pl_arena *scratch, brk_room *r)
 {
 	Parley__Internal__RoomRec *p;
 	if (len > ROOM_REC_BYTES_MAX)
@@ -233,8 +234,8 @@ pl_status brk_room_decode(const uint8_t *buf, size_t len, pl_arena *scratch,
 	return st == PL_E_PROTO ? PL_E_CORRUPT : st;
 }
 
-pl_status brk_room_encode(const brk_room *r, uint8_t *out, size_t cap,
-    size_t *n)
+pl_status brk_room_encode(
+    const brk_room *r, uint8_t *out, size_t cap, size_t *n)
 {
 	Parley__Internal__RoomRec p;
 	Parley__Internal__MemberRec mrec[ROOM_MEMBERS_MAX];
@@ -281,19 +282,19 @@ static void *arena_calloc(ProtobufCAllocator *alloc, size_t n)
 	return p;
 }
 
-pl_status brk_room_info(const brk_room *r, ProtobufCAllocator *alloc,
-    Parley__RoomInfo *out)
+pl_status brk_room_info(
+    const brk_room *r, ProtobufCAllocator *alloc, Parley__RoomInfo *out)
 {
 	char *id = arena_calloc(alloc, PL_ROOM_ID_CHARS + 1);
-	Parley__Member *mem = arena_calloc(alloc,
-	    sizeof(*mem) * (size_t)(r->nmembers + 1));
-	Parley__Member **memp = arena_calloc(alloc,
-	    sizeof(*memp) * (size_t)(r->nmembers + 1));
+	Parley__Member *mem =
+	    arena_calloc(alloc, sizeof(*mem) * (size_t)(r->nmembers + 1));
+	Parley__Member **memp =
+	    arena_calloc(alloc, sizeof(*memp) * (size_t)(r->nmembers + 1));
 	Parley__RoomStats *st = arena_calloc(alloc, sizeof(*st));
-	Parley__MetaEntry *meta = arena_calloc(alloc,
-	    sizeof(*meta) * (size_t)(r->nmeta + 1));
-	Parley__MetaEntry **metap = arena_calloc(alloc,
-	    sizeof(*metap) * (size_t)(r->nmeta + 1));
+	Parley__MetaEntry *meta =
+	    arena_calloc(alloc, sizeof(*meta) * (size_t)(r->nmeta + 1));
+	Parley__MetaEntry **metap =
+	    arena_calloc(alloc, sizeof(*metap) * (size_t)(r->nmeta + 1));
 	int64_t *turns = arena_calloc(alloc, sizeof(r->stats.turn_us));
 	if (!id || !mem || !memp || !st || !meta || !metap || !turns)
 		return PL_E_NOMEM;
@@ -334,14 +335,15 @@ pl_status brk_room_info(const brk_room *r, ProtobufCAllocator *alloc,
 static bool is_staff(int role)
 {
 	return role == PARLEY__ROLE__AGENT || role == PARLEY__ROLE__BOT ||
-	    role == PARLEY__ROLE__OBSERVER || role == PARLEY__ROLE__SERVICE;
+	       role == PARLEY__ROLE__OBSERVER || role == PARLEY__ROLE__SERVICE;
 }
 
-pl_status brk_room_access(const brk_room *r,
-    const Parley__Internal__Caller *c, brk_access what)
+pl_status brk_room_access(
+    const brk_room *r, const Parley__Internal__Caller *c, brk_access what)
 {
 	if (strcmp(r->tenant, c->tenant) != 0)
-		return PL_E_NOT_FOUND; /* another tenant's room does not exist */
+		return PL_E_NOT_FOUND; /* another tenant's room does not exist
+		                        */
 	if (c->room_scope != NULL && c->room_scope[0] != '\0') {
 		char id[PL_ROOM_ID_CHARS + 1];
 		pl_room_format(r->id, id);

@@ -131,8 +131,8 @@ static pl_status put(brk_wtxn *w, MDB_dbi db, const void *k, size_t klen,
 	return mdb_status(rc);
 }
 
-static pl_status get(brk_wtxn *w, MDB_dbi db, const void *k, size_t klen,
-    MDB_val *val)
+static pl_status get(
+    brk_wtxn *w, MDB_dbi db, const void *k, size_t klen, MDB_val *val)
 {
 	MDB_val key = {klen, (void *)k};
 	return mdb_status(mdb_get(w->txn, db, &key, val));
@@ -216,8 +216,9 @@ static pl_status load_meta(brk_store *s)
 	}
 	mdb_txn_abort(txn);
 	if (tail != s->last_index) {
-		PL_ERROR("store", "event=open_inconsistent last_index=%llu "
-				  "log_tail=%llu",
+		PL_ERROR("store",
+		    "event=open_inconsistent last_index=%llu "
+		    "log_tail=%llu",
 		    (unsigned long long)s->last_index,
 		    (unsigned long long)tail);
 		return PL_E_CORRUPT;
@@ -235,8 +236,8 @@ static pl_status alloc_buffers(brk_store *s)
 	s->cache = calloc(ROUND_ROOMS_CACHED_MAX, sizeof(brk_room));
 	if (!s->zc || !s->zd || !s->buf || !s->zbuf || !s->cache)
 		return PL_E_NOMEM;
-	return pl_arena_init(&s->scratch, NULL,
-	    PL_ARENA_BYTES_FOR(ENTRY_BYTES_MAX));
+	return pl_arena_init(
+	    &s->scratch, NULL, PL_ARENA_BYTES_FOR(ENTRY_BYTES_MAX));
 }
 
 static pl_status open_env(brk_store *s)
@@ -308,8 +309,8 @@ uint64_t brk_store_last_index(const brk_store *s)
 	return s->last_index;
 }
 
-void brk_store_usage(brk_store *s, uint64_t *used_bytes, uint64_t *map_bytes,
-    uint64_t *rooms)
+void brk_store_usage(
+    brk_store *s, uint64_t *used_bytes, uint64_t *map_bytes, uint64_t *rooms)
 {
 	MDB_envinfo info;
 	MDB_stat st;
@@ -353,8 +354,8 @@ static pl_status flush_room(brk_wtxn *w, int i)
 	if (!w->dirty[i])
 		return PL_OK;
 	put_be64(key, s->cache[i].id);
-	pl_status st = brk_room_encode(&s->cache[i], s->buf, ENTRY_BYTES_MAX,
-	    &n);
+	pl_status st =
+	    brk_room_encode(&s->cache[i], s->buf, ENTRY_BYTES_MAX, &n);
 	if (st == PL_OK)
 		st = put(w, s->rooms, key, 8, s->buf, n);
 	w->dirty[i] = false;
@@ -381,8 +382,8 @@ static pl_status flush_days(brk_wtxn *w)
 		day[2] = (uint8_t)(d->day >> 8);
 		day[3] = (uint8_t)d->day;
 		size_t kl = tenant_key(key, sizeof(key), d->tenant, day, 4);
-		pl_status st = pl_pb_encode(&d->rec.base, s->buf,
-		    ENTRY_BYTES_MAX, &n);
+		pl_status st =
+		    pl_pb_encode(&d->rec.base, s->buf, ENTRY_BYTES_MAX, &n);
 		if (st == PL_OK)
 			st = put(w, s->days, key, kl, s->buf, n);
 		if (st != PL_OK)
@@ -478,8 +479,8 @@ pl_status brk_room_get(brk_wtxn *w, uint64_t room, brk_room **out)
 			return st;
 		if ((st = cache_slot(w, &i)) != PL_OK)
 			return st;
-		st = brk_room_decode(v.mv_data, v.mv_size, &w->s->scratch,
-		    &w->s->cache[i]);
+		st = brk_room_decode(
+		    v.mv_data, v.mv_size, &w->s->scratch, &w->s->cache[i]);
 		if (st != PL_OK) {
 			w->nrooms--;
 			return st;
@@ -498,8 +499,8 @@ static void mark_dirty(brk_wtxn *w, const brk_room *r)
 
 /* ---- tenant day aggregates ---- */
 
-static pl_status day_slot_get(brk_wtxn *w, const char *tenant, uint32_t day,
-    day_slot **out)
+static pl_status day_slot_get(
+    brk_wtxn *w, const char *tenant, uint32_t day, day_slot **out)
 {
 	brk_store *s = w->s;
 	for (int i = 0; i < w->ndays; i++) {
@@ -519,19 +520,20 @@ static pl_status day_slot_get(brk_wtxn *w, const char *tenant, uint32_t day,
 	snprintf(d->tenant, sizeof(d->tenant), "%s", tenant);
 	d->day = day;
 	parley__internal__tenant_day_rec__init(&d->rec);
-	uint8_t key[PL_TENANT_CHARS_MAX + 8], dk[4] = {(uint8_t)(day >> 24),
-	    (uint8_t)(day >> 16), (uint8_t)(day >> 8), (uint8_t)day};
+	uint8_t key[PL_TENANT_CHARS_MAX + 8],
+	    dk[4] = {(uint8_t)(day >> 24), (uint8_t)(day >> 16),
+	        (uint8_t)(day >> 8), (uint8_t)day};
 	size_t kl = tenant_key(key, sizeof(key), tenant, dk, 4);
 	MDB_val v;
 	if (kl != 0 && get(w, s->days, key, kl, &v) == PL_OK) {
 		Parley__Internal__TenantDayRec *r =
-		    parley__internal__tenant_day_rec__unpack(NULL, v.mv_size,
-			v.mv_data);
+		    parley__internal__tenant_day_rec__unpack(
+		        NULL, v.mv_size, v.mv_data);
 		if (r != NULL) {
 			d->rec = *r;
 			d->rec.tenant = NULL;
-			parley__internal__tenant_day_rec__free_unpacked(r,
-			    NULL);
+			parley__internal__tenant_day_rec__free_unpacked(
+			    r, NULL);
 		}
 	}
 	d->rec.tenant = d->tenant;
@@ -541,8 +543,8 @@ static pl_status day_slot_get(brk_wtxn *w, const char *tenant, uint32_t day,
 	return PL_OK;
 }
 
-static pl_status apply_day(brk_wtxn *w, const char *tenant,
-    const brk_day_delta *dd)
+static pl_status apply_day(
+    brk_wtxn *w, const char *tenant, const brk_day_delta *dd)
 {
 	day_slot *d;
 	uint32_t day = (uint32_t)(dd->day_ts_us / (86400LL * 1000000));
@@ -599,8 +601,8 @@ static pl_status append_cmd(brk_wtxn *w, Parley__Internal__Command *cmd)
 
 /* Reads and verifies log entry idx; decoded into the store's scratch
  * arena (valid until the next call). */
-static pl_status read_entry(brk_wtxn *w, uint64_t idx,
-    Parley__Internal__LogEntry **out)
+static pl_status read_entry(
+    brk_wtxn *w, uint64_t idx, Parley__Internal__LogEntry **out)
 {
 	brk_store *s = w->s;
 	uint8_t key[8];
@@ -613,7 +615,7 @@ static pl_status read_entry(brk_wtxn *w, uint64_t idx,
 	if (v.mv_size < ENTRY_CRC_BYTES)
 		return PL_E_CORRUPT;
 	uint32_t want = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	    (uint32_t)p[2] << 8 | p[3];
+	                (uint32_t)p[2] << 8 | p[3];
 	size_t n = v.mv_size - ENTRY_CRC_BYTES;
 	if (pl_crc32c(pl_crc32c(0, key, 8), p + 4, n) != want) {
 		PL_ERROR("store", "event=crc_mismatch index=%llu",
@@ -681,8 +683,8 @@ pl_status brk_create_room(brk_wtxn *w, const Parley__Internal__Caller *c,
 	if (c->role == PARLEY__ROLE__OBSERVER)
 		return PL_E_FORBIDDEN;
 	if (cr->idempotency_key != NULL && cr->idempotency_key[0] != '\0') {
-		ikl = tenant_key(ik, sizeof(ik), c->tenant,
-		    cr->idempotency_key, strlen(cr->idempotency_key));
+		ikl = tenant_key(ik, sizeof(ik), c->tenant, cr->idempotency_key,
+		    strlen(cr->idempotency_key));
 		if (ikl == 0)
 			return PL_E_BAD_REQUEST;
 		if (get(w, s->idem, ik, ikl, &v) == PL_OK && v.mv_size == 8) {
@@ -740,8 +742,8 @@ static pl_status room_for_write(brk_wtxn *w, const Parley__Internal__Caller *c,
 	return PL_OK;
 }
 
-pl_status brk_join(brk_wtxn *w, const Parley__Internal__Caller *c,
-    uint64_t room, int64_t ts)
+pl_status brk_join(
+    brk_wtxn *w, const Parley__Internal__Caller *c, uint64_t room, int64_t ts)
 {
 	brk_room *r;
 	pl_status st = room_for_write(w, c, room, BRK_ACCESS_JOIN, &r);
@@ -769,8 +771,8 @@ pl_status brk_join(brk_wtxn *w, const Parley__Internal__Caller *c,
 	return apply_day(w, c->tenant, &d);
 }
 
-pl_status brk_leave(brk_wtxn *w, const Parley__Internal__Caller *c,
-    uint64_t room, int64_t ts)
+pl_status brk_leave(
+    brk_wtxn *w, const Parley__Internal__Caller *c, uint64_t room, int64_t ts)
 {
 	brk_room *r;
 	pl_status st = brk_room_get(w, room, &r);
@@ -804,8 +806,8 @@ static size_t dedup_key(uint8_t *out, uint64_t room, const char *cmid)
 }
 
 /* A retry: the original seq and timestamp. */
-static pl_status dedup_lookup(brk_wtxn *w, uint64_t room, const char *cmid,
-    brk_pub_result *res)
+static pl_status dedup_lookup(
+    brk_wtxn *w, uint64_t room, const char *cmid, brk_pub_result *res)
 {
 	uint8_t k[8 + PL_CLIENT_MSG_ID_CHARS_MAX];
 	MDB_val v;
@@ -837,8 +839,8 @@ static pl_status dedup_forget(brk_wtxn *w, uint64_t room, uint64_t seq)
 }
 
 /* Writes the seq index (-> log index + client_msg_id) and dedup entry. */
-static pl_status index_message(brk_wtxn *w, uint64_t room, uint64_t seq,
-    const char *cmid, int64_t ts)
+static pl_status index_message(
+    brk_wtxn *w, uint64_t room, uint64_t seq, const char *cmid, int64_t ts)
 {
 	brk_store *s = w->s;
 	uint8_t k[16], v[8 + PL_CLIENT_MSG_ID_CHARS_MAX];
@@ -867,8 +869,8 @@ static void body_encode(brk_store *s, Parley__Internal__PublishCmd *op,
 	if (s->cfg.compress_bytes_min == 0 ||
 	    body->len < s->cfg.compress_bytes_min)
 		return;
-	size_t z = ZSTD_compressCCtx(s->zc, s->zbuf, s->zbuf_cap, body->data,
-	    body->len, ZSTD_LEVEL);
+	size_t z = ZSTD_compressCCtx(
+	    s->zc, s->zbuf, s->zbuf_cap, body->data, body->len, ZSTD_LEVEL);
 	if (ZSTD_isError(z) || z >= body->len)
 		return;
 	op->body.data = s->zbuf;
@@ -992,8 +994,8 @@ static pl_status body_copy(brk_store *s, const Parley__Internal__PublishCmd *op,
 	if (!op->compressed) {
 		memcpy(p, op->body.data, n);
 	} else {
-		size_t got = ZSTD_decompressDCtx(s->zd, p, n, op->body.data,
-		    op->body.len);
+		size_t got = ZSTD_decompressDCtx(
+		    s->zd, p, n, op->body.data, op->body.len);
 		if (ZSTD_isError(got) || got != n)
 			return PL_E_CORRUPT;
 	}
@@ -1002,8 +1004,8 @@ static pl_status body_copy(brk_store *s, const Parley__Internal__PublishCmd *op,
 	return PL_OK;
 }
 
-static pl_status meta_copy(Parley__MetaEntry **src, size_t n, brk_arena *a,
-    Parley__Message *m)
+static pl_status meta_copy(
+    Parley__MetaEntry **src, size_t n, brk_arena *a, Parley__Message *m)
 {
 	if (n == 0)
 		return PL_OK;
@@ -1076,12 +1078,12 @@ pl_status brk_message_get(brk_wtxn *w, uint64_t room, uint64_t seq,
 }
 
 /* The page's seq range: first seq and direction. */
-static bool history_range(const brk_room *r, const Parley__History *h,
-    uint64_t *first, int *dir)
+static bool history_range(
+    const brk_room *r, const Parley__History *h, uint64_t *first, int *dir)
 {
 	if (h->before_seq != 0) {
 		uint64_t b = h->before_seq > r->last_seq + 1 ? r->last_seq + 1
-							 : h->before_seq;
+		                                             : h->before_seq;
 		*first = b - 1;
 		*dir = -1;
 		return b > 1;
@@ -1116,9 +1118,11 @@ pl_status brk_history(brk_wtxn *w, uint64_t room, const Parley__History *h,
 	pl_room_format(room, out->room);
 	if (!history_range(r, h, &seq, &dir))
 		return PL_OK;
-	size_t bytes = 0;
+	size_t bytes = 0, budget = HISTORY_PAGE_BYTES_MAX;
+	if (h->max_bytes != 0 && h->max_bytes < budget)
+		budget = h->max_bytes;
 	while (seq >= 1 && seq <= last) {
-		if (out->n_messages == limit || bytes > HISTORY_PAGE_BYTES_MAX) {
+		if (out->n_messages == limit || bytes >= budget) {
 			out->more = true;
 			break;
 		}
@@ -1155,7 +1159,7 @@ pl_status brk_list_rooms(brk_wtxn *w, const char *tenant, uint64_t after,
 	int rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
 	pl_status st = PL_OK;
 	while (rc == MDB_SUCCESS && key.mv_size == kl &&
-	    memcmp(key.mv_data, k, kl - 8) == 0) {
+	       memcmp(key.mv_data, k, kl - 8) == 0) {
 		if (out->n_rooms == limit) {
 			out->more = true;
 			break;
@@ -1173,8 +1177,7 @@ pl_status brk_list_rooms(brk_wtxn *w, const char *tenant, uint64_t after,
 	return st;
 }
 
-pl_status brk_store_verify(brk_store *s, uint64_t *entries,
-    uint64_t *bad_index)
+pl_status brk_store_verify(brk_store *s, uint64_t *entries, uint64_t *bad_index)
 {
 	brk_wtxn *w;
 	pl_status st = brk_wtxn_begin(s, false, &w);

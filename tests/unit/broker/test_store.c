@@ -23,8 +23,11 @@ typedef struct fixture {
 
 static pl_status fx_open(fixture *f, uint64_t map_bytes, uint32_t window)
 {
-	brk_store_config c = {.dir = f->dir, .map_bytes = map_bytes,
-	    .sync = true, .group = 1, .compress_bytes_min = 256,
+	brk_store_config c = {.dir = f->dir,
+	    .map_bytes = map_bytes,
+	    .sync = true,
+	    .group = 1,
+	    .compress_bytes_min = 256,
 	    .dedup_window = window};
 	return brk_store_open(&c, &f->s);
 }
@@ -258,8 +261,7 @@ TEST(test_store_other_tenant_sees_nothing)
 	fx_init(&f);
 	CHECK_EQ(fx_open(&f, 64u << 20, 100), PL_OK);
 	CHECK_EQ(create(&f, &f.svc, "", &room), PL_OK);
-	CHECK_EQ(publish_n(&f, &f.other, room, 1, "z", 0, &r),
-	    PL_E_NOT_FOUND);
+	CHECK_EQ(publish_n(&f, &f.other, room, 1, "z", 0, &r), PL_E_NOT_FOUND);
 	fx_fini(&f);
 }
 

@@ -88,7 +88,7 @@ export const SCHEMA = {
   Unsubscribe: [[1, 'room', 'string']],
   History: [
     [1, 'room', 'string'], [2, 'beforeSeq', 'uint64'], [3, 'afterSeq', 'uint64'],
-    [4, 'limit', 'uint32'], [5, 'oldestFirst', 'bool'],
+    [4, 'limit', 'uint32'], [5, 'oldestFirst', 'bool'], [6, 'maxBytes', 'uint32'],
   ],
   Typing: [[1, 'room', 'string'], [2, 'active', 'bool']],
   Read: [[1, 'room', 'string'], [2, 'seq', 'uint64']],

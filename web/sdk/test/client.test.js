@@ -416,7 +416,7 @@ test('goodbye unauthorized stops reconnecting; close() fails pending requests', 
   const ws2 = await openClient(c2);
   const p = c2.history('r1', { beforeSeq: 9, limit: 5 });
   const h = await ws2.request(2);
-  assert.deepEqual(h.history, { room: 'r1', beforeSeq: 9, afterSeq: 0, limit: 5, oldestFirst: false });
+  assert.deepEqual(h.history, { room: 'r1', beforeSeq: 9, afterSeq: 0, limit: 5, oldestFirst: false, maxBytes: 0 });
   c2.close();
   await assert.rejects(p, { code: 'closed' });
   assert.equal(ws2.closedByClient.code, 1000);

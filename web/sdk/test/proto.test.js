@@ -160,7 +160,7 @@ test('every ClientFrame body round-trips', () => {
     publish: { room: 'r', clientMsgId: 'c', kind: 'system', body: new Uint8Array([0, 255]), meta: [] },
     subscribe: { room: 'r', sinceSeq: 12 },
     unsubscribe: { room: 'r' },
-    history: { room: 'r', beforeSeq: 10, afterSeq: 0, limit: 50, oldestFirst: true },
+    history: { room: 'r', beforeSeq: 10, afterSeq: 0, limit: 50, oldestFirst: true, maxBytes: 4096 },
     typing: { room: 'r', active: true },
     read: { room: 'r', seq: 3 },
     presence: { room: 'r' },

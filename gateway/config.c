@@ -1,0 +1,248 @@
+/*
+ * config.c - the gateway's INI configuration (inih): [gateway] limits and
+ * addresses, [group.N] brokers, [tenant.ID] public keys and [log] levels.
+ * Defaults live in gw_config_init and match gateway.example.ini.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ini.h>
+
+#include "gateway/gw_internal.h"
+
+/* Broker request contexts: enough batches in flight to hide a group
+ * commit's fsync, few enough that each stays full under load. */
+#define GW_BROKER_CONTEXTS_DEFAULT 8
+#define GW_BROKER_CONTEXTS_MAX 64
+/* Pending broker requests per link: a few batches' worth at full size. */
+#define GW_BROKER_QUEUE_DEFAULT 16384
+#define GW_CONNECTIONS_DEFAULT 65536
+
+pl_status gw_config_init(gw_config *c)
+{
+	*c = (gw_config){0};
+	snprintf(c->id, sizeof(c->id), "gw1");
+	snprintf(c->tcp, sizeof(c->tcp), "tcp://127.0.0.1:7100");
+	snprintf(c->http, sizeof(c->http), "127.0.0.1:7180");
+	c->frame_bytes_max = PL_CLIENT_FRAME_BYTES_DEFAULT;
+	c->body_bytes_max = PL_BODY_BYTES_DEFAULT;
+	c->publish_per_sec = 200;
+	c->subscriptions_max = 256;
+	c->send_queue_bytes_max = 1024 * 1024;
+	c->connections_max = GW_CONNECTIONS_DEFAULT;
+	c->idle_ms = 60000;
+	c->hello_timeout_ms = 10000;
+	c->broker_timeout_ms = 5000;
+	c->broker_contexts = GW_BROKER_CONTEXTS_DEFAULT;
+	c->broker_queue_max = GW_BROKER_QUEUE_DEFAULT;
+	c->keys = calloc(1, sizeof(*c->keys));
+	return c->keys != NULL ? PL_OK : PL_E_NOMEM;
+}
+
+void gw_config_fini(gw_config *c)
+{
+	if (c == NULL)
+		return;
+	free(c->keys);
+	c->keys = NULL;
+}
+
+static bool parse_u32(const char *v, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long x = strtoull(v, &end, 10);
+	if (errno != 0 || end == v || *end != '\0' || x < lo || x > hi)
+		return false;
+	*out = (uint32_t)x;
+	return true;
+}
+
+static bool parse_bool(const char *v, bool *out)
+{
+	if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0 ||
+	    strcmp(v, "yes") == 0) {
+		*out = true;
+		return true;
+	}
+	if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0 ||
+	    strcmp(v, "no") == 0) {
+		*out = false;
+		return true;
+	}
+	return false;
+}
+
+static bool copy_str(char *dst, size_t cap, const char *v)
+{
+	size_t n = strlen(v);
+	if (n >= cap)
+		return false;
+	memcpy(dst, v, n + 1);
+	return true;
+}
+
+/* The HTTP address is host:port; an http:// prefix is accepted. */
+static bool set_http(gw_config *c, const char *v)
+{
+	if (strncmp(v, "http://", 7) == 0)
+		v += 7;
+	return copy_str(c->http, sizeof(c->http), v);
+}
+
+struct u32_key {
+	const char *name;
+	size_t off;
+	uint32_t lo, hi;
+};
+
+static const struct u32_key u32_keys[] = {
+    {"frame_bytes_max", offsetof(gw_config, frame_bytes_max), 256,
+        PL_FRAME_BYTES_CEIL},
+    {"body_bytes_max", offsetof(gw_config, body_bytes_max), 1,
+        PL_FRAME_BYTES_CEIL},
+    {"publish_per_sec", offsetof(gw_config, publish_per_sec), 1, 1000000},
+    {"subscriptions_max", offsetof(gw_config, subscriptions_max), 1, 65535},
+    {"send_queue_bytes_max", offsetof(gw_config, send_queue_bytes_max), 4096,
+        1u << 30},
+    {"connections_max", offsetof(gw_config, connections_max), 1, 10000000},
+    {"idle_ms", offsetof(gw_config, idle_ms), 100, 86400000},
+    {"hello_timeout_ms", offsetof(gw_config, hello_timeout_ms), 100, 3600000},
+    {"broker_timeout_ms", offsetof(gw_config, broker_timeout_ms), 10, 600000},
+    {"broker_contexts", offsetof(gw_config, broker_contexts), 1,
+        GW_BROKER_CONTEXTS_MAX},
+    {"broker_queue_max", offsetof(gw_config, broker_queue_max), 16, 1u << 22},
+};
+
+static bool gateway_key(gw_config *c, const char *name, const char *v)
+{
+	if (strcmp(name, "id") == 0)
+		return v[0] != '\0' && copy_str(c->id, sizeof(c->id), v);
+	if (strcmp(name, "tcp") == 0)
+		return copy_str(c->tcp, sizeof(c->tcp), v);
+	if (strcmp(name, "http") == 0)
+		return set_http(c, v);
+	if (strcmp(name, "web_root") == 0)
+		return copy_str(c->web_root, sizeof(c->web_root), v);
+	for (size_t i = 0; i < PL_ARRAY_LEN(u32_keys); i++) {
+		if (strcmp(name, u32_keys[i].name) == 0)
+			return parse_u32(v, u32_keys[i].lo, u32_keys[i].hi,
+			    (uint32_t *)((char *)c + u32_keys[i].off));
+	}
+	return false;
+}
+
+static gw_group_conf *group_get(gw_config *c, const char *id_str)
+{
+	uint32_t id;
+	if (!parse_u32(id_str, 1, 65535, &id))
+		return NULL;
+	for (int i = 0; i < c->ngroups; i++) {
+		if (c->groups[i].id == id)
+			return &c->groups[i];
+	}
+	if (c->ngroups == GW_GROUPS_MAX)
+		return NULL;
+	gw_group_conf *gc = &c->groups[c->ngroups++];
+	*gc = (gw_group_conf){.id = (uint16_t)id, .weight = 1};
+	return gc;
+}
+
+static bool group_key(
+    gw_config *c, const char *id, const char *name, const char *v)
+{
+	gw_group_conf *gc = group_get(c, id);
+	if (gc == NULL)
+		return false;
+	if (strcmp(name, "broker") == 0)
+		return copy_str(gc->broker, sizeof(gc->broker), v);
+	if (strcmp(name, "weight") == 0)
+		return parse_u32(v, 0, 1000000, &gc->weight);
+	if (strcmp(name, "draining") == 0)
+		return parse_bool(v, &gc->draining);
+	return false;
+}
+
+static bool tenant_key(
+    gw_config *c, const char *tenant, const char *name, const char *v)
+{
+	uint8_t pk[32];
+	if (strncmp(name, "key.", 4) != 0 ||
+	    pl_b64_decode_key(v, pk, sizeof(pk)) != PL_OK)
+		return false;
+	return pl_keyring_add(c->keys, tenant, name + 4, pk) == PL_OK;
+}
+
+static bool log_key(const char *name, const char *v)
+{
+	int lvl = pl_log_level_parse(v);
+	if (lvl < 0)
+		return false;
+	pl_log_set_level(
+	    strcmp(name, "level") == 0 ? NULL : name, (pl_log_level)lvl);
+	return true;
+}
+
+static int on_ini(
+    void *user, const char *section, const char *name, const char *value)
+{
+	gw_config *c = user;
+	bool ok = false;
+	if (strcmp(section, "gateway") == 0)
+		ok = gateway_key(c, name, value);
+	else if (strncmp(section, "group.", 6) == 0)
+		ok = group_key(c, section + 6, name, value);
+	else if (strncmp(section, "tenant.", 7) == 0)
+		ok = tenant_key(c, section + 7, name, value);
+	else if (strcmp(section, "log") == 0)
+		ok = log_key(name, value);
+	if (!ok)
+		PL_ERROR(GW_MOD, "event=config_bad section=%s key=%s", section,
+		    name);
+	return ok ? 1 : 0;
+}
+
+pl_status gw_config_load(gw_config *c, const char *path)
+{
+	int rv = ini_parse(path, on_ini, c);
+	if (rv < 0) {
+		PL_ERROR(GW_MOD, "event=config_unreadable path=%s", path);
+		return PL_E_IO;
+	}
+	if (rv > 0) {
+		PL_ERROR(
+		    GW_MOD, "event=config_invalid path=%s line=%d", path, rv);
+		return PL_E_CONFIG;
+	}
+	return PL_OK;
+}
+
+pl_status gw_config_check(const gw_config *c)
+{
+	if (c->body_bytes_max + 1024 > c->frame_bytes_max) {
+		PL_ERROR(GW_MOD, "event=config_invalid reason=%s",
+		    "body_bytes_max must leave 1 KiB of frame_bytes_max");
+		return PL_E_CONFIG;
+	}
+	if (c->send_queue_bytes_max < c->frame_bytes_max) {
+		PL_ERROR(GW_MOD, "event=config_invalid reason=%s",
+		    "send_queue_bytes_max below frame_bytes_max");
+		return PL_E_CONFIG;
+	}
+	for (int i = 0; i < c->ngroups; i++) {
+		if (c->groups[i].broker[0] == '\0') {
+			PL_ERROR(GW_MOD,
+			    "event=config_invalid group=%u "
+			    "reason=no_broker",
+			    (unsigned)c->groups[i].id);
+			return PL_E_CONFIG;
+		}
+	}
+	if (c->tcp[0] == '\0' && c->http[0] == '\0') {
+		PL_ERROR(GW_MOD, "event=config_invalid reason=no_listener");
+		return PL_E_CONFIG;
+	}
+	return PL_OK;
+}

@@ -1,0 +1,459 @@
+/*
+ * conn.c - one client connection over an nng stream (TCP or WebSocket):
+ * the read loop and its length-prefixed framing, the bytes-bounded send
+ * queue whose frames are coalesced into one nng_stream_send, Goodbye and
+ * close, deadlines checked by the sweeper, and the final free. Lifetime
+ * and lock rules are in gw_internal.h; each outstanding read or write
+ * holds a reference so a callback never outlives its connection.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/gw_internal.h"
+
+static void read_cb(void *arg);
+static void write_cb(void *arg);
+
+static const char *transport_name(int t)
+{
+	return t == GW_WS ? "ws" : "tcp";
+}
+
+void gw_conn_ref(gw_conn *c)
+{
+	atomic_fetch_add(&c->refs, 1);
+}
+
+void gw_conn_unref(gw_conn *c)
+{
+	if (atomic_fetch_sub(&c->refs, 1) == 1)
+		gw_reap_push(c->g, c);
+}
+
+static bool table_insert(gw *g, gw_conn *c)
+{
+	pthread_mutex_lock(&g->conns_mu);
+	if (g->nconns >= g->conf->connections_max) {
+		pthread_mutex_unlock(&g->conns_mu);
+		return false;
+	}
+	c->id = ++g->conn_ids;
+	c->next = g->conns;
+	if (g->conns != NULL)
+		g->conns->prev = c;
+	g->conns = c;
+	g->nconns++;
+	pthread_mutex_unlock(&g->conns_mu);
+	return true;
+}
+
+static void table_remove(gw *g, gw_conn *c)
+{
+	pthread_mutex_lock(&g->conns_mu);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		g->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+	g->nconns--;
+	pthread_mutex_unlock(&g->conns_mu);
+}
+
+static void read_next(gw_conn *c)
+{
+	nng_iov iov = {
+	    .iov_buf = c->rbuf + c->rlen, .iov_len = c->rcap - c->rlen};
+	nng_aio_set_iov(c->raio, 1, &iov);
+	nng_stream_recv(c->stream, c->raio);
+}
+
+/* Takes s (owned) in every case: on refusal the stream is freed. */
+void gw_conn_accept(gw *g, nng_stream *s, int transport)
+{
+	gw_conn *c = calloc(1, sizeof(*c));
+	if (c == NULL || (c->rbuf = malloc(GW_RBUF_BYTES_MIN)) == NULL ||
+	    nng_aio_alloc(&c->raio, read_cb, c) != 0 ||
+	    nng_aio_alloc(&c->waio, write_cb, c) != 0) {
+		PL_WARN(GW_MOD, "event=accept_refused reason=nomem");
+		goto fail;
+	}
+	c->g = g;
+	c->stream = s;
+	c->transport = (uint8_t)transport;
+	c->rcap = GW_RBUF_BYTES_MIN;
+	c->created_us = pl_mono_us();
+	atomic_store(&c->last_rx_us, c->created_us);
+	c->tokens = 2 * (int64_t)g->conf->publish_per_sec * 1000000;
+	c->tokens_us = c->created_us;
+	pthread_mutex_init(&c->mu, NULL);
+	atomic_store(&c->refs, 2); /* the table's and the read's */
+	if (atomic_load(&g->stopping) || !table_insert(g, c)) {
+		PL_WARN(GW_MOD, "event=accept_refused reason=connections_max");
+		pthread_mutex_destroy(&c->mu);
+		goto fail;
+	}
+	pl_metric_inc(g->m.conns[transport], 1);
+	PL_DEBUG(GW_MOD, "event=conn_open conn=%llu transport=%s",
+	    (unsigned long long)c->id, transport_name(transport));
+	read_next(c);
+	return;
+fail:
+	if (c != NULL) {
+		nng_aio_free(c->raio);
+		nng_aio_free(c->waio);
+		free(c->rbuf);
+		free(c);
+	}
+	nng_stream_free(s);
+}
+
+/* ---- send queue ---- */
+
+/* Called with mu held. Puts pend on the wire; pend and out swap so the
+ * bytes queued while a write is in flight go out in one send. */
+static void kick_locked(gw_conn *c)
+{
+	if (c->sending || c->closed || c->pend_len == 0)
+		return;
+	uint8_t *spare = c->out;
+	uint32_t spare_cap = c->out_cap;
+	c->out = c->pend;
+	c->out_cap = c->pend_cap;
+	c->out_len = c->pend_len;
+	c->out_off = 0;
+	c->pend = spare;
+	c->pend_cap = spare_cap;
+	c->pend_len = 0;
+	nng_iov iov = {.iov_buf = c->out, .iov_len = c->out_len};
+	nng_aio_set_iov(c->waio, 1, &iov);
+	c->sending = true;
+	gw_conn_ref(c); /* the write's */
+	nng_stream_send(c->stream, c->waio);
+}
+
+/* Called with mu held. Makes room for n more bytes. force skips the
+ * slow-consumer bound (a Goodbye must fit). */
+static pl_status reserve_locked(gw_conn *c, size_t n, bool force)
+{
+	if (c->closed || (c->closing && !force))
+		return PL_E_CLOSED;
+	size_t unsent = c->pend_len + (c->out_len - c->out_off);
+	/* An empty queue takes any one frame: a large reply is not a slow
+	 * client. */
+	if (!force && unsent > 0 &&
+	    unsent + n > c->g->conf->send_queue_bytes_max)
+		return PL_E_BACKPRESSURE;
+	if (c->pend_len + n <= c->pend_cap)
+		return PL_OK;
+	size_t cap = c->pend_cap ? c->pend_cap : 1024;
+	while (cap < c->pend_len + n)
+		cap *= 2;
+	uint8_t *p = realloc(c->pend, cap);
+	if (p == NULL)
+		return PL_E_NOMEM;
+	c->pend = p;
+	c->pend_cap = (uint32_t)cap;
+	return PL_OK;
+}
+
+static pl_status append_frame_locked(
+    gw_conn *c, const Parley__ServerFrame *f, bool force)
+{
+	size_t n = PL_FRAME_HEADER_BYTES +
+	           protobuf_c_message_get_packed_size(&f->base);
+	if (n > PL_FRAME_BYTES_CEIL)
+		return PL_E_TOO_LARGE;
+	pl_status st = reserve_locked(c, n, force);
+	if (st != PL_OK)
+		return st;
+	size_t w;
+	st = pl_frame_encode(&f->base, c->pend + c->pend_len, n, &w);
+	if (st == PL_OK)
+		c->pend_len += (uint32_t)w;
+	return st;
+}
+
+static void goodbye_locked(gw_conn *c, int code, const char *reason)
+{
+	if (c->closing || c->closed)
+		return;
+	Parley__Goodbye gb = PARLEY__GOODBYE__INIT;
+	gb.code = code;
+	gb.reason = (char *)reason;
+	Parley__ServerFrame f = PARLEY__SERVER_FRAME__INIT;
+	f.body_case = PARLEY__SERVER_FRAME__BODY_GOODBYE;
+	f.goodbye = &gb;
+	(void)append_frame_locked(c, &f, true);
+	c->closing = true;
+	c->close_at_us = pl_mono_us() + (int64_t)GW_CLOSE_GRACE_MS * 1000;
+	PL_INFO(GW_MOD, "event=goodbye conn=%llu code=%s reason=\"%s\"",
+	    (unsigned long long)c->id, pl_code_name(code), reason);
+	if (c->pend_len > 0)
+		kick_locked(c);
+}
+
+static void slow_locked(gw_conn *c)
+{
+	pl_metric_inc(c->g->m.slow, 1);
+	goodbye_locked(c, PARLEY__ERROR_CODE__OVERLOADED, "slow consumer");
+}
+
+pl_status gw_conn_send(gw_conn *c, const Parley__ServerFrame *f)
+{
+	if (f->body_case == PARLEY__SERVER_FRAME__BODY_ERROR &&
+	    f->error != NULL)
+		gw_count_error(c->g, f->error->code);
+	pthread_mutex_lock(&c->mu);
+	pl_status st = append_frame_locked(c, f, false);
+	if (st == PL_E_BACKPRESSURE)
+		slow_locked(c);
+	else if (st == PL_OK)
+		kick_locked(c);
+	pthread_mutex_unlock(&c->mu);
+	return st;
+}
+
+pl_status gw_conn_send_bytes(gw_conn *c, const uint8_t *buf, size_t n)
+{
+	pthread_mutex_lock(&c->mu);
+	pl_status st = reserve_locked(c, n, false);
+	if (st == PL_OK) {
+		memcpy(c->pend + c->pend_len, buf, n);
+		c->pend_len += (uint32_t)n;
+		kick_locked(c);
+	} else if (st == PL_E_BACKPRESSURE) {
+		slow_locked(c);
+	}
+	pthread_mutex_unlock(&c->mu);
+	return st;
+}
+
+void gw_conn_send_error(gw_conn *c, uint64_t id, int code, const char *msg)
+{
+	Parley__Error e = PARLEY__ERROR__INIT;
+	e.code = code;
+	e.message = (char *)msg;
+	Parley__ServerFrame f = PARLEY__SERVER_FRAME__INIT;
+	f.id = id;
+	f.body_case = PARLEY__SERVER_FRAME__BODY_ERROR;
+	f.error = &e;
+	(void)gw_conn_send(c, &f);
+}
+
+void gw_conn_goodbye(gw_conn *c, int code, const char *reason)
+{
+	pthread_mutex_lock(&c->mu);
+	goodbye_locked(c, code, reason);
+	pthread_mutex_unlock(&c->mu);
+}
+
+size_t gw_conn_unsent(gw_conn *c)
+{
+	pthread_mutex_lock(&c->mu);
+	size_t n = c->pend_len + (c->out_len - c->out_off);
+	pthread_mutex_unlock(&c->mu);
+	return n;
+}
+
+static void write_cb(void *arg)
+{
+	gw_conn *c = arg;
+	int rv = nng_aio_result(c->waio);
+	bool close_now = false;
+	size_t unsent = 0;
+	pthread_mutex_lock(&c->mu);
+	c->sending = false;
+	if (rv != 0) {
+		close_now = true;
+	} else {
+		c->out_off += (uint32_t)nng_aio_count(c->waio);
+		if (c->out_off < c->out_len && !c->closed) {
+			nng_iov iov = {.iov_buf = c->out + c->out_off,
+			    .iov_len = c->out_len - c->out_off};
+			nng_aio_set_iov(c->waio, 1, &iov);
+			c->sending = true;
+			nng_stream_send(c->stream, c->waio);
+			pthread_mutex_unlock(&c->mu);
+			return; /* the write keeps its reference */
+		}
+		c->out_len = c->out_off = 0;
+		kick_locked(c);
+		if (!c->sending) {
+			/* Drained: an idle connection keeps no send buffer. */
+			free(c->out);
+			free(c->pend);
+			c->out = c->pend = NULL;
+			c->out_cap = c->pend_cap = 0;
+			close_now = c->closing;
+		}
+		unsent = c->pend_len + (c->out_len - c->out_off);
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (rv == 0 && !close_now && atomic_load(&c->catchup_waiting) &&
+	    unsent <= GW_CATCHUP_BUDGET(c->g) &&
+	    atomic_exchange(&c->catchup_waiting, false))
+		gw_subs_resume(c);
+	if (close_now)
+		gw_conn_close(c, rv != 0 ? nng_strerror(rv) : "goodbye sent");
+	gw_conn_unref(c);
+}
+
+/* ---- read loop ---- */
+
+static bool conn_closing(gw_conn *c)
+{
+	pthread_mutex_lock(&c->mu);
+	bool closing = c->closing || c->closed;
+	pthread_mutex_unlock(&c->mu);
+	return closing;
+}
+
+/* A framing error leaves the byte stream unparseable: say why, close. */
+static void framing_error(gw_conn *c, pl_status st)
+{
+	bool big = st == PL_E_TOO_LARGE;
+	int code = big ? PARLEY__ERROR_CODE__TOO_LARGE
+	               : PARLEY__ERROR_CODE__BAD_REQUEST;
+	gw_conn_send_error(
+	    c, 0, code, big ? "frame over frame_bytes_max" : "empty frame");
+	gw_conn_goodbye(c, code, big ? "frame too large" : "bad framing");
+}
+
+/* Grows rbuf for the frame being received, or shrinks it back when the
+ * connection went quiet. */
+static bool rbuf_fit(gw_conn *c, bool was_full)
+{
+	size_t need = GW_RBUF_BYTES_MIN;
+	/* read_frames has checked the announced length against the max. */
+	if (c->rlen >= PL_FRAME_HEADER_BYTES)
+		need =
+		    PL_FRAME_HEADER_BYTES +
+		    (((size_t)c->rbuf[0] << 24) | ((size_t)c->rbuf[1] << 16) |
+		        ((size_t)c->rbuf[2] << 8) | c->rbuf[3]);
+	/* A busy pipelining client reads in bigger gulps. */
+	size_t busy = (size_t)c->rcap * 2;
+	if (was_full && busy > need && busy <= 16384)
+		need = busy;
+	if (need < c->rlen)
+		need = c->rlen;
+	if (need == c->rcap || (need < c->rcap && (was_full || c->rlen > 0)))
+		return true;
+	uint8_t *p = realloc(c->rbuf, need);
+	if (p == NULL)
+		return false;
+	c->rbuf = p;
+	c->rcap = (uint32_t)need;
+	return true;
+}
+
+/* Handles every whole frame in rbuf. False when the connection must not
+ * read any more. */
+static bool read_frames(gw_conn *c)
+{
+	size_t off = 0, plen;
+	size_t max = c->g->conf->frame_bytes_max;
+	for (;;) {
+		pl_status st =
+		    pl_frame_peek(c->rbuf + off, c->rlen - off, max, &plen);
+		if (st == PL_E_AGAIN)
+			break;
+		if (st != PL_OK) {
+			framing_error(c, st);
+			return false;
+		}
+		gw_request_handle(
+		    c, c->rbuf + off + PL_FRAME_HEADER_BYTES, plen);
+		off += PL_FRAME_HEADER_BYTES + plen;
+		if (conn_closing(c))
+			return false;
+	}
+	memmove(c->rbuf, c->rbuf + off, c->rlen - off);
+	c->rlen -= (uint32_t)off;
+	return true;
+}
+
+static void read_cb(void *arg)
+{
+	gw_conn *c = arg;
+	int rv = nng_aio_result(c->raio);
+	if (rv != 0) {
+		gw_conn_close(c, nng_strerror(rv));
+		gw_conn_unref(c);
+		return;
+	}
+	size_t n = nng_aio_count(c->raio);
+	bool was_full = c->rlen + n == c->rcap;
+	c->rlen += (uint32_t)n;
+	atomic_store(&c->last_rx_us, pl_mono_us());
+	if (!read_frames(c)) {
+		gw_conn_unref(c);
+		return;
+	}
+	if (!rbuf_fit(c, was_full)) {
+		gw_conn_goodbye(
+		    c, PARLEY__ERROR_CODE__OVERLOADED, "out of memory");
+		gw_conn_unref(c);
+		return;
+	}
+	read_next(c); /* the read keeps its reference */
+}
+
+/* ---- close and free ---- */
+
+void gw_conn_close(gw_conn *c, const char *reason)
+{
+	pthread_mutex_lock(&c->mu);
+	if (c->closed) {
+		pthread_mutex_unlock(&c->mu);
+		return;
+	}
+	c->closed = true;
+	c->closing = true;
+	pthread_mutex_unlock(&c->mu);
+	/* Aborts the outstanding read and write: their callbacks drop their
+	 * references. */
+	nng_stream_close(c->stream);
+	gw_subs_drop_conn(c);
+	table_remove(c->g, c);
+	pl_metric_inc(c->g->m.conns[c->transport], -1);
+	PL_DEBUG(GW_MOD, "event=conn_close conn=%llu reason=\"%s\"",
+	    (unsigned long long)c->id, reason);
+	gw_conn_unref(c); /* the table's */
+}
+
+/* Called by the sweeper with conns_mu held. */
+void gw_conn_sweep(gw_conn *c, int64_t now_us, bool *close_now)
+{
+	const gw_config *conf = c->g->conf;
+	int64_t idle_us = now_us - atomic_load(&c->last_rx_us);
+	pthread_mutex_lock(&c->mu);
+	if (c->closed) {
+		/* nothing: close is in progress elsewhere */
+	} else if (c->closing) {
+		*close_now = now_us >= c->close_at_us;
+	} else if (!atomic_load(&c->authed) &&
+	           now_us - c->created_us >=
+	               (int64_t)conf->hello_timeout_ms * 1000) {
+		goodbye_locked(
+		    c, PARLEY__ERROR_CODE__UNAUTHORIZED, "hello timeout");
+	} else if (idle_us >= (int64_t)conf->idle_ms * 1000) {
+		goodbye_locked(c, PARLEY__ERROR_CODE__E_NONE, "idle");
+	}
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* On the sweeper thread, after the last reference went: waits for any
+ * callback still returning, then frees. */
+void gw_conn_destroy(gw_conn *c)
+{
+	nng_aio_free(c->raio);
+	nng_aio_free(c->waio);
+	nng_stream_free(c->stream);
+	pthread_mutex_destroy(&c->mu);
+	free(c->rbuf);
+	free(c->pend);
+	free(c->out);
+	free(c);
+}

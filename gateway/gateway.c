@@ -1,0 +1,295 @@
+/*
+ * gateway.c - the gateway's life cycle: metrics registration, the decode
+ * arena pool, the sweeper thread (deadlines, catch-up retries, freeing
+ * dead connections) and the start/stop order. Locking and lifetime rules
+ * are in gw_internal.h.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gateway/gw_internal.h"
+
+static void metrics_register(gw *g)
+{
+	pl_metrics *r = &g->metrics;
+	gw_mset *m = &g->m;
+	m->conns[GW_TCP] = pl_metrics_add(r, PL_METRIC_GAUGE,
+	    "parley_gateway_connections{transport=\"tcp\"}",
+	    "Open client connections");
+	m->conns[GW_WS] = pl_metrics_add(r, PL_METRIC_GAUGE,
+	    "parley_gateway_connections{transport=\"ws\"}",
+	    "Open client connections");
+	m->subs = pl_metrics_add(r, PL_METRIC_GAUGE,
+	    "parley_gateway_subscriptions", "Active room subscriptions");
+	m->requests = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_gateway_requests_total", "Client requests received");
+	m->publishes = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_gateway_publish_total", "Publish requests received");
+	m->acks = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_gateway_acks_total", "Publish acks sent to clients");
+	for (int code = 1; code < GW_CODES; code++) {
+		char name[PL_METRIC_NAME_MAX + 1];
+		snprintf(name, sizeof(name),
+		    "parley_gateway_errors_total{code=\"%s\"}",
+		    pl_code_name(code));
+		m->errors[code] = pl_metrics_add(r, PL_METRIC_COUNTER, name,
+		    "Error replies sent to clients, by code");
+	}
+	m->slow = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_gateway_slow_consumers_total",
+	    "Connections closed because their send queue overflowed");
+	m->publish_ack = pl_metrics_add(r, PL_METRIC_HIST,
+	    "parley_gateway_publish_ack_seconds",
+	    "Publish received to ack sent");
+	m->deliver =
+	    pl_metrics_add(r, PL_METRIC_HIST, "parley_gateway_deliver_seconds",
+	        "Message timestamp to delivery at the gateway");
+	m->broker_rtt = pl_metrics_add(r, PL_METRIC_HIST,
+	    "parley_gateway_broker_rtt_seconds", "Broker batch round trip");
+}
+
+void gw_count_error(gw *g, int code)
+{
+	if (code > 0 && code < GW_CODES)
+		pl_metric_inc(g->m.errors[code], 1);
+}
+
+pl_status gw_new(const gw_config *conf, gw **out)
+{
+	gw *g = calloc(1, sizeof(*g));
+	if (g == NULL)
+		return PL_E_NOMEM;
+	g->conf = conf;
+	g->start_us = pl_now_us();
+	g->arena_bytes = PL_ARENA_BYTES_FOR(conf->frame_bytes_max);
+	pl_metrics_init(&g->metrics);
+	metrics_register(g);
+	pthread_mutex_init(&g->conns_mu, NULL);
+	pthread_mutex_init(&g->reap_mu, NULL);
+	pthread_cond_init(&g->reap_cv, NULL);
+	pthread_mutex_init(&g->arena_mu, NULL);
+	if (gw_subs_init(g) != PL_OK) {
+		gw_free(g);
+		return PL_E_NOMEM;
+	}
+	*out = g;
+	return PL_OK;
+}
+
+/* ---- decode arenas ---- */
+
+gw_arena *gw_arena_get(gw *g)
+{
+	pthread_mutex_lock(&g->arena_mu);
+	gw_arena *a = g->arenas;
+	if (a != NULL)
+		g->arenas = a->next;
+	pthread_mutex_unlock(&g->arena_mu);
+	if (a != NULL) {
+		pl_arena_reset(&a->a);
+		return a;
+	}
+	/* The pool grows to the number of nng threads reading at once and
+	 * then stays: one arena per concurrent callback, not per frame. */
+	a = calloc(1, sizeof(*a));
+	if (a == NULL)
+		return NULL;
+	if (pl_arena_init(&a->a, NULL, g->arena_bytes) != PL_OK) {
+		free(a);
+		return NULL;
+	}
+	return a;
+}
+
+void gw_arena_put(gw *g, gw_arena *a)
+{
+	pthread_mutex_lock(&g->arena_mu);
+	a->next = g->arenas;
+	g->arenas = a;
+	pthread_mutex_unlock(&g->arena_mu);
+}
+
+static void arenas_free(gw *g)
+{
+	while (g->arenas != NULL) {
+		gw_arena *a = g->arenas;
+		g->arenas = a->next;
+		pl_arena_fini(&a->a);
+		free(a);
+	}
+}
+
+/* ---- sweeper ---- */
+
+void gw_reap_push(gw *g, gw_conn *c)
+{
+	pthread_mutex_lock(&g->reap_mu);
+	c->reap_next = g->reap;
+	g->reap = c;
+	pthread_cond_signal(&g->reap_cv);
+	pthread_mutex_unlock(&g->reap_mu);
+}
+
+/* Frees connections whose last reference is gone. Runs on the sweeper
+ * thread because nng_aio_free waits for callbacks, which a callback of
+ * the same connection could never do. */
+static void reap_all(gw *g)
+{
+	pthread_mutex_lock(&g->reap_mu);
+	gw_conn *list = g->reap;
+	g->reap = NULL;
+	pthread_mutex_unlock(&g->reap_mu);
+	while (list != NULL) {
+		gw_conn *c = list;
+		list = c->reap_next;
+		gw_conn_destroy(c);
+	}
+}
+
+/* Connections past a deadline are collected under conns_mu (with a
+ * reference) and closed after it is released: closing takes subs_mu,
+ * which is ordered before conn->mu but not after conns_mu. */
+#define SWEEP_BATCH 256
+
+static void sweep_conns(gw *g)
+{
+	int64_t now = pl_mono_us();
+	gw_conn *victims[SWEEP_BATCH];
+	size_t n = 0;
+	pthread_mutex_lock(&g->conns_mu);
+	for (gw_conn *c = g->conns; c != NULL && n < SWEEP_BATCH; c = c->next) {
+		bool close_now = false;
+		gw_conn_sweep(c, now, &close_now);
+		if (close_now) {
+			gw_conn_ref(c);
+			victims[n++] = c;
+		}
+	}
+	pthread_mutex_unlock(&g->conns_mu);
+	for (size_t i = 0; i < n; i++) {
+		gw_conn_close(victims[i], "deadline");
+		gw_conn_unref(victims[i]);
+	}
+}
+
+static void *sweeper_main(void *arg)
+{
+	gw *g = arg;
+	pthread_mutex_lock(&g->reap_mu);
+	while (!g->sweeper_stop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += GW_SWEEP_MS * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		if (g->reap == NULL)
+			pthread_cond_timedwait(&g->reap_cv, &g->reap_mu, &ts);
+		pthread_mutex_unlock(&g->reap_mu);
+		reap_all(g);
+		sweep_conns(g);
+		gw_subs_retry(g);
+		pthread_mutex_lock(&g->reap_mu);
+	}
+	pthread_mutex_unlock(&g->reap_mu);
+	reap_all(g);
+	return NULL;
+}
+
+/* ---- start / stop ---- */
+
+static pl_status links_start(gw *g)
+{
+	const gw_config *conf = g->conf;
+	for (int i = 0; i < conf->ngroups; i++) {
+		gw_link *l;
+		pl_status st = gw_link_new(g, &conf->groups[i], &l);
+		if (st != PL_OK)
+			return st;
+		/* Kept sorted by group: list_rooms merges in room id order. */
+		int j = g->nlinks++;
+		while (j > 0 && g->links[j - 1]->conf->id > l->conf->id) {
+			g->links[j] = g->links[j - 1];
+			j--;
+		}
+		g->links[j] = l;
+		if ((st = gw_link_start(l)) != PL_OK)
+			return st;
+	}
+	return PL_OK;
+}
+
+pl_status gw_start(gw *g)
+{
+	if (pthread_create(&g->sweeper, NULL, sweeper_main, g) != 0)
+		return PL_E_NOMEM;
+	g->sweeper_started = true;
+	pl_status st = links_start(g);
+	if (st == PL_OK)
+		st = gw_listen_start(g);
+	if (st != PL_OK)
+		return st;
+	PL_INFO(GW_MOD, "event=started id=%s tcp=%s http=%s groups=%d",
+	    g->conf->id, g->conf->tcp, g->conf->http, g->nlinks);
+	return PL_OK;
+}
+
+/* Closes every connection; their broker replies are still delivered (to
+ * nobody) while the links run, which releases the references. */
+static void conns_close_all(gw *g)
+{
+	for (;;) {
+		pthread_mutex_lock(&g->conns_mu);
+		gw_conn *c = g->conns;
+		if (c != NULL)
+			gw_conn_ref(c);
+		pthread_mutex_unlock(&g->conns_mu);
+		if (c == NULL)
+			return;
+		gw_conn_close(c, "shutdown");
+		gw_conn_unref(c);
+	}
+}
+
+static void sweeper_join(gw *g)
+{
+	if (!g->sweeper_started)
+		return;
+	pthread_mutex_lock(&g->reap_mu);
+	g->sweeper_stop = true;
+	pthread_cond_signal(&g->reap_cv);
+	pthread_mutex_unlock(&g->reap_mu);
+	pthread_join(g->sweeper, NULL);
+	g->sweeper_started = false;
+}
+
+void gw_stop(gw *g)
+{
+	atomic_store(&g->stopping, true);
+	gw_listen_stop(g);
+	conns_close_all(g);
+	/* Stopping a link fails what is queued or in flight, which drops
+	 * the last references of closed connections. */
+	for (int i = 0; i < g->nlinks; i++)
+		gw_link_stop(g->links[i]);
+	sweeper_join(g);
+	reap_all(g);
+	PL_INFO(GW_MOD, "event=stopped id=%s", g->conf->id);
+}
+
+void gw_free(gw *g)
+{
+	if (g == NULL)
+		return;
+	for (int i = 0; i < g->nlinks; i++)
+		gw_link_free(g->links[i]);
+	gw_subs_fini(g);
+	arenas_free(g);
+	pl_metrics_fini(&g->metrics);
+	pthread_mutex_destroy(&g->conns_mu);
+	pthread_mutex_destroy(&g->reap_mu);
+	pthread_cond_destroy(&g->reap_cv);
+	pthread_mutex_destroy(&g->arena_mu);
+	free(g);
+}

@@ -1,0 +1,146 @@
+/*
+ * gateway.h - the contract of parley-gateway: its configuration, the
+ * gateway's life cycle (new, start, stop, free) and the subscription
+ * cursor, a pure state machine kept separate so it can be unit-tested.
+ * The gateway <-> broker protocol it speaks is docs/internals.md; the
+ * cursor implements its "Subscription cursor" section exactly.
+ */
+#ifndef PARLEY_GATEWAY_H
+#define PARLEY_GATEWAY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/common.h"
+
+/* ------------------------------------------------------------------ */
+/* Configuration.                                                      */
+
+/* Shard groups a gateway routes to; group ids are 16-bit, a deployment
+ * has a few dozen at most. */
+#define GW_GROUPS_MAX 64
+#define GW_ID_CHARS_MAX 63
+#define GW_URL_CHARS_MAX 255
+#define GW_PATH_CHARS_MAX 1023
+
+typedef struct gw_group_conf {
+	uint16_t id;
+	char broker[GW_URL_CHARS_MAX + 1];
+	uint32_t weight;
+	bool draining;
+} gw_group_conf;
+
+typedef struct gw_config {
+	char id[GW_ID_CHARS_MAX + 1];
+	char tcp[GW_URL_CHARS_MAX + 1];  /* "" disables the TCP listener */
+	char http[GW_URL_CHARS_MAX + 1]; /* host:port; "" disables HTTP+WS */
+	char web_root[GW_PATH_CHARS_MAX + 1];
+	uint32_t frame_bytes_max;
+	uint32_t body_bytes_max;
+	uint32_t publish_per_sec;
+	uint32_t subscriptions_max;
+	uint32_t send_queue_bytes_max;
+	uint32_t connections_max;
+	uint32_t idle_ms;
+	uint32_t hello_timeout_ms;
+	uint32_t broker_timeout_ms;
+	uint32_t broker_contexts;  /* request contexts per broker link */
+	uint32_t broker_queue_max; /* pending requests per broker link */
+	gw_group_conf groups[GW_GROUPS_MAX];
+	int ngroups;
+	pl_keyring *keys; /* owned; large, so on the heap */
+} gw_config;
+
+/* Fills defaults (see gateway.example.ini) and allocates the keyring.
+ * PL_E_NOMEM on failure. Pair with gw_config_fini. */
+pl_status gw_config_init(gw_config *c);
+void gw_config_fini(gw_config *c); /* accepts zeroed memory */
+
+/* Reads an INI file into c (on top of its current values): [gateway],
+ * [group.N], [tenant.ID] and [log]. Logs the offending line and returns
+ * PL_E_CONFIG on a bad value, PL_E_IO when the file cannot be read. */
+pl_status gw_config_load(gw_config *c, const char *path);
+
+/* Checks the limits against each other and the codec ceilings. */
+pl_status gw_config_check(const gw_config *c);
+
+/* ------------------------------------------------------------------ */
+/* Life cycle.                                                          */
+
+typedef struct gw gw;
+
+/* Creates a gateway for conf (borrowed: it must outlive the gateway).
+ * *out is written only on success. */
+pl_status gw_new(const gw_config *conf, gw **out);
+
+/* Dials the brokers and opens the listeners. PL_E_IO when a listener
+ * cannot bind. Call once, from a thread that is not an nng callback. */
+pl_status gw_start(gw *g);
+
+/* Closes listeners, then every connection, then the broker links, and
+ * waits until no callback can run any more. Not from an nng callback. */
+void gw_stop(gw *g);
+
+void gw_free(gw *g); /* after gw_stop; accepts NULL */
+
+/* ------------------------------------------------------------------ */
+/* Subscription cursor (docs/internals.md "Subscription cursor").
+ * One per (connection, room). Pure: no I/O, no clock, no locks; the
+ * caller serialises calls and performs the returned action. */
+
+/* A catch-up page that delivers nothing and has no "more" while the
+ * cursor still expects seqs is retried this many times before the
+ * cursor trusts history and leaves catch-up (so a broker that lost a
+ * message cannot make the gateway spin). */
+#define GW_CURSOR_STUCK_MAX 3
+
+typedef enum gw_cursor_act {
+	GW_CUR_NONE = 0, /* nothing to do */
+	GW_CUR_DELIVER,  /* send this message to the client */
+	GW_CUR_DROP,     /* duplicate or not ours: drop it */
+	GW_CUR_FETCH,    /* request history after gw_cursor_after() */
+	GW_CUR_RETRY,    /* fetch again later (no progress was made) */
+} gw_cursor_act;
+
+typedef struct gw_cursor {
+	uint64_t next;       /* next seq to deliver */
+	uint64_t seen_max;   /* highest live seq seen while catching up */
+	uint64_t last_seq;   /* room head from Subscribed */
+	uint64_t fetch_from; /* next when the page in flight was asked */
+	uint8_t stuck;       /* consecutive pages without progress */
+	bool subscribed;     /* Subscribed arrived: fetching may start */
+	bool catching_up;
+	bool fetching; /* a history page is in flight */
+	bool stale;    /* a resync happened while a page was in flight */
+} gw_cursor;
+
+/* Step 1: a new subscription delivers from since + 1. Live messages seen
+ * before Subscribed only raise seen_max. */
+void gw_cursor_init(gw_cursor *c, uint64_t since);
+/* Subscribed{last_seq} arrived: returns GW_CUR_FETCH. */
+gw_cursor_act gw_cursor_subscribed(gw_cursor *c, uint64_t last_seq);
+/* Step 2: a live message. DELIVER (next advanced), DROP, NONE (noted
+ * while catching up) or FETCH (a gap: catch-up starts). */
+gw_cursor_act gw_cursor_live(gw_cursor *c, uint64_t seq);
+/* The after_seq of the history page to request (next - 1). */
+uint64_t gw_cursor_after(const gw_cursor *c);
+/* Step 3: one message of a catch-up page, in page order: DELIVER (next
+ * advanced) or DROP. A seq beyond next means history has a hole (the
+ * room was pruned): history is authoritative and the cursor jumps. */
+gw_cursor_act gw_cursor_page_msg(gw_cursor *c, uint64_t seq);
+/* Step 3: the page ended. FETCH for another page, RETRY when the page
+ * made no progress yet seqs are still expected, NONE when caught up. */
+gw_cursor_act gw_cursor_page_end(gw_cursor *c, bool more);
+/* A catch-up request failed (timeout, broker error): RETRY. */
+gw_cursor_act gw_cursor_page_failed(gw_cursor *c);
+/* The fetch FETCH asked for was not sent because the connection's send
+ * queue is still full of earlier pages (flow control): RETRY later. */
+gw_cursor_act gw_cursor_fetch_deferred(gw_cursor *c);
+/* Re-issue a fetch after RETRY: returns FETCH unless one is in flight. */
+gw_cursor_act gw_cursor_retry(gw_cursor *c);
+/* Step 4: overflow or epoch change. FETCH, or NONE when a page is in
+ * flight (it is marked stale and followed by a fresh one), or when
+ * Subscribed has not arrived yet (its catch-up covers it). */
+gw_cursor_act gw_cursor_resync(gw_cursor *c);
+
+#endif /* PARLEY_GATEWAY_H */

@@ -1,0 +1,354 @@
+/*
+ * gw_internal.h - private to gateway/: the structs its files share and
+ * the rules that keep them safe across nng's callback threads.
+ *
+ * Lock order (outer first): link->feed_mu -> g->subs_mu -> conn->mu, and
+ * g->conns_mu -> conn->mu. link->mu, multi->mu, g->arena_mu and
+ * g->reap_mu are leaves: nothing else is locked while one is held.
+ *
+ * Lifetime: a connection is reference counted. The connection table
+ * holds one reference until the connection closes; every request in
+ * flight to a broker holds one. The last unref hands the connection to
+ * the sweeper thread, which stops its aios (waiting for callbacks) and
+ * frees it, so no callback or late broker reply touches freed memory.
+ */
+#ifndef PARLEY_GW_INTERNAL_H
+#define PARLEY_GW_INTERNAL_H
+
+#include <stdatomic.h>
+#include <pthread.h>
+
+#include <nng/nng.h>
+#include <nng/supplemental/http/http.h>
+
+#include "gateway/gateway.h"
+#include "proto/codec.h"
+
+#define GW_MOD "gateway"
+
+/* A batch takes at most this many requests (internals.md). */
+#define GW_BATCH_REQS_MAX 256
+/* GwBatch and BrokerBatch must stay under PL_FRAME_BYTES_CEIL: a batch
+ * stops growing when its requests, or the replies they may produce,
+ * pass half the ceiling. */
+#define GW_BATCH_BYTES_MAX (PL_FRAME_BYTES_CEIL / 2)
+/* Catch-up page size (internals.md asks 200 per history page). */
+#define GW_CATCHUP_LIMIT 200
+/* Catch-up is flow controlled: a page is asked for only while the
+ * connection has at most this many unsent bytes, and a page carries at
+ * most as many body bytes. Both at a quarter of the send queue bound, a
+ * page plus one oversize message plus earlier bytes stay under it, so a
+ * client resuming a long backlog is never mistaken for a slow one. */
+#define GW_CATCHUP_BUDGET(g) ((size_t)(g)->conf->send_queue_bytes_max / 4)
+/* Live feed poll: broker parks it up to this long; events per reply. */
+#define GW_POLL_WAIT_MS 1000
+#define GW_POLL_EVENTS_MAX 4096
+/* After a failed poll, wait before polling again: no busy loop while a
+ * broker is down. */
+#define GW_POLL_RETRY_MS 250
+/* Requests one connection may have in flight: pipelining is allowed,
+ * unbounded pipelining would let one client fill the broker queue. */
+#define GW_CONN_INFLIGHT_MAX 1024
+/* Receive buffer starts small (idle connections are the common case)
+ * and grows to the largest frame, then shrinks back when empty. */
+#define GW_RBUF_BYTES_MIN 512
+/* A connection being closed with a Goodbye gets this long to flush. */
+#define GW_CLOSE_GRACE_MS 1000
+/* Failed hello attempts before the connection is closed. */
+#define GW_HELLO_FAILS_MAX 3
+/* Sweeper period: idle, hello and close deadlines, catch-up retries. */
+#define GW_SWEEP_MS 250
+/* A broker answering within this long counts as healthy (/healthz). */
+#define GW_HEALTHY_MS (3 * GW_POLL_WAIT_MS)
+/* Error codes are parley.ErrorCode values 0..INTERNAL. */
+#define GW_CODES 11
+
+_Static_assert(GW_RBUF_BYTES_MIN >= PL_FRAME_HEADER_BYTES,
+    "a frame header must fit the smallest receive buffer");
+
+enum { GW_TCP = 0, GW_WS = 1, GW_TRANSPORTS = 2 };
+
+typedef struct gw_conn gw_conn;
+typedef struct gw_link gw_link;
+typedef struct gw_req gw_req;
+typedef struct gw_sub gw_sub;
+typedef struct gw_room gw_room;
+typedef struct gw_multi gw_multi;
+
+typedef struct gw_mset {
+	pl_metric *conns[GW_TRANSPORTS];
+	pl_metric *subs;
+	pl_metric *requests;
+	pl_metric *publishes;
+	pl_metric *acks;
+	pl_metric *errors[GW_CODES];
+	pl_metric *slow;
+	pl_metric *publish_ack;
+	pl_metric *deliver;
+	pl_metric *broker_rtt;
+} gw_mset;
+
+typedef struct gw_arena {
+	pl_arena a;
+	struct gw_arena *next;
+} gw_arena;
+
+struct gw {
+	const gw_config *conf;
+	pl_metrics metrics;
+	gw_mset m;
+	int64_t start_us;
+	_Atomic bool stopping;
+
+	/* Listeners and HTTP (listen.c, http.c). */
+	nng_stream_listener *lst[GW_TRANSPORTS];
+	nng_aio *accept_aio[GW_TRANSPORTS];
+	nng_http_server *http;
+	nng_http_handler *h_health, *h_metrics, *h_static;
+
+	/* Connection table. */
+	pthread_mutex_t conns_mu;
+	gw_conn *conns;
+	uint32_t nconns;
+	uint64_t conn_ids;
+
+	/* Sweeper thread: deadlines, retries, and freeing dead conns. */
+	pthread_mutex_t reap_mu;
+	pthread_cond_t reap_cv;
+	gw_conn *reap;
+	bool sweeper_stop;
+	bool sweeper_started;
+	pthread_t sweeper;
+
+	/* Subscriptions (feed.c), all under subs_mu. */
+	pthread_mutex_t subs_mu;
+	gw_room **rooms; /* hash buckets, power of two */
+	size_t rooms_cap, nrooms;
+	uint64_t nsubs, sub_ids;
+	uint32_t retry_n; /* subscriptions waiting for a catch-up retry */
+
+	/* Broker links (link.c), fixed after gw_start. */
+	gw_link *links[GW_GROUPS_MAX];
+	int nlinks;
+	_Atomic uint64_t req_ids;
+
+	/* Decode arenas for client frames, one per concurrent reader. */
+	pthread_mutex_t arena_mu;
+	gw_arena *arenas;
+	size_t arena_bytes;
+};
+
+struct gw_conn {
+	gw *g;
+	nng_stream *stream;
+	nng_aio *raio, *waio;
+	pthread_mutex_t mu;
+	_Atomic int refs;
+	uint64_t id;
+	uint8_t transport;
+	int64_t created_us;
+	_Atomic int64_t last_rx_us;
+	_Atomic uint32_t inflight;
+	_Atomic bool authed;
+
+	/* Owned by the read path (one read is outstanding at a time). */
+	uint8_t *rbuf;
+	uint32_t rlen, rcap;
+	int64_t tokens;    /* rate bucket, in millionths of a publish */
+	int64_t tokens_us; /* when it was last filled */
+	uint8_t hello_fails;
+	/* Written once by hello before authed is set, read-only after. */
+	pl_claims claims;
+	char session[33];
+
+	/* Under mu: the send queue and the close state. pending collects
+	 * frames while out is on the wire; their bytes together are bounded
+	 * by send_queue_bytes_max. */
+	uint8_t *pend;
+	uint32_t pend_len, pend_cap;
+	uint8_t *out;
+	uint32_t out_len, out_off, out_cap;
+	bool sending, closing, closed;
+	int64_t close_at_us;
+	/* A catch-up waits for the send queue to drain (feed.c sets it,
+	 * write_cb clears it and resumes). */
+	_Atomic bool catchup_waiting;
+
+	/* Under g->subs_mu. */
+	gw_sub *subs;
+	uint32_t nsubs;
+
+	/* Under g->conns_mu. */
+	gw_conn *prev, *next;
+	/* Under g->reap_mu. */
+	gw_conn *reap_next;
+};
+
+typedef enum gw_req_kind {
+	GW_REQ_CLIENT,    /* reply goes to the client as is */
+	GW_REQ_SUBSCRIBE, /* Subscribed starts the cursor */
+	GW_REQ_CATCHUP,   /* a history page for a cursor */
+	GW_REQ_WATCH,     /* watch change; the reply is dropped */
+	GW_REQ_PART,      /* one group's share of list_rooms / status */
+} gw_req_kind;
+
+/* One request for a broker: a packed GwRequest without its id (the id is
+ * spliced in when the batch is built). */
+struct gw_req {
+	gw_req *next;
+	gw_conn *conn; /* reference held; NULL for watch changes */
+	gw_multi *multi;
+	uint64_t client_id;
+	uint64_t sub_id;
+	int64_t t0_us;
+	uint32_t reply_est; /* reply bytes it may produce */
+	uint8_t kind;
+	uint8_t op; /* Parley__ClientFrame__BodyCase */
+	uint16_t part;
+	uint32_t len;
+	uint8_t body[];
+};
+
+/* list_rooms and status fan out to every group and merge. */
+struct gw_multi {
+	pthread_mutex_t mu;
+	gw_conn *conn; /* reference held */
+	uint64_t client_id;
+	uint8_t op;
+	uint32_t limit;
+	int pending;
+	int nparts;
+	struct {
+		uint16_t group;
+		uint8_t
+		    *buf; /* packed ServerFrame reply, owned; NULL: failed */
+		size_t len;
+	} parts[GW_GROUPS_MAX];
+};
+
+typedef struct gw_bctx {
+	gw_link *link;
+	nng_ctx ctx;
+	nng_aio *aio;
+	gw_req *reqs[GW_BATCH_REQS_MAX];
+	uint32_t n;
+	uint64_t base; /* GwRequest.id of reqs[0]; reqs[i] is base + i */
+	int64_t t0_us;
+	bool receiving;
+	struct gw_bctx *next_idle;
+} gw_bctx;
+
+struct gw_link {
+	gw *g;
+	const gw_group_conf *conf;
+	nng_socket sock;
+	bool sock_open;
+	pthread_mutex_t mu; /* queue, idle contexts, stopping */
+	gw_req *qhead, *qtail;
+	uint32_t qlen;
+	gw_bctx *idle;
+	bool stopping;
+	gw_bctx *ctxs;
+	uint32_t nctx;
+	/* Live feed: one poll in flight. feed_mu is taken before the next
+	 * poll is sent and held while its events are processed, so replies
+	 * are processed in the order the broker sent them. */
+	nng_ctx pctx;
+	nng_aio *paio;
+	int poll_phase; /* link.c: what paio is doing */
+	pthread_mutex_t feed_mu;
+	char epoch[64];
+	_Atomic int64_t last_ok_us;
+};
+
+struct gw_sub {
+	uint64_t id;
+	uint64_t room;
+	char room_str[PL_ROOM_ID_CHARS + 1];
+	gw_conn *conn; /* borrowed: subs are removed before conn closes */
+	gw_sub *rprev, *rnext; /* room list */
+	gw_sub *cnext;         /* connection list */
+	gw_cursor cur;
+	bool retry; /* waiting for a catch-up retry */
+};
+
+struct gw_room {
+	uint64_t room;
+	gw_room *hnext;
+	gw_sub *subs;
+	uint32_t nsubs;
+};
+
+/* gateway.c */
+gw_arena *gw_arena_get(gw *g);
+void gw_arena_put(gw *g, gw_arena *a);
+void gw_count_error(gw *g, int code);
+void gw_reap_push(gw *g, gw_conn *c);
+
+/* conn.c */
+void gw_conn_accept(gw *g, nng_stream *s, int transport);
+void gw_conn_ref(gw_conn *c);
+void gw_conn_unref(gw_conn *c);
+/* Encodes f and queues it. PL_E_CLOSED when closing, PL_E_BACKPRESSURE
+ * when the client is a slow consumer (it is then being closed). */
+pl_status gw_conn_send(gw_conn *c, const Parley__ServerFrame *f);
+pl_status gw_conn_send_bytes(gw_conn *c, const uint8_t *buf, size_t n);
+/* Bytes queued and not yet written to the socket. */
+size_t gw_conn_unsent(gw_conn *c);
+void gw_conn_send_error(gw_conn *c, uint64_t id, int code, const char *msg);
+void gw_conn_goodbye(gw_conn *c, int code, const char *reason);
+void gw_conn_close(gw_conn *c, const char *reason);
+void gw_conn_sweep(gw_conn *c, int64_t now_us, bool *close_now);
+void gw_conn_destroy(gw_conn *c);
+
+/* request.c */
+void gw_request_handle(gw_conn *c, const uint8_t *payload, size_t len);
+/* Packs GwRequest{caller of c, frame, watch} into a new request. */
+gw_req *gw_req_new(gw_conn *c, gw_req_kind kind, const Parley__ClientFrame *f,
+    const Parley__Internal__Watch *w);
+void gw_req_free(gw_req *r);
+/* Delivers a broker reply (f may be NULL: the batch failed with code)
+ * and frees r. */
+void gw_req_complete(gw *g, gw_req *r, Parley__ServerFrame *f, int code);
+void gw_caller_fill(const gw_conn *c, Parley__Internal__Caller *caller);
+
+/* link.c */
+pl_status gw_link_new(gw *g, const gw_group_conf *conf, gw_link **out);
+pl_status gw_link_start(gw_link *l);
+void gw_link_stop(gw_link *l);
+void gw_link_free(gw_link *l);
+/* Queues r (taken on success). PL_E_BACKPRESSURE when full, PL_E_CLOSED
+ * when stopping; on error r is still the caller's. */
+pl_status gw_link_submit(gw_link *l, gw_req *r);
+gw_link *gw_link_find(gw *g, uint16_t group);
+/* Weighted among non-draining groups; NULL if none. key (may be NULL)
+ * makes the choice deterministic per (tenant, key). */
+gw_link *gw_link_pick(gw *g, const char *tenant, const char *key);
+void gw_link_batch_epoch(gw_link *l, const char *epoch);
+
+/* feed.c */
+pl_status gw_subs_init(gw *g);
+void gw_subs_fini(gw *g);
+void gw_subs_subscribe(gw_conn *c, const Parley__ClientFrame *f);
+void gw_subs_unsubscribe(gw_conn *c, const Parley__ClientFrame *f);
+void gw_subs_drop_conn(gw_conn *c);
+void gw_subs_on_subscribed(gw *g, gw_req *r, Parley__ServerFrame *f, int code);
+void gw_subs_on_page(gw *g, gw_req *r, Parley__ServerFrame *f, int code);
+void gw_subs_events(gw_link *l, Parley__Internal__BrokerBatch *b);
+void gw_subs_resync_group(gw *g, uint16_t group, bool rewatch);
+void gw_subs_retry(gw *g);
+/* The connection's send queue drained below the catch-up budget: its
+ * deferred catch-ups go on. Called without conn->mu held. */
+void gw_subs_resume(gw_conn *c);
+
+/* multi.c */
+void gw_multi_start(gw_conn *c, const Parley__ClientFrame *f);
+void gw_multi_part_done(gw *g, gw_req *r, Parley__ServerFrame *f, int code);
+
+/* listen.c, http.c */
+pl_status gw_listen_start(gw *g);
+void gw_listen_stop(gw *g);
+pl_status gw_http_start(gw *g);
+void gw_http_stop(gw *g);
+
+#endif /* PARLEY_GW_INTERNAL_H */

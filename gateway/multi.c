@@ -1,0 +1,230 @@
+/*
+ * multi.c - requests that span every shard group: list_rooms (a merge of
+ * each group's page, in room id order, which is group order since the
+ * group is the id's prefix) and status (each broker's GroupStatus plus
+ * the gateway's own counts). Parts are kept packed until all are in.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/gw_internal.h"
+
+#define LIST_LIMIT_DEFAULT 100
+#define LIST_LIMIT_MAX 1000
+/* Each broker reports its own group; a few per broker at most. */
+#define STATUS_GROUPS_MAX (4 * GW_GROUPS_MAX)
+
+static void multi_free(gw_multi *m)
+{
+	for (int i = 0; i < m->nparts; i++)
+		free(m->parts[i].buf);
+	gw_conn_unref(m->conn);
+	pthread_mutex_destroy(&m->mu);
+	free(m);
+}
+
+static Parley__ServerFrame *part_decode(gw_multi *m, int i, pl_arena *a)
+{
+	Parley__ServerFrame *f;
+	if (m->parts[i].buf == NULL ||
+	    pl_server_frame_decode(m->parts[i].buf, m->parts[i].len,
+	        PL_FRAME_BYTES_CEIL, a, &f) != PL_OK)
+		return NULL;
+	return f;
+}
+
+static void send_list(gw_multi *m, pl_arena *a)
+{
+	uint32_t lim = m->limit ? m->limit : LIST_LIMIT_DEFAULT;
+	if (lim > LIST_LIMIT_MAX)
+		lim = LIST_LIMIT_MAX;
+	char **rooms = calloc(lim, sizeof(*rooms));
+	Parley__RoomList rl = PARLEY__ROOM_LIST__INIT;
+	bool failed = rooms == NULL;
+	for (int i = 0; !failed && i < m->nparts && !rl.more; i++) {
+		Parley__ServerFrame *f = part_decode(m, i, a);
+		if (f == NULL ||
+		    f->body_case != PARLEY__SERVER_FRAME__BODY_ROOM_LIST) {
+			failed = true; /* an incomplete list would mislead */
+			break;
+		}
+		for (size_t j = 0; j < f->room_list->n_rooms; j++) {
+			if (rl.n_rooms == lim) {
+				rl.more = true;
+				break;
+			}
+			rooms[rl.n_rooms++] = f->room_list->rooms[j];
+		}
+		/* A group with more rooms comes before the next group's. */
+		rl.more = rl.more || f->room_list->more;
+	}
+	if (failed) {
+		gw_conn_send_error(m->conn, m->client_id,
+		    PARLEY__ERROR_CODE__UNAVAILABLE,
+		    "a shard group is unavailable");
+	} else {
+		rl.rooms = rooms;
+		Parley__ServerFrame sf = PARLEY__SERVER_FRAME__INIT;
+		sf.id = m->client_id;
+		sf.body_case = PARLEY__SERVER_FRAME__BODY_ROOM_LIST;
+		sf.room_list = &rl;
+		(void)gw_conn_send(m->conn, &sf);
+	}
+	free(rooms);
+}
+
+static void send_status(gw *g, gw_multi *m, pl_arena *a)
+{
+	Parley__GroupStatus *gs[STATUS_GROUPS_MAX];
+	Parley__GroupStatus down[GW_GROUPS_MAX];
+	Parley__StatusReply sr = PARLEY__STATUS_REPLY__INIT;
+	for (int i = 0; i < m->nparts; i++) {
+		Parley__ServerFrame *f = part_decode(m, i, a);
+		if (f != NULL &&
+		    f->body_case == PARLEY__SERVER_FRAME__BODY_STATUS) {
+			for (size_t j = 0; j < f->status->n_groups &&
+			                   sr.n_groups < STATUS_GROUPS_MAX;
+			     j++)
+				gs[sr.n_groups++] = f->status->groups[j];
+			continue;
+		}
+		gw_link *l = gw_link_find(g, m->parts[i].group);
+		parley__group_status__init(&down[i]);
+		down[i].group = m->parts[i].group;
+		down[i].address = l != NULL ? (char *)l->conf->broker : "";
+		if (sr.n_groups < STATUS_GROUPS_MAX)
+			gs[sr.n_groups++] = &down[i];
+	}
+	sr.node = (char *)g->conf->id;
+	pthread_mutex_lock(&g->conns_mu);
+	sr.connections = g->nconns;
+	pthread_mutex_unlock(&g->conns_mu);
+	pthread_mutex_lock(&g->subs_mu);
+	sr.subscriptions = (uint32_t)g->nsubs;
+	pthread_mutex_unlock(&g->subs_mu);
+	sr.uptime_us = pl_now_us() - g->start_us;
+	sr.groups = gs;
+	Parley__ServerFrame sf = PARLEY__SERVER_FRAME__INIT;
+	sf.id = m->client_id;
+	sf.body_case = PARLEY__SERVER_FRAME__BODY_STATUS;
+	sf.status = &sr;
+	(void)gw_conn_send(m->conn, &sf);
+}
+
+static void multi_finish(gw *g, gw_multi *m)
+{
+	size_t bytes = 0;
+	for (int i = 0; i < m->nparts; i++)
+		bytes += m->parts[i].len;
+	pl_arena a = {0};
+	if (pl_arena_init(&a, NULL, PL_ARENA_BYTES_FOR(bytes)) != PL_OK) {
+		gw_conn_send_error(m->conn, m->client_id,
+		    PARLEY__ERROR_CODE__INTERNAL, "out of memory");
+	} else if (m->op == PARLEY__CLIENT_FRAME__BODY_LIST_ROOMS) {
+		send_list(m, &a);
+	} else {
+		send_status(g, m, &a);
+	}
+	pl_arena_fini(&a);
+	multi_free(m);
+}
+
+/* Called with f NULL when the part failed. */
+void gw_multi_part_done(gw *g, gw_req *r, Parley__ServerFrame *f, int code)
+{
+	(void)code;
+	gw_multi *m = r->multi;
+	pthread_mutex_lock(&m->mu);
+	if (f != NULL && f->body_case != PARLEY__SERVER_FRAME__BODY_ERROR) {
+		size_t n = protobuf_c_message_get_packed_size(&f->base);
+		uint8_t *buf = malloc(n ? n : 1);
+		if (buf != NULL &&
+		    pl_pb_encode(&f->base, buf, n, &n) == PL_OK) {
+			m->parts[r->part].buf = buf;
+			m->parts[r->part].len = n;
+		} else {
+			free(buf);
+		}
+	}
+	bool done = --m->pending == 0;
+	pthread_mutex_unlock(&m->mu);
+	if (done)
+		multi_finish(g, m);
+}
+
+/* The child frame of list_rooms for one group: groups before the "after"
+ * room's group are skipped, later groups list from their start. */
+static bool list_child(
+    const Parley__ClientFrame *f, uint16_t group, Parley__ListRooms *lr)
+{
+	*lr = *f->list_rooms;
+	uint64_t after = 0;
+	if (lr->after != NULL && lr->after[0] != '\0' &&
+	    pl_room_parse(lr->after, &after) == PL_OK) {
+		if (group < pl_room_group(after))
+			return false;
+		if (group > pl_room_group(after))
+			lr->after = "";
+	}
+	return true;
+}
+
+static int parts_make(
+    gw_conn *c, const Parley__ClientFrame *f, gw_multi *m, gw_req **reqs)
+{
+	gw *g = c->g;
+	int n = 0;
+	for (int i = 0; i < g->nlinks; i++) {
+		Parley__ClientFrame cf = *f;
+		Parley__ListRooms lr;
+		uint16_t group = g->links[i]->conf->id;
+		if (f->body_case == PARLEY__CLIENT_FRAME__BODY_LIST_ROOMS) {
+			if (!list_child(f, group, &lr))
+				continue;
+			cf.list_rooms = &lr;
+		}
+		gw_req *r = gw_req_new(c, GW_REQ_PART, &cf, NULL);
+		if (r == NULL)
+			continue; /* reported as that group being unavailable */
+		r->multi = m;
+		r->part = (uint16_t)n;
+		m->parts[n].group = group;
+		reqs[n++] = r;
+	}
+	return n;
+}
+
+void gw_multi_start(gw_conn *c, const Parley__ClientFrame *f)
+{
+	gw *g = c->g;
+	gw_multi *m = calloc(1, sizeof(*m));
+	gw_req *reqs[GW_GROUPS_MAX];
+	if (m == NULL) {
+		gw_conn_send_error(
+		    c, f->id, PARLEY__ERROR_CODE__INTERNAL, "out of memory");
+		return;
+	}
+	pthread_mutex_init(&m->mu, NULL);
+	gw_conn_ref(c);
+	m->conn = c;
+	m->client_id = f->id;
+	m->op = (uint8_t)f->body_case;
+	if (f->body_case == PARLEY__CLIENT_FRAME__BODY_LIST_ROOMS)
+		m->limit = f->list_rooms->limit;
+	int n = parts_make(c, f, m, reqs);
+	m->nparts = n;
+	/* Counted before the first submit: a reply may come back at once.
+	 * The extra one is this function's, dropped last. */
+	m->pending = n + 1;
+	for (int i = 0; i < n; i++) {
+		gw_link *l = gw_link_find(g, m->parts[i].group);
+		if (gw_link_submit(l, reqs[i]) != PL_OK)
+			gw_req_complete(
+			    g, reqs[i], NULL, PARLEY__ERROR_CODE__UNAVAILABLE);
+	}
+	pthread_mutex_lock(&m->mu);
+	bool done = --m->pending == 0;
+	pthread_mutex_unlock(&m->mu);
+	if (done)
+		multi_finish(g, m);
+}

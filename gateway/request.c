@@ -1,0 +1,409 @@
+/*
+ * request.c - what the gateway does with each client frame: decode and
+ * validate, hello and ping answered locally, limits (hello first, body
+ * size, publish rate, requests in flight), routing to the broker link of
+ * the room's shard group, and delivery of the broker's reply under the
+ * client's request id.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "gateway/gw_internal.h"
+
+/* Default page sizes the broker applies when a request says 0; used to
+ * estimate reply bytes when sizing a batch. */
+#define HISTORY_LIMIT_GUESS 50
+#define REPLY_BYTES_SMALL 4096
+
+/* The request id of a frame that failed to decode, when its first field
+ * is the id (protobuf-c writes fields in number order), else 0. */
+static uint64_t peek_id(const uint8_t *p, size_t len)
+{
+	if (len < 2 || p[0] != 0x08)
+		return 0;
+	uint64_t v = 0;
+	for (size_t i = 1; i < len && i <= 10; i++) {
+		v |= (uint64_t)(p[i] & 0x7f) << (7 * (i - 1));
+		if ((p[i] & 0x80) == 0)
+			return v;
+	}
+	return 0;
+}
+
+void gw_caller_fill(const gw_conn *c, Parley__Internal__Caller *caller)
+{
+	caller->tenant = (char *)c->claims.tenant;
+	caller->user = (char *)c->claims.user;
+	caller->role = c->claims.role;
+	caller->room_scope = (char *)c->claims.room;
+}
+
+static uint32_t reply_estimate(const gw_conn *c, const Parley__ClientFrame *f)
+{
+	if (f == NULL || f->body_case != PARLEY__CLIENT_FRAME__BODY_HISTORY)
+		return REPLY_BYTES_SMALL;
+	uint32_t lim =
+	    f->history->limit ? f->history->limit : HISTORY_LIMIT_GUESS;
+	if (lim > PL_HISTORY_LIMIT_MAX)
+		lim = PL_HISTORY_LIMIT_MAX;
+	return lim * (c->g->conf->body_bytes_max + 512);
+}
+
+gw_req *gw_req_new(gw_conn *c, gw_req_kind kind, const Parley__ClientFrame *f,
+    const Parley__Internal__Watch *w)
+{
+	Parley__Internal__Caller caller = PARLEY__INTERNAL__CALLER__INIT;
+	Parley__Internal__GwRequest req = PARLEY__INTERNAL__GW_REQUEST__INIT;
+	gw_caller_fill(c, &caller);
+	req.caller = &caller;
+	req.frame = (Parley__ClientFrame *)f;
+	req.watch = (Parley__Internal__Watch *)w;
+	size_t size = protobuf_c_message_get_packed_size(&req.base);
+	gw_req *r = malloc(sizeof(*r) + size);
+	if (r == NULL)
+		return NULL;
+	/* Header first: the struct's tail padding may overlap body[]. */
+	*r = (gw_req){.kind = (uint8_t)kind,
+	    .t0_us = pl_mono_us(),
+	    .reply_est = reply_estimate(c, f)};
+	size_t n;
+	if (pl_pb_encode(&req.base, r->body, size, &n) != PL_OK) {
+		free(r);
+		return NULL;
+	}
+	r->len = (uint32_t)n;
+	if (f != NULL) {
+		r->client_id = f->id;
+		r->op = (uint8_t)f->body_case;
+	}
+	/* A watch change's reply is dropped: it needs no connection. */
+	if (kind != GW_REQ_WATCH) {
+		r->conn = c;
+		gw_conn_ref(c);
+	}
+	if (kind == GW_REQ_CLIENT || kind == GW_REQ_SUBSCRIBE)
+		atomic_fetch_add(&c->inflight, 1);
+	return r;
+}
+
+void gw_req_free(gw_req *r)
+{
+	if (r == NULL)
+		return;
+	if (r->conn != NULL) {
+		if (r->kind == GW_REQ_CLIENT || r->kind == GW_REQ_SUBSCRIBE)
+			atomic_fetch_sub(&r->conn->inflight, 1);
+		gw_conn_unref(r->conn);
+	}
+	free(r);
+}
+
+static void client_reply(gw *g, gw_req *r, Parley__ServerFrame *f)
+{
+	f->id = r->client_id;
+	if (r->op == PARLEY__CLIENT_FRAME__BODY_PUBLISH &&
+	    f->body_case == PARLEY__SERVER_FRAME__BODY_ACK) {
+		pl_metric_inc(g->m.acks, 1);
+		pl_hist_record(g->m.publish_ack->hist,
+		    (uint64_t)(pl_mono_us() - r->t0_us));
+	}
+	(void)gw_conn_send(r->conn, f);
+}
+
+void gw_req_complete(gw *g, gw_req *r, Parley__ServerFrame *f, int code)
+{
+	Parley__Error e = PARLEY__ERROR__INIT;
+	Parley__ServerFrame ef = PARLEY__SERVER_FRAME__INIT;
+	if (f == NULL && r->kind == GW_REQ_CLIENT) {
+		e.code = code;
+		e.message = code == PARLEY__ERROR_CODE__UNAVAILABLE
+		                ? "broker unavailable, retry"
+		                : "broker gave no reply";
+		ef.body_case = PARLEY__SERVER_FRAME__BODY_ERROR;
+		ef.error = &e;
+		f = &ef;
+	}
+	switch (r->kind) {
+	case GW_REQ_CLIENT:
+		client_reply(g, r, f);
+		break;
+	case GW_REQ_SUBSCRIBE:
+		gw_subs_on_subscribed(g, r, f, code);
+		break;
+	case GW_REQ_CATCHUP:
+		gw_subs_on_page(g, r, f, code);
+		break;
+	case GW_REQ_PART:
+		gw_multi_part_done(g, r, f, code);
+		break;
+	default:
+		break; /* watch changes: nothing to tell anyone */
+	}
+	gw_req_free(r);
+}
+
+/* ---- local requests ---- */
+
+static void reply_hello_fail(gw_conn *c, uint64_t id)
+{
+	gw_conn_send_error(c, id, PARLEY__ERROR_CODE__UNAUTHORIZED,
+	    "invalid or expired token");
+	if (++c->hello_fails >= GW_HELLO_FAILS_MAX)
+		gw_conn_goodbye(c, PARLEY__ERROR_CODE__UNAUTHORIZED,
+		    "too many failed hellos");
+}
+
+static void handle_hello(gw_conn *c, const Parley__ClientFrame *f)
+{
+	const gw_config *conf = c->g->conf;
+	pl_claims cl;
+	if (atomic_load(&c->authed)) {
+		gw_conn_send_error(c, f->id, PARLEY__ERROR_CODE__BAD_REQUEST,
+		    "already authenticated");
+		return;
+	}
+	if (pl_token_verify(conf->keys, f->hello->token ? f->hello->token : "",
+	        pl_now_us() / 1000000, &cl) != PL_OK) {
+		PL_INFO(GW_MOD, "event=hello_refused conn=%llu fails=%u",
+		    (unsigned long long)c->id, c->hello_fails + 1u);
+		reply_hello_fail(c, f->id);
+		return;
+	}
+	c->claims = cl;
+	uint8_t rnd[16];
+	randombytes_buf(rnd, sizeof(rnd));
+	sodium_bin2hex(c->session, sizeof(c->session), rnd, sizeof(rnd));
+	atomic_store(&c->authed, true);
+
+	Parley__Limits lim = PARLEY__LIMITS__INIT;
+	lim.frame_bytes_max = conf->frame_bytes_max;
+	lim.body_bytes_max = conf->body_bytes_max;
+	lim.publish_per_sec = conf->publish_per_sec;
+	lim.subscriptions_max = conf->subscriptions_max;
+	lim.idle_ms = conf->idle_ms;
+	Parley__Welcome w = PARLEY__WELCOME__INIT;
+	w.session = c->session;
+	w.server_time_us = pl_now_us();
+	w.limits = &lim;
+	w.tenant = c->claims.tenant;
+	w.user = c->claims.user;
+	w.role = c->claims.role;
+	Parley__ServerFrame sf = PARLEY__SERVER_FRAME__INIT;
+	sf.id = f->id;
+	sf.body_case = PARLEY__SERVER_FRAME__BODY_WELCOME;
+	sf.welcome = &w;
+	PL_INFO(GW_MOD,
+	    "event=hello conn=%llu tenant=%s user=%s role=%s scope=%s",
+	    (unsigned long long)c->id, cl.tenant, cl.user,
+	    pl_role_name(cl.role), cl.room[0] ? cl.room : "-");
+	(void)gw_conn_send(c, &sf);
+}
+
+static void handle_ping(gw_conn *c, const Parley__ClientFrame *f)
+{
+	Parley__Pong p = PARLEY__PONG__INIT;
+	p.ts_us = f->ping->ts_us;
+	p.server_time_us = pl_now_us();
+	Parley__ServerFrame sf = PARLEY__SERVER_FRAME__INIT;
+	sf.id = f->id;
+	sf.body_case = PARLEY__SERVER_FRAME__BODY_PONG;
+	sf.pong = &p;
+	(void)gw_conn_send(c, &sf);
+}
+
+/* Token bucket: publish_per_sec refill, burst of two seconds' worth.
+ * Read-path state, so no lock. */
+static bool rate_take(gw_conn *c)
+{
+	const int64_t unit = 1000000;
+	int64_t rate = c->g->conf->publish_per_sec;
+	int64_t now = pl_mono_us();
+	c->tokens += (now - c->tokens_us) * rate;
+	c->tokens_us = now;
+	if (c->tokens > 2 * rate * unit)
+		c->tokens = 2 * rate * unit;
+	if (c->tokens < unit)
+		return false;
+	c->tokens -= unit;
+	return true;
+}
+
+/* ---- forwarding ---- */
+
+static const char *room_of(const Parley__ClientFrame *f)
+{
+	switch (f->body_case) {
+	case PARLEY__CLIENT_FRAME__BODY_JOIN:
+		return f->join->room;
+	case PARLEY__CLIENT_FRAME__BODY_LEAVE:
+		return f->leave->room;
+	case PARLEY__CLIENT_FRAME__BODY_PUBLISH:
+		return f->publish->room;
+	case PARLEY__CLIENT_FRAME__BODY_SUBSCRIBE:
+		return f->subscribe->room;
+	case PARLEY__CLIENT_FRAME__BODY_UNSUBSCRIBE:
+		return f->unsubscribe->room;
+	case PARLEY__CLIENT_FRAME__BODY_HISTORY:
+		return f->history->room;
+	case PARLEY__CLIENT_FRAME__BODY_TYPING:
+		return f->typing->room;
+	case PARLEY__CLIENT_FRAME__BODY_READ:
+		return f->read->room;
+	case PARLEY__CLIENT_FRAME__BODY_PRESENCE:
+		return f->presence->room;
+	case PARLEY__CLIENT_FRAME__BODY_CLOSE_ROOM:
+		return f->close_room->room;
+	case PARLEY__CLIENT_FRAME__BODY_ROOM_INFO:
+		return f->room_info->room;
+	default:
+		return NULL;
+	}
+}
+
+/* The broker link of the frame's room; replies the error itself and
+ * returns NULL when there is none. */
+static gw_link *route_room(gw_conn *c, const Parley__ClientFrame *f)
+{
+	const char *s = room_of(f);
+	uint64_t room;
+	if (s == NULL || pl_room_parse(s, &room) != PL_OK) {
+		gw_conn_send_error(
+		    c, f->id, PARLEY__ERROR_CODE__BAD_REQUEST, "bad room id");
+		return NULL;
+	}
+	gw_link *l = gw_link_find(c->g, pl_room_group(room));
+	if (l == NULL)
+		gw_conn_send_error(
+		    c, f->id, PARLEY__ERROR_CODE__NOT_FOUND, "room not found");
+	return l;
+}
+
+static void submit_error(gw_conn *c, uint64_t id, pl_status st)
+{
+	if (st == PL_E_BACKPRESSURE)
+		gw_conn_send_error(c, id, PARLEY__ERROR_CODE__OVERLOADED,
+		    "broker queue full, retry");
+	else if (st == PL_E_NOMEM)
+		gw_conn_send_error(
+		    c, id, PARLEY__ERROR_CODE__INTERNAL, "out of memory");
+	else
+		gw_conn_send_error(
+		    c, id, PARLEY__ERROR_CODE__UNAVAILABLE, "gateway stopping");
+}
+
+static void forward(gw_conn *c, gw_link *l, const Parley__ClientFrame *f)
+{
+	gw_req *r = gw_req_new(c, GW_REQ_CLIENT, f, NULL);
+	if (r == NULL) {
+		submit_error(c, f->id, PL_E_NOMEM);
+		return;
+	}
+	pl_status st = gw_link_submit(l, r);
+	if (st != PL_OK) {
+		gw_req_free(r);
+		submit_error(c, f->id, st);
+	}
+}
+
+static bool publish_allowed(gw_conn *c, const Parley__ClientFrame *f)
+{
+	pl_metric_inc(c->g->m.publishes, 1);
+	if (f->publish->body.len > c->g->conf->body_bytes_max) {
+		gw_conn_send_error(c, f->id, PARLEY__ERROR_CODE__TOO_LARGE,
+		    "body over body_bytes_max");
+		return false;
+	}
+	if (!rate_take(c)) {
+		gw_conn_send_error(c, f->id, PARLEY__ERROR_CODE__RATE_LIMITED,
+		    "publish_per_sec exceeded");
+		return false;
+	}
+	return true;
+}
+
+static void dispatch_authed(gw_conn *c, const Parley__ClientFrame *f)
+{
+	gw_link *l;
+	switch (f->body_case) {
+	case PARLEY__CLIENT_FRAME__BODY_SUBSCRIBE:
+		gw_subs_subscribe(c, f);
+		return;
+	case PARLEY__CLIENT_FRAME__BODY_UNSUBSCRIBE:
+		gw_subs_unsubscribe(c, f);
+		return;
+	case PARLEY__CLIENT_FRAME__BODY_LIST_ROOMS:
+	case PARLEY__CLIENT_FRAME__BODY_STATUS:
+		gw_multi_start(c, f);
+		return;
+	case PARLEY__CLIENT_FRAME__BODY_CREATE_ROOM:
+		l = gw_link_pick(
+		    c->g, c->claims.tenant, f->create_room->idempotency_key);
+		if (l == NULL) {
+			gw_conn_send_error(c, f->id,
+			    PARLEY__ERROR_CODE__UNAVAILABLE,
+			    "no shard group accepts new rooms");
+			return;
+		}
+		forward(c, l, f);
+		return;
+	case PARLEY__CLIENT_FRAME__BODY_PUBLISH:
+		if (!publish_allowed(c, f))
+			return;
+		/* fall through */
+	default:
+		if ((l = route_room(c, f)) != NULL)
+			forward(c, l, f);
+		return;
+	}
+}
+
+static void dispatch(gw_conn *c, const Parley__ClientFrame *f)
+{
+	if (f->body_case == PARLEY__CLIENT_FRAME__BODY_HELLO) {
+		handle_hello(c, f);
+		return;
+	}
+	if (!atomic_load(&c->authed)) {
+		gw_conn_send_error(
+		    c, f->id, PARLEY__ERROR_CODE__UNAUTHORIZED, "hello first");
+		return;
+	}
+	if (f->body_case == PARLEY__CLIENT_FRAME__BODY_PING) {
+		handle_ping(c, f);
+		return;
+	}
+	if (atomic_load(&c->inflight) >= GW_CONN_INFLIGHT_MAX) {
+		gw_conn_send_error(c, f->id, PARLEY__ERROR_CODE__OVERLOADED,
+		    "too many requests in flight");
+		return;
+	}
+	dispatch_authed(c, f);
+}
+
+/* Called on the read path for each whole frame (payload borrowed). */
+void gw_request_handle(gw_conn *c, const uint8_t *payload, size_t len)
+{
+	gw *g = c->g;
+	Parley__ClientFrame *f;
+	pl_metric_inc(g->m.requests, 1);
+	gw_arena *a = gw_arena_get(g);
+	if (a == NULL) {
+		gw_conn_send_error(c, peek_id(payload, len),
+		    PARLEY__ERROR_CODE__INTERNAL, "out of memory");
+		return;
+	}
+	pl_status st = pl_client_frame_decode(
+	    payload, len, g->conf->frame_bytes_max, &a->a, &f);
+	if (st != PL_OK) {
+		gw_conn_send_error(c, peek_id(payload, len),
+		    st == PL_E_TOO_LARGE ? PARLEY__ERROR_CODE__TOO_LARGE
+		                         : PARLEY__ERROR_CODE__BAD_REQUEST,
+		    st == PL_E_TOO_LARGE ? "frame too large"
+		                         : "undecodable or invalid frame");
+	} else {
+		dispatch(c, f);
+	}
+	gw_arena_put(g, a);
+}

@@ -1,0 +1,406 @@
+/*
+ * harness.c - see harness.h. Processes are started with fork/exec, their
+ * output goes to a log file per process in the cluster's dir, and an
+ * atexit hook kills whatever is still running.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "tests/integration/harness.h"
+
+#define LIVE_MAX 32
+static pid_t live[LIVE_MAX];
+
+static void kill_all(void)
+{
+	for (int i = 0; i < LIVE_MAX; i++)
+		if (live[i] > 0)
+			kill(live[i], SIGKILL);
+}
+
+static void live_add(pid_t pid)
+{
+	static bool hooked;
+	if (!hooked) {
+		atexit(kill_all);
+		hooked = true;
+	}
+	for (int i = 0; i < LIVE_MAX; i++)
+		if (live[i] == 0) {
+			live[i] = pid;
+			return;
+		}
+}
+
+static void live_del(pid_t pid)
+{
+	for (int i = 0; i < LIVE_MAX; i++)
+		if (live[i] == pid)
+			live[i] = 0;
+}
+
+/* A loopback port that was free a moment ago. Ports are taken from
+ * distinct sockets held open together so one call never repeats. */
+static int free_port(void)
+{
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t len = sizeof(a);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+	    getsockname(s, (struct sockaddr *)&a, &len) != 0) {
+		if (s >= 0)
+			close(s);
+		return -1;
+	}
+	close(s);
+	return ntohs(a.sin_port);
+}
+
+static bool write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	if (f == NULL)
+		return false;
+	fputs(text, f);
+	return fclose(f) == 0;
+}
+
+bool hx_init(hx_cluster *c, int ngroups)
+{
+	memset(c, 0, sizeof(*c));
+	signal(SIGPIPE, SIG_IGN);
+	snprintf(c->dir, sizeof(c->dir), "/tmp/parley-it-XXXXXX");
+	if (mkdtemp(c->dir) == NULL || ngroups < 1 || ngroups > HX_GROUPS_MAX)
+		return false;
+	c->ngroups = ngroups;
+	fprintf(stderr, "  cluster dir: %s\n", c->dir);
+	int ports[2 + 2 * HX_GROUPS_MAX];
+	for (int i = 0; i < 2 + 2 * ngroups; i++) {
+		ports[i] = free_port();
+		for (int j = 0; j < i; j++)
+			if (ports[j] == ports[i])
+				ports[i--] = -1; /* retry on a repeat */
+		if (i >= 0 && ports[i] < 0)
+			return false;
+	}
+	c->tcp_port = ports[0];
+	c->http_port = ports[1];
+	for (int g = 1; g <= ngroups; g++) {
+		c->broker_port[g] = ports[2 * g];
+		c->broker_http[g] = ports[2 * g + 1];
+	}
+	snprintf(
+	    c->tcp_url, sizeof(c->tcp_url), "tcp://127.0.0.1:%d", c->tcp_port);
+	snprintf(
+	    c->ws_url, sizeof(c->ws_url), "ws://127.0.0.1:%d/ws", c->http_port);
+	const char *tenants[] = {"acme", "globex"};
+	for (int i = 0; i < 2; i++) {
+		char path[256], pk[128];
+		snprintf(path, sizeof(path), "%s/%s.key", c->dir, tenants[i]);
+		if (pl_keyfile_generate(
+		        path, tenants[i], "k1", pk, sizeof(pk)) != PL_OK)
+			return false;
+	}
+	return true;
+}
+
+static pid_t spawn(
+    hx_proc *p, const char *name, const char *dir, char *const argv[])
+{
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	snprintf(p->log, sizeof(p->log), "%s/%s.log", dir, name);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+			close(fd);
+		}
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	p->pid = pid;
+	if (pid > 0)
+		live_add(pid);
+	return pid;
+}
+
+static bool port_open(int port)
+{
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {
+	    .sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	bool ok = s >= 0 && connect(s, (struct sockaddr *)&a, sizeof(a)) == 0;
+	if (s >= 0)
+		close(s);
+	return ok;
+}
+
+static bool wait_port(hx_proc *p, int port)
+{
+	for (int i = 0; i < 200; i++) {
+		if (port_open(port))
+			return true;
+		if (waitpid(p->pid, NULL, WNOHANG) == p->pid) {
+			live_del(p->pid);
+			fprintf(stderr, "  %s exited at start; see %s\n",
+			    p->name, p->log);
+			p->pid = 0;
+			return false;
+		}
+		usleep(25000);
+	}
+	return false;
+}
+
+bool hx_start_broker(hx_cluster *c, int g)
+{
+	char ini[256], text[2048], name[32];
+	snprintf(ini, sizeof(ini), "%s/broker-%d.ini", c->dir, g);
+	snprintf(text, sizeof(text),
+	    "[broker]\nid = broker-%d\ngroup = %d\n"
+	    "listen = tcp://127.0.0.1:%d\nhttp = 127.0.0.1:%d\n"
+	    "data = %s/data-%d\ndurability = sync\n%s\n",
+	    g, g, c->broker_port[g], c->broker_http[g], c->dir, g,
+	    c->broker_extra);
+	if (!write_file(ini, text))
+		return false;
+	snprintf(name, sizeof(name), "broker-%d", g);
+	char *argv[] = {PARLEY_BROKER_BIN, "-c", ini, NULL};
+	if (spawn(&c->broker[g], name, c->dir, argv) <= 0)
+		return false;
+	return wait_port(&c->broker[g], c->broker_http[g]);
+}
+
+static bool gateway_config(hx_cluster *c, const char *ini)
+{
+	char text[8192], pub[512];
+	size_t n = (size_t)snprintf(text, sizeof(text),
+	    "[gateway]\nid = gw-test\ntcp = %s\nhttp = 127.0.0.1:%d\n%s\n",
+	    c->tcp_url, c->http_port, c->gw_extra);
+	for (int g = 1; g <= c->ngroups; g++)
+		n += (size_t)snprintf(text + n, sizeof(text) - n,
+		    "[group.%d]\nbroker = tcp://127.0.0.1:%d\nweight = 1\n", g,
+		    c->broker_port[g]);
+	const char *tenants[] = {"acme", "globex"};
+	for (int i = 0; i < 2; i++) {
+		char path[256], t[64], kid[32];
+		uint8_t sk[64], pk[32];
+		snprintf(path, sizeof(path), "%s/%s.key", c->dir, tenants[i]);
+		if (pl_keyfile_load(
+		        path, t, sizeof(t), kid, sizeof(kid), sk, pk) != PL_OK)
+			return false;
+		char b64[64];
+		sodium_bin2base64(
+		    b64, sizeof(b64), pk, 32, sodium_base64_VARIANT_ORIGINAL);
+		snprintf(pub, sizeof(pub), "[tenant.%s]\nkey.%s = %s\n", t, kid,
+		    b64);
+		n += (size_t)snprintf(text + n, sizeof(text) - n, "%s", pub);
+	}
+	return n < sizeof(text) && write_file(ini, text);
+}
+
+bool hx_start_gateway(hx_cluster *c)
+{
+	char ini[256];
+	snprintf(ini, sizeof(ini), "%s/gateway.ini", c->dir);
+	if (!gateway_config(c, ini))
+		return false;
+	char *argv[] = {PARLEY_GATEWAY_BIN, "-c", ini, NULL};
+	if (spawn(&c->gateway, "gateway", c->dir, argv) <= 0)
+		return false;
+	return wait_port(&c->gateway, c->tcp_port) &&
+	       wait_port(&c->gateway, c->http_port);
+}
+
+bool hx_start(hx_cluster *c)
+{
+	for (int g = 1; g <= c->ngroups; g++)
+		if (!hx_start_broker(c, g))
+			return false;
+	return hx_start_gateway(c);
+}
+
+void hx_kill(hx_proc *p, int sig)
+{
+	if (p->pid <= 0)
+		return;
+	kill(p->pid, sig);
+	for (int i = 0; i < 200; i++) {
+		if (waitpid(p->pid, NULL, WNOHANG) == p->pid)
+			break;
+		if (i == 100)
+			kill(p->pid, SIGKILL);
+		usleep(20000);
+	}
+	live_del(p->pid);
+	p->pid = 0;
+}
+
+static void dump_log(const hx_proc *p)
+{
+	char cmd[400];
+	snprintf(cmd, sizeof(cmd), "echo '--- %s'; tail -n 30 %s 1>&2", p->name,
+	    p->log);
+	if (system(cmd) != 0)
+		fprintf(stderr, "  (no log for %s)\n", p->name);
+}
+
+void hx_fini(hx_cluster *c, bool failed)
+{
+	hx_kill(&c->gateway, SIGTERM);
+	for (int g = 1; g <= c->ngroups; g++)
+		hx_kill(&c->broker[g], SIGTERM);
+	if (failed) {
+		dump_log(&c->gateway);
+		for (int g = 1; g <= c->ngroups; g++)
+			dump_log(&c->broker[g]);
+	}
+	char cmd[200];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", c->dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "  cleanup of %s failed\n", c->dir);
+}
+
+const char *hx_token(hx_cluster *c, const char *tenant, const char *user,
+    int role, int ttl_s, const char *room)
+{
+	static char slots[8][PL_TOKEN_CHARS_MAX + 1];
+	static int next;
+	char path[256], kid[32], t[64];
+	uint8_t sk[64], pk[32];
+	pl_claims cl;
+	char *out = slots[next++ % 8];
+	memset(&cl, 0, sizeof(cl));
+	snprintf(path, sizeof(path), "%s/%s.key", c->dir, tenant);
+	if (pl_keyfile_load(path, t, sizeof(t), kid, sizeof(kid), sk, pk) !=
+	    PL_OK)
+		return "";
+	snprintf(cl.tenant, sizeof(cl.tenant), "%s", t);
+	snprintf(cl.user, sizeof(cl.user), "%s", user);
+	snprintf(cl.key_id, sizeof(cl.key_id), "%s", kid);
+	snprintf(cl.room, sizeof(cl.room), "%s", room ? room : "");
+	cl.role = role;
+	cl.exp_s = pl_now_us() / 1000000 + ttl_s;
+	if (pl_token_mint(&cl, sk, out, PL_TOKEN_CHARS_MAX + 1) != PL_OK)
+		return "";
+	return out;
+}
+
+parley_conn *hx_client(
+    hx_cluster *c, bool ws, const char *tenant, const char *user, int role)
+{
+	parley_conn *conn;
+	if (parley_connect(ws ? c->ws_url : c->tcp_url, 3000, NULL, &conn) !=
+	    PL_OK)
+		return NULL;
+	const char *tok = hx_token(c, tenant, user, role, 3600, "");
+	if (parley_hello(conn, tok, 3000, NULL) != PL_OK) {
+		parley_close(conn);
+		return NULL;
+	}
+	return conn;
+}
+
+uint64_t hx_next_message(
+    parley_conn *conn, const char *room, int timeout_ms, char *body, size_t cap)
+{
+	int64_t end = pl_mono_us() + (int64_t)timeout_ms * 1000;
+	while (pl_mono_us() < end) {
+		Parley__ServerFrame *f;
+		int left = (int)((end - pl_mono_us()) / 1000) + 1;
+		pl_status st = parley_next_event(conn, left, &f);
+		if (st == PL_E_BACKPRESSURE)
+			continue;
+		if (st != PL_OK)
+			return 0;
+		uint64_t seq = 0;
+		if (f->body_case == PARLEY__SERVER_FRAME__BODY_EVENT &&
+		    f->event->ev_case == PARLEY__EVENT__EV_MESSAGE &&
+		    strcmp(f->event->room, room) == 0) {
+			Parley__Message *m = f->event->message;
+			seq = m->seq;
+			if (body != NULL && cap > 0) {
+				size_t n = m->body.len < cap - 1 ? m->body.len
+				                                 : cap - 1;
+				memcpy(body, m->body.data, n);
+				body[n] = '\0';
+			}
+		}
+		parley_frame_free(f);
+		if (seq != 0)
+			return seq;
+	}
+	return 0;
+}
+
+int hx_http_get(int port, const char *path, char *out, size_t cap)
+{
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {
+	    .sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof(a)) != 0) {
+		if (s >= 0)
+			close(s);
+		return -1;
+	}
+	char req[256];
+	int n = snprintf(req, sizeof(req),
+	    "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+	    path);
+	if (write(s, req, (size_t)n) != n) {
+		close(s);
+		return -1;
+	}
+	/* Read until the body announced by Content-Length is complete: the
+	 * server may keep the connection open despite "Connection: close". */
+	size_t got = 0, want = 0;
+	ssize_t r;
+	while (got + 1 < cap && (want == 0 || got < want) &&
+	       (r = read(s, out + got, cap - 1 - got)) > 0) {
+		got += (size_t)r;
+		out[got] = '\0';
+		const char *end = strstr(out, "\r\n\r\n");
+		const char *cl = strstr(out, "Content-Length:");
+		if (cl == NULL)
+			cl = strstr(out, "content-length:");
+		if (want == 0 && end != NULL && cl != NULL && cl < end)
+			want = (size_t)(end + 4 - out) +
+			       strtoul(cl + 15, NULL, 10);
+	}
+	out[got] = '\0';
+	close(s);
+	int status = -1;
+	if (sscanf(out, "HTTP/1.%*d %d", &status) != 1)
+		return -1;
+	return status;
+}
+
+int hx_raw_connect(hx_cluster *c)
+{
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {
+	    .sin_family = AF_INET, .sin_port = htons((uint16_t)c->tcp_port)};
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof(a)) != 0) {
+		if (s >= 0)
+			close(s);
+		return -1;
+	}
+	return s;
+}
