@@ -30,6 +30,9 @@ start() {
 		echo "tcp = tcp://127.0.0.1:$TCP_PORT"
 		echo "http = 127.0.0.1:$HTTP_PORT"
 		echo "web_root = $ROOT/web"
+		# Extra [gateway] lines, e.g. PARLEY_GW_EXTRA="publish_per_sec = 100000"
+		# for benchmarks.
+		[ -n "${PARLEY_GW_EXTRA:-}" ] && printf '%b\n' "$PARLEY_GW_EXTRA"
 		for g in $(seq 1 "$GROUPS_N"); do
 			echo
 			echo "[group.$g]"
@@ -49,7 +52,7 @@ group = $g
 listen = tcp://127.0.0.1:$((BROKER_BASE + 2 * g - 1))
 http = 127.0.0.1:$((BROKER_BASE + 2 * g))
 data = $HOME_DIR/data/broker-$g
-durability = sync
+durability = ${PARLEY_DURABILITY:-sync}
 INI
 		mkdir -p "$HOME_DIR/data"
 		launch "broker-$g" "$BUILD/broker/parley-broker" -c "$ini"
