@@ -59,6 +59,13 @@ INI
 	done
 	launch gateway "$BUILD/gateway/parley-gateway" -c "$gw"
 	for _ in $(seq 1 100); do
+		for f in "$HOME_DIR"/*.pid; do
+			if ! kill -0 "$(cat "$f")" 2>/dev/null; then
+				echo "cluster: $(basename "$f" .pid) exited; see $HOME_DIR/$(basename "$f" .pid).log" >&2
+				tail -n 5 "$HOME_DIR/$(basename "$f" .pid).log" >&2
+				return 1
+			fi
+		done
 		if curl -fsS "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null 2>&1; then
 			echo "cluster: up ($GROUPS_N shard groups, gateway on tcp://127.0.0.1:$TCP_PORT and ws://127.0.0.1:$HTTP_PORT/ws)"
 			return 0

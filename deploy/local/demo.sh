@@ -22,39 +22,51 @@ AGENT=$("$CTL" token --key "$KEY" --user bob --role agent --ttl 86400)
 say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 as() { local tok=$1; shift; PARLEY_TOKEN=$tok "$CTL" "$@"; }
 
-say "customer ann opens a consultation"
-ROOM=$(as "$CUST" room create --meta topic=delivery --meta channel=web)
-echo "room $ROOM"
+# pub TOKEN NAME ROOM TEXT ID: publishes and shows the acknowledged seq.
+pub() {
+	printf '  %-5s %s\n' "$2:" "$4"
+	local out seq
+	out=$(as "$1" publish "$3" "$4" --id "$5" 2>&1)
+	seq=$(echo "$out" | grep -E '^[0-9]+$' || true)
+	if echo "$out" | grep -q duplicate; then
+		printf '        -> acked, seq %s (a retry: the original seq, nothing stored)\n' "$seq"
+	else
+		printf '        -> acked, seq %s\n' "$seq"
+	fi
+}
 
-say "agent bob joins and tails the room (in the background)"
+say "customer ann opens a consultation and writes"
+ROOM=$(as "$CUST" room create --meta topic=delivery --meta channel=web)
+echo "  room $ROOM"
+pub "$CUST" ann "$ROOM" "Hi, my parcel 4711 has not arrived yet." ann-1
+sleep 0.8
+
+say "agent bob joins and tails the room from seq 0 (history, then live)"
 as "$AGENT" room join "$ROOM"
 as "$AGENT" subscribe "$ROOM" --count 4 --timeout-ms 15000 > "$ROOT/.parley/demo-tail.txt" 2>&1 &
 TAIL=$!
 sleep 0.3
-
-say "the conversation"
-as "$CUST" publish "$ROOM" "Hi, my parcel 4711 has not arrived yet." --id ann-1
-sleep 0.4
 as "$AGENT" typing "$ROOM"
 sleep 0.6
-as "$AGENT" publish "$ROOM" "Hello Ann, let me check that for you." --id bob-1
+pub "$AGENT" bob "$ROOM" "Hello Ann, let me check that for you." bob-1
 as "$CUST" read "$ROOM" 2
+echo "  ann has read up to seq 2"
+
+say "presence while bob's tail is connected"
+as "$AGENT" presence "$ROOM"
 sleep 0.3
-as "$CUST" publish "$ROOM" "Thanks!" --id ann-2
+pub "$CUST" ann "$ROOM" "Thanks!" ann-2
 sleep 0.5
-as "$AGENT" publish "$ROOM" "It is out for delivery today, before 18:00." --id bob-2
-# A retried publish (same client_msg_id) is stored once: same seq comes back.
-as "$AGENT" publish "$ROOM" "It is out for delivery today, before 18:00." --id bob-2
+pub "$AGENT" bob "$ROOM" "It is out for delivery today, before 18:00." bob-2
+echo "  a retry of bob-2 (same client_msg_id) is stored once:"
+pub "$AGENT" bob "$ROOM" "It is out for delivery today, before 18:00." bob-2
 wait "$TAIL" || true
 
-say "what the agent's tail saw (live, in seq order)"
+say "what bob's tail printed (in seq order, each message once)"
 cat "$ROOT/.parley/demo-tail.txt"
 
 say "history, newest first"
 as "$AGENT" history "$ROOM" --limit 10
-
-say "presence"
-as "$AGENT" presence "$ROOM"
 
 say "agent closes the room; statistics"
 as "$AGENT" room close "$ROOM" --reason resolved
