@@ -878,37 +878,6 @@ static pl_status h_status(round *rd, Parley__ServerFrame *rep)
 	return PL_OK;
 }
 
-/* The room id a frame names, for ops that need one. */
-static const char *frame_room(const Parley__ClientFrame *f)
-{
-	switch (f->body_case) {
-	case PARLEY__CLIENT_FRAME__BODY_JOIN:
-		return f->join->room;
-	case PARLEY__CLIENT_FRAME__BODY_LEAVE:
-		return f->leave->room;
-	case PARLEY__CLIENT_FRAME__BODY_PUBLISH:
-		return f->publish->room;
-	case PARLEY__CLIENT_FRAME__BODY_SUBSCRIBE:
-		return f->subscribe->room;
-	case PARLEY__CLIENT_FRAME__BODY_UNSUBSCRIBE:
-		return f->unsubscribe->room;
-	case PARLEY__CLIENT_FRAME__BODY_HISTORY:
-		return f->history->room;
-	case PARLEY__CLIENT_FRAME__BODY_TYPING:
-		return f->typing->room;
-	case PARLEY__CLIENT_FRAME__BODY_READ:
-		return f->read->room;
-	case PARLEY__CLIENT_FRAME__BODY_PRESENCE:
-		return f->presence->room;
-	case PARLEY__CLIENT_FRAME__BODY_CLOSE_ROOM:
-		return f->close_room->room;
-	case PARLEY__CLIENT_FRAME__BODY_ROOM_INFO:
-		return f->room_info->room;
-	default:
-		return NULL;
-	}
-}
-
 static pl_status dispatch_room(round *rd, brk_item *it,
     const Parley__Internal__GwRequest *rq, uint64_t room,
     Parley__ServerFrame *rep)
@@ -975,7 +944,7 @@ static pl_status dispatch(round *rd, brk_item *it,
 	default:
 		break;
 	}
-	const char *rs = frame_room(f);
+	const char *rs = pl_client_frame_room(f);
 	uint64_t room;
 	if (rs == NULL)
 		return PL_E_BAD_REQUEST;

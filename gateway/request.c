@@ -232,41 +232,11 @@ static bool rate_take(gw_conn *c)
 
 /* ---- forwarding ---- */
 
-static const char *room_of(const Parley__ClientFrame *f)
-{
-	switch (f->body_case) {
-	case PARLEY__CLIENT_FRAME__BODY_JOIN:
-		return f->join->room;
-	case PARLEY__CLIENT_FRAME__BODY_LEAVE:
-		return f->leave->room;
-	case PARLEY__CLIENT_FRAME__BODY_PUBLISH:
-		return f->publish->room;
-	case PARLEY__CLIENT_FRAME__BODY_SUBSCRIBE:
-		return f->subscribe->room;
-	case PARLEY__CLIENT_FRAME__BODY_UNSUBSCRIBE:
-		return f->unsubscribe->room;
-	case PARLEY__CLIENT_FRAME__BODY_HISTORY:
-		return f->history->room;
-	case PARLEY__CLIENT_FRAME__BODY_TYPING:
-		return f->typing->room;
-	case PARLEY__CLIENT_FRAME__BODY_READ:
-		return f->read->room;
-	case PARLEY__CLIENT_FRAME__BODY_PRESENCE:
-		return f->presence->room;
-	case PARLEY__CLIENT_FRAME__BODY_CLOSE_ROOM:
-		return f->close_room->room;
-	case PARLEY__CLIENT_FRAME__BODY_ROOM_INFO:
-		return f->room_info->room;
-	default:
-		return NULL;
-	}
-}
-
 /* The broker link of the frame's room; replies the error itself and
  * returns NULL when there is none. */
 static gw_link *route_room(gw_conn *c, const Parley__ClientFrame *f)
 {
-	const char *s = room_of(f);
+	const char *s = pl_client_frame_room(f);
 	uint64_t room;
 	if (s == NULL || pl_room_parse(s, &room) != PL_OK) {
 		gw_conn_send_error(

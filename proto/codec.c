@@ -200,24 +200,29 @@ static pl_status check_close_room(const Parley__CloseRoom *c)
 	return st != PL_OK ? st : check_chars(c->reason, PL_REASON_CHARS_MAX);
 }
 
-/* The room of the ops whose only string is a required room id. */
-static const char *client_frame_room(const Parley__ClientFrame *f)
+const char *pl_client_frame_room(const Parley__ClientFrame *f)
 {
 	switch (f->body_case) {
 	case PARLEY__CLIENT_FRAME__BODY_JOIN:
 		return f->join->room;
 	case PARLEY__CLIENT_FRAME__BODY_LEAVE:
 		return f->leave->room;
+	case PARLEY__CLIENT_FRAME__BODY_PUBLISH:
+		return f->publish->room;
 	case PARLEY__CLIENT_FRAME__BODY_SUBSCRIBE:
 		return f->subscribe->room;
 	case PARLEY__CLIENT_FRAME__BODY_UNSUBSCRIBE:
 		return f->unsubscribe->room;
+	case PARLEY__CLIENT_FRAME__BODY_HISTORY:
+		return f->history->room;
 	case PARLEY__CLIENT_FRAME__BODY_TYPING:
 		return f->typing->room;
 	case PARLEY__CLIENT_FRAME__BODY_READ:
 		return f->read->room;
 	case PARLEY__CLIENT_FRAME__BODY_PRESENCE:
 		return f->presence->room;
+	case PARLEY__CLIENT_FRAME__BODY_CLOSE_ROOM:
+		return f->close_room->room;
 	case PARLEY__CLIENT_FRAME__BODY_ROOM_INFO:
 		return f->room_info->room;
 	default:
@@ -237,9 +242,6 @@ pl_status pl_client_frame_validate(const Parley__ClientFrame *f)
 {
 	if (f == NULL || !client_frame_has_body(f))
 		return PL_E_PROTO;
-	const char *room = client_frame_room(f);
-	if (room != NULL)
-		return check_room(room);
 	switch (f->body_case) {
 	case PARLEY__CLIENT_FRAME__BODY_HELLO:
 		return check_hello(f->hello);
@@ -257,10 +259,15 @@ pl_status pl_client_frame_validate(const Parley__ClientFrame *f)
 	case PARLEY__CLIENT_FRAME__BODY_STATUS:
 		return PL_OK;
 	default:
-		/* A body_case protobuf-c set that this switch lacks: the
-		 * schema grew without this validator. */
-		return PL_E_PROTO;
+		break;
 	}
+	/* The ops whose only string is their room id. */
+	const char *room = pl_client_frame_room(f);
+	if (room != NULL)
+		return check_room(room);
+	/* A body_case protobuf-c set that nothing here knows: the schema
+	 * grew without this validator. */
+	return PL_E_PROTO;
 }
 
 /* ---- server frames and internal records: structure only ---- */

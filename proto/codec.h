@@ -110,4 +110,8 @@ pl_status pl_claims_decode(const uint8_t *buf, size_t len, pl_arena *a,
  *   PL_E_BAD_REQUEST a value out of range: room id, enum, history limit */
 pl_status pl_client_frame_validate(const Parley__ClientFrame *f);
 
+/* The room id a client frame names, or NULL for ops without a room
+ * (hello, create_room, ping, list_rooms, status). Borrowed from f. */
+const char *pl_client_frame_room(const Parley__ClientFrame *f);
+
 #endif /* PARLEY_CODEC_H */
