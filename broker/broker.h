@@ -217,6 +217,12 @@ pl_status brk_message_get(brk_wtxn *w, uint64_t room, uint64_t seq,
 pl_status brk_list_rooms(brk_wtxn *w, const char *tenant, uint64_t after,
     uint32_t limit, brk_arena *a, Parley__RoomList *out);
 
+/* The tenant's day aggregates for days [first_day, last_day] (days since
+ * the epoch), oldest first, built in a. Days of the current round that are
+ * not yet flushed are included. */
+pl_status brk_report(brk_wtxn *w, const char *tenant, uint32_t first_day,
+    uint32_t last_day, brk_arena *a, Parley__Report *out);
+
 /* Verifies the CRC of every log entry; *bad_index gets the first bad one.
  * For tests and `parleyctl` maintenance: PL_OK or PL_E_CORRUPT. */
 pl_status brk_store_verify(

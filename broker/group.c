@@ -35,6 +35,7 @@
 #define FEED_BYTES_MAX (8u * 1024 * 1024)
 #define WATCH_BUCKETS 4096
 #define TICK_US 5000
+#define REPORT_DAYS_DEFAULT 7
 #define POLL_WAIT_MS_MAX 30000
 
 typedef struct gw_state gw_state;
@@ -850,6 +851,30 @@ static pl_status h_list(round *rd, const Parley__Internal__Caller *c,
 	return PL_OK;
 }
 
+/* Tenant statistics are for the tenant's staff and backend, not for
+ * customers or bots. */
+static pl_status h_report(round *rd, const Parley__Internal__Caller *c,
+    const Parley__ReportRequest *rq, Parley__ServerFrame *rep)
+{
+	if (c->role != PARLEY__ROLE__SERVICE &&
+	    c->role != PARLEY__ROLE__AGENT && c->role != PARLEY__ROLE__OBSERVER)
+		return PL_E_FORBIDDEN;
+	if (c->room_scope != NULL && c->room_scope[0] != '\0')
+		return PL_E_FORBIDDEN;
+	uint32_t days = rq->days ? rq->days : REPORT_DAYS_DEFAULT;
+	uint32_t today = (uint32_t)(rd->ts_us / (86400LL * 1000000));
+	uint32_t first = days > today + 1 ? 0 : today + 1 - days;
+	Parley__Report *r = ralloc(rd, sizeof(*r));
+	if (r == NULL)
+		return PL_E_NOMEM;
+	pl_status st = brk_report(rd->w, c->tenant, first, today, rd->a, r);
+	if (st != PL_OK)
+		return st;
+	rep->body_case = PARLEY__SERVER_FRAME__BODY_REPORT;
+	rep->report = r;
+	return PL_OK;
+}
+
 static pl_status h_status(round *rd, Parley__ServerFrame *rep)
 {
 	brk_group *g = rd->g;
@@ -941,6 +966,8 @@ static pl_status dispatch(round *rd, brk_item *it,
 		return h_list(rd, rq->caller, f->list_rooms, rep);
 	case PARLEY__CLIENT_FRAME__BODY_STATUS:
 		return h_status(rd, rep);
+	case PARLEY__CLIENT_FRAME__BODY_REPORT:
+		return h_report(rd, rq->caller, f->report, rep);
 	default:
 		break;
 	}

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <zstd.h>
 
 #include "broker/broker.h"
@@ -1175,6 +1176,74 @@ pl_status brk_list_rooms(brk_wtxn *w, const char *tenant, uint64_t after,
 	}
 	mdb_cursor_close(cur);
 	return st;
+}
+
+static void day_date(uint32_t day, char *out, size_t cap)
+{
+	time_t t = (time_t)day * 86400;
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(out, cap, "%Y-%m-%d", &tm);
+}
+
+static pl_status day_to_pb(const Parley__Internal__TenantDayRec *r,
+    uint32_t day, const char *tenant, brk_arena *a, Parley__TenantDay *d)
+{
+	char *date = brk_arena_alloc(a, 16);
+	char *t = brk_arena_strdup(a, tenant);
+	if (date == NULL || t == NULL)
+		return PL_E_NOMEM;
+	day_date(day, date, 16);
+	parley__tenant_day__init(d);
+	d->tenant = t;
+	d->day = day;
+	d->date = date;
+	d->rooms_created = r->rooms_created;
+	d->rooms_closed = r->rooms_closed;
+	d->messages = r->messages;
+	d->wait_us_sum = r->wait_us_sum;
+	d->wait_n = r->wait_n;
+	d->first_response_us_sum = r->first_response_us_sum;
+	d->first_response_n = r->first_response_n;
+	d->handle_us_sum = r->handle_us_sum;
+	d->handle_n = r->handle_n;
+	return PL_OK;
+}
+
+pl_status brk_report(brk_wtxn *w, const char *tenant, uint32_t first_day,
+    uint32_t last_day, brk_arena *a, Parley__Report *out)
+{
+	if (last_day < first_day || last_day - first_day >= PL_REPORT_DAYS_MAX)
+		return PL_E_BAD_REQUEST;
+	pl_status st = flush_days(w); /* the round's own days count too */
+	if (st != PL_OK && st != PL_E_MAP_FULL)
+		return st;
+	size_t n = last_day - first_day + 1;
+	parley__report__init(out);
+	out->days = brk_arena_alloc(a, n * sizeof(*out->days));
+	if (out->days == NULL)
+		return PL_E_NOMEM;
+	for (uint32_t day = first_day; day <= last_day; day++) {
+		uint8_t key[PL_TENANT_CHARS_MAX + 8],
+		    dk[4] = {(uint8_t)(day >> 24), (uint8_t)(day >> 16),
+		        (uint8_t)(day >> 8), (uint8_t)day};
+		size_t kl = tenant_key(key, sizeof(key), tenant, dk, 4);
+		MDB_val v;
+		if (kl == 0 || get(w, w->s->days, key, kl, &v) != PL_OK)
+			continue;
+		Parley__Internal__TenantDayRec *r =
+		    parley__internal__tenant_day_rec__unpack(
+		        NULL, v.mv_size, v.mv_data);
+		if (r == NULL)
+			return PL_E_CORRUPT;
+		Parley__TenantDay *d = brk_arena_alloc(a, sizeof(*d));
+		st = d != NULL ? day_to_pb(r, day, tenant, a, d) : PL_E_NOMEM;
+		parley__internal__tenant_day_rec__free_unpacked(r, NULL);
+		if (st != PL_OK)
+			return st;
+		out->days[out->n_days++] = d;
+	}
+	return PL_OK;
 }
 
 pl_status brk_store_verify(brk_store *s, uint64_t *entries, uint64_t *bad_index)

@@ -286,6 +286,18 @@ pl_status parley_status(
 	    c, &req, PARLEY__SERVER_FRAME__BODY_STATUS, timeout_ms, reply);
 }
 
+pl_status parley_report(
+    parley_conn *c, uint32_t days, int timeout_ms, Parley__ServerFrame **reply)
+{
+	Parley__ReportRequest r = PARLEY__REPORT_REQUEST__INIT;
+	r.days = days;
+	Parley__ClientFrame req = PARLEY__CLIENT_FRAME__INIT;
+	req.body_case = PARLEY__CLIENT_FRAME__BODY_REPORT;
+	req.report = &r;
+	return request_expect(
+	    c, &req, PARLEY__SERVER_FRAME__BODY_REPORT, timeout_ms, reply);
+}
+
 pl_status parley_ping(
     parley_conn *c, int timeout_ms, int64_t *rtt_us, int64_t *server_time_us)
 {

@@ -270,6 +270,13 @@ pl_status parley_list_rooms(parley_conn *c, uint32_t limit, const char *after,
 pl_status parley_status(
     parley_conn *c, int timeout_ms, Parley__ServerFrame **reply);
 
+/* The caller's tenant statistics for the last `days` days (0: 7), per
+ * UTC day, summed over every shard group. Staff and service tokens only
+ * (customers and bots get PL_E_FORBIDDEN). On PL_OK *reply (owned) has
+ * body `report` (->report->days, oldest first). */
+pl_status parley_report(parley_conn *c, uint32_t days, int timeout_ms,
+    Parley__ServerFrame **reply);
+
 /* Round trip: rtt_us (may be NULL) measured with the monotonic clock,
  * server_time_us (may be NULL) from the pong. */
 pl_status parley_ping(

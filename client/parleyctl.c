@@ -62,6 +62,7 @@ static int usage(void)
 	      "  history ROOM [--before N|--after N] [--limit N]\n"
 	      "  typing ROOM | read ROOM SEQ | presence ROOM\n"
 	      "  status [--json] | ping\n"
+	      "  report [--days N] [--json]   (tenant statistics per day)\n"
 	      "gateway commands take --url URL (env PARLEY_URL, "
 	      "default " URL_DEFAULT ") and --token TOKEN (env PARLEY_TOKEN)\n",
 	    stderr);
@@ -811,6 +812,58 @@ static int status_run(parley_conn *c, const args *a)
 	return 0;
 }
 
+static double avg_ms(int64_t sum_us, uint64_t n)
+{
+	return n ? (double)sum_us / (double)n / 1e3 : 0.0;
+}
+
+static void print_report(const Parley__Report *r, bool json)
+{
+	if (!json)
+		printf("%-10s %-10s %7s %7s %9s %10s %10s %10s\n", "DATE",
+		    "TENANT", "OPENED", "CLOSED", "MESSAGES", "WAIT_MS",
+		    "FIRST_MS", "HANDLE_MS");
+	for (size_t i = 0; i < r->n_days; i++) {
+		const Parley__TenantDay *d = r->days[i];
+		double w = avg_ms(d->wait_us_sum, d->wait_n);
+		double f =
+		    avg_ms(d->first_response_us_sum, d->first_response_n);
+		double h = avg_ms(d->handle_us_sum, d->handle_n);
+		if (json)
+			printf("{\"date\":\"%s\",\"tenant\":\"%s\","
+			       "\"rooms_created\":%" PRIu64
+			       ",\"rooms_closed\":%" PRIu64
+			       ",\"messages\":%" PRIu64
+			       ",\"wait_avg_ms\":%.1f,\"wait_n\":%" PRIu64
+			       ",\"first_response_avg_ms\":%.1f"
+			       ",\"first_response_n\":%" PRIu64
+			       ",\"handle_avg_ms\":%.1f,\"handle_n\":%" PRIu64
+			       "}\n",
+			    d->date, d->tenant, d->rooms_created,
+			    d->rooms_closed, d->messages, w, d->wait_n, f,
+			    d->first_response_n, h, d->handle_n);
+		else
+			printf("%-10s %-10s %7" PRIu64 " %7" PRIu64 " %9" PRIu64
+			       " %10.1f %10.1f %10.1f\n",
+			    d->date, d->tenant, d->rooms_created,
+			    d->rooms_closed, d->messages, w, f, h);
+	}
+}
+
+static int report_run(parley_conn *c, const args *a)
+{
+	uint64_t days = 0;
+	if (!opt_u64(a, "days", &days) || days > PL_REPORT_DAYS_MAX)
+		return fail("bad_request", "--days wants a number <= 366");
+	Parley__ServerFrame *r = NULL;
+	pl_status st = parley_report(c, (uint32_t)days, REQUEST_TIMEOUT_MS, &r);
+	if (st != PL_OK)
+		return fail_st(c, st);
+	print_report(r->report, opt(a, "json") != NULL);
+	parley_frame_free(r);
+	return 0;
+}
+
 static int ping_run(parley_conn *c)
 {
 	int64_t rtt, srv;
@@ -849,6 +902,7 @@ static const gw_cmd GW_CMDS[] = {
     {"read", GW_OPTS, 2, 2},
     {"presence", GW_OPTS, 1, 1},
     {"status", GW_OPTS "json", 0, 0},
+    {"report", GW_OPTS "days,json", 0, 0},
     {"ping", GW_OPTS, 0, 0},
 };
 
@@ -867,6 +921,8 @@ static int gw_dispatch(
 		return status_run(c, a);
 	if (strcmp(cmd, "ping") == 0)
 		return ping_run(c);
+	if (strcmp(cmd, "report") == 0)
+		return report_run(c, a);
 	return simple_run(cmd, c, a);
 }
 

@@ -223,6 +223,7 @@ struct gw_multi {
 		uint8_t
 		    *buf; /* packed ServerFrame reply, owned; NULL: failed */
 		size_t len;
+		int code; /* the group's error code when it answered one */
 	} parts[GW_GROUPS_MAX];
 };
 

@@ -2,7 +2,8 @@
  * multi.c - requests that span every shard group: list_rooms (a merge of
  * each group's page, in room id order, which is group order since the
  * group is the id's prefix) and status (each broker's GroupStatus plus
- * the gateway's own counts). Parts are kept packed until all are in.
+ * the gateway's own counts) and report (each group's tenant days, added
+ * up per day). Parts are kept packed until all are in.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +112,66 @@ static void send_status(gw *g, gw_multi *m, pl_arena *a)
 	(void)gw_conn_send(m->conn, &sf);
 }
 
+/* Adds one group's day into the merged report (days sorted, oldest
+ * first; at most PL_REPORT_DAYS_MAX of them). */
+static void report_add(
+    Parley__TenantDay **days, size_t *n, Parley__TenantDay *d)
+{
+	size_t i = 0;
+	while (i < *n && days[i]->day < d->day)
+		i++;
+	if (i < *n && days[i]->day == d->day) {
+		Parley__TenantDay *t = days[i];
+		t->rooms_created += d->rooms_created;
+		t->rooms_closed += d->rooms_closed;
+		t->messages += d->messages;
+		t->wait_us_sum += d->wait_us_sum;
+		t->wait_n += d->wait_n;
+		t->first_response_us_sum += d->first_response_us_sum;
+		t->first_response_n += d->first_response_n;
+		t->handle_us_sum += d->handle_us_sum;
+		t->handle_n += d->handle_n;
+		return;
+	}
+	if (*n == PL_REPORT_DAYS_MAX)
+		return;
+	memmove(days + i + 1, days + i, (*n - i) * sizeof(*days));
+	days[i] = d;
+	(*n)++;
+}
+
+/* Every group must answer: a report missing a group would under-count.
+ * A group's own error (forbidden) is passed on as it is. */
+static void send_report(gw_multi *m, pl_arena *a)
+{
+	Parley__TenantDay *days[PL_REPORT_DAYS_MAX];
+	Parley__Report rep = PARLEY__REPORT__INIT;
+	size_t n = 0;
+	for (int i = 0; i < m->nparts; i++) {
+		Parley__ServerFrame *f = part_decode(m, i, a);
+		if (f == NULL ||
+		    f->body_case != PARLEY__SERVER_FRAME__BODY_REPORT) {
+			int code = m->parts[i].code
+			               ? m->parts[i].code
+			               : PARLEY__ERROR_CODE__UNAVAILABLE;
+			gw_conn_send_error(m->conn, m->client_id, code,
+			    code == PARLEY__ERROR_CODE__UNAVAILABLE
+			        ? "a shard group is unavailable"
+			        : pl_strerror(pl_code_to_status(code)));
+			return;
+		}
+		for (size_t j = 0; j < f->report->n_days; j++)
+			report_add(days, &n, f->report->days[j]);
+	}
+	rep.days = days;
+	rep.n_days = n;
+	Parley__ServerFrame sf = PARLEY__SERVER_FRAME__INIT;
+	sf.id = m->client_id;
+	sf.body_case = PARLEY__SERVER_FRAME__BODY_REPORT;
+	sf.report = &rep;
+	(void)gw_conn_send(m->conn, &sf);
+}
+
 static void multi_finish(gw *g, gw_multi *m)
 {
 	size_t bytes = 0;
@@ -122,6 +183,8 @@ static void multi_finish(gw *g, gw_multi *m)
 		    PARLEY__ERROR_CODE__INTERNAL, "out of memory");
 	} else if (m->op == PARLEY__CLIENT_FRAME__BODY_LIST_ROOMS) {
 		send_list(m, &a);
+	} else if (m->op == PARLEY__CLIENT_FRAME__BODY_REPORT) {
+		send_report(m, &a);
 	} else {
 		send_status(g, m, &a);
 	}
@@ -135,6 +198,8 @@ void gw_multi_part_done(gw *g, gw_req *r, Parley__ServerFrame *f, int code)
 	(void)code;
 	gw_multi *m = r->multi;
 	pthread_mutex_lock(&m->mu);
+	if (f != NULL && f->body_case == PARLEY__SERVER_FRAME__BODY_ERROR)
+		m->parts[r->part].code = (int)f->error->code;
 	if (f != NULL && f->body_case != PARLEY__SERVER_FRAME__BODY_ERROR) {
 		size_t n = protobuf_c_message_get_packed_size(&f->base);
 		uint8_t *buf = malloc(n ? n : 1);

@@ -305,6 +305,7 @@ static void dispatch_authed(gw_conn *c, const Parley__ClientFrame *f)
 		return;
 	case PARLEY__CLIENT_FRAME__BODY_LIST_ROOMS:
 	case PARLEY__CLIENT_FRAME__BODY_STATUS:
+	case PARLEY__CLIENT_FRAME__BODY_REPORT:
 		gw_multi_start(c, f);
 		return;
 	case PARLEY__CLIENT_FRAME__BODY_CREATE_ROOM:

@@ -258,6 +258,9 @@ pl_status pl_client_frame_validate(const Parley__ClientFrame *f)
 	case PARLEY__CLIENT_FRAME__BODY_PING:
 	case PARLEY__CLIENT_FRAME__BODY_STATUS:
 		return PL_OK;
+	case PARLEY__CLIENT_FRAME__BODY_REPORT:
+		return f->report->days <= PL_REPORT_DAYS_MAX ? PL_OK
+		                                             : PL_E_BAD_REQUEST;
 	default:
 		break;
 	}

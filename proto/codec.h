@@ -31,6 +31,7 @@
 #define PL_META_CHARS_MAX 256 /* each key and each value */
 #define PL_REASON_CHARS_MAX 256
 #define PL_HISTORY_LIMIT_MAX 500 /* messages per history page */
+#define PL_REPORT_DAYS_MAX 366  /* a year of daily statistics per report */
 
 _Static_assert(PL_CLIENT_FRAME_BYTES_DEFAULT <= PL_FRAME_BYTES_CEIL,
     "client frames must fit the ceiling");

@@ -72,6 +72,9 @@ say "agent closes the room; statistics"
 as "$AGENT" room close "$ROOM" --reason resolved
 as "$AGENT" room info "$ROOM"
 
+say "the tenant's day report (all shard groups, averages in ms)"
+as "$AGENT" report --days 1
+
 say "node status"
 as "$AGENT" status
 

@@ -104,6 +104,20 @@ TEST(test_chat_customer_and_agent_talk)
 			ann_read = ri->members[i]->read_seq == 2;
 	CHECK(ann_read);
 	parley_frame_free(f);
+	/* The tenant's day report counts this consultation. */
+	CHECK_EQ(parley_report(agent, 1, T, &f), PL_OK);
+	CHECK_EQ(f->report->n_days, 1);
+	Parley__TenantDay *d = f->report->days[0];
+	CHECK_STR_EQ(d->tenant, "acme");
+	CHECK_EQ(d->rooms_created, 1);
+	CHECK_EQ(d->rooms_closed, 1);
+	CHECK_EQ(d->messages, 2);
+	CHECK_EQ(d->wait_n, 1);
+	CHECK_EQ(d->first_response_n, 1);
+	CHECK_EQ(d->handle_n, 1);
+	CHECK_GT(d->first_response_us_sum, 0);
+	parley_frame_free(f);
+	CHECK_EQ(parley_report(cust, 1, T, &f), PL_E_FORBIDDEN);
 	parley_close(cust);
 	parley_close(agent);
 	hx_fini(&c, *check_failed_ != fails);
@@ -149,19 +163,28 @@ TEST(test_chat_idempotent_create_and_history_pages)
 	CHECK(!f->history->more);
 	parley_frame_free(f);
 	/* Rooms are spread over both groups; list shows all of ours. */
-	char rooms[8][17];
-	int groups_seen[3] = {0};
-	for (int i = 0; i < 8; i++) {
-		CHECK_EQ(
-		    parley_create_room(svc, NULL, NULL, 0, T, rooms[i], NULL),
-		    PL_OK);
+	/* New rooms are spread over both groups (weighted random): create
+	 * until each group has one, then list and report across both. */
+	int groups_seen[3] = {0}, created = 1;
+	while (created < 64 && (groups_seen[1] == 0 || groups_seen[2] == 0)) {
+		char r[17];
 		uint64_t id;
-		CHECK_EQ(pl_room_parse(rooms[i], &id), PL_OK);
+		CHECK_EQ(
+		    parley_create_room(svc, NULL, NULL, 0, T, r, NULL), PL_OK);
+		CHECK_EQ(pl_room_parse(r, &id), PL_OK);
 		CHECK(pl_room_group(id) >= 1 && pl_room_group(id) <= 2);
 		groups_seen[pl_room_group(id)]++;
+		created++;
 	}
+	CHECK(groups_seen[1] > 0 && groups_seen[2] > 0);
 	CHECK_EQ(parley_list_rooms(svc, 100, NULL, T, &f), PL_OK);
-	CHECK_EQ(f->room_list->n_rooms, 9);
+	CHECK_EQ(f->room_list->n_rooms, (size_t)created);
+	parley_frame_free(f);
+	/* The report adds both groups' days up. */
+	CHECK_EQ(parley_report(svc, 7, T, &f), PL_OK);
+	CHECK_EQ(f->report->n_days, 1);
+	CHECK_EQ(f->report->days[0]->rooms_created, (uint64_t)created);
+	CHECK_EQ(f->report->days[0]->messages, 25);
 	parley_frame_free(f);
 	parley_close(svc);
 	hx_fini(&c, false);

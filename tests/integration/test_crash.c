@@ -147,36 +147,36 @@ TEST(test_crash_broker_down_is_unavailable_then_recovers)
 	CHECK(hx_init(&c, 2));
 	snprintf(c.gw_extra, sizeof(c.gw_extra), "broker_timeout_ms = 500\n");
 	CHECK(hx_start(&c));
-	parley_conn *svc = hx_client(&c, false, "acme", "backend",
-	    PARLEY__ROLE__SERVICE);
+	parley_conn *svc =
+	    hx_client(&c, false, "acme", "backend", PARLEY__ROLE__SERVICE);
 	CHECK(svc != NULL);
 	/* One room in each group. */
 	room1[0] = room2[0] = '\0';
 	for (int i = 0; i < 40 && (!room1[0] || !room2[0]); i++) {
 		char r[17];
 		uint64_t id;
-		CHECK_EQ(parley_create_room(svc, NULL, NULL, 0, T, r, NULL),
-		    PL_OK);
+		CHECK_EQ(
+		    parley_create_room(svc, NULL, NULL, 0, T, r, NULL), PL_OK);
 		CHECK_EQ(pl_room_parse(r, &id), PL_OK);
 		snprintf(pl_room_group(id) == 1 ? room1 : room2, 17, "%s", r);
 	}
 	CHECK(room1[0] && room2[0]);
 	hx_kill(&c.broker[1], SIGKILL);
 	parley_ack a;
-	pl_status st = parley_publish(svc, room1, "d1", PARLEY__KIND__TEXT, "x",
-	    1, T, &a);
+	pl_status st =
+	    parley_publish(svc, room1, "d1", PARLEY__KIND__TEXT, "x", 1, T, &a);
 	CHECK_EQ(st, PL_E_UNAVAILABLE);
 	int code = 0;
 	parley_last_error(svc, &code);
 	CHECK_EQ(code, PARLEY__ERROR_CODE__UNAVAILABLE);
-	CHECK_EQ(parley_publish(svc, room2, "d2", PARLEY__KIND__TEXT, "y", 1, T,
-		     &a),
+	CHECK_EQ(
+	    parley_publish(svc, room2, "d2", PARLEY__KIND__TEXT, "y", 1, T, &a),
 	    PL_OK);
 	CHECK(hx_start_broker(&c, 1));
 	/* The retry with the same id succeeds once the broker is back. */
 	for (int i = 0; i < 50; i++) {
-		st = parley_publish(svc, room1, "d1", PARLEY__KIND__TEXT, "x", 1,
-		    T, &a);
+		st = parley_publish(
+		    svc, room1, "d1", PARLEY__KIND__TEXT, "x", 1, T, &a);
 		if (st != PL_E_UNAVAILABLE)
 			break;
 		usleep(100000);
@@ -196,20 +196,21 @@ TEST(test_crash_hot_backup_restores)
 	char room[17], cmd[600];
 	CHECK(hx_init(&c, 1));
 	CHECK(hx_start(&c));
-	parley_conn *svc = hx_client(&c, false, "acme", "backend",
-	    PARLEY__ROLE__SERVICE);
+	parley_conn *svc =
+	    hx_client(&c, false, "acme", "backend", PARLEY__ROLE__SERVICE);
 	CHECK(svc != NULL);
 	CHECK_EQ(parley_create_room(svc, NULL, NULL, 0, T, room, NULL), PL_OK);
 	for (int i = 0; i < 50; i++) {
 		char id[16];
 		snprintf(id, sizeof(id), "b%d", i);
 		CHECK_EQ(parley_publish(svc, room, id, PARLEY__KIND__TEXT, id,
-			     strlen(id), T, NULL),
+		             strlen(id), T, NULL),
 		    PL_OK);
 	}
 	/* Copy while the broker runs, then lose the original. */
-	snprintf(cmd, sizeof(cmd), "mkdir -p %s/backup && mdb_copy %s/data-1 "
-				   "%s/backup",
+	snprintf(cmd, sizeof(cmd),
+	    "mkdir -p %s/backup && mdb_copy %s/data-1 "
+	    "%s/backup",
 	    c.dir, c.dir, c.dir);
 	CHECK_EQ(system(cmd), 0);
 	hx_kill(&c.broker[1], SIGKILL);
@@ -219,8 +220,8 @@ TEST(test_crash_hot_backup_restores)
 	CHECK(hx_start_broker(&c, 1));
 	Parley__ServerFrame *f = NULL;
 	pl_status st = PL_E_UNAVAILABLE;
-	parley_history_query q = {.after_seq = 0, .oldest_first = true,
-	    .limit = 100};
+	parley_history_query q = {
+	    .after_seq = 0, .oldest_first = true, .limit = 100};
 	for (int i = 0; i < 50 && st != PL_OK; i++) {
 		st = parley_history(svc, room, &q, T, &f);
 		if (st != PL_OK)

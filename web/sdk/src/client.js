@@ -727,6 +727,12 @@ export class ParleyClient {
     return this._request('status', {}, { expect: 'status' });
   }
 
+  /** The tenant's statistics for the last `days` days, per UTC day
+   * (Report: { days: [TenantDay] }); staff and service tokens only. */
+  async report(days = 7) {
+    return this._request('report', { days }, { expect: 'report' });
+  }
+
   /** Round trip: { tsUs, serverTimeUs, rttMs }. */
   async ping() {
     const t0 = Date.now();

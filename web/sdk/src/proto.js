@@ -98,6 +98,7 @@ export const SCHEMA = {
   RoomInfoRequest: [[1, 'room', 'string']],
   ListRooms: [[1, 'limit', 'uint32'], [2, 'after', 'string']],
   StatusRequest: [],
+  ReportRequest: [[1, 'days', 'uint32']],
   ClientFrame: [
     [1, 'id', 'uint64'],
     [2, 'hello', 'Hello', { oneof: 'body' }],
@@ -116,6 +117,7 @@ export const SCHEMA = {
     [15, 'roomInfo', 'RoomInfoRequest', { oneof: 'body' }],
     [16, 'listRooms', 'ListRooms', { oneof: 'body' }],
     [17, 'status', 'StatusRequest', { oneof: 'body' }],
+    [18, 'report', 'ReportRequest', { oneof: 'body' }],
   ],
   // replies and events
   Welcome: [
@@ -156,6 +158,14 @@ export const SCHEMA = {
     [1, 'node', 'string'], [2, 'connections', 'uint32'], [3, 'subscriptions', 'uint32'],
     [4, 'groups', 'GroupStatus', R], [5, 'uptimeUs', 'int64'],
   ],
+  TenantDay: [
+    [1, 'tenant', 'string'], [2, 'day', 'uint32'], [3, 'date', 'string'],
+    [4, 'roomsCreated', 'uint64'], [5, 'roomsClosed', 'uint64'], [6, 'messages', 'uint64'],
+    [7, 'waitUsSum', 'int64'], [8, 'waitN', 'uint64'],
+    [9, 'firstResponseUsSum', 'int64'], [10, 'firstResponseN', 'uint64'],
+    [11, 'handleUsSum', 'int64'], [12, 'handleN', 'uint64'],
+  ],
+  Report: [[1, 'days', 'TenantDay', R]],
   TypingEvent: [[1, 'user', 'string'], [2, 'role', 'enum:Role'], [3, 'active', 'bool']],
   ReadEvent: [[1, 'user', 'string'], [2, 'seq', 'uint64']],
   PresenceEvent: [
@@ -189,6 +199,7 @@ export const SCHEMA = {
     [13, 'event', 'Event', { oneof: 'body' }],
     [14, 'error', 'Error', { oneof: 'body' }],
     [15, 'goodbye', 'Goodbye', { oneof: 'body' }],
+    [16, 'report', 'Report', { oneof: 'body' }],
   ],
 };
 

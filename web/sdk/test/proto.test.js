@@ -169,6 +169,7 @@ test('every ClientFrame body round-trips', () => {
     roomInfo: { room: 'r' },
     listRooms: { limit: 10, after: 'r0' },
     status: {},
+    report: { days: 30 },
   };
   assert.deepEqual(Object.keys(bodies).sort(), [...CLIENT_BODIES].sort());
   for (const [name, body] of Object.entries(bodies)) {
@@ -196,6 +197,13 @@ test('every ServerFrame body round-trips', () => {
       limits: { frameBytesMax: 65536, bodyBytesMax: 16384, publishPerSec: 20, subscriptionsMax: 64, idleMs: 60000 },
     },
     roomCreated: { room: 'r', existed: true },
+    report: {
+      days: [{
+        tenant: 'acme', day: 20779, date: '2026-11-22', roomsCreated: 3, roomsClosed: 2,
+        messages: 40, waitUsSum: 9000000, waitN: 2, firstResponseUsSum: 4000000,
+        firstResponseN: 2, handleUsSum: 600000000, handleN: 2,
+      }],
+    },
     ack: { room: 'r', seq: 2n ** 60n, tsUs: 1, duplicate: true },
     ok: {},
     subscribed: { room: 'r', lastSeq: 4 },
