@@ -116,8 +116,8 @@ bool hx_init(hx_cluster *c, int ngroups)
 	return true;
 }
 
-static pid_t spawn(
-    hx_proc *p, const char *name, const char *dir, char *const argv[])
+static pid_t spawn(hx_proc *p, const char *name, const char *dir,
+    char *const argv[], char (*env)[512], int nenv)
 {
 	snprintf(p->name, sizeof(p->name), "%s", name);
 	snprintf(p->log, sizeof(p->log), "%s/%s.log", dir, name);
@@ -129,6 +129,9 @@ static pid_t spawn(
 			dup2(fd, 2);
 			close(fd);
 		}
+		for (int i = 0; i < nenv; i++)
+			if (env[i][0] != '\0')
+				putenv(env[i]);
 		execv(argv[0], argv);
 		_exit(127);
 	}
@@ -181,7 +184,8 @@ bool hx_start_broker(hx_cluster *c, int g)
 		return false;
 	snprintf(name, sizeof(name), "broker-%d", g);
 	char *argv[] = {PARLEY_BROKER_BIN, "-c", ini, NULL};
-	if (spawn(&c->broker[g], name, c->dir, argv) <= 0)
+	if (spawn(&c->broker[g], name, c->dir, argv, c->broker_env,
+	        (int)PL_ARRAY_LEN(c->broker_env)) <= 0)
 		return false;
 	return wait_port(&c->broker[g], c->broker_http[g]);
 }
@@ -221,7 +225,7 @@ bool hx_start_gateway(hx_cluster *c)
 	if (!gateway_config(c, ini))
 		return false;
 	char *argv[] = {PARLEY_GATEWAY_BIN, "-c", ini, NULL};
-	if (spawn(&c->gateway, "gateway", c->dir, argv) <= 0)
+	if (spawn(&c->gateway, "gateway", c->dir, argv, NULL, 0) <= 0)
 		return false;
 	return wait_port(&c->gateway, c->tcp_port) &&
 	       wait_port(&c->gateway, c->http_port);

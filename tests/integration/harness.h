@@ -29,8 +29,9 @@ typedef struct hx_cluster {
 	char tcp_url[64], ws_url[80];
 	hx_proc broker[HX_GROUPS_MAX + 1];
 	hx_proc gateway;
-	char gw_extra[1024];    /* extra [gateway] lines */
-	char broker_extra[512]; /* extra [broker] lines */
+	char gw_extra[1024];     /* extra [gateway] lines */
+	char broker_extra[512];  /* extra [broker] lines */
+	char broker_env[4][512]; /* NAME=value pairs set for brokers */
 } hx_cluster;
 
 /* Prepares dir, keys (tenants "acme" and "globex") and ports. */

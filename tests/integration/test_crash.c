@@ -234,3 +234,70 @@ TEST(test_crash_hot_backup_restores)
 	parley_close(svc);
 	hx_fini(&c, false);
 }
+
+/* fault: the broker's disk fills up (writes to its LMDB files fail with
+ * ENOSPC, injected by faultfs) and later has room again;
+ * invariant: writers get `overloaded` while it is full, readers are
+ * served, and every message acknowledged before, during and after is
+ * readable once, in order. */
+TEST(test_crash_disk_full_refuses_writes_then_recovers)
+{
+	hx_cluster c;
+	char room[17], flag[200];
+	CHECK(hx_init(&c, 1));
+	snprintf(flag, sizeof(flag), "%s/disk-full", c.dir);
+	snprintf(c.broker_env[0], sizeof(c.broker_env[0]), "LD_PRELOAD=%s",
+	    PARLEY_FAULTFS_LIB);
+	snprintf(c.broker_env[1], sizeof(c.broker_env[1]),
+	    "PARLEY_FAULT_DISK_FULL=%s", flag);
+	CHECK(hx_start(&c));
+	parley_conn *svc =
+	    hx_client(&c, false, "acme", "backend", PARLEY__ROLE__SERVICE);
+	CHECK(svc != NULL);
+	CHECK_EQ(parley_create_room(svc, NULL, NULL, 0, T, room, NULL), PL_OK);
+	parley_ack a;
+	CHECK_EQ(parley_publish(
+	             svc, room, "before", PARLEY__KIND__TEXT, "1", 1, T, &a),
+	    PL_OK);
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "touch %s", flag);
+	CHECK_EQ(system(cmd), 0);
+	pl_status st = parley_publish(
+	    svc, room, "during", PARLEY__KIND__TEXT, "2", 1, T, &a);
+	CHECK(st != PL_OK);
+	int code = 0;
+	parley_last_error(svc, &code);
+	CHECK_EQ(code, PARLEY__ERROR_CODE__OVERLOADED);
+	Parley__ServerFrame *f;
+	parley_history_query q = {
+	    .after_seq = 0, .oldest_first = true, .limit = 10};
+	CHECK_EQ(parley_history(svc, room, &q, T, &f), PL_OK);
+	CHECK_EQ(f->history->n_messages, 1);
+	parley_frame_free(f);
+	unlink(flag);
+	/* The refused publish is retried by id and lands once. */
+	CHECK_EQ(parley_publish(
+	             svc, room, "during", PARLEY__KIND__TEXT, "2", 1, T, &a),
+	    PL_OK);
+	CHECK_EQ(a.seq, 2);
+	CHECK_EQ(parley_publish(
+	             svc, room, "after", PARLEY__KIND__TEXT, "3", 1, T, &a),
+	    PL_OK);
+	CHECK_EQ(a.seq, 3);
+	/* Restart: everything acknowledged is on disk, in order. */
+	hx_kill(&c.broker[1], SIGKILL);
+	CHECK(hx_start_broker(&c, 1));
+	st = PL_E_UNAVAILABLE;
+	for (int i = 0; i < 50 && st != PL_OK; i++) {
+		st = parley_history(svc, room, &q, T, &f);
+		if (st != PL_OK)
+			usleep(100000);
+	}
+	CHECK_EQ(st, PL_OK);
+	CHECK_EQ(f->history->n_messages, 3);
+	for (size_t i = 0; i < 3; i++)
+		CHECK_EQ(f->history->messages[i]->seq, i + 1);
+	parley_frame_free(f);
+	parley_close(svc);
+	hx_fini(&c, false);
+}
