@@ -348,3 +348,39 @@ TEST(test_bad_input_slow_consumer_closed_and_resumes)
 	parley_close(svc);
 	hx_fini(&c, false);
 }
+
+/* fault: random bytes (seeded) from many connections, some with valid
+ * length prefixes around garbage payloads, some after a valid hello;
+ * invariant: the gateway never crashes and keeps serving. */
+TEST(test_bad_input_random_bytes_never_crash_the_gateway)
+{
+	hx_cluster c;
+	CHECK(hx_init(&c, 1));
+	CHECK(hx_start(&c));
+	uint64_t x = 0x9E3779B97F4A7C15ull; /* fixed seed: replayable */
+	for (int i = 0; i < 200; i++) {
+		int s = hx_raw_connect(&c);
+		CHECK(s >= 0);
+		if (i % 3 == 0)
+			CHECK(raw_hello(&c, s));
+		uint8_t buf[2048];
+		size_t n = 16 + (size_t)(i * 37 % 2000);
+		for (size_t k = 0; k < n; k++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			buf[k] = (uint8_t)x;
+		}
+		if (i % 2 == 0) { /* a plausible length, garbage inside */
+			uint32_t len = (uint32_t)(n - 4);
+			buf[0] = (uint8_t)(len >> 24);
+			buf[1] = (uint8_t)(len >> 16);
+			buf[2] = (uint8_t)(len >> 8);
+			buf[3] = (uint8_t)len;
+		}
+		(void)raw_send(s, buf, n);
+		close(s);
+	}
+	CHECK(still_serving(&c));
+	hx_fini(&c, false);
+}
