@@ -87,7 +87,8 @@ static gw_room *room_get(gw *g, uint64_t room)
 	size_t h = room_hash(room, g->rooms_cap);
 	r->hnext = g->rooms[h];
 	g->rooms[h] = r;
-	if (++g->nrooms > g->rooms_cap)
+	pl_metric_set(g->m.rooms, (int64_t)++g->nrooms);
+	if (g->nrooms > g->rooms_cap)
 		rooms_grow(g);
 	return r;
 }
@@ -98,7 +99,7 @@ static void room_drop(gw *g, gw_room *room)
 	while (*pp != room)
 		pp = &(*pp)->hnext;
 	*pp = room->hnext;
-	g->nrooms--;
+	pl_metric_set(g->m.rooms, (int64_t)--g->nrooms);
 	free(room);
 }
 

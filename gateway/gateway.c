@@ -23,6 +23,8 @@ static void metrics_register(gw *g)
 	    "Open client connections");
 	m->subs = pl_metrics_add(r, PL_METRIC_GAUGE,
 	    "parley_gateway_subscriptions", "Active room subscriptions");
+	m->rooms = pl_metrics_add(r, PL_METRIC_GAUGE, "parley_gateway_rooms",
+	    "Rooms with at least one subscriber on this gateway");
 	m->requests = pl_metrics_add(r, PL_METRIC_COUNTER,
 	    "parley_gateway_requests_total", "Client requests received");
 	m->publishes = pl_metrics_add(r, PL_METRIC_COUNTER,

@@ -78,6 +78,7 @@ typedef struct gw_multi gw_multi;
 typedef struct gw_mset {
 	pl_metric *conns[GW_TRANSPORTS];
 	pl_metric *subs;
+	pl_metric *rooms;
 	pl_metric *requests;
 	pl_metric *publishes;
 	pl_metric *acks;

@@ -210,6 +210,11 @@ TEST(test_chat_ping_and_status)
 	CHECK_EQ(hx_http_get(c.http_port, "/healthz", text, sizeof(text)), 200);
 	CHECK_EQ(hx_http_get(c.http_port, "/metrics", text, sizeof(text)), 200);
 	CHECK(strstr(text, "parley_gateway_connections") != NULL);
+	CHECK(strstr(text, "parley_gateway_rooms") != NULL);
+	CHECK(
+	    strstr(text, "parley_gateway_publish_ack_seconds_bucket") != NULL);
+	CHECK(strstr(text, "parley_gateway_errors_total{code=\"not_found\"}") !=
+	      NULL);
 	CHECK_EQ(
 	    hx_http_get(c.broker_http[1], "/metrics", text, sizeof(text)), 200);
 	CHECK(strstr(text, "parley_broker_commit_rounds_total") != NULL);
