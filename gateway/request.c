@@ -194,7 +194,7 @@ static void handle_hello(gw_conn *c, const Parley__ClientFrame *f)
 	sf.id = f->id;
 	sf.body_case = PARLEY__SERVER_FRAME__BODY_WELCOME;
 	sf.welcome = &w;
-	PL_INFO(GW_MOD,
+	PL_DEBUG(GW_MOD, /* one per connection: debug, not info */
 	    "event=hello conn=%llu tenant=%s user=%s role=%s scope=%s",
 	    (unsigned long long)c->id, cl.tenant, cl.user,
 	    pl_role_name(cl.role), cl.room[0] ? cl.room : "-");
