@@ -1,0 +1,37 @@
+/*
+ * sim.h - the deterministic simulation of Raft groups (raft_sim.c): the
+ * real core (broker/raft.c) on N in-memory replicas whose storage keeps
+ * written and durable state apart, under a seeded scheduler of faults.
+ * Every source of choice is one PRNG seeded by the seed, so a seed replays
+ * exactly. The invariants checked are listed at the top of raft_sim.c.
+ */
+#ifndef PARLEY_SIM_H
+#define PARLEY_SIM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* One run's parameters: the command line of raft_sim. */
+typedef struct sim_opts {
+	uint64_t seed;
+	int nodes;       /* 3 or 5 */
+	uint64_t steps;  /* simulated milliseconds of faults */
+	bool membership; /* also propose configuration changes */
+	bool verbose;    /* trace every event to stderr */
+} sim_opts;
+
+/* Result of one seed. */
+typedef struct sim_result {
+	bool ok;
+	char why[256];      /* the violated invariant, when !ok */
+	uint64_t acked;     /* proposals acknowledged to clients */
+	uint64_t committed; /* entries committed */
+	uint64_t elections; /* distinct leader terms */
+	uint64_t crashes;
+	uint64_t heal_steps; /* steps from healing to convergence */
+} sim_result;
+
+/* Runs one seed to the end or to the first violation. */
+void sim_run(const sim_opts *o, sim_result *res);
+
+#endif /* PARLEY_SIM_H */
