@@ -397,7 +397,17 @@ static void read_cb(void *arg)
 		gw_conn_unref(c);
 		return;
 	}
-	read_next(c); /* the read keeps its reference */
+	/* Re-armed under mu: a close that came meanwhile (from a write or
+	 * the sweeper) has already aborted what was pending, and nng does
+	 * not fail a receive posted on a closed stream, so the read would
+	 * keep its reference forever. */
+	pthread_mutex_lock(&c->mu);
+	bool closed = c->closed;
+	if (!closed)
+		read_next(c); /* the read keeps its reference */
+	pthread_mutex_unlock(&c->mu);
+	if (closed)
+		gw_conn_unref(c);
 }
 
 /* ---- close and free ---- */

@@ -286,6 +286,9 @@ void gw_free(gw *g)
 		return;
 	for (int i = 0; i < g->nlinks; i++)
 		gw_link_free(g->links[i]);
+	/* Freeing the links ran their last callbacks: references those
+	 * dropped are reaped here, after the sweeper has gone. */
+	reap_all(g);
 	gw_subs_fini(g);
 	arenas_free(g);
 	pl_metrics_fini(&g->metrics);

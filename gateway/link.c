@@ -370,6 +370,7 @@ static void bctx_cb(void *arg)
 		batch_fail(b, PARLEY__ERROR_CODE__UNAVAILABLE);
 	} else {
 		nng_msg *m = nng_aio_get_msg(b->aio);
+		nng_aio_set_msg(b->aio, NULL);
 		batch_reply(b, m);
 		nng_msg_free(m);
 	}
@@ -452,8 +453,10 @@ static void poll_cb(void *arg)
 		nng_aio_set_msg(l->paio, NULL);
 	}
 	if (link_stopping(l)) {
-		if (rv == 0 && phase == POLL_RECV)
+		if (rv == 0 && phase == POLL_RECV) {
 			nng_msg_free(nng_aio_get_msg(l->paio));
+			nng_aio_set_msg(l->paio, NULL);
+		}
 		return;
 	}
 	if (phase == POLL_SLEEP) {
@@ -520,6 +523,14 @@ gw_link *gw_link_pick(gw *g, const char *tenant, const char *key)
 
 /* ---- stop / free ---- */
 
+static void aio_msg_drop(nng_aio *aio)
+{
+	nng_msg *m = nng_aio_get_msg(aio);
+	if (m != NULL)
+		nng_msg_free(m);
+	nng_aio_set_msg(aio, NULL);
+}
+
 void gw_link_stop(gw_link *l)
 {
 	pthread_mutex_lock(&l->mu);
@@ -541,6 +552,18 @@ void gw_link_stop(gw_link *l)
 	}
 	if (l->paio != NULL)
 		nng_aio_stop(l->paio);
+	/* An operation started on an aio that is already stopping never
+	 * runs its callback (nng refuses to begin it): whatever a context
+	 * still holds is failed here, and a message still set on an aio is
+	 * freed, so nothing outlives the gateway. Every path that consumes
+	 * an aio's message clears it. */
+	for (uint32_t i = 0; i < l->nctx; i++) {
+		batch_fail(&l->ctxs[i], PARLEY__ERROR_CODE__UNAVAILABLE);
+		if (l->ctxs[i].aio != NULL)
+			aio_msg_drop(l->ctxs[i].aio);
+	}
+	if (l->paio != NULL)
+		aio_msg_drop(l->paio);
 }
 
 void gw_link_free(gw_link *l)

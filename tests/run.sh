@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Parley's whole test suite, from a fresh Debian machine: installs what it
 # needs, builds, runs every test with ctest, then builds with ASan+UBSan
-# and runs the unit tests again, then runs the frame-decoder fuzzer for a
-# short while. Exits non-zero if anything fails.
+# and runs the unit and real-process tests again (the harness fails a test
+# whose servers logged a sanitizer report), then runs the frame-decoder
+# fuzzer for a short while. Exits non-zero if anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,15 +14,15 @@ echo "== build (RelWithDebInfo) and run all tests"
 PARLEY_BUILD=build ./deploy/local/setup.sh
 (cd build && ctest --output-on-failure -j"$jobs" --timeout 600)
 
-echo "== ASan+UBSan build, unit tests"
+echo "== ASan+UBSan build: unit and real-process tests"
 PARLEY_BUILD=build-asan PARLEY_BUILD_TYPE=Debug \
 	PARLEY_CMAKE_ARGS="-DPARLEY_SANITIZE=ON" ./deploy/local/setup.sh
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	ctest --output-on-failure -j"$jobs" -L unit --timeout 600)
+	ctest --output-on-failure -j"$jobs" -L "unit|integration" --timeout 600)
 
 echo "== libFuzzer: frame decoder, short run"
-PARLEY_BUILD=build-fuzz PARLEY_BUILD_TYPE=Debug \
+PARLEY_BUILD=build-fuzz PARLEY_BUILD_TYPE=Debug PARLEY_BUILD_TARGET=fuzz_frame \
 	PARLEY_CMAKE_ARGS="-DPARLEY_FUZZ=ON -DCMAKE_C_COMPILER=clang" \
 	./deploy/local/setup.sh
 (cd build-fuzz && ctest --output-on-failure -L fuzz --timeout 600)

@@ -25,4 +25,4 @@ fi
 BUILD=${PARLEY_BUILD:-build}
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=${PARLEY_BUILD_TYPE:-RelWithDebInfo} \
 	${PARLEY_CMAKE_ARGS:-} >/dev/null
-cmake --build "$BUILD" -j"$(nproc)"
+cmake --build "$BUILD" -j"$(nproc)" --target ${PARLEY_BUILD_TARGET:-all}

@@ -264,11 +264,35 @@ static void dump_log(const hx_proc *p)
 		fprintf(stderr, "  (no log for %s)\n", p->name);
 }
 
+/* True when a process log holds a sanitizer report (a sanitizer build of
+ * the servers writes them there, not to the test's output). */
+static bool log_has_sanitizer_report(const hx_proc *p)
+{
+	char line[512];
+	bool found = false;
+	FILE *f = fopen(p->log, "r");
+	while (f != NULL && !found && fgets(line, sizeof(line), f) != NULL)
+		found = strstr(line, "ERROR: AddressSanitizer") != NULL ||
+		        strstr(line, "ERROR: LeakSanitizer") != NULL ||
+		        strstr(line, "runtime error:") != NULL;
+	if (f != NULL)
+		fclose(f);
+	return found;
+}
+
 void hx_fini(hx_cluster *c, bool failed)
 {
 	hx_kill(&c->gateway, SIGTERM);
 	for (int g = 1; g <= c->ngroups; g++)
 		hx_kill(&c->broker[g], SIGTERM);
+	bool dirty = log_has_sanitizer_report(&c->gateway);
+	for (int g = 1; g <= c->ngroups; g++)
+		dirty = dirty || log_has_sanitizer_report(&c->broker[g]);
+	if (dirty) {
+		/* Fail the test binary and keep the logs for reading. */
+		fprintf(stderr, "  sanitizer report in %s/*.log\n", c->dir);
+		exit(1);
+	}
 	if (failed) {
 		dump_log(&c->gateway);
 		for (int g = 1; g <= c->ngroups; g++)

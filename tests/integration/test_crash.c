@@ -250,6 +250,9 @@ TEST(test_crash_disk_full_refuses_writes_then_recovers)
 	    PARLEY_FAULTFS_LIB);
 	snprintf(c.broker_env[1], sizeof(c.broker_env[1]),
 	    "PARLEY_FAULT_DISK_FULL=%s", flag);
+	/* A sanitizer build wants its runtime first; the shim goes before. */
+	snprintf(c.broker_env[2], sizeof(c.broker_env[2]),
+	    "ASAN_OPTIONS=verify_asan_link_order=0");
 	CHECK(hx_start(&c));
 	parley_conn *svc =
 	    hx_client(&c, false, "acme", "backend", PARLEY__ROLE__SERVICE);
