@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include <nng/nng.h>
+#include <nng/supplemental/tls/tls.h>
 
 #include "client/internal.h"
 
@@ -585,11 +586,53 @@ static pl_status dial_status(int rv)
 	}
 }
 
-static pl_status conn_dial(parley_conn *c, const char *url, int timeout_ms)
+static bool url_is_tls(const char *url)
+{
+	return strncmp(url, "tls+tcp://", 10) == 0 ||
+	       strncmp(url, "wss://", 6) == 0;
+}
+
+/* Verification against a CA file (and the URL's host name), or none when
+ * asked for explicitly; a TLS URL with neither is refused rather than
+ * silently unverified. The dialer keeps its own hold on the config. */
+static int tls_setup(
+    nng_stream_dialer *d, const char *url, const parley_opts *o)
+{
+	bool ca = o != NULL && o->tls_ca_file != NULL && o->tls_ca_file[0];
+	if (!ca && (o == NULL || !o->tls_insecure))
+		return NNG_EINVAL;
+	nng_url *u = NULL;
+	nng_tls_config *cfg = NULL;
+	int rv = nng_url_parse(&u, url);
+	if (rv == 0)
+		rv = nng_tls_config_alloc(&cfg, NNG_TLS_MODE_CLIENT);
+	if (rv == 0 && ca)
+		rv = nng_tls_config_ca_file(cfg, o->tls_ca_file);
+	if (rv == 0 && ca)
+		rv = nng_tls_config_server_name(cfg,
+		    o->tls_server_name ? o->tls_server_name : u->u_hostname);
+	if (rv == 0)
+		rv = nng_tls_config_auth_mode(cfg,
+		    ca ? NNG_TLS_AUTH_MODE_REQUIRED : NNG_TLS_AUTH_MODE_NONE);
+	if (rv == 0)
+		rv = nng_stream_dialer_set_ptr(d, NNG_OPT_TLS_CONFIG, cfg);
+	if (cfg != NULL)
+		nng_tls_config_free(cfg);
+	if (u != NULL)
+		nng_url_free(u);
+	return rv;
+}
+
+static pl_status conn_dial(
+    parley_conn *c, const char *url, int timeout_ms, const parley_opts *opts)
 {
 	int rv = nng_stream_dialer_alloc(&c->dialer, url);
 	if (rv != 0)
 		return dial_status(rv);
+	if (url_is_tls(url) && (rv = tls_setup(c->dialer, url, opts)) != 0)
+		return PL_E_BAD_REQUEST;
+	/* Chat frames are small: no Nagle delay (ignored where unknown). */
+	(void)nng_stream_dialer_set_bool(c->dialer, NNG_OPT_TCP_NODELAY, true);
 	/* ws only; tcp answers ENOTSUP, which is fine. A history page may
 	 * arrive as one WebSocket frame. */
 	(void)nng_stream_dialer_set_size(c->dialer, NNG_OPT_WS_RECVMAXFRAME,
@@ -616,7 +659,7 @@ pl_status parley_connect(
 	opts_apply(c, opts);
 	pl_status st = conn_init(c);
 	if (st == PL_OK)
-		st = conn_dial(c, url, timeout_ms);
+		st = conn_dial(c, url, timeout_ms, opts);
 	if (st != PL_OK) {
 		parley_close(c);
 		return st;

@@ -64,6 +64,15 @@ typedef struct parley_opts {
 	uint32_t send_frame_max; /* largest client frame (64 KiB default;
 	                            lowered by welcome.limits) */
 	int send_timeout_ms;     /* a stuck socket fails a send (10000) */
+	/* tls+tcp:// and wss:// only: the PEM file of the CA that signed the
+	 * gateway's certificate (the server is verified against it), or
+	 * tls_insecure to skip verification (tests, never production). */
+	const char *tls_ca_file;
+	bool tls_insecure;
+	/* The name the certificate must carry; NULL: the URL's host. (The
+	 * TLS engine matches DNS names, not IP addresses: dial
+	 * wss://127.0.0.1 with tls_server_name "localhost".) */
+	const char *tls_server_name;
 } parley_opts;
 
 /* ------------------------------------------------------------------ */

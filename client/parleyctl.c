@@ -44,7 +44,7 @@ typedef struct args {
 /* Options that take no value. */
 static bool is_flag(const char *name)
 {
-	return strcmp(name, "json") == 0;
+	return strcmp(name, "json") == 0 || strcmp(name, "insecure") == 0;
 }
 
 static int usage(void)
@@ -64,7 +64,10 @@ static int usage(void)
 	      "  status [--json] | ping\n"
 	      "  report [--days N] [--json]   (tenant statistics per day)\n"
 	      "gateway commands take --url URL (env PARLEY_URL, "
-	      "default " URL_DEFAULT ") and --token TOKEN (env PARLEY_TOKEN)\n",
+	      "default " URL_DEFAULT ") and --token TOKEN (env PARLEY_TOKEN);\n"
+	      "tls+tcp:// and wss:// URLs verify the gateway with --ca FILE "
+	      "(env PARLEY_CA) [--server-name NAME] or skip it with "
+	      "--insecure\n",
 	    stderr);
 	return EXIT_USAGE;
 }
@@ -309,8 +312,13 @@ static int ctl_open(const args *a, parley_conn **out, parley_welcome *w)
 	if (tok == NULL || *tok == '\0')
 		return fail(
 		    "unauthorized", "no token (--token or PARLEY_TOKEN)");
+	/* TLS (tls+tcp://, wss://): verify against --ca or $PARLEY_CA. */
+	parley_opts o = {0};
+	o.tls_ca_file = opt(a, "ca") ? opt(a, "ca") : getenv("PARLEY_CA");
+	o.tls_insecure = opt(a, "insecure") != NULL;
+	o.tls_server_name = opt(a, "server-name");
 	parley_conn *c;
-	pl_status st = parley_connect(url, CONNECT_TIMEOUT_MS, NULL, &c);
+	pl_status st = parley_connect(url, CONNECT_TIMEOUT_MS, &o, &c);
 	if (st != PL_OK) {
 		fprintf(stderr, "error: %s: cannot connect to %s: %s\n",
 		    pl_code_name(pl_status_to_code(st)), url, pl_strerror(st));
@@ -327,7 +335,7 @@ static int ctl_open(const args *a, parley_conn **out, parley_welcome *w)
 }
 
 /* Options every gateway command accepts, prefixed to its own. */
-#define GW_OPTS "url,token,"
+#define GW_OPTS "url,token,ca,insecure,server-name,"
 
 static int room_create(parley_conn *c, const args *a)
 {

@@ -126,6 +126,8 @@ static bool gateway_key(gw_config *c, const char *name, const char *v)
 		return set_http(c, v);
 	if (strcmp(name, "web_root") == 0)
 		return copy_str(c->web_root, sizeof(c->web_root), v);
+	if (strcmp(name, "tls_cert_key") == 0)
+		return copy_str(c->tls_cert_key, sizeof(c->tls_cert_key), v);
 	for (size_t i = 0; i < PL_ARRAY_LEN(u32_keys); i++) {
 		if (strcmp(name, u32_keys[i].name) == 0)
 			return parse_u32(v, u32_keys[i].lo, u32_keys[i].hi,

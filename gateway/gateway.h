@@ -35,6 +35,10 @@ typedef struct gw_config {
 	char tcp[GW_URL_CHARS_MAX + 1];  /* "" disables the TCP listener */
 	char http[GW_URL_CHARS_MAX + 1]; /* host:port; "" disables HTTP+WS */
 	char web_root[GW_PATH_CHARS_MAX + 1];
+	/* PEM file with the certificate chain and private key. When set the
+	 * HTTP port serves https:// and wss://, and a tls+tcp:// `tcp` URL
+	 * uses it; "" serves plain text. */
+	char tls_cert_key[GW_PATH_CHARS_MAX + 1];
 	uint32_t frame_bytes_max;
 	uint32_t body_bytes_max;
 	uint32_t publish_per_sec;

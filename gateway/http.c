@@ -185,7 +185,9 @@ pl_status gw_http_start(gw *g)
 {
 	char url[GW_URL_CHARS_MAX + 16];
 	nng_url *u;
-	snprintf(url, sizeof(url), "http://%s", g->conf->http);
+	/* The same server the WebSocket listener made: https with TLS. */
+	snprintf(url, sizeof(url), "%s://%s",
+	    g->conf->tls_cert_key[0] != '\0' ? "https" : "http", g->conf->http);
 	int rv = nng_url_parse(&u, url);
 	if (rv == 0) {
 		rv = nng_http_server_hold(&g->http, u);

@@ -51,11 +51,23 @@ static pl_status listen_fail(const char *url, int rv)
 	return PL_E_IO;
 }
 
+/* A TLS listener gets the certificate and key before it listens. */
+static int tls_setup(gw *g, nng_stream_listener *l)
+{
+	if (g->conf->tls_cert_key[0] == '\0')
+		return NNG_EINVAL; /* a TLS URL without a certificate */
+	return nng_stream_listener_set_string(
+	    l, NNG_OPT_TLS_CERT_KEY_FILE, g->conf->tls_cert_key);
+}
+
 static pl_status tcp_start(gw *g)
 {
 	const char *url = g->conf->tcp;
 	int rv;
 	if ((rv = nng_stream_listener_alloc(&g->lst[GW_TCP], url)) != 0)
+		return listen_fail(url, rv);
+	if (strncmp(url, "tls+tcp://", 10) == 0 &&
+	    (rv = tls_setup(g, g->lst[GW_TCP])) != 0)
 		return listen_fail(url, rv);
 	(void)nng_stream_listener_set_bool(
 	    g->lst[GW_TCP], NNG_OPT_TCP_NODELAY, true);
@@ -71,10 +83,17 @@ static pl_status ws_start(gw *g)
 	int rv;
 	size_t msg_max = (size_t)WS_MSG_FRAMES_MAX *
 	                 (g->conf->frame_bytes_max + PL_FRAME_HEADER_BYTES);
-	snprintf(url, sizeof(url), "ws://%s/ws", g->conf->http);
+	bool tls = g->conf->tls_cert_key[0] != '\0';
+	snprintf(
+	    url, sizeof(url), "%s://%s/ws", tls ? "wss" : "ws", g->conf->http);
 	if ((rv = nng_stream_listener_alloc(&g->lst[GW_WS], url)) != 0)
 		return listen_fail(url, rv);
 	l = g->lst[GW_WS];
+	if (tls && (rv = tls_setup(g, l)) != 0)
+		return listen_fail(url, rv);
+	/* Small frames must not wait for Nagle (TLS writes a record header
+	 * and body separately: ~40 ms stalls without this). */
+	(void)nng_stream_listener_set_bool(l, NNG_OPT_TCP_NODELAY, true);
 	if ((rv = nng_stream_listener_set_size(
 	         l, NNG_OPT_RECVMAXSZ, msg_max)) != 0 ||
 	    (rv = nng_stream_listener_set_size(

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 
 PKGS="build-essential cmake pkg-config libnng-dev liblmdb-dev lmdb-utils \
 libprotobuf-c-dev protobuf-c-compiler libsodium-dev libzstd-dev libinih-dev \
-curl procps ${PARLEY_EXTRA_PKGS:-}"
+curl procps openssl ${PARLEY_EXTRA_PKGS:-}"
 
 missing=""
 for p in $PKGS; do
