@@ -36,8 +36,13 @@ pl_status bench_token(const bench_key *k, const char *user, int role,
 pl_status bench_open(const char *url, const char *token,
     const parley_opts *opts, parley_conn **out, parley_welcome *w)
 {
+	/* TLS URLs (tls+tcp://, wss://) verify the gateway as parleyctl
+	 * does: PARLEY_CA and PARLEY_TLS_SERVER_NAME from the environment. */
+	parley_opts o = opts != NULL ? *opts : (parley_opts){0};
+	o.tls_ca_file = getenv("PARLEY_CA");
+	o.tls_server_name = getenv("PARLEY_TLS_SERVER_NAME");
 	parley_conn *c;
-	pl_status st = parley_connect(url, BENCH_CONNECT_TIMEOUT_MS, opts, &c);
+	pl_status st = parley_connect(url, BENCH_CONNECT_TIMEOUT_MS, &o, &c);
 	if (st != PL_OK)
 		return st;
 	st = parley_hello(c, token, BENCH_REQUEST_TIMEOUT_MS, w);

@@ -316,7 +316,8 @@ static int ctl_open(const args *a, parley_conn **out, parley_welcome *w)
 	parley_opts o = {0};
 	o.tls_ca_file = opt(a, "ca") ? opt(a, "ca") : getenv("PARLEY_CA");
 	o.tls_insecure = opt(a, "insecure") != NULL;
-	o.tls_server_name = opt(a, "server-name");
+	o.tls_server_name = opt(a, "server-name") ? opt(a, "server-name")
+						  : getenv("PARLEY_TLS_SERVER_NAME");
 	parley_conn *c;
 	pl_status st = parley_connect(url, CONNECT_TIMEOUT_MS, &o, &c);
 	if (st != PL_OK) {

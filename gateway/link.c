@@ -402,11 +402,22 @@ static void poll_send(gw_link *l)
 		return;
 	}
 	memcpy(nng_msg_body(m), buf, n);
+	/* Started under mu, after checking stopping: gw_link_stop sets
+	 * stopping under mu before it stops the aio, so an operation is
+	 * either fully started (and then cancelled, its callback freeing
+	 * the message) or never started (and the message freed here). */
+	pthread_mutex_lock(&l->mu);
+	if (l->stopping) {
+		pthread_mutex_unlock(&l->mu);
+		nng_msg_free(m);
+		return;
+	}
 	nng_aio_set_msg(l->paio, m);
 	nng_aio_set_timeout(l->paio,
 	    (nng_duration)(GW_POLL_WAIT_MS + l->g->conf->broker_timeout_ms));
 	l->poll_phase = POLL_SEND;
 	nng_ctx_send(l->pctx, l->paio);
+	pthread_mutex_unlock(&l->mu);
 }
 
 static bool link_stopping(gw_link *l)
