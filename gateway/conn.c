@@ -94,6 +94,7 @@ void gw_conn_accept(gw *g, nng_stream *s, int transport)
 		pthread_mutex_destroy(&c->mu);
 		goto fail;
 	}
+	atomic_fetch_add(&g->conns_alive, 1);
 	pl_metric_inc(g->m.conns[transport], 1);
 	PL_DEBUG(GW_MOD, "event=conn_open conn=%llu transport=%s",
 	    (unsigned long long)c->id, transport_name(transport));
@@ -465,5 +466,6 @@ void gw_conn_destroy(gw_conn *c)
 	free(c->rbuf);
 	free(c->pend);
 	free(c->out);
+	atomic_fetch_sub(&c->g->conns_alive, 1);
 	free(c);
 }

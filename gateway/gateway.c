@@ -9,6 +9,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <unistd.h>
+
 #include "gateway/gw_internal.h"
 
 static void metrics_register(gw *g)
@@ -277,6 +279,16 @@ void gw_stop(gw *g)
 		gw_link_stop(g->links[i]);
 	sweeper_join(g);
 	reap_all(g);
+	/* A callback that was running when its connection closed still holds
+	 * a reference: wait until every connection is destroyed (destroying
+	 * waits for its callbacks), so nothing touches g after gw_free. */
+	for (int i = 0; atomic_load(&g->conns_alive) > 0; i++) {
+		if (i == GW_STOP_WAIT_MS)
+			PL_WARN(GW_MOD, "event=stop_waiting conns=%d",
+			    atomic_load(&g->conns_alive));
+		usleep(1000);
+		reap_all(g);
+	}
 	PL_INFO(GW_MOD, "event=stopped id=%s", g->conf->id);
 }
 

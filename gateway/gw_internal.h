@@ -58,6 +58,9 @@
 #define GW_HELLO_FAILS_MAX 3
 /* Sweeper period: idle, hello and close deadlines, catch-up retries. */
 #define GW_SWEEP_MS 250
+/* After this long waiting for connections at stop, say so in the log
+ * (and keep waiting: freeing under a running callback is worse). */
+#define GW_STOP_WAIT_MS 5000
 /* A broker answering within this long counts as healthy (/healthz). */
 #define GW_HEALTHY_MS (3 * GW_POLL_WAIT_MS)
 /* Error codes are parley.ErrorCode values 0..INTERNAL. */
@@ -100,6 +103,9 @@ struct gw {
 	gw_mset m;
 	int64_t start_us;
 	_Atomic bool stopping;
+	/* Connection objects not yet destroyed: gw_stop waits for zero, so
+	 * no connection callback can run once it returns. */
+	_Atomic int conns_alive;
 
 	/* Listeners and HTTP (listen.c, http.c). */
 	nng_stream_listener *lst[GW_TRANSPORTS];

@@ -6,6 +6,7 @@
 # fuzzer for a short while. Exits non-zero if anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ROOT=$(pwd)
 
 export PARLEY_EXTRA_PKGS="clang libclang-rt-dev nodejs"
 jobs=$(nproc)
@@ -18,6 +19,7 @@ echo "== ASan+UBSan build: unit and real-process tests"
 PARLEY_BUILD=build-asan PARLEY_BUILD_TYPE=Debug \
 	PARLEY_CMAKE_ARGS="-DPARLEY_SANITIZE=ON" ./deploy/local/setup.sh
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 \
+	LSAN_OPTIONS=suppressions="$ROOT/tests/lsan.supp":print_suppressions=0 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	ctest --output-on-failure -j"$jobs" -L "unit|integration" --timeout 600)
 
