@@ -36,6 +36,8 @@ typedef struct bench_key {
 } bench_key;
 
 pl_status bench_key_load(const char *path, bench_key *k);
+/* A whole decimal number in [lo, hi]; *out written only on success. */
+bool bench_parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out);
 /* Mints a token for user/role valid for ttl_s into out (cap bytes). */
 pl_status bench_token(const bench_key *k, const char *user, int role,
     int64_t ttl_s, char *out, size_t cap);

@@ -53,20 +53,9 @@ static const struct option IDLE_OPTS[] = {
     {NULL, 0, NULL, 0},
 };
 
-static bool parse_ul(
-    const char *s, unsigned long lo, unsigned long hi, unsigned long *out)
-{
-	char *end;
-	unsigned long v = strtoul(s, &end, 10);
-	if (end == s || *end != '\0' || v < lo || v > hi)
-		return false;
-	*out = v;
-	return true;
-}
-
 static bool idle_opt(idle_cfg *c, int ch, const char *v)
 {
-	unsigned long n = 0;
+	uint32_t n = 0;
 	switch (ch) {
 	case 'u':
 		c->url = v;
@@ -78,17 +67,17 @@ static bool idle_opt(idle_cfg *c, int ch, const char *v)
 		c->json = true;
 		return true;
 	case 'c':
-		if (!parse_ul(v, 1, BENCH_IDLE_CONNECTIONS_MAX, &n))
+		if (!bench_parse_u32(v, 1, BENCH_IDLE_CONNECTIONS_MAX, &n))
 			return false;
-		c->connections = (uint32_t)n;
+		c->connections = n;
 		return true;
 	case 'h':
-		if (!parse_ul(v, 0, BENCH_DURATION_S_MAX, &n))
+		if (!bench_parse_u32(v, 0, BENCH_DURATION_S_MAX, &n))
 			return false;
-		c->hold_s = (uint32_t)n;
+		c->hold_s = n;
 		return true;
 	case 'p':
-		if (!parse_ul(v, 1, 1ul << 22, &n))
+		if (!bench_parse_u32(v, 1, 1u << 22, &n))
 			return false;
 		c->gateway_pid = (long)n;
 		return true;

@@ -424,15 +424,6 @@ static bool parse_num(const char *s, double lo, double hi, double *out)
 	return true;
 }
 
-static bool parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
-{
-	double v;
-	if (!parse_num(s, lo, hi, &v) || v != (double)(uint32_t)v)
-		return false;
-	*out = (uint32_t)v;
-	return true;
-}
-
 static const struct option LOAD_OPTS[] = {
     {"url", required_argument, NULL, 'u'},
     {"key", required_argument, NULL, 'k'},
@@ -460,11 +451,12 @@ static bool load_opt(load_cfg *c, int ch, const char *v)
 		c->keyfile = v;
 		return true;
 	case 'c':
-		return parse_u32(v, 1, BENCH_CONNECTIONS_MAX, &c->connections);
+		return bench_parse_u32(
+		    v, 1, BENCH_CONNECTIONS_MAX, &c->connections);
 	case 'r':
-		return parse_u32(v, 1, BENCH_ROOMS_MAX, &c->rooms);
+		return bench_parse_u32(v, 1, BENCH_ROOMS_MAX, &c->rooms);
 	case 's':
-		return parse_u32(v, BENCH_BODY_HEADER_BYTES,
+		return bench_parse_u32(v, BENCH_BODY_HEADER_BYTES,
 		    PL_FRAME_BYTES_CEIL / 2, &c->size);
 	case 'R':
 		return parse_num(v, 0, 1e8, &c->rate);
@@ -479,9 +471,10 @@ static bool load_opt(load_cfg *c, int ch, const char *v)
 		c->subscribers = false;
 		return true;
 	case 'p':
-		return parse_u32(v, 1, BENCH_ROOMS_MAX, &c->rooms_per_sub);
+		return bench_parse_u32(
+		    v, 1, BENCH_ROOMS_MAX, &c->rooms_per_sub);
 	case 'i':
-		return parse_u32(v, 1, PARLEY_INFLIGHT_MAX, &c->inflight);
+		return bench_parse_u32(v, 1, PARLEY_INFLIGHT_MAX, &c->inflight);
 	case 'j':
 		c->json = true;
 		return true;

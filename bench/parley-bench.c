@@ -3,6 +3,8 @@
  * picks the mode (publish/subscribe load by default, `fsync`, `idle`),
  * loads keys, mints tokens and prints percentile rows.
  */
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -31,6 +33,18 @@ pl_status bench_token(const bench_key *k, const char *user, int role,
 	c.role = role;
 	c.exp_s = pl_now_us() / 1000000 + ttl_s;
 	return pl_token_mint(&c, k->sk, out, cap);
+}
+
+bool bench_parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (end == s || *end != '\0' || errno != 0 || s[0] == '-' || v < lo ||
+	    v > hi)
+		return false;
+	*out = (uint32_t)v;
+	return true;
 }
 
 pl_status bench_open(const char *url, const char *token,

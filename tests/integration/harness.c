@@ -376,6 +376,19 @@ uint64_t hx_next_message(
 	return 0;
 }
 
+pl_status hx_history_retry(parley_conn *conn, const char *room,
+    const parley_history_query *q, Parley__ServerFrame **reply)
+{
+	pl_status st = PL_E_UNAVAILABLE;
+	for (int i = 0; i < 50; i++) {
+		st = parley_history(conn, room, q, 3000, reply);
+		if (st != PL_E_UNAVAILABLE && st != PL_E_TIMEOUT)
+			break;
+		usleep(100000);
+	}
+	return st;
+}
+
 int hx_http_get(int port, const char *path, char *out, size_t cap)
 {
 	int s = socket(AF_INET, SOCK_STREAM, 0);

@@ -61,6 +61,11 @@ parley_conn *hx_client(
 uint64_t hx_next_message(parley_conn *conn, const char *room, int timeout_ms,
     char *body, size_t cap);
 
+/* history() that waits (up to 5 s) for a restarted broker: retries while
+ * the answer is unavailable or a timeout. On PL_OK *reply is owned. */
+pl_status hx_history_retry(parley_conn *conn, const char *room,
+    const parley_history_query *q, Parley__ServerFrame **reply);
+
 /* GET http://127.0.0.1:port/path; returns the status, body in out. */
 int hx_http_get(int port, const char *path, char *out, size_t cap);
 

@@ -62,15 +62,10 @@ TEST(test_crash_kill9_broker_after_acks_loses_nothing)
 	Parley__ServerFrame *f = NULL;
 	static char found[300];
 	uint64_t next = 1;
-	for (int tries = 0; tries < 50; tries++) {
+	for (int pages = 0; pages < 50; pages++) {
 		parley_history_query q = {
 		    .after_seq = next - 1, .oldest_first = true, .limit = 500};
-		pl_status st = parley_history(svc, room, &q, T, &f);
-		if (st == PL_E_UNAVAILABLE || st == PL_E_TIMEOUT) {
-			usleep(100000); /* gateway reconnecting */
-			continue;
-		}
-		CHECK_EQ(st, PL_OK);
+		CHECK_EQ(hx_history_retry(svc, room, &q, &f), PL_OK);
 		for (size_t i = 0; i < f->history->n_messages; i++) {
 			Parley__Message *m = f->history->messages[i];
 			CHECK_EQ(m->seq, next);
@@ -219,15 +214,9 @@ TEST(test_crash_hot_backup_restores)
 	CHECK_EQ(system(cmd), 0);
 	CHECK(hx_start_broker(&c, 1));
 	Parley__ServerFrame *f = NULL;
-	pl_status st = PL_E_UNAVAILABLE;
 	parley_history_query q = {
 	    .after_seq = 0, .oldest_first = true, .limit = 100};
-	for (int i = 0; i < 50 && st != PL_OK; i++) {
-		st = parley_history(svc, room, &q, T, &f);
-		if (st != PL_OK)
-			usleep(100000);
-	}
-	CHECK_EQ(st, PL_OK);
+	CHECK_EQ(hx_history_retry(svc, room, &q, &f), PL_OK);
 	CHECK_EQ(f->history->n_messages, 50);
 	CHECK_EQ(f->history->messages[49]->seq, 50);
 	parley_frame_free(f);
@@ -290,13 +279,7 @@ TEST(test_crash_disk_full_refuses_writes_then_recovers)
 	/* Restart: everything acknowledged is on disk, in order. */
 	hx_kill(&c.broker[1], SIGKILL);
 	CHECK(hx_start_broker(&c, 1));
-	st = PL_E_UNAVAILABLE;
-	for (int i = 0; i < 50 && st != PL_OK; i++) {
-		st = parley_history(svc, room, &q, T, &f);
-		if (st != PL_OK)
-			usleep(100000);
-	}
-	CHECK_EQ(st, PL_OK);
+	CHECK_EQ(hx_history_retry(svc, room, &q, &f), PL_OK);
 	CHECK_EQ(f->history->n_messages, 3);
 	for (size_t i = 0; i < 3; i++)
 		CHECK_EQ(f->history->messages[i]->seq, i + 1);
