@@ -19,6 +19,13 @@
 /* Pending broker requests per link: a few batches' worth at full size. */
 #define GW_BROKER_QUEUE_DEFAULT 16384
 #define GW_CONNECTIONS_DEFAULT 65536
+/* With several replicas a healthy leader answers a batch in milliseconds
+ * (a commit round); a second without an answer means it is stopped or
+ * cut off, and the next replica is asked. Elections take election_ms to
+ * 2 x election_ms (1 s to 2 s by default), so the gateway's retries keep
+ * going for several elections before a client hears unavailable. */
+#define GW_REPLICA_TIMEOUT_DEFAULT_MS 1000
+#define GW_FAILOVER_DEFAULT_MS 10000
 
 pl_status gw_config_init(gw_config *c)
 {
@@ -35,6 +42,8 @@ pl_status gw_config_init(gw_config *c)
 	c->idle_ms = 60000;
 	c->hello_timeout_ms = 10000;
 	c->broker_timeout_ms = 5000;
+	c->replica_timeout_ms = GW_REPLICA_TIMEOUT_DEFAULT_MS;
+	c->failover_ms = GW_FAILOVER_DEFAULT_MS;
 	c->broker_contexts = GW_BROKER_CONTEXTS_DEFAULT;
 	c->broker_queue_max = GW_BROKER_QUEUE_DEFAULT;
 	c->keys = calloc(1, sizeof(*c->keys));
@@ -111,6 +120,8 @@ static const struct u32_key u32_keys[] = {
     {"idle_ms", offsetof(gw_config, idle_ms), 100, 86400000},
     {"hello_timeout_ms", offsetof(gw_config, hello_timeout_ms), 100, 3600000},
     {"broker_timeout_ms", offsetof(gw_config, broker_timeout_ms), 10, 600000},
+    {"replica_timeout_ms", offsetof(gw_config, replica_timeout_ms), 10, 600000},
+    {"failover_ms", offsetof(gw_config, failover_ms), 0, 600000},
     {"broker_contexts", offsetof(gw_config, broker_contexts), 1,
         GW_BROKER_CONTEXTS_MAX},
     {"broker_queue_max", offsetof(gw_config, broker_queue_max), 16, 1u << 22},
@@ -159,12 +170,38 @@ static bool group_key(
 	if (gc == NULL)
 		return false;
 	if (strcmp(name, "broker") == 0)
-		return copy_str(gc->broker, sizeof(gc->broker), v);
+		return gw_config_brokers_parse(gc, v);
 	if (strcmp(name, "weight") == 0)
 		return parse_u32(v, 0, 1000000, &gc->weight);
 	if (strcmp(name, "draining") == 0)
 		return parse_bool(v, &gc->draining);
 	return false;
+}
+
+bool gw_config_brokers_parse(gw_group_conf *gc, const char *v)
+{
+	char list[GW_REPLICAS_MAX][GW_URL_CHARS_MAX + 1];
+	int n = 0;
+	for (const char *p = v;; p++) {
+		const char *end = strchr(p, ',');
+		if (end == NULL)
+			end = p + strlen(p);
+		while (p < end && (*p == ' ' || *p == '\t'))
+			p++;
+		size_t len = (size_t)(end - p);
+		while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+			len--;
+		if (len == 0 || len > GW_URL_CHARS_MAX || n == GW_REPLICAS_MAX)
+			return false;
+		memcpy(list[n], p, len);
+		list[n++][len] = '\0';
+		if (*end == '\0')
+			break;
+		p = end;
+	}
+	memcpy(gc->brokers, list, sizeof(list));
+	gc->nbrokers = n;
+	return true;
 }
 
 static bool tenant_key(
@@ -221,6 +258,30 @@ pl_status gw_config_load(gw_config *c, const char *path)
 	return PL_OK;
 }
 
+/* A group needs a broker, and a replica listed twice would make the
+ * leader's address ambiguous. */
+static bool group_check(const gw_group_conf *gc)
+{
+	if (gc->nbrokers == 0) {
+		PL_ERROR(GW_MOD,
+		    "event=config_invalid group=%u reason=no_broker",
+		    (unsigned)gc->id);
+		return false;
+	}
+	for (int i = 0; i < gc->nbrokers; i++) {
+		for (int j = 0; j < i; j++) {
+			if (strcmp(gc->brokers[i], gc->brokers[j]) != 0)
+				continue;
+			PL_ERROR(GW_MOD,
+			    "event=config_invalid group=%u broker=%s "
+			    "reason=listed_twice",
+			    (unsigned)gc->id, gc->brokers[i]);
+			return false;
+		}
+	}
+	return true;
+}
+
 pl_status gw_config_check(const gw_config *c)
 {
 	if (c->body_bytes_max + 1024 > c->frame_bytes_max) {
@@ -234,13 +295,8 @@ pl_status gw_config_check(const gw_config *c)
 		return PL_E_CONFIG;
 	}
 	for (int i = 0; i < c->ngroups; i++) {
-		if (c->groups[i].broker[0] == '\0') {
-			PL_ERROR(GW_MOD,
-			    "event=config_invalid group=%u "
-			    "reason=no_broker",
-			    (unsigned)c->groups[i].id);
+		if (!group_check(&c->groups[i]))
 			return PL_E_CONFIG;
-		}
 	}
 	if (c->tcp[0] == '\0' && c->http[0] == '\0') {
 		PL_ERROR(GW_MOD, "event=config_invalid reason=no_listener");

@@ -11,6 +11,8 @@
 
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "gateway/gw_internal.h"
 
 static void metrics_register(gw *g)
@@ -67,6 +69,10 @@ pl_status gw_new(const gw_config *conf, gw **out)
 		return PL_E_NOMEM;
 	g->conf = conf;
 	g->start_us = pl_now_us();
+	uint8_t boot[6];
+	randombytes_buf(boot, sizeof(boot));
+	for (size_t i = 0; i < sizeof(boot); i++)
+		g->msg_id_boot = g->msg_id_boot << 8 | boot[i];
 	g->arena_bytes = PL_ARENA_BYTES_FOR(conf->frame_bytes_max);
 	pl_metrics_init(&g->metrics);
 	metrics_register(g);

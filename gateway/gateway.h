@@ -22,10 +22,16 @@
 #define GW_ID_CHARS_MAX 63
 #define GW_URL_CHARS_MAX 255
 #define GW_PATH_CHARS_MAX 1023
+/* Replicas of one shard group: a Raft group has 1, 3 or 5 voters; 7 is
+ * the most a group is ever given (docs/replication.md). */
+#define GW_REPLICAS_MAX 7
 
 typedef struct gw_group_conf {
 	uint16_t id;
-	char broker[GW_URL_CHARS_MAX + 1];
+	/* Every replica's gateway-facing address, as configured: a broker's
+	 * leader_hint is matched against these strings exactly. */
+	char brokers[GW_REPLICAS_MAX][GW_URL_CHARS_MAX + 1];
+	int nbrokers;
 	uint32_t weight;
 	bool draining;
 } gw_group_conf;
@@ -48,6 +54,13 @@ typedef struct gw_config {
 	uint32_t idle_ms;
 	uint32_t hello_timeout_ms;
 	uint32_t broker_timeout_ms;
+	/* A group with several replicas: a batch unanswered this long is
+	 * given up on that replica (the next one is tried), so a stopped
+	 * leader costs a short pause, not broker_timeout_ms. */
+	uint32_t replica_timeout_ms;
+	/* How long the gateway keeps re-sending a request through a leader
+	 * change before it answers unavailable. */
+	uint32_t failover_ms;
 	uint32_t broker_contexts;  /* request contexts per broker link */
 	uint32_t broker_queue_max; /* pending requests per broker link */
 	gw_group_conf groups[GW_GROUPS_MAX];
@@ -65,8 +78,14 @@ void gw_config_fini(gw_config *c); /* accepts zeroed memory */
  * PL_E_CONFIG on a bad value, PL_E_IO when the file cannot be read. */
 pl_status gw_config_load(gw_config *c, const char *path);
 
-/* Checks the limits against each other and the codec ceilings. */
+/* Checks the limits against each other and the codec ceilings, and
+ * that every group lists at least one broker and none twice. */
 pl_status gw_config_check(const gw_config *c);
+
+/* Parses a `broker` value: addresses separated by commas (blanks around
+ * them ignored) into gc->brokers. False when one is empty or too long,
+ * or there are more than GW_REPLICAS_MAX; gc is then unchanged. */
+bool gw_config_brokers_parse(gw_group_conf *gc, const char *v);
 
 /* ------------------------------------------------------------------ */
 /* Life cycle.                                                          */
@@ -146,5 +165,47 @@ gw_cursor_act gw_cursor_retry(gw_cursor *c);
  * flight (it is marked stale and followed by a fresh one), or when
  * Subscribed has not arrived yet (its catch-up covers it). */
 gw_cursor_act gw_cursor_resync(gw_cursor *c);
+
+/* ------------------------------------------------------------------ */
+/* Failover policy (docs/replication.md "Gateways follow leadership").
+ * Pure: link.c asks it what to do with each request whose attempt did
+ * not end in a usable answer. */
+
+/* How one attempt of a request ended. */
+typedef enum gw_outcome {
+	/* unavailable with not_applied: refused before it entered the log
+	 * (a replica that does not lead); sending it again cannot repeat
+	 * anything. */
+	GW_OUT_NOT_APPLIED = 0,
+	/* unavailable without not_applied: a leader took it and lost its
+	 * leadership before it finished; it may or may not have happened. */
+	GW_OUT_UNKNOWN,
+	/* The batch got no answer (timeout, connection reset): unknown as
+	 * well, but with one replica there is nowhere else to go, and the
+	 * client hears unavailable at once, as before replication. */
+	GW_OUT_LOST,
+} gw_outcome;
+
+typedef enum gw_retry_act {
+	GW_RETRY_FAIL = 0, /* answer the client unavailable */
+	GW_RETRY_RESEND,   /* queue it again, at the current leader */
+} gw_retry_act;
+
+/* Whether a request of this kind (parley.ClientFrame body case) may be
+ * sent twice when its first outcome is unknown: reads, watches and the
+ * operations the broker de-duplicates. A publish needs a client_msg_id,
+ * a create_room an idempotency key; close_room never (a second close
+ * would answer room_closed to a close that worked). */
+bool gw_resend_safe(int op, bool has_msg_id, bool has_idem_key);
+
+/* The decision for one request: resend while now_us is before
+ * deadline_us and the outcome allows it (resend_safe for UNKNOWN and,
+ * with several replicas, LOST; anything for NOT_APPLIED). */
+gw_retry_act gw_retry_decide(gw_outcome o, bool resend_safe, int nreplicas,
+    int64_t now_us, int64_t deadline_us);
+
+/* The index in gc->brokers of a leader_hint (exact string match), or -1
+ * for NULL, "" or an address that is not configured. */
+int gw_replica_match(const gw_group_conf *gc, const char *hint);
 
 #endif /* PARLEY_GATEWAY_H */

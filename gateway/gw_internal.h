@@ -5,6 +5,7 @@
  * Lock order (outer first): link->feed_mu -> g->subs_mu -> conn->mu, and
  * g->conns_mu -> conn->mu. link->mu, multi->mu, g->arena_mu and
  * g->reap_mu are leaves: nothing else is locked while one is held.
+ * link->feed_mu -> link->mu is allowed (a poll is sent under both).
  *
  * Lifetime: a connection is reference counted. The connection table
  * holds one reference until the connection closes; every request in
@@ -63,6 +64,17 @@
 #define GW_STOP_WAIT_MS 5000
 /* A broker answering within this long counts as healthy (/healthz). */
 #define GW_HEALTHY_MS (3 * GW_POLL_WAIT_MS)
+/* A replica answered that the group has no leader it knows of: wait
+ * this long before asking the next one, so an election costs a few
+ * requests per replica, not a busy loop. */
+#define GW_LEADER_BACKOFF_MS 50
+/* A gateway-made client_msg_id: "g:" gateway id (cut to this length),
+ * ":" 12 hex digits drawn at start (two runs of one gateway never share
+ * ids) ":" a counter; it must fit PL_CLIENT_MSG_ID_CHARS_MAX. */
+#define GW_MSG_ID_GWID_CHARS 24
+_Static_assert(
+    2 + GW_MSG_ID_GWID_CHARS + 1 + 12 + 1 + 20 <= PL_CLIENT_MSG_ID_CHARS_MAX,
+    "a gateway-made client_msg_id fits the protocol's bound");
 /* Error codes are parley.ErrorCode values 0..INTERNAL. */
 #define GW_CODES 11
 
@@ -138,6 +150,9 @@ struct gw {
 	gw_link *links[GW_GROUPS_MAX];
 	int nlinks;
 	_Atomic uint64_t req_ids;
+	/* client_msg_ids the gateway makes for publishes without one. */
+	uint64_t msg_id_boot; /* random, 48 bits */
+	_Atomic uint64_t msg_ids;
 
 	/* Decode arenas for client frames, one per concurrent reader. */
 	pthread_mutex_t arena_mu;
@@ -199,6 +214,14 @@ typedef enum gw_req_kind {
 	GW_REQ_PART,      /* one group's share of list_rooms / status */
 } gw_req_kind;
 
+enum {
+	/* Sending it twice is harmless (gw_resend_safe). */
+	GW_REQF_RESEND_SAFE = 1,
+	/* Its client_msg_id was made by the gateway: a duplicate ack can
+	 * only be the gateway's own earlier attempt. */
+	GW_REQF_GEN_ID = 2,
+};
+
 /* One request for a broker: a packed GwRequest without its id (the id is
  * spliced in when the batch is built). */
 struct gw_req {
@@ -208,15 +231,21 @@ struct gw_req {
 	uint64_t client_id;
 	uint64_t sub_id;
 	int64_t t0_us;
+	/* Re-sent through leader changes until then (failover_ms). */
+	int64_t deadline_us;
 	uint32_t reply_est; /* reply bytes it may produce */
 	uint8_t kind;
 	uint8_t op; /* Parley__ClientFrame__BodyCase */
+	uint8_t flags;
+	/* >= 0: for this replica only (a status part), never re-sent. */
+	int8_t pin;
 	uint16_t part;
 	uint32_t len;
 	uint8_t body[];
 };
 
-/* list_rooms and status fan out to every group and merge. */
+/* list_rooms and report fan out to every group, status to every
+ * replica of every group; the parts are merged. */
 struct gw_multi {
 	pthread_mutex_t mu;
 	gw_conn *conn; /* reference held */
@@ -227,43 +256,83 @@ struct gw_multi {
 	int nparts;
 	struct {
 		uint16_t group;
+		int8_t replica; /* status: which one; -1 otherwise */
 		uint8_t
 		    *buf; /* packed ServerFrame reply, owned; NULL: failed */
 		size_t len;
 		int code; /* the group's error code when it answered one */
-	} parts[GW_GROUPS_MAX];
+	} parts[];
 };
 
+/* Up to GW_MULTI_PARTS_MAX parts: a status asks every replica. */
+#define GW_MULTI_PARTS_MAX (GW_GROUPS_MAX * GW_REPLICAS_MAX)
+
+/* One batch slot of a link: a context on every replica's socket (the
+ * batch goes to one of them) and one aio. */
 typedef struct gw_bctx {
 	gw_link *link;
-	nng_ctx ctx;
+	nng_ctx ctx[GW_REPLICAS_MAX];
 	nng_aio *aio;
 	gw_req *reqs[GW_BATCH_REQS_MAX];
 	uint32_t n;
 	uint64_t base; /* GwRequest.id of reqs[0]; reqs[i] is base + i */
 	int64_t t0_us;
 	bool receiving;
+	/* Under link->mu: a batch is in flight, to replica rep; pinned: it
+	 * holds requests for that replica only. */
+	bool busy;
+	bool pinned;
+	int8_t rep;
 	struct gw_bctx *next_idle;
 } gw_bctx;
+
+/* One replica of the group: its own socket (so a leader change needs
+ * no new connection), a poll context and its connection state. */
+typedef struct gw_replica {
+	gw_link *link;
+	int idx;
+	const char *addr; /* conf->brokers[idx] */
+	nng_socket sock;
+	bool sock_open;
+	nng_ctx pctx;
+	bool pctx_open;
+	/* The id of its connected pipe, 0 when none (pipe events). */
+	_Atomic uint32_t pipe_id;
+	/* A lost connection is handled on naio, off nng's pipe callback
+	 * (which may not touch the socket); armed while it is pending. */
+	nng_aio *naio;
+	_Atomic bool down_armed;
+	/* Under link->mu: requests pinned to it (status parts). */
+	gw_req *pq_head, *pq_tail;
+} gw_replica;
 
 struct gw_link {
 	gw *g;
 	const gw_group_conf *conf;
-	nng_socket sock;
-	bool sock_open;
-	pthread_mutex_t mu; /* queue, idle contexts, stopping */
+	gw_replica reps[GW_REPLICAS_MAX];
+	int nrep;
+	uint32_t timeout_ms; /* per batch: shorter with several replicas */
+	pthread_mutex_t mu;  /* queues, idle contexts, leader, stopping */
 	gw_req *qhead, *qtail;
-	uint32_t qlen;
+	uint32_t qlen; /* main and pinned queues together */
 	gw_bctx *idle;
 	bool stopping;
+	/* The replica believed to lead: written under mu. */
+	_Atomic int cur;
+	/* Under mu: no batch for the leader leaves before this (a replica
+	 * said it knows no leader); kaio wakes the idle contexts then. */
+	int64_t hold_until_us;
+	bool kick_armed;
+	nng_aio *kaio;
 	gw_bctx *ctxs;
 	uint32_t nctx;
-	/* Live feed: one poll in flight. feed_mu is taken before the next
-	 * poll is sent and held while its events are processed, so replies
-	 * are processed in the order the broker sent them. */
-	nng_ctx pctx;
+	/* Live feed: one poll in flight, to the current replica. feed_mu
+	 * is taken before the next poll is sent and held while its events
+	 * are processed, so replies are processed in the order the broker
+	 * sent them. */
 	nng_aio *paio;
 	int poll_phase; /* link.c: what paio is doing */
+	int poll_rep;   /* under mu: the replica the poll went to */
 	pthread_mutex_t feed_mu;
 	char epoch[64];
 	_Atomic int64_t last_ok_us;
@@ -328,6 +397,8 @@ void gw_link_free(gw_link *l);
 /* Queues r (taken on success). PL_E_BACKPRESSURE when full, PL_E_CLOSED
  * when stopping; on error r is still the caller's. */
 pl_status gw_link_submit(gw_link *l, gw_req *r);
+/* A request pinned to a replica that has no connection is refused with
+ * PL_E_UNAVAILABLE by gw_link_submit (r->pin, set by the caller). */
 gw_link *gw_link_find(gw *g, uint16_t group);
 /* Weighted among non-draining groups; NULL if none. key (may be NULL)
  * makes the choice deterministic per (tenant, key). */

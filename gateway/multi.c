@@ -1,9 +1,10 @@
 /*
  * multi.c - requests that span every shard group: list_rooms (a merge of
  * each group's page, in room id order, which is group order since the
- * group is the id's prefix) and status (each broker's GroupStatus plus
- * the gateway's own counts) and report (each group's tenant days, added
- * up per day). Parts are kept packed until all are in.
+ * group is the id's prefix), report (each group's tenant days, added up
+ * per day), both answered by each group's leader, and status (every
+ * replica of every group answers for itself, plus the gateway's own
+ * counts). Parts are kept packed until all are in.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +13,6 @@
 
 #define LIST_LIMIT_DEFAULT 100
 #define LIST_LIMIT_MAX 1000
-/* Each broker reports its own group; a few per broker at most. */
-#define STATUS_GROUPS_MAX (4 * GW_GROUPS_MAX)
 
 static void multi_free(gw_multi *m)
 {
@@ -74,28 +73,72 @@ static void send_list(gw_multi *m, pl_arena *a)
 	free(rooms);
 }
 
+/* The GroupStatus of part i's replica: the entry for its group in the
+ * replica's answer, or one saying it is unreachable (in down[i]). The
+ * address is always the one configured, which is how leader hints and
+ * operators name a replica. */
+static Parley__GroupStatus *status_part(
+    gw *g, gw_multi *m, int i, pl_arena *a, Parley__GroupStatus *down)
+{
+	gw_link *l = gw_link_find(g, m->parts[i].group);
+	int rep = m->parts[i].replica;
+	char *addr = l != NULL && rep >= 0 && rep < l->nrep
+	                 ? (char *)l->reps[rep].addr
+	                 : "";
+	Parley__ServerFrame *f = part_decode(m, i, a);
+	Parley__GroupStatus *gs = NULL;
+	if (f != NULL && f->body_case == PARLEY__SERVER_FRAME__BODY_STATUS) {
+		for (size_t j = 0; j < f->status->n_groups; j++) {
+			if (gs == NULL ||
+			    f->status->groups[j]->group == m->parts[i].group)
+				gs = f->status->groups[j];
+		}
+	}
+	if (gs == NULL) {
+		gs = &down[i];
+		parley__group_status__init(gs);
+	} else {
+		gs->reachable = true;
+	}
+	gs->group = m->parts[i].group;
+	gs->address = addr;
+	return gs;
+}
+
+/* lag = the group's highest applied index among its reachable replicas
+ * minus this replica's (the brokers leave it 0: none sees the others). */
+static void status_lag(Parley__GroupStatus **gs, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint64_t top = 0;
+		for (size_t j = 0; j < n; j++) {
+			if (gs[j]->group == gs[i]->group && gs[j]->reachable &&
+			    gs[j]->applied > top)
+				top = gs[j]->applied;
+		}
+		gs[i]->lag = gs[i]->reachable && top > gs[i]->applied
+		                 ? top - gs[i]->applied
+		                 : 0;
+	}
+}
+
 static void send_status(gw *g, gw_multi *m, pl_arena *a)
 {
-	Parley__GroupStatus *gs[STATUS_GROUPS_MAX];
-	Parley__GroupStatus down[GW_GROUPS_MAX];
-	Parley__StatusReply sr = PARLEY__STATUS_REPLY__INIT;
-	for (int i = 0; i < m->nparts; i++) {
-		Parley__ServerFrame *f = part_decode(m, i, a);
-		if (f != NULL &&
-		    f->body_case == PARLEY__SERVER_FRAME__BODY_STATUS) {
-			for (size_t j = 0; j < f->status->n_groups &&
-			                   sr.n_groups < STATUS_GROUPS_MAX;
-			     j++)
-				gs[sr.n_groups++] = f->status->groups[j];
-			continue;
-		}
-		gw_link *l = gw_link_find(g, m->parts[i].group);
-		parley__group_status__init(&down[i]);
-		down[i].group = m->parts[i].group;
-		down[i].address = l != NULL ? (char *)l->conf->broker : "";
-		if (sr.n_groups < STATUS_GROUPS_MAX)
-			gs[sr.n_groups++] = &down[i];
+	size_t n = (size_t)m->nparts;
+	Parley__GroupStatus **gs = calloc(n + 1, sizeof(*gs));
+	Parley__GroupStatus *down = calloc(n + 1, sizeof(*down));
+	if (gs == NULL || down == NULL) {
+		gw_conn_send_error(m->conn, m->client_id,
+		    PARLEY__ERROR_CODE__INTERNAL, "out of memory");
+		free(gs);
+		free(down);
+		return;
 	}
+	Parley__StatusReply sr = PARLEY__STATUS_REPLY__INIT;
+	for (size_t i = 0; i < n; i++)
+		gs[i] = status_part(g, m, (int)i, a, down);
+	status_lag(gs, n);
+	sr.n_groups = n;
 	sr.node = (char *)g->conf->id;
 	pthread_mutex_lock(&g->conns_mu);
 	sr.connections = g->nconns;
@@ -110,6 +153,8 @@ static void send_status(gw *g, gw_multi *m, pl_arena *a)
 	sf.body_case = PARLEY__SERVER_FRAME__BODY_STATUS;
 	sf.status = &sr;
 	(void)gw_conn_send(m->conn, &sf);
+	free(gs);
+	free(down);
 }
 
 /* Adds one group's day into the merged report (days sorted, oldest
@@ -234,36 +279,64 @@ static bool list_child(
 	return true;
 }
 
-static int parts_make(
+/* One part: a request for group's leader, or for one of its replicas
+ * when replica >= 0. */
+static bool part_add(gw_conn *c, gw_multi *m, const Parley__ClientFrame *f,
+    uint16_t group, int replica, gw_req **reqs)
+{
+	gw_req *r = gw_req_new(c, GW_REQ_PART, f, NULL);
+	if (r == NULL)
+		return false; /* reported as that group being unavailable */
+	int n = m->nparts++;
+	r->multi = m;
+	r->part = (uint16_t)n;
+	r->pin = (int8_t)replica;
+	m->parts[n].group = group;
+	m->parts[n].replica = (int8_t)replica;
+	reqs[n] = r;
+	return true;
+}
+
+static void parts_make(
     gw_conn *c, const Parley__ClientFrame *f, gw_multi *m, gw_req **reqs)
 {
 	gw *g = c->g;
-	int n = 0;
 	for (int i = 0; i < g->nlinks; i++) {
 		Parley__ClientFrame cf = *f;
 		Parley__ListRooms lr;
-		uint16_t group = g->links[i]->conf->id;
+		gw_link *l = g->links[i];
+		uint16_t group = l->conf->id;
+		if (f->body_case == PARLEY__CLIENT_FRAME__BODY_STATUS) {
+			for (int rep = 0; rep < l->nrep; rep++)
+				(void)part_add(c, m, &cf, group, rep, reqs);
+			continue;
+		}
 		if (f->body_case == PARLEY__CLIENT_FRAME__BODY_LIST_ROOMS) {
 			if (!list_child(f, group, &lr))
 				continue;
 			cf.list_rooms = &lr;
 		}
-		gw_req *r = gw_req_new(c, GW_REQ_PART, &cf, NULL);
-		if (r == NULL)
-			continue; /* reported as that group being unavailable */
-		r->multi = m;
-		r->part = (uint16_t)n;
-		m->parts[n].group = group;
-		reqs[n++] = r;
+		(void)part_add(c, m, &cf, group, -1, reqs);
 	}
+}
+
+/* Parts this request may have: one per group, or per replica. */
+static int parts_max(gw *g, const Parley__ClientFrame *f)
+{
+	int n = 0;
+	for (int i = 0; i < g->nlinks; i++)
+		n += f->body_case == PARLEY__CLIENT_FRAME__BODY_STATUS
+		         ? g->links[i]->nrep
+		         : 1;
 	return n;
 }
 
 void gw_multi_start(gw_conn *c, const Parley__ClientFrame *f)
 {
 	gw *g = c->g;
-	gw_multi *m = calloc(1, sizeof(*m));
-	gw_req *reqs[GW_GROUPS_MAX];
+	gw_req *reqs[GW_MULTI_PARTS_MAX];
+	int max = parts_max(g, f);
+	gw_multi *m = calloc(1, sizeof(*m) + (size_t)max * sizeof(m->parts[0]));
 	if (m == NULL) {
 		gw_conn_send_error(
 		    c, f->id, PARLEY__ERROR_CODE__INTERNAL, "out of memory");
@@ -276,8 +349,8 @@ void gw_multi_start(gw_conn *c, const Parley__ClientFrame *f)
 	m->op = (uint8_t)f->body_case;
 	if (f->body_case == PARLEY__CLIENT_FRAME__BODY_LIST_ROOMS)
 		m->limit = f->list_rooms->limit;
-	int n = parts_make(c, f, m, reqs);
-	m->nparts = n;
+	parts_make(c, f, m, reqs);
+	int n = m->nparts;
 	/* Counted before the first submit: a reply may come back at once.
 	 * The extra one is this function's, dropped last. */
 	m->pending = n + 1;

@@ -5,6 +5,8 @@
  * the room's shard group, and delivery of the broker's reply under the
  * client's request id.
  */
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,6 +53,17 @@ static uint32_t reply_estimate(const gw_conn *c, const Parley__ClientFrame *f)
 	return lim * (c->g->conf->body_bytes_max + 512);
 }
 
+static bool resend_safe(const Parley__ClientFrame *f)
+{
+	bool id = f->body_case == PARLEY__CLIENT_FRAME__BODY_PUBLISH &&
+	          f->publish->client_msg_id != NULL &&
+	          f->publish->client_msg_id[0] != '\0';
+	bool key = f->body_case == PARLEY__CLIENT_FRAME__BODY_CREATE_ROOM &&
+	           f->create_room->idempotency_key != NULL &&
+	           f->create_room->idempotency_key[0] != '\0';
+	return gw_resend_safe((int)f->body_case, id, key);
+}
+
 gw_req *gw_req_new(gw_conn *c, gw_req_kind kind, const Parley__ClientFrame *f,
     const Parley__Internal__Watch *w)
 {
@@ -67,7 +80,9 @@ gw_req *gw_req_new(gw_conn *c, gw_req_kind kind, const Parley__ClientFrame *f,
 	/* Header first: the struct's tail padding may overlap body[]. */
 	*r = (gw_req){.kind = (uint8_t)kind,
 	    .t0_us = pl_mono_us(),
-	    .reply_est = reply_estimate(c, f)};
+	    .reply_est = reply_estimate(c, f),
+	    .pin = -1};
+	r->deadline_us = r->t0_us + (int64_t)c->g->conf->failover_ms * 1000;
 	size_t n;
 	if (pl_pb_encode(&req.base, r->body, size, &n) != PL_OK) {
 		free(r);
@@ -77,6 +92,8 @@ gw_req *gw_req_new(gw_conn *c, gw_req_kind kind, const Parley__ClientFrame *f,
 	if (f != NULL) {
 		r->client_id = f->id;
 		r->op = (uint8_t)f->body_case;
+		if (resend_safe(f))
+			r->flags |= GW_REQF_RESEND_SAFE;
 	}
 	/* A watch change's reply is dropped: it needs no connection. */
 	if (kind != GW_REQ_WATCH) {
@@ -105,6 +122,10 @@ static void client_reply(gw *g, gw_req *r, Parley__ServerFrame *f)
 	f->id = r->client_id;
 	if (r->op == PARLEY__CLIENT_FRAME__BODY_PUBLISH &&
 	    f->body_case == PARLEY__SERVER_FRAME__BODY_ACK) {
+		/* The client sent no id, so it sent this once: a duplicate
+		 * is the gateway's own earlier attempt through a failover. */
+		if (r->flags & GW_REQF_GEN_ID)
+			f->ack->duplicate = false;
 		pl_metric_inc(g->m.acks, 1);
 		pl_hist_record(g->m.publish_ack->hist,
 		    (uint64_t)(pl_mono_us() - r->t0_us));
@@ -263,13 +284,15 @@ static void submit_error(gw_conn *c, uint64_t id, pl_status st)
 		    c, id, PARLEY__ERROR_CODE__UNAVAILABLE, "gateway stopping");
 }
 
-static void forward(gw_conn *c, gw_link *l, const Parley__ClientFrame *f)
+static void forward(
+    gw_conn *c, gw_link *l, const Parley__ClientFrame *f, uint8_t flags)
 {
 	gw_req *r = gw_req_new(c, GW_REQ_CLIENT, f, NULL);
 	if (r == NULL) {
 		submit_error(c, f->id, PL_E_NOMEM);
 		return;
 	}
+	r->flags |= flags;
 	pl_status st = gw_link_submit(l, r);
 	if (st != PL_OK) {
 		gw_req_free(r);
@@ -291,6 +314,34 @@ static bool publish_allowed(gw_conn *c, const Parley__ClientFrame *f)
 		return false;
 	}
 	return true;
+}
+
+/* A publish without a client_msg_id to a replicated group gets one
+ * made here, so a failover can re-send it without storing it twice
+ * (the broker de-duplicates ids). A single replica has no failover to
+ * retry through, and its records stay exactly as the client sent them.
+ * buf holds the id while f is forwarded. */
+static uint8_t publish_id_fill(gw_conn *c, gw_link *l, Parley__Publish *p,
+    char buf[static PL_CLIENT_MSG_ID_CHARS_MAX + 1])
+{
+	if (l->nrep < 2 || (p->client_msg_id != NULL && p->client_msg_id[0]))
+		return 0;
+	gw *g = c->g;
+	snprintf(buf, PL_CLIENT_MSG_ID_CHARS_MAX + 1,
+	    "g:%.*s:%012" PRIx64 ":%" PRIu64, GW_MSG_ID_GWID_CHARS, g->conf->id,
+	    g->msg_id_boot, atomic_fetch_add(&g->msg_ids, 1) + 1);
+	p->client_msg_id = buf;
+	return GW_REQF_GEN_ID;
+}
+
+static void dispatch_publish(gw_conn *c, const Parley__ClientFrame *f)
+{
+	char id[PL_CLIENT_MSG_ID_CHARS_MAX + 1];
+	if (!publish_allowed(c, f))
+		return;
+	gw_link *l = route_room(c, f);
+	if (l != NULL)
+		forward(c, l, f, publish_id_fill(c, l, f->publish, id));
 }
 
 static void dispatch_authed(gw_conn *c, const Parley__ClientFrame *f)
@@ -317,15 +368,14 @@ static void dispatch_authed(gw_conn *c, const Parley__ClientFrame *f)
 			    "no shard group accepts new rooms");
 			return;
 		}
-		forward(c, l, f);
+		forward(c, l, f, 0);
 		return;
 	case PARLEY__CLIENT_FRAME__BODY_PUBLISH:
-		if (!publish_allowed(c, f))
-			return;
-		/* fall through */
+		dispatch_publish(c, f);
+		return;
 	default:
 		if ((l = route_room(c, f)) != NULL)
-			forward(c, l, f);
+			forward(c, l, f, 0);
 		return;
 	}
 }
