@@ -77,17 +77,10 @@ static bool write_file(const char *path, const char *text)
 	return fclose(f) == 0;
 }
 
-bool hx_init(hx_cluster *c, int ngroups)
+/* n distinct loopback ports that were free a moment ago. */
+static bool ports_alloc(int *ports, int n)
 {
-	memset(c, 0, sizeof(*c));
-	signal(SIGPIPE, SIG_IGN);
-	snprintf(c->dir, sizeof(c->dir), "/tmp/parley-it-XXXXXX");
-	if (mkdtemp(c->dir) == NULL || ngroups < 1 || ngroups > HX_GROUPS_MAX)
-		return false;
-	c->ngroups = ngroups;
-	fprintf(stderr, "  cluster dir: %s\n", c->dir);
-	int ports[2 + 2 * HX_GROUPS_MAX];
-	for (int i = 0; i < 2 + 2 * ngroups; i++) {
+	for (int i = 0; i < n; i++) {
 		ports[i] = free_port();
 		for (int j = 0; j < i; j++)
 			if (ports[j] == ports[i])
@@ -95,12 +88,23 @@ bool hx_init(hx_cluster *c, int ngroups)
 		if (i >= 0 && ports[i] < 0)
 			return false;
 	}
+	return true;
+}
+
+/* The dir, the tenant keys and the gateway's ports (ports[0..1]; the
+ * caller allocated all its ports at once, so none repeats). */
+static bool cluster_prepare(hx_cluster *c, int ngroups, const int *ports)
+{
+	memset(c, 0, sizeof(*c));
+	signal(SIGPIPE, SIG_IGN);
+	snprintf(c->dir, sizeof(c->dir), "/tmp/parley-it-XXXXXX");
+	if (mkdtemp(c->dir) == NULL || ngroups < 1 || ngroups > HX_GROUPS_MAX)
+		return false;
+	c->ngroups = ngroups;
+	c->nreplicas = 1;
+	fprintf(stderr, "  cluster dir: %s\n", c->dir);
 	c->tcp_port = ports[0];
 	c->http_port = ports[1];
-	for (int g = 1; g <= ngroups; g++) {
-		c->broker_port[g] = ports[2 * g];
-		c->broker_http[g] = ports[2 * g + 1];
-	}
 	snprintf(
 	    c->tcp_url, sizeof(c->tcp_url), "tcp://127.0.0.1:%d", c->tcp_port);
 	snprintf(
@@ -112,6 +116,57 @@ bool hx_init(hx_cluster *c, int ngroups)
 		if (pl_keyfile_generate(
 		        path, tenants[i], "k1", pk, sizeof(pk)) != PL_OK)
 			return false;
+	}
+	return true;
+}
+
+bool hx_init(hx_cluster *c, int ngroups)
+{
+	int ports[2 + 2 * HX_GROUPS_MAX];
+	if (ngroups < 1 || ngroups > HX_GROUPS_MAX ||
+	    !ports_alloc(ports, 2 + 2 * ngroups) ||
+	    !cluster_prepare(c, ngroups, ports))
+		return false;
+	for (int g = 1; g <= ngroups; g++) {
+		c->broker_port[g] = ports[2 * g];
+		c->broker_http[g] = ports[2 * g + 1];
+	}
+	return true;
+}
+
+/* The cluster secret: base64 of 32 random bytes, readable by us only. */
+static bool secret_write(hx_cluster *c)
+{
+	uint8_t key[32];
+	char b64[64];
+	randombytes_buf(key, sizeof(key));
+	sodium_bin2base64(
+	    b64, sizeof(b64), key, sizeof(key), sodium_base64_VARIANT_ORIGINAL);
+	snprintf(c->secret_file, sizeof(c->secret_file), "%s/secret", c->dir);
+	int fd = open(c->secret_file, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0)
+		return false;
+	size_t n = strlen(b64);
+	bool ok = write(fd, b64, n) == (ssize_t)n && write(fd, "\n", 1) == 1;
+	return close(fd) == 0 && ok;
+}
+
+bool hx_init_replicated(hx_cluster *c, int ngroups, int nreplicas)
+{
+	int ports[2 + 3 * HX_GROUPS_MAX * HX_REPLICAS_MAX];
+	if (ngroups < 1 || ngroups > HX_GROUPS_MAX || nreplicas < 2 ||
+	    nreplicas > HX_REPLICAS_MAX ||
+	    !ports_alloc(ports, 2 + 3 * ngroups * nreplicas) ||
+	    !cluster_prepare(c, ngroups, ports) || !secret_write(c))
+		return false;
+	c->nreplicas = nreplicas;
+	int k = 2;
+	for (int g = 1; g <= ngroups; g++) {
+		for (int n = 1; n <= nreplicas; n++) {
+			c->rep_port[g][n] = ports[k++];
+			c->rep_peer[g][n] = ports[k++];
+			c->rep_http[g][n] = ports[k++];
+		}
 	}
 	return true;
 }
@@ -190,16 +245,80 @@ bool hx_start_broker(hx_cluster *c, int g)
 	return wait_port(&c->broker[g], c->broker_http[g]);
 }
 
+hx_proc *hx_replica(hx_cluster *c, int group, int node)
+{
+	return &c->rep[group][node];
+}
+
+const char *hx_replica_url(hx_cluster *c, int group, int node)
+{
+	static char slots[8][64];
+	static int next;
+	char *out = slots[next++ % 8];
+	snprintf(out, 64, "tcp://127.0.0.1:%d", c->rep_port[group][node]);
+	return out;
+}
+
+/* The layout of docs/replication.md: [broker] keys, then one
+ * [replica.N] section per replica of the group, itself included. */
+static bool replica_config(hx_cluster *c, int g, int node, const char *ini)
+{
+	char text[8192];
+	size_t n = (size_t)snprintf(text, sizeof(text),
+	    "[broker]\nid = broker-%d-%d\ngroup = %d\nnode = %d\n"
+	    "listen = tcp://127.0.0.1:%d\npeer = tcp://127.0.0.1:%d\n"
+	    "http = 127.0.0.1:%d\ndata = %s/data-%d-%d\n"
+	    "durability = sync\nsecret_file = %s\n%s\n",
+	    g, node, g, node, c->rep_port[g][node], c->rep_peer[g][node],
+	    c->rep_http[g][node], c->dir, g, node, c->secret_file,
+	    c->broker_extra);
+	for (int r = 1; r <= c->nreplicas && n < sizeof(text); r++)
+		n += (size_t)snprintf(text + n, sizeof(text) - n,
+		    "[replica.%d]\nlisten = tcp://127.0.0.1:%d\n"
+		    "peer = tcp://127.0.0.1:%d\n",
+		    r, c->rep_port[g][r], c->rep_peer[g][r]);
+	return n < sizeof(text) && write_file(ini, text);
+}
+
+bool hx_start_replica(hx_cluster *c, int g, int node)
+{
+	char ini[256], name[32];
+	snprintf(ini, sizeof(ini), "%s/broker-%d-%d.ini", c->dir, g, node);
+	if (!replica_config(c, g, node, ini))
+		return false;
+	snprintf(name, sizeof(name), "broker-%d-%d", g, node);
+	char *argv[] = {PARLEY_BROKER_BIN, "-c", ini, NULL};
+	if (spawn(&c->rep[g][node], name, c->dir, argv, c->broker_env,
+	        (int)PL_ARRAY_LEN(c->broker_env)) <= 0)
+		return false;
+	return wait_port(&c->rep[g][node], c->rep_http[g][node]);
+}
+
+/* [group.N] broker: the broker's address, or every replica's. */
+static size_t group_brokers(hx_cluster *c, int g, char *out, size_t cap)
+{
+	if (c->nreplicas <= 1)
+		return (size_t)snprintf(
+		    out, cap, "tcp://127.0.0.1:%d", c->broker_port[g]);
+	size_t n = 0;
+	for (int r = 1; r <= c->nreplicas && n < cap; r++)
+		n += (size_t)snprintf(out + n, cap - n, "%stcp://127.0.0.1:%d",
+		    r > 1 ? ", " : "", c->rep_port[g][r]);
+	return n;
+}
+
 static bool gateway_config(hx_cluster *c, const char *ini)
 {
-	char text[8192], pub[512];
+	char text[8192], pub[512], list[512];
 	size_t n = (size_t)snprintf(text, sizeof(text),
 	    "[gateway]\nid = gw-test\ntcp = %s\nhttp = 127.0.0.1:%d\n%s\n",
 	    c->tcp_url, c->http_port, c->gw_extra);
-	for (int g = 1; g <= c->ngroups; g++)
+	for (int g = 1; g <= c->ngroups; g++) {
+		if (group_brokers(c, g, list, sizeof(list)) >= sizeof(list))
+			return false;
 		n += (size_t)snprintf(text + n, sizeof(text) - n,
-		    "[group.%d]\nbroker = tcp://127.0.0.1:%d\nweight = 1\n", g,
-		    c->broker_port[g]);
+		    "[group.%d]\nbroker = %s\nweight = 1\n", g, list);
+	}
 	const char *tenants[] = {"acme", "globex"};
 	for (int i = 0; i < 2; i++) {
 		char path[256], t[64], kid[32];
@@ -233,10 +352,26 @@ bool hx_start_gateway(hx_cluster *c)
 
 bool hx_start(hx_cluster *c)
 {
-	for (int g = 1; g <= c->ngroups; g++)
-		if (!hx_start_broker(c, g))
+	for (int g = 1; g <= c->ngroups; g++) {
+		for (int r = 1; c->nreplicas > 1 && r <= c->nreplicas; r++)
+			if (!hx_start_replica(c, g, r))
+				return false;
+		if (c->nreplicas <= 1 && !hx_start_broker(c, g))
 			return false;
+	}
 	return hx_start_gateway(c);
+}
+
+void hx_pause(hx_proc *p)
+{
+	if (p->pid > 0)
+		kill(p->pid, SIGSTOP);
+}
+
+void hx_resume(hx_proc *p)
+{
+	if (p->pid > 0)
+		kill(p->pid, SIGCONT);
 }
 
 void hx_kill(hx_proc *p, int sig)
@@ -244,6 +379,7 @@ void hx_kill(hx_proc *p, int sig)
 	if (p->pid <= 0)
 		return;
 	kill(p->pid, sig);
+	kill(p->pid, SIGCONT); /* a paused process takes its signal */
 	for (int i = 0; i < 200; i++) {
 		if (waitpid(p->pid, NULL, WNOHANG) == p->pid)
 			break;
@@ -280,14 +416,29 @@ static bool log_has_sanitizer_report(const hx_proc *p)
 	return found;
 }
 
+/* Every broker process of the cluster: plain brokers or replicas. */
+static int brokers_list(hx_cluster *c, hx_proc **out)
+{
+	int n = 0;
+	for (int g = 1; g <= c->ngroups; g++) {
+		if (c->nreplicas <= 1)
+			out[n++] = &c->broker[g];
+		for (int r = 1; c->nreplicas > 1 && r <= c->nreplicas; r++)
+			out[n++] = &c->rep[g][r];
+	}
+	return n;
+}
+
 void hx_fini(hx_cluster *c, bool failed)
 {
+	hx_proc *brokers[HX_GROUPS_MAX * HX_REPLICAS_MAX];
+	int nb = brokers_list(c, brokers);
 	hx_kill(&c->gateway, SIGTERM);
-	for (int g = 1; g <= c->ngroups; g++)
-		hx_kill(&c->broker[g], SIGTERM);
+	for (int i = 0; i < nb; i++)
+		hx_kill(brokers[i], SIGTERM);
 	bool dirty = log_has_sanitizer_report(&c->gateway);
-	for (int g = 1; g <= c->ngroups; g++)
-		dirty = dirty || log_has_sanitizer_report(&c->broker[g]);
+	for (int i = 0; i < nb; i++)
+		dirty = dirty || log_has_sanitizer_report(brokers[i]);
 	if (dirty) {
 		/* Fail the test binary and keep the logs for reading. */
 		fprintf(stderr, "  sanitizer report in %s/*.log\n", c->dir);
@@ -295,8 +446,12 @@ void hx_fini(hx_cluster *c, bool failed)
 	}
 	if (failed) {
 		dump_log(&c->gateway);
-		for (int g = 1; g <= c->ngroups; g++)
-			dump_log(&c->broker[g]);
+		for (int i = 0; i < nb; i++)
+			dump_log(brokers[i]);
+	}
+	if (getenv("PARLEY_IT_KEEP") != NULL) {
+		fprintf(stderr, "  kept %s (PARLEY_IT_KEEP)\n", c->dir);
+		return;
 	}
 	char cmd[200];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", c->dir);
@@ -444,4 +599,37 @@ int hx_raw_connect(hx_cluster *c)
 		return -1;
 	}
 	return s;
+}
+
+/* The leader status names for group, or 0. */
+static int leader_once(hx_cluster *c, parley_conn *conn, int group)
+{
+	Parley__ServerFrame *f;
+	int leader = 0;
+	if (parley_status(conn, 3000, &f) != PL_OK)
+		return 0;
+	for (size_t i = 0; i < f->status->n_groups; i++) {
+		const Parley__GroupStatus *gs = f->status->groups[i];
+		if ((int)gs->group != group || !gs->reachable ||
+		    strcmp(gs->role, "leader") != 0)
+			continue;
+		for (int r = 1; r <= c->nreplicas; r++)
+			if (strcmp(gs->address, hx_replica_url(c, group, r)) ==
+			    0)
+				leader = r;
+	}
+	parley_frame_free(f);
+	return leader;
+}
+
+int hx_leader(hx_cluster *c, parley_conn *conn, int group, int timeout_ms)
+{
+	int64_t end = pl_mono_us() + (int64_t)timeout_ms * 1000;
+	do {
+		int leader = leader_once(c, conn, group);
+		if (leader > 0)
+			return leader;
+		usleep(50000);
+	} while (pl_mono_us() < end);
+	return 0;
 }

@@ -13,6 +13,8 @@
 #include "client/parley.h"
 
 #define HX_GROUPS_MAX 4
+/* Replicas per group in a replicated cluster (a Raft group of 3 or 5). */
+#define HX_REPLICAS_MAX 5
 
 typedef struct hx_proc {
 	pid_t pid;
@@ -32,18 +34,47 @@ typedef struct hx_cluster {
 	char gw_extra[1024];     /* extra [gateway] lines */
 	char broker_extra[512];  /* extra [broker] lines */
 	char broker_env[4][512]; /* NAME=value pairs set for brokers */
+	/* Replicated groups (hx_init_replicated): nreplicas > 1 brokers
+	 * per group, node ids 1..nreplicas, each with a gateway-facing
+	 * listen port, a peer port and an HTTP port, sharing one cluster
+	 * secret. broker_port/broker/broker_http above are then unused. */
+	int nreplicas;
+	int rep_port[HX_GROUPS_MAX + 1][HX_REPLICAS_MAX + 1];
+	int rep_peer[HX_GROUPS_MAX + 1][HX_REPLICAS_MAX + 1];
+	int rep_http[HX_GROUPS_MAX + 1][HX_REPLICAS_MAX + 1];
+	hx_proc rep[HX_GROUPS_MAX + 1][HX_REPLICAS_MAX + 1];
+	char secret_file[160];
 } hx_cluster;
 
 /* Prepares dir, keys (tenants "acme" and "globex") and ports. */
 bool hx_init(hx_cluster *c, int ngroups);
+/* Like hx_init with nreplicas broker replicas per group (2 ..
+ * HX_REPLICAS_MAX): ports for each, and a secret file (base64 of 32
+ * random bytes) they share. Each replica's ini has [broker] id, group,
+ * node, listen, peer, http, data, durability, secret_file and
+ * broker_extra, then a [replica.N] section (listen, peer) per replica;
+ * the gateway's [group.N] broker lists every replica's listen address. */
+bool hx_init_replicated(hx_cluster *c, int ngroups, int nreplicas);
+/* Starts (or restarts, on the same data) replica `node` of `group`. */
+bool hx_start_replica(hx_cluster *c, int group, int node);
+hx_proc *hx_replica(hx_cluster *c, int group, int node);
+/* "tcp://127.0.0.1:PORT", the replica's listen address (static buffer
+ * per call slot, 8 slots, rotating). */
+const char *hx_replica_url(hx_cluster *c, int group, int node);
+/* The node that the gateway's status names leader of group (asked
+ * through conn until timeout_ms passes), 0 when none did. */
+int hx_leader(hx_cluster *c, parley_conn *conn, int group, int timeout_ms);
+/* SIGSTOP / SIGCONT a process without waiting (a paused replica). */
+void hx_pause(hx_proc *p);
+void hx_resume(hx_proc *p);
 /* Starts every broker, then the gateway; waits until it serves. */
 bool hx_start(hx_cluster *c);
 bool hx_start_broker(hx_cluster *c, int group);
 bool hx_start_gateway(hx_cluster *c);
 /* SIGKILL (hard) or SIGTERM and wait. */
 void hx_kill(hx_proc *p, int sig);
-/* Stops everything and removes the dir (keeps it if keep_on_failure and
- * failed). */
+/* Stops everything and removes the dir (kept when the environment has
+ * PARLEY_IT_KEEP); on failure the logs' tails are printed. */
 void hx_fini(hx_cluster *c, bool failed);
 
 /* Mints a token of tenant ("acme" or "globex") for user/role; ttl in
