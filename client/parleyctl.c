@@ -62,6 +62,8 @@ static int usage(void)
 	      "  history ROOM [--before N|--after N] [--limit N]\n"
 	      "  typing ROOM | read ROOM SEQ | presence ROOM\n"
 	      "  status [--json] | ping\n"
+	      "  group status [--json]   (every replica: role, term, "
+	      "commit, applied, lag)\n"
 	      "  report [--days N] [--json]   (tenant statistics per day)\n"
 	      "gateway commands take --url URL (env PARLEY_URL, "
 	      "default " URL_DEFAULT ") and --token TOKEN (env PARLEY_TOKEN);\n"
@@ -316,8 +318,9 @@ static int ctl_open(const args *a, parley_conn **out, parley_welcome *w)
 	parley_opts o = {0};
 	o.tls_ca_file = opt(a, "ca") ? opt(a, "ca") : getenv("PARLEY_CA");
 	o.tls_insecure = opt(a, "insecure") != NULL;
-	o.tls_server_name = opt(a, "server-name") ? opt(a, "server-name")
-						  : getenv("PARLEY_TLS_SERVER_NAME");
+	o.tls_server_name = opt(a, "server-name")
+	                        ? opt(a, "server-name")
+	                        : getenv("PARLEY_TLS_SERVER_NAME");
 	parley_conn *c;
 	pl_status st = parley_connect(url, CONNECT_TIMEOUT_MS, &o, &c);
 	if (st != PL_OK) {
@@ -784,7 +787,12 @@ static void json_status(const Parley__StatusReply *s)
 		json_cstr(stdout, g->durability);
 		printf(",\"role\":");
 		json_cstr(stdout, g->role);
-		printf("}");
+		printf(",\"node_id\":%" PRIu64 ",\"term\":%" PRIu64
+		       ",\"commit\":%" PRIu64 ",\"applied\":%" PRIu64
+		       ",\"leader_id\":%" PRIu64 ",\"lag\":%" PRIu64
+		       ",\"voters\":%u,\"repairing\":%s}",
+		    g->node_id, g->term, g->commit, g->applied, g->leader_id,
+		    g->lag, g->voters, g->repairing ? "true" : "false");
 	}
 	printf("]}\n");
 }
@@ -819,6 +827,84 @@ static int status_run(parley_conn *c, const args *a)
 		print_status(r->status);
 	parley_frame_free(r);
 	return 0;
+}
+
+static bool is_leader(const Parley__GroupStatus *g)
+{
+	return g->reachable && g->role != NULL &&
+	       strcmp(g->role, "leader") == 0;
+}
+
+/* One line per replica of every group; '*' marks each group's leader,
+ * '!' a replica refusing to vote until its log is repaired. */
+static void print_group_status(const Parley__StatusReply *s)
+{
+	printf("  %-5s %-28s %-5s %-14s %-7s %-10s %-10s %-8s %s\n", "GROUP",
+	    "REPLICA", "NODE", "ROLE", "TERM", "COMMIT", "APPLIED", "LAG",
+	    "REACHABLE");
+	for (size_t i = 0; i < s->n_groups; i++) {
+		const Parley__GroupStatus *g = s->groups[i];
+		if (!g->reachable) {
+			printf("  %-5u %-28s %-5s %-14s %-7s %-10s %-10s %-8s "
+			       "no\n",
+			    g->group, g->address, "-", "-", "-", "-", "-", "-");
+			continue;
+		}
+		char role[32];
+		snprintf(role, sizeof(role), "%s%s",
+		    g->role != NULL && g->role[0] ? g->role : "?",
+		    g->repairing ? " !" : "");
+		printf("%c %-5u %-28s %-5" PRIu64 " %-14s %-7" PRIu64
+		       " %-10" PRIu64 " %-10" PRIu64 " %-8" PRIu64 " yes\n",
+		    is_leader(g) ? '*' : ' ', g->group, g->address, g->node_id,
+		    role, g->term, g->commit, g->applied, g->lag);
+	}
+	printf("(* leader, ! repairing its log)\n");
+}
+
+static void json_group_status(const Parley__StatusReply *s)
+{
+	printf("{\"replicas\":[");
+	for (size_t i = 0; i < s->n_groups; i++) {
+		const Parley__GroupStatus *g = s->groups[i];
+		printf("%s{\"group\":%u,\"address\":", i ? "," : "", g->group);
+		json_cstr(stdout, g->address);
+		printf(",\"reachable\":%s,\"leader\":%s,\"role\":",
+		    g->reachable ? "true" : "false",
+		    is_leader(g) ? "true" : "false");
+		json_cstr(stdout, g->role);
+		printf(",\"node_id\":%" PRIu64 ",\"term\":%" PRIu64
+		       ",\"commit\":%" PRIu64 ",\"applied\":%" PRIu64
+		       ",\"lag\":%" PRIu64 ",\"leader_id\":%" PRIu64
+		       ",\"voters\":%u,\"repairing\":%s}",
+		    g->node_id, g->term, g->commit, g->applied, g->lag,
+		    g->leader_id, g->voters, g->repairing ? "true" : "false");
+	}
+	printf("]}\n");
+}
+
+/* parleyctl group status: the gateway asks every replica itself. */
+static int cmd_group(const args *a)
+{
+	const char *sub = a->npos > 0 ? a->pos[0] : "";
+	if (strcmp(sub, "status") != 0 || !args_check(a, GW_OPTS "json", 1, 1))
+		return usage();
+	parley_conn *c = NULL;
+	int rc = ctl_open(a, &c, NULL);
+	if (rc != 0)
+		return rc;
+	Parley__ServerFrame *r = NULL;
+	pl_status st = parley_status(c, REQUEST_TIMEOUT_MS, &r);
+	if (st != PL_OK) {
+		rc = fail_st(c, st);
+	} else if (opt(a, "json") != NULL) {
+		json_group_status(r->status);
+	} else {
+		print_group_status(r->status);
+	}
+	parley_frame_free(r);
+	parley_close(c);
+	return rc;
 }
 
 static double avg_ms(int64_t sum_us, uint64_t n)
@@ -976,5 +1062,7 @@ int main(int argc, char **argv)
 		return cmd_token(&a);
 	if (strcmp(cmd, "room") == 0)
 		return cmd_room(&a);
+	if (strcmp(cmd, "group") == 0)
+		return cmd_group(&a);
 	return cmd_gateway(cmd, &a);
 }
