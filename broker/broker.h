@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "broker/raft.h"
 #include "common/common.h"
 #include "proto/codec.h"
 
@@ -183,6 +184,69 @@ void brk_wtxn_abort(brk_wtxn *w); /* accepts NULL */
  * round ends). PL_E_NOT_FOUND, PL_E_CORRUPT. */
 pl_status brk_room_get(brk_wtxn *w, uint64_t room, brk_room **out);
 
+/*
+ * The replicated log (store.c). Entries are stored by index as
+ * crc32c | term | type | payload (a packed Command); the CRC covers the
+ * index too and is verified on every read. The hard state (term, vote,
+ * commit) and the applied index live in `meta`, written in the same
+ * transaction as the round's entries. Invariant: applied <= last_index,
+ * and the room state is exactly the result of applying entries
+ * 1..applied in order.
+ */
+
+/* Appends entries (consecutive indexes) in the round, first deleting any
+ * stored entry at or after e[0].index (a conflicting suffix). Refuses
+ * (PL_E_CORRUPT) to touch an applied entry or to leave a hole. */
+pl_status brk_log_append(brk_wtxn *w, const raft_entry *e, size_t n);
+/* Records the hard state; written when the round commits. */
+void brk_hs_put(brk_wtxn *w, const raft_hard_state *hs);
+/* The hard state and applied index as of the last committed round. */
+void brk_store_raft(const brk_store *s, raft_hard_state *hs, uint64_t *applied);
+uint64_t brk_store_applied(const brk_store *s);
+
+/* The Raft core's storage callbacks read through a read-only view that
+ * brk_log_release ends; entries' data points into it until then. */
+pl_status brk_log_term(brk_store *s, uint64_t index, uint64_t *term);
+pl_status brk_log_entries(brk_store *s, uint64_t lo, uint64_t hi,
+    size_t max_bytes, raft_entry *out, size_t cap, size_t *n);
+void brk_log_release(brk_store *s);
+
+/* What applying one entry did. st is the command's outcome: a refused
+ * command (room closed, forbidden, ...) is applied as a refusal, the same
+ * on every replica. */
+typedef struct brk_applied {
+	uint64_t index;
+	pl_status st;
+	const Parley__Internal__Command *cmd; /* NULL for no-op / config;
+	                                         valid until the next apply */
+	uint64_t room;
+	bool existed;   /* create: the idempotency key was known */
+	bool duplicate; /* publish: the client_msg_id was known */
+	bool changed;   /* join, leave, read, close: the state moved */
+	uint64_t seq;   /* publish: the message's seq; read: the position */
+	int64_t ts_us;  /* publish: the message's timestamp */
+	Parley__Message *msg; /* publish: the stored message (in a) */
+} brk_applied;
+
+/*
+ * Applies entry e (which must be applied + 1) in the round: the
+ * deterministic state machine. Outcomes go to res->st; the return value
+ * is a failure of the store itself (map or disk full, I/O, corruption),
+ * which fails the round. With a != NULL a stored message is also built
+ * in a for the live feed.
+ */
+pl_status brk_apply(
+    brk_wtxn *w, const raft_entry *e, brk_arena *a, brk_applied *res);
+
+/* A publish retry: PL_OK and the original seq/ts in res when the room
+ * remembers client_msg_id, else PL_E_NOT_FOUND. */
+pl_status brk_dedup_check(
+    brk_wtxn *w, uint64_t room, const char *cmid, brk_applied *res);
+/* Fills op->body from body, zstd-compressed when that pays (scratch
+ * owned by the store: valid until the next call). PL_E_TOO_LARGE. */
+pl_status brk_body_encode(brk_store *s, Parley__Internal__PublishCmd *op,
+    const ProtobufCBinaryData *body);
+
 /* Results of writes. */
 typedef struct brk_pub_result {
 	uint64_t seq;
@@ -190,16 +254,19 @@ typedef struct brk_pub_result {
 	bool duplicate;
 } brk_pub_result;
 
-/* Creates a room (or returns the existing one for a repeated
- * idempotency key of the same tenant: *existed). */
+/*
+ * Single-replica writes, for tests and tools: each builds the command,
+ * appends it as the next entry and applies it at once (requires
+ * applied == last_index). A replicated group proposes through Raft and
+ * applies with brk_apply instead.
+ */
 pl_status brk_create_room(brk_wtxn *w, const Parley__Internal__Caller *c,
     const Parley__CreateRoom *cr, int64_t ts, uint64_t *room, bool *existed);
 pl_status brk_join(
     brk_wtxn *w, const Parley__Internal__Caller *c, uint64_t room, int64_t ts);
 pl_status brk_leave(
     brk_wtxn *w, const Parley__Internal__Caller *c, uint64_t room, int64_t ts);
-/* Appends a message: dedup by client_msg_id, seq = last_seq + 1, body
- * written once (zstd above the threshold). */
+/* A retried client_msg_id returns the original seq without a new entry. */
 pl_status brk_publish(brk_wtxn *w, const Parley__Internal__Caller *c,
     uint64_t room, const Parley__Publish *p, int64_t ts, brk_pub_result *r);
 pl_status brk_read(brk_wtxn *w, const Parley__Internal__Caller *c,

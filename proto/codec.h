@@ -98,8 +98,10 @@ pl_status pl_gw_batch_decode(const uint8_t *buf, size_t len, pl_arena *a,
     Parley__Internal__GwBatch **out);
 pl_status pl_broker_batch_decode(const uint8_t *buf, size_t len, pl_arena *a,
     Parley__Internal__BrokerBatch **out);
-pl_status pl_log_entry_decode(const uint8_t *buf, size_t len, pl_arena *a,
-    Parley__Internal__LogEntry **out);
+pl_status pl_command_decode(const uint8_t *buf, size_t len, pl_arena *a,
+    Parley__Internal__Command **out);
+pl_status pl_peer_batch_decode(const uint8_t *buf, size_t len, pl_arena *a,
+    Parley__Internal__PeerBatch **out);
 pl_status pl_room_rec_decode(const uint8_t *buf, size_t len, pl_arena *a,
     Parley__Internal__RoomRec **out);
 pl_status pl_claims_decode(const uint8_t *buf, size_t len, pl_arena *a,
