@@ -80,8 +80,8 @@ struct brk_store {
 	size_t zbuf_cap;
 	pl_arena scratch;     /* decoding of one room record */
 	pl_arena cmd_scratch; /* decoding of one command */
-	brk_wtxn round;   /* one round at a time (the group thread's) */
-	brk_room *cache;  /* ROUND_ROOMS_CACHED_MAX rooms of the round */
+	brk_wtxn round;       /* one round at a time (the group thread's) */
+	brk_room *cache;      /* ROUND_ROOMS_CACHED_MAX rooms of the round */
 	day_slot days_cache[ROUND_DAYS_CACHED_MAX];
 };
 
@@ -253,8 +253,8 @@ static pl_status alloc_buffers(brk_store *s)
 	pl_status st = pl_arena_init(
 	    &s->scratch, NULL, PL_ARENA_BYTES_FOR(ENTRY_BYTES_MAX));
 	if (st == PL_OK)
-		st = pl_arena_init(&s->cmd_scratch, NULL,
-		    PL_ARENA_BYTES_FOR(ENTRY_BYTES_MAX));
+		st = pl_arena_init(
+		    &s->cmd_scratch, NULL, PL_ARENA_BYTES_FOR(ENTRY_BYTES_MAX));
 	return st;
 }
 
@@ -822,8 +822,8 @@ static pl_status room_insert(brk_wtxn *w, const Parley__Internal__Caller *c,
 	snprintf(r->tenant, sizeof(r->tenant), "%s", c->tenant);
 	r->stats.created_us = ts;
 	for (size_t m = 0; m < n_meta && m < PL_META_ENTRIES_MAX; m++) {
-		snprintf(r->meta[m].key, sizeof(r->meta[m].key), "%s",
-		    meta[m]->key);
+		snprintf(
+		    r->meta[m].key, sizeof(r->meta[m].key), "%s", meta[m]->key);
 		snprintf(r->meta[m].value, sizeof(r->meta[m].value), "%s",
 		    meta[m]->value);
 		r->nmeta++;
@@ -838,8 +838,8 @@ static pl_status room_insert(brk_wtxn *w, const Parley__Internal__Caller *c,
 	return apply_day(w, c->tenant, &d);
 }
 
-static size_t idem_key(uint8_t *out, size_t cap, const char *tenant,
-    const char *key)
+static size_t idem_key(
+    uint8_t *out, size_t cap, const char *tenant, const char *key)
 {
 	return tenant_key(out, cap, tenant, key, strlen(key));
 }

@@ -354,7 +354,7 @@ static pl_status check_broker_batch(const Parley__Internal__BrokerBatch *b)
 
 static pl_status check_command(const Parley__Internal__Command *c)
 {
-	if ( c->op_case == PARLEY__INTERNAL__COMMAND__OP__NOT_SET ||
+	if (c->op_case == PARLEY__INTERNAL__COMMAND__OP__NOT_SET ||
 	    c->create_room == NULL)
 		return PL_E_PROTO;
 	if (c->op_case == PARLEY__INTERNAL__COMMAND__OP_PUBLISH &&
@@ -488,9 +488,8 @@ pl_status pl_broker_batch_decode(const uint8_t *buf, size_t len, pl_arena *a,
 pl_status pl_command_decode(const uint8_t *buf, size_t len, pl_arena *a,
     Parley__Internal__Command **out)
 {
-	DECODE(parley__internal__command__descriptor,
-	    Parley__Internal__Command, check_command, buf, len,
-	    PL_FRAME_BYTES_CEIL, a, out);
+	DECODE(parley__internal__command__descriptor, Parley__Internal__Command,
+	    check_command, buf, len, PL_FRAME_BYTES_CEIL, a, out);
 }
 
 /* Shapes only: the Raft core validates what the fields mean. */

@@ -628,7 +628,8 @@ TEST(test_codec_peer_batch)
 	Parley__Internal__RaftEntry *ents[] = {&e};
 	Parley__Internal__RaftMsg m = PARLEY__INTERNAL__RAFT_MSG__INIT;
 	Parley__Internal__RaftMsg *msgs[] = {&m};
-	Parley__Internal__PeerBatch b = PARLEY__INTERNAL__PEER_BATCH__INIT, *out;
+	Parley__Internal__PeerBatch b = PARLEY__INTERNAL__PEER_BATCH__INIT,
+	                            *out;
 	m.type = 1;
 	m.from = 2;
 	m.n_ents = 1;
@@ -645,12 +646,14 @@ TEST(test_codec_peer_batch)
 	free(pk);
 	e.type = 7; /* neither normal nor configuration */
 	pk = pack(&b.base);
-	CHECK_EQ(pl_peer_batch_decode(pk->buf, pk->n, &pk->a, &out), PL_E_PROTO);
+	CHECK_EQ(
+	    pl_peer_batch_decode(pk->buf, pk->n, &pk->a, &out), PL_E_PROTO);
 	free(pk);
 	e.type = 0;
 	m.type = 0;
 	pk = pack(&b.base);
-	CHECK_EQ(pl_peer_batch_decode(pk->buf, pk->n, &pk->a, &out), PL_E_PROTO);
+	CHECK_EQ(
+	    pl_peer_batch_decode(pk->buf, pk->n, &pk->a, &out), PL_E_PROTO);
 	free(pk);
 }
 
