@@ -1359,7 +1359,12 @@ static void peer_receive(brk_group *g, brk_item *it)
 		    .hint = pm->hint,
 		    .ents = ents,
 		    .n_ents = pm->n_ents};
-		(void)raft_step(g->raft, &m); /* invalid ones are counted */
+		if (raft_step(g->raft, &m) != PL_OK)
+			PL_DEBUG("group",
+			    "event=peer_msg_refused type=%s from=%llu term=%llu",
+			    raft_msg_type_name(m.type),
+			    (unsigned long long)m.from,
+			    (unsigned long long)m.term);
 	}
 	return;
 bad:
@@ -1436,6 +1441,11 @@ static bool ready_handle(brk_group *g, const raft_ready *rd)
 {
 	size_t nres = 0;
 	int64_t t0 = pl_mono_us();
+	PL_DEBUG("group",
+	    "event=ready term=%llu commit=%llu entries=%zu committed=%zu "
+	    "msgs=%zu",
+	    (unsigned long long)rd->hs.term, (unsigned long long)rd->hs.commit,
+	    rd->n_ents, rd->n_committed, rd->n_msgs);
 	bool write = rd->hs_sync || rd->n_ents > 0 || rd->n_committed > 0;
 	if (write) {
 		pl_status st = ready_write(g, rd, &nres);

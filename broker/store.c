@@ -769,7 +769,11 @@ pl_status brk_log_term(brk_store *s, uint64_t index, uint64_t *term)
 {
 	MDB_txn *t = NULL;
 	raft_entry e;
-	if (index == 0 || index > s->last_index)
+	if (index == 0) {
+		*term = 0; /* the empty log starts after (0, 0) */
+		return PL_OK;
+	}
+	if (index > s->last_index)
 		return PL_E_NOT_FOUND;
 	pl_status st = rtxn(s, &t);
 	if (st == PL_OK)
