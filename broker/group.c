@@ -1361,7 +1361,8 @@ static void peer_receive(brk_group *g, brk_item *it)
 		    .n_ents = pm->n_ents};
 		if (raft_step(g->raft, &m) != PL_OK)
 			PL_DEBUG("group",
-			    "event=peer_msg_refused type=%s from=%llu term=%llu",
+			    "event=peer_msg_refused type=%s from=%llu "
+			    "term=%llu",
 			    raft_msg_type_name(m.type),
 			    (unsigned long long)m.from,
 			    (unsigned long long)m.term);
