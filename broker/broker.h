@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "broker/raft.h"
 #include "common/common.h"
 #include "proto/codec.h"
 
@@ -183,6 +184,69 @@ void brk_wtxn_abort(brk_wtxn *w); /* accepts NULL */
  * round ends). PL_E_NOT_FOUND, PL_E_CORRUPT. */
 pl_status brk_room_get(brk_wtxn *w, uint64_t room, brk_room **out);
 
+/*
+ * The replicated log (store.c). Entries are stored by index as
+ * crc32c | term | type | payload (a packed Command); the CRC covers the
+ * index too and is verified on every read. The hard state (term, vote,
+ * commit) and the applied index live in `meta`, written in the same
+ * transaction as the round's entries. Invariant: applied <= last_index,
+ * and the room state is exactly the result of applying entries
+ * 1..applied in order.
+ */
+
+/* Appends entries (consecutive indexes) in the round, first deleting any
+ * stored entry at or after e[0].index (a conflicting suffix). Refuses
+ * (PL_E_CORRUPT) to touch an applied entry or to leave a hole. */
+pl_status brk_log_append(brk_wtxn *w, const raft_entry *e, size_t n);
+/* Records the hard state; written when the round commits. */
+void brk_hs_put(brk_wtxn *w, const raft_hard_state *hs);
+/* The hard state and applied index as of the last committed round. */
+void brk_store_raft(const brk_store *s, raft_hard_state *hs, uint64_t *applied);
+uint64_t brk_store_applied(const brk_store *s);
+
+/* The Raft core's storage callbacks read through a read-only view that
+ * brk_log_release ends; entries' data points into it until then. */
+pl_status brk_log_term(brk_store *s, uint64_t index, uint64_t *term);
+pl_status brk_log_entries(brk_store *s, uint64_t lo, uint64_t hi,
+    size_t max_bytes, raft_entry *out, size_t cap, size_t *n);
+void brk_log_release(brk_store *s);
+
+/* What applying one entry did. st is the command's outcome: a refused
+ * command (room closed, forbidden, ...) is applied as a refusal, the same
+ * on every replica. */
+typedef struct brk_applied {
+	uint64_t index;
+	pl_status st;
+	const Parley__Internal__Command *cmd; /* NULL for no-op / config;
+	                                         valid until the next apply */
+	uint64_t room;
+	bool existed;   /* create: the idempotency key was known */
+	bool duplicate; /* publish: the client_msg_id was known */
+	bool changed;   /* join, leave, read, close: the state moved */
+	uint64_t seq;   /* publish: the message's seq; read: the position */
+	int64_t ts_us;  /* publish: the message's timestamp */
+	Parley__Message *msg; /* publish: the stored message (in a) */
+} brk_applied;
+
+/*
+ * Applies entry e (which must be applied + 1) in the round: the
+ * deterministic state machine. Outcomes go to res->st; the return value
+ * is a failure of the store itself (map or disk full, I/O, corruption),
+ * which fails the round. With a != NULL a stored message is also built
+ * in a for the live feed.
+ */
+pl_status brk_apply(
+    brk_wtxn *w, const raft_entry *e, brk_arena *a, brk_applied *res);
+
+/* A publish retry: PL_OK and the original seq/ts in res when the room
+ * remembers client_msg_id, else PL_E_NOT_FOUND. */
+pl_status brk_dedup_check(
+    brk_wtxn *w, uint64_t room, const char *cmid, brk_applied *res);
+/* Fills op->body from body, zstd-compressed when that pays (scratch
+ * owned by the store: valid until the next call). PL_E_TOO_LARGE. */
+pl_status brk_body_encode(brk_store *s, Parley__Internal__PublishCmd *op,
+    const ProtobufCBinaryData *body);
+
 /* Results of writes. */
 typedef struct brk_pub_result {
 	uint64_t seq;
@@ -190,16 +254,19 @@ typedef struct brk_pub_result {
 	bool duplicate;
 } brk_pub_result;
 
-/* Creates a room (or returns the existing one for a repeated
- * idempotency key of the same tenant: *existed). */
+/*
+ * Single-replica writes, for tests and tools: each builds the command,
+ * appends it as the next entry and applies it at once (requires
+ * applied == last_index). A replicated group proposes through Raft and
+ * applies with brk_apply instead.
+ */
 pl_status brk_create_room(brk_wtxn *w, const Parley__Internal__Caller *c,
     const Parley__CreateRoom *cr, int64_t ts, uint64_t *room, bool *existed);
 pl_status brk_join(
     brk_wtxn *w, const Parley__Internal__Caller *c, uint64_t room, int64_t ts);
 pl_status brk_leave(
     brk_wtxn *w, const Parley__Internal__Caller *c, uint64_t room, int64_t ts);
-/* Appends a message: dedup by client_msg_id, seq = last_seq + 1, body
- * written once (zstd above the threshold). */
+/* A retried client_msg_id returns the original seq without a new entry. */
 pl_status brk_publish(brk_wtxn *w, const Parley__Internal__Caller *c,
     uint64_t room, const Parley__Publish *p, int64_t ts, brk_pub_result *r);
 pl_status brk_read(brk_wtxn *w, const Parley__Internal__Caller *c,
@@ -272,6 +339,13 @@ pl_status brk_secret_parse(const char *b64, uint8_t out[BRK_SECRET_BYTES]);
 /* ------------------------------------------------------------------ */
 /* Broker process (group.c, net.c, main.c). */
 
+/* One replica of the group, as [replica.N] names it. */
+typedef struct brk_replica {
+	uint64_t id;
+	char listen[256]; /* its gateway-facing address: the leader hint */
+	char peer[256];   /* its broker-to-broker address */
+} brk_replica;
+
 typedef struct brk_config {
 	char id[64];
 	char listen[256]; /* nng rep0 address for gateways */
@@ -285,15 +359,30 @@ typedef struct brk_config {
 	uint32_t dedup_window;
 	uint32_t gateway_events_max; /* per-gateway feed bound */
 	uint32_t gateway_idle_ms;
+	/* Replication: this replica's id, the group's replicas (itself
+	 * included; none configured = a group of one), the address peers
+	 * dial, the cluster secret and the Raft timers. */
+	uint64_t node;
+	char peer[256];
+	char secret_file[512];
+	uint32_t election_ms; /* randomized in [election, 2 x election) */
+	uint32_t heartbeat_ms;
+	brk_replica replicas[RAFT_PEERS_MAX];
+	int nreplicas;
 } brk_config;
 
 void brk_config_defaults(brk_config *c);
 pl_status brk_config_load(brk_config *c, const char *path);
 /* One [broker] key; PL_E_CONFIG for unknown keys or bad values. */
 pl_status brk_config_set(brk_config *c, const char *key, const char *value);
+/* Completes and checks a loaded config (a group of one when no replica
+ * is listed; peers, secret and timers of a replicated group). */
+pl_status brk_config_check(brk_config *c);
+brk_replica *brk_config_replica(brk_config *c, uint64_t id, bool create);
 
 typedef struct brk_group brk_group;
 typedef struct brk_net brk_net;
+typedef struct brk_peers brk_peers;
 
 /* One unit of work handed from net to group: a received GwBatch. The
  * group replies through brk_net_reply exactly once per item. */
@@ -301,13 +390,25 @@ typedef struct brk_item brk_item;
 
 pl_status brk_group_new(
     const brk_config *cfg, pl_metrics *metrics, brk_group **out);
-/* Starts the group thread; items pushed with brk_group_submit. */
-pl_status brk_group_start(brk_group *g, brk_net *net);
+/* Starts the group thread; items pushed with brk_group_submit. peers is
+ * NULL for a group of one. */
+pl_status brk_group_start(brk_group *g, brk_net *net, brk_peers *peers);
+/* A message from a peer broker (owned on success). PL_E_BACKPRESSURE
+ * when the peer queue is full: the caller frees it, Raft resends. */
+pl_status brk_group_submit_peer(brk_group *g, nng_msg *msg);
 void brk_group_stop(brk_group *g);
 void brk_group_free(brk_group *g);
 /* Called from nng callbacks: takes msg (owned) on success; PL_E_BACKPRESSURE
  * when the queue is full (msg stays with the caller). */
 pl_status brk_group_submit(brk_group *g, void *ctx, nng_msg *msg);
+
+/* Broker-to-broker transport (peer.c): pull0 in, push0 out per peer;
+ * sends take the message and never block (dropped when a queue is full
+ * or the peer is down). Received messages go to brk_group_submit_peer. */
+pl_status brk_peers_start(const brk_config *cfg, brk_group *g, brk_peers **out);
+void brk_peers_send(brk_peers *p, uint64_t node, nng_msg *m);
+uint64_t brk_peers_dropped(brk_peers *p);
+void brk_peers_stop(brk_peers *p); /* accepts NULL */
 
 pl_status brk_net_start(
     const brk_config *cfg, brk_group *g, pl_metrics *metrics, brk_net **out);

@@ -25,6 +25,92 @@ void brk_config_defaults(brk_config *c)
 	c->dedup_window = 10000;
 	c->gateway_events_max = 65536;
 	c->gateway_idle_ms = 30000;
+	c->node = 1;
+	c->election_ms = 400;
+	c->heartbeat_ms = 50;
+}
+
+brk_replica *brk_config_replica(brk_config *c, uint64_t id, bool create)
+{
+	for (int i = 0; i < c->nreplicas; i++)
+		if (c->replicas[i].id == id)
+			return &c->replicas[i];
+	if (!create || c->nreplicas == RAFT_PEERS_MAX)
+		return NULL;
+	brk_replica *r = &c->replicas[c->nreplicas++];
+	memset(r, 0, sizeof(*r));
+	r->id = id;
+	return r;
+}
+
+static pl_status copy_str(char *dst, size_t cap, const char *v)
+{
+	if (strlen(v) >= cap)
+		return PL_E_CONFIG;
+	snprintf(dst, cap, "%s", v);
+	return PL_OK;
+}
+
+/* [replica.N] listen / peer */
+static pl_status replica_set(
+    brk_config *c, const char *id_str, const char *k, const char *v)
+{
+	char *end;
+	unsigned long long id = strtoull(id_str, &end, 10);
+	if (*id_str == '\0' || *end != '\0' || id == 0 || id > 255)
+		return PL_E_CONFIG;
+	brk_replica *r = brk_config_replica(c, id, true);
+	if (r == NULL)
+		return PL_E_CONFIG;
+	if (strcmp(k, "listen") == 0)
+		return copy_str(r->listen, sizeof(r->listen), v);
+	if (strcmp(k, "peer") == 0)
+		return copy_str(r->peer, sizeof(r->peer), v);
+	return PL_E_CONFIG;
+}
+
+pl_status brk_config_check(brk_config *c)
+{
+	if (c->nreplicas == 0) {
+		/* A single-replica group: itself, at its own addresses. */
+		brk_replica *r = brk_config_replica(c, c->node, true);
+		snprintf(r->listen, sizeof(r->listen), "%s", c->listen);
+		snprintf(r->peer, sizeof(r->peer), "%s", c->peer);
+	}
+	brk_replica *self = brk_config_replica(c, c->node, false);
+	if (self == NULL) {
+		PL_ERROR("broker",
+		    "event=bad_config reason=\"node %llu is not "
+		    "among the [replica.N] sections\"",
+		    (unsigned long long)c->node);
+		return PL_E_CONFIG;
+	}
+	if (c->heartbeat_ms * 2 > c->election_ms) {
+		PL_ERROR("broker",
+		    "event=bad_config reason=\"heartbeat_ms must "
+		    "be at most half of election_ms\"");
+		return PL_E_CONFIG;
+	}
+	if (c->nreplicas == 1)
+		return PL_OK;
+	for (int i = 0; i < c->nreplicas; i++) {
+		if (c->replicas[i].peer[0] == '\0') {
+			PL_ERROR("broker",
+			    "event=bad_config reason=\"replica %llu has no "
+			    "peer address\"",
+			    (unsigned long long)c->replicas[i].id);
+			return PL_E_CONFIG;
+		}
+	}
+	if (c->peer[0] == '\0')
+		snprintf(c->peer, sizeof(c->peer), "%s", self->peer);
+	if (c->secret_file[0] == '\0') {
+		PL_ERROR("broker", "event=bad_config reason=\"a replicated "
+		                   "group needs secret_file (the cluster "
+		                   "secret)\"");
+		return PL_E_CONFIG;
+	}
+	return PL_OK;
 }
 
 static pl_status set_u64(
@@ -76,6 +162,19 @@ pl_status brk_config_set(brk_config *c, const char *k, const char *v)
 	} else if (strcmp(k, "gateway_idle_ms") == 0) {
 		if ((st = set_u64(v, 100, 3600000, &x)) == PL_OK)
 			c->gateway_idle_ms = (uint32_t)x;
+	} else if (strcmp(k, "node") == 0) {
+		if ((st = set_u64(v, 1, 255, &x)) == PL_OK)
+			c->node = x;
+	} else if (strcmp(k, "peer") == 0) {
+		st = copy_str(c->peer, sizeof(c->peer), v);
+	} else if (strcmp(k, "secret_file") == 0) {
+		st = copy_str(c->secret_file, sizeof(c->secret_file), v);
+	} else if (strcmp(k, "election_ms") == 0) {
+		if ((st = set_u64(v, 20, 60000, &x)) == PL_OK)
+			c->election_ms = (uint32_t)x;
+	} else if (strcmp(k, "heartbeat_ms") == 0) {
+		if ((st = set_u64(v, 5, 30000, &x)) == PL_OK)
+			c->heartbeat_ms = (uint32_t)x;
 	} else {
 		return PL_E_CONFIG;
 	}
@@ -93,9 +192,14 @@ static int ini_cb(
 		pl_log_set_level(strcmp(name, "level") == 0 ? NULL : name, lvl);
 		return 1;
 	}
-	if (strcmp(section, "broker") != 0)
+	pl_status st;
+	if (strncmp(section, "replica.", 8) == 0)
+		st = replica_set(c, section + 8, name, value);
+	else if (strcmp(section, "broker") == 0)
+		st = brk_config_set(c, name, value);
+	else
 		return 1; /* other sections belong to other components */
-	if (brk_config_set(c, name, value) != PL_OK) {
+	if (st != PL_OK) {
 		PL_ERROR("broker", "event=bad_config key=%s value=\"%s\"", name,
 		    value);
 		return 0;

@@ -1,25 +1,35 @@
 /*
- * group.c - the shard group driver: one thread owns the group's store,
- * its watch table and every gateway's feed. nng callbacks only hand
- * received batches over a bounded queue (brk_group_submit); the thread
- * runs commit rounds and answers.
+ * group.c - the shard group driver: one thread owns this replica's store,
+ * its Raft core, its watch table and every gateway's feed. nng callbacks
+ * only hand received batches (gateways) and messages (peer brokers) over
+ * bounded queues; the thread steps the core, writes what it says, sends,
+ * applies and answers. The replication contract is docs/replication.md.
  *
- * Invariants (docs/internals.md):
- *  - a commit round is one write transaction; every reply of the round is
- *    sent after it committed (fsync in sync mode), so an ack is never sent
- *    for a write that is not durable;
- *  - events of a round are fanned out only after its commit, in commit
- *    order, so each gateway sees a room's messages in seq order;
- *  - a gateway's feed is bounded: overflow drops events and flags the next
- *    poll, never blocks the round;
- *  - a round that fails (map full, disk full, I/O) is re-run read-only:
- *    reads are answered, writes get the failure, nothing partial is kept.
+ * Invariants:
+ *  - a write is proposed to Raft on the leader and answered only when its
+ *    entry is applied: a majority holds it durably (sync durability), so
+ *    an ack is never sent for a write that a failover could lose;
+ *  - one LMDB transaction per ready: its entries, its hard state and the
+ *    entries it commits, applied in index order; term and vote are
+ *    durable before any message of that ready leaves;
+ *  - reads (history, subscribe, room info, presence, list, report) are
+ *    answered by a leader that has applied an entry of its own term, from
+ *    applied state only: nothing uncommitted is ever shown;
+ *  - a request refused before entering the log says not_applied, so the
+ *    gateway may send it anywhere again; one lost with the leadership does
+ *    not (its outcome is unknown: only idempotent requests are resent);
+ *  - events of applied entries are fanned out only by the leader, after
+ *    the transaction that applied them committed, in log order;
+ *  - a ready whose write fails (map or disk full, I/O) is held and written
+ *    again later; meanwhile no other Raft call is made, writes are refused
+ *    with the failure and reads are still served.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
+#include <zstd.h>
 
 #include "broker/broker.h"
 
@@ -35,6 +45,19 @@
 #define FEED_BYTES_MAX (8u * 1024 * 1024)
 #define WATCH_BUCKETS 4096
 #define TICK_US 5000
+/* Raft's logical clock: election and heartbeat are counted in ticks. */
+#define RAFT_TICK_MS 10
+/* Peer messages held at once (the nng pull socket's receive side). */
+#define PEER_ITEMS_MAX 128
+/* Writes proposed and not yet applied. */
+#define PENDING_MAX 65536
+/* Payload bytes per append message; a PeerBatch carries at most
+ * RAFT_INFLIGHT_MAX of them per round, far below the frame ceiling. */
+#define APPEND_BYTES_MAX (256 * 1024)
+/* PeerBatches above this are zstd-compressed. */
+#define PEER_COMPRESS_BYTES 4096
+/* A failed ready write is tried again after this long. */
+#define STALL_RETRY_US 100000
 #define REPORT_DAYS_DEFAULT 7
 #define POLL_WAIT_MS_MAX 30000
 
@@ -50,7 +73,22 @@ struct brk_item {
 	int64_t deadline_us; /* polls */
 	brk_arena arena;     /* decoded request and replies */
 	brk_item *next_free;
+	/* Requests proposed and not yet applied, plus one while the batch
+	 * is being handled: the batch is answered when it reaches 0. */
+	uint32_t npending;
+	uint8_t *deferred; /* per request: a read answered after the round */
+	bool peer;         /* a peer broker's message, not a gateway batch */
+	pl_arena peer_arena;
+	uint8_t *peer_raw; /* decompressed PeerBatch */
 };
+
+/* A write waiting for its entry to be applied. */
+typedef struct pending {
+	uint64_t index, term;
+	brk_item *it;
+	Parley__ServerFrame *rep;
+	int op; /* the request's ClientFrame body case */
+} pending;
 
 struct gw_state {
 	char id[64];
@@ -129,11 +167,45 @@ struct brk_group {
 	int64_t started_us;
 	int64_t last_ts_us;
 	int64_t last_gauges_us;
+	/* Raft. */
+	raft *raft;
+	raft_storage rs;
+	brk_peers *peers;
+	brk_auth auth;
+	bool auth_on;
+	bool leader;         /* as of the last look at the core */
+	uint64_t lead_index; /* first entry of this leadership */
+	uint64_t lead_id;
+	uint64_t term;
+	int64_t last_tick_us;
+	pending *pend; /* ring */
+	size_t pend_head, npend;
+	brk_arena prop_arena; /* proposals until their ready is advanced */
+	brk_arena ev_arena;   /* events of applied entries until fanned out */
+	round_event *evs;
+	size_t nev;
+	brk_applied *res; /* results of one ready's applied entries */
+	uint64_t *res_term;
+	brk_item pitems[PEER_ITEMS_MAX];
+	brk_item *free_peer;
+	brk_item *held[PEER_ITEMS_MAX]; /* stepped, released after advance */
+	size_t nheld;
+	bool stalled;
+	raft_ready stall_rd;
+	int64_t stall_retry_us;
+	pl_status stall_err;
+	uint8_t *peer_buf, *peer_zbuf;
+	size_t peer_zbuf_cap;
+	brk_arena send_arena;
+	ZSTD_CCtx *zc;
+	ZSTD_DCtx *zd;
 	struct {
 		pl_metric *batches, *requests, *publishes, *duplicates;
 		pl_metric *rounds, *round_fail, *commit_s, *round_reqs;
 		pl_metric *events, *events_dropped, *rooms, *map_used,
 		    *map_size, *last_index, *gateways;
+		pl_metric *term, *is_leader, *commit, *applied, *elections,
+		    *peer_in, *peer_out, *peer_bad, *proposals, *stalls;
 	} m;
 };
 
@@ -159,10 +231,20 @@ static void item_put(brk_group *g, brk_item *it)
 	it->replies = NULL;
 	it->nreplies = 0;
 	it->gw = NULL;
+	it->npending = 0;
+	it->deferred = NULL;
 	brk_arena_reset(&it->arena);
 	pthread_mutex_lock(&g->free_mu);
-	it->next_free = g->free_items;
-	g->free_items = it;
+	if (it->peer) {
+		pl_arena_fini(&it->peer_arena);
+		free(it->peer_raw);
+		it->peer_raw = NULL;
+		it->next_free = g->free_peer;
+		g->free_peer = it;
+	} else {
+		it->next_free = g->free_items;
+		g->free_items = it;
+	}
 	pthread_mutex_unlock(&g->free_mu);
 }
 
@@ -181,6 +263,33 @@ pl_status brk_group_submit(brk_group *g, void *ctx, nng_msg *msg)
 	return st;
 }
 
+pl_status brk_group_submit_peer(brk_group *g, nng_msg *msg)
+{
+	pthread_mutex_lock(&g->free_mu);
+	brk_item *it = g->free_peer;
+	if (it != NULL)
+		g->free_peer = it->next_free;
+	pthread_mutex_unlock(&g->free_mu);
+	if (it == NULL)
+		return PL_E_BACKPRESSURE;
+	it->msg = msg;
+	pl_status st = pl_queue_push(&g->q, it);
+	if (st != PL_OK) {
+		it->msg = NULL;
+		item_put(g, it);
+	}
+	return st;
+}
+
+/* The leader's gateway-facing address, "" when unknown or self. */
+static const char *leader_hint(brk_group *g)
+{
+	if (g->lead_id == 0)
+		return "";
+	brk_replica *r = brk_config_replica(&g->cfg, g->lead_id, false);
+	return r != NULL ? r->listen : "";
+}
+
 /* Packs a BrokerBatch with the item's replies and sends it; releases it. */
 static void item_reply(brk_group *g, brk_item *it)
 {
@@ -191,6 +300,8 @@ static void item_reply(brk_group *g, brk_item *it)
 	b.n_replies = it->nreplies;
 	b.epoch = it->gw != NULL ? it->gw->epoch : g->epoch;
 	b.group = g->cfg.group;
+	b.not_leader = !g->leader;
+	b.leader_hint = (char *)leader_hint(g);
 	size_t n = parley__internal__broker_batch__get_packed_size(&b);
 	if (nng_msg_alloc(&m, n) == 0) {
 		parley__internal__broker_batch__pack(&b, nng_msg_body(m));
@@ -500,16 +611,26 @@ static void *ralloc(round *rd, size_t n)
 	return p;
 }
 
-static void rep_error(round *rd, Parley__ServerFrame *rep, pl_status st)
+/* An error reply built in a. not_applied: the request never entered
+ * the log, so sending it again cannot repeat it. */
+static void rep_fail(brk_arena *a, Parley__ServerFrame *rep, pl_status st,
+    bool not_applied, const char *hint)
 {
-	Parley__Error *e = ralloc(rd, sizeof(*e));
+	Parley__Error *e = brk_arena_alloc(a, sizeof(*e));
 	if (e == NULL)
 		return; /* the empty reply still carries the id */
 	parley__error__init(e);
 	e->code = pl_status_to_code(st);
 	e->message = (char *)pl_strerror(st);
+	e->not_applied = not_applied;
+	e->leader_hint = (char *)(hint != NULL ? hint : "");
 	rep->body_case = PARLEY__SERVER_FRAME__BODY_ERROR;
 	rep->error = e;
+}
+
+static void rep_error(round *rd, Parley__ServerFrame *rep, pl_status st)
+{
+	rep_fail(rd->a, rep, st, true, NULL); /* reads change nothing */
 }
 
 static void rep_ok(round *rd, Parley__ServerFrame *rep)
@@ -559,95 +680,6 @@ static pl_status room_readable(
 	if (st == PL_OK)
 		st = brk_room_access(*r, c, BRK_ACCESS_READ);
 	return st;
-}
-
-static pl_status note_failure(round *rd, pl_status st)
-{
-	if (st == PL_E_MAP_FULL || st == PL_E_DISK_FULL || st == PL_E_IO ||
-	    st == PL_E_NOMEM)
-		if (rd->fail == PL_OK)
-			rd->fail = st;
-	return st;
-}
-
-static pl_status h_create(round *rd, const Parley__Internal__Caller *c,
-    const Parley__CreateRoom *cr, Parley__ServerFrame *rep)
-{
-	uint64_t room;
-	bool existed;
-	pl_status st =
-	    brk_create_room(rd->w, c, cr, rd->ts_us, &room, &existed);
-	if (st != PL_OK)
-		return note_failure(rd, st);
-	Parley__RoomCreated *rc = ralloc(rd, sizeof(*rc));
-	char *id = ralloc(rd, PL_ROOM_ID_CHARS + 1);
-	if (rc == NULL || id == NULL)
-		return PL_E_NOMEM;
-	parley__room_created__init(rc);
-	pl_room_format(room, id);
-	rc->room = id;
-	rc->existed = existed;
-	rep->body_case = PARLEY__SERVER_FRAME__BODY_ROOM_CREATED;
-	rep->room_created = rc;
-	return PL_OK;
-}
-
-static pl_status membership_event(
-    round *rd, uint64_t room, const Parley__Internal__Caller *c, bool joined)
-{
-	Parley__Event *ev = event_new(rd, room);
-	Parley__PresenceEvent *pe = ralloc(rd, sizeof(*pe));
-	if (ev == NULL || pe == NULL)
-		return PL_OK; /* events are best effort; the state is stored */
-	parley__presence_event__init(pe);
-	pe->user = c->user;
-	pe->role = c->role;
-	pe->joined = joined;
-	pe->left = !joined;
-	ev->ev_case = PARLEY__EVENT__EV_PRESENCE;
-	ev->presence = pe;
-	return PL_OK;
-}
-
-static pl_status h_publish(round *rd, const Parley__Internal__Caller *c,
-    uint64_t room, Parley__Publish *p, Parley__ServerFrame *rep)
-{
-	brk_pub_result res;
-	pl_status st = brk_publish(rd->w, c, room, p, rd->ts_us, &res);
-	if (st != PL_OK)
-		return note_failure(rd, st);
-	Parley__Ack *ack = ralloc(rd, sizeof(*ack));
-	char *id = ralloc(rd, PL_ROOM_ID_CHARS + 1);
-	if (ack == NULL || id == NULL)
-		return PL_E_NOMEM;
-	parley__ack__init(ack);
-	pl_room_format(room, id);
-	ack->room = id;
-	ack->seq = res.seq;
-	ack->ts_us = res.ts_us;
-	ack->duplicate = res.duplicate;
-	rep->body_case = PARLEY__SERVER_FRAME__BODY_ACK;
-	rep->ack = ack;
-	if (res.duplicate)
-		return PL_OK;
-	Parley__Event *ev = event_new(rd, room);
-	Parley__Message *m = ralloc(rd, sizeof(*m));
-	if (ev == NULL || m == NULL)
-		return PL_OK; /* subscribers catch up from history */
-	parley__message__init(m);
-	m->room = id;
-	m->seq = res.seq;
-	m->ts_us = res.ts_us;
-	m->sender = c->user;
-	m->role = c->role;
-	m->kind = p->kind;
-	m->body = p->body;
-	m->n_meta = p->n_meta;
-	m->meta = p->meta;
-	m->client_msg_id = p->client_msg_id;
-	ev->ev_case = PARLEY__EVENT__EV_MESSAGE;
-	ev->message = m;
-	return PL_OK;
 }
 
 static pl_status h_subscribe(round *rd, brk_item *it,
@@ -711,48 +743,6 @@ static pl_status h_typing(round *rd, const Parley__Internal__Caller *c,
 	te->active = t->active;
 	ev->ev_case = PARLEY__EVENT__EV_TYPING;
 	ev->typing = te;
-	return PL_OK;
-}
-
-static pl_status h_read(round *rd, const Parley__Internal__Caller *c,
-    uint64_t room, uint64_t seq, Parley__ServerFrame *rep)
-{
-	pl_status st = brk_read(rd->w, c, room, seq, rd->ts_us);
-	if (st != PL_OK)
-		return note_failure(rd, st);
-	brk_room *r;
-	if (brk_room_get(rd->w, room, &r) != PL_OK)
-		return PL_E_INTERNAL;
-	brk_member *m = brk_room_member(r, c->user);
-	rep_ok(rd, rep);
-	Parley__Event *ev = event_new(rd, room);
-	Parley__ReadEvent *re = ralloc(rd, sizeof(*re));
-	if (ev == NULL || re == NULL || m == NULL)
-		return PL_OK;
-	parley__read_event__init(re);
-	re->user = c->user;
-	re->seq = m->read_seq;
-	ev->ev_case = PARLEY__EVENT__EV_READ;
-	ev->read = re;
-	return PL_OK;
-}
-
-static pl_status h_close(round *rd, const Parley__Internal__Caller *c,
-    uint64_t room, const Parley__CloseRoom *cl, Parley__ServerFrame *rep)
-{
-	pl_status st = brk_close_room(rd->w, c, room, cl->reason, rd->ts_us);
-	if (st != PL_OK)
-		return note_failure(rd, st);
-	rep_ok(rd, rep);
-	Parley__Event *ev = event_new(rd, room);
-	Parley__ClosedEvent *ce = ralloc(rd, sizeof(*ce));
-	if (ev == NULL || ce == NULL)
-		return PL_OK;
-	parley__closed_event__init(ce);
-	ce->reason = cl->reason;
-	ce->ts_us = rd->ts_us;
-	ev->ev_case = PARLEY__EVENT__EV_CLOSED;
-	ev->closed = ce;
 	return PL_OK;
 }
 
@@ -894,7 +884,15 @@ static pl_status h_status(round *rd, Parley__ServerFrame *rep)
 	    g->store, &gs->map_used_bytes, &gs->map_size_bytes, &gs->rooms);
 	gs->last_index = brk_store_last_index(g->store);
 	gs->durability = g->cfg.sync ? "sync" : "relaxed";
-	gs->role = "leader";
+	raft_status st;
+	raft_status_get(g->raft, &st);
+	gs->role = (char *)raft_role_name(st.role);
+	gs->node_id = g->cfg.node;
+	gs->term = st.term;
+	gs->commit = st.commit;
+	gs->applied = brk_store_applied(g->store);
+	gs->leader_id = st.lead;
+	gs->voters = st.conf.n_voters;
 	gp[0] = gs;
 	s->n_groups = 1;
 	s->groups = gp;
@@ -909,24 +907,7 @@ static pl_status dispatch_room(round *rd, brk_item *it,
 {
 	const Parley__Internal__Caller *c = rq->caller;
 	Parley__ClientFrame *f = rq->frame;
-	pl_status st;
 	switch (f->body_case) {
-	case PARLEY__CLIENT_FRAME__BODY_JOIN:
-		st = note_failure(rd, brk_join(rd->w, c, room, rd->ts_us));
-		if (st == PL_OK) {
-			rep_ok(rd, rep);
-			membership_event(rd, room, c, true);
-		}
-		return st;
-	case PARLEY__CLIENT_FRAME__BODY_LEAVE:
-		st = note_failure(rd, brk_leave(rd->w, c, room, rd->ts_us));
-		if (st == PL_OK) {
-			rep_ok(rd, rep);
-			membership_event(rd, room, c, false);
-		}
-		return st;
-	case PARLEY__CLIENT_FRAME__BODY_PUBLISH:
-		return h_publish(rd, c, room, f->publish, rep);
 	case PARLEY__CLIENT_FRAME__BODY_SUBSCRIBE:
 		return h_subscribe(rd, it, rq, room, rep);
 	case PARLEY__CLIENT_FRAME__BODY_UNSUBSCRIBE:
@@ -937,12 +918,8 @@ static pl_status dispatch_room(round *rd, brk_item *it,
 		return h_history(rd, c, room, f->history, rep);
 	case PARLEY__CLIENT_FRAME__BODY_TYPING:
 		return h_typing(rd, c, room, f->typing, rep);
-	case PARLEY__CLIENT_FRAME__BODY_READ:
-		return h_read(rd, c, room, f->read->seq, rep);
 	case PARLEY__CLIENT_FRAME__BODY_PRESENCE:
 		return h_presence(rd, c, room, rep);
-	case PARLEY__CLIENT_FRAME__BODY_CLOSE_ROOM:
-		return h_close(rd, c, room, f->close_room, rep);
 	case PARLEY__CLIENT_FRAME__BODY_ROOM_INFO:
 		return h_room_info(rd, c, room, rep);
 	default:
@@ -960,8 +937,6 @@ static pl_status dispatch(round *rd, brk_item *it,
 	if (pl_client_frame_validate(f) != PL_OK)
 		return PL_E_BAD_REQUEST;
 	switch (f->body_case) {
-	case PARLEY__CLIENT_FRAME__BODY_CREATE_ROOM:
-		return h_create(rd, rq->caller, f->create_room, rep);
 	case PARLEY__CLIENT_FRAME__BODY_LIST_ROOMS:
 		return h_list(rd, rq->caller, f->list_rooms, rep);
 	case PARLEY__CLIENT_FRAME__BODY_STATUS:
@@ -983,66 +958,795 @@ static pl_status dispatch(round *rd, brk_item *it,
 }
 
 /* ------------------------------------------------------------------ */
-/* Commit rounds */
+/* Raft driving */
 
-static void handle_item(round *rd, brk_item *it)
+static bool is_write(const Parley__ClientFrame *f)
+{
+	switch (f->body_case) {
+	case PARLEY__CLIENT_FRAME__BODY_CREATE_ROOM:
+	case PARLEY__CLIENT_FRAME__BODY_JOIN:
+	case PARLEY__CLIENT_FRAME__BODY_LEAVE:
+	case PARLEY__CLIENT_FRAME__BODY_PUBLISH:
+	case PARLEY__CLIENT_FRAME__BODY_READ:
+	case PARLEY__CLIENT_FRAME__BODY_CLOSE_ROOM:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* A leader may serve reads once it has applied an entry of its term:
+ * then its applied state holds every entry committed before it led. The
+ * check-quorum lease (a leader that loses its majority steps down within
+ * an election timeout) keeps a deposed leader from serving for longer. */
+static bool reads_ready(brk_group *g)
+{
+	return g->leader && brk_store_applied(g->store) >= g->lead_index;
+}
+
+static void item_done(brk_group *g, brk_item *it)
+{
+	PL_ASSERT(it->npending > 0);
+	if (--it->npending == 0)
+		item_reply(g, it);
+}
+
+static void pend_push(brk_group *g, uint64_t index, uint64_t term, brk_item *it,
+    Parley__ServerFrame *rep, int op)
+{
+	pending *p = &g->pend[(g->pend_head + g->npend) % PENDING_MAX];
+	g->npend++;
+	p->index = index;
+	p->term = term;
+	p->it = it;
+	p->rep = rep;
+	p->op = op;
+	it->npending++;
+}
+
+static pending *pend_pop(brk_group *g)
+{
+	pending *p = &g->pend[g->pend_head];
+	g->pend_head = (g->pend_head + 1) % PENDING_MAX;
+	g->npend--;
+	return p;
+}
+
+/* Every write in flight fails: leadership lost (outcome unknown). */
+static void pend_fail_all(brk_group *g, pl_status st)
+{
+	while (g->npend > 0) {
+		pending *p = pend_pop(g);
+		rep_fail(&p->it->arena, p->rep, st, false, leader_hint(g));
+		item_done(g, p->it);
+	}
+}
+
+/* The reply of an applied write. */
+static void rep_applied(
+    brk_arena *a, Parley__ServerFrame *rep, const brk_applied *res, int op)
+{
+	if (res->st != PL_OK) {
+		rep_fail(a, rep, res->st, false, NULL);
+		return;
+	}
+	char *id = brk_arena_alloc(a, PL_ROOM_ID_CHARS + 1);
+	if (id == NULL)
+		return;
+	pl_room_format(res->room, id);
+	if (op == PARLEY__CLIENT_FRAME__BODY_CREATE_ROOM) {
+		Parley__RoomCreated *rc = brk_arena_alloc(a, sizeof(*rc));
+		if (rc == NULL)
+			return;
+		parley__room_created__init(rc);
+		rc->room = id;
+		rc->existed = res->existed;
+		rep->body_case = PARLEY__SERVER_FRAME__BODY_ROOM_CREATED;
+		rep->room_created = rc;
+	} else if (op == PARLEY__CLIENT_FRAME__BODY_PUBLISH) {
+		Parley__Ack *ack = brk_arena_alloc(a, sizeof(*ack));
+		if (ack == NULL)
+			return;
+		parley__ack__init(ack);
+		ack->room = id;
+		ack->seq = res->seq;
+		ack->ts_us = res->ts_us;
+		ack->duplicate = res->duplicate;
+		rep->body_case = PARLEY__SERVER_FRAME__BODY_ACK;
+		rep->ack = ack;
+	} else {
+		Parley__Ok *ok = brk_arena_alloc(a, sizeof(*ok));
+		if (ok == NULL)
+			return;
+		parley__ok__init(ok);
+		rep->body_case = PARLEY__SERVER_FRAME__BODY_OK;
+		rep->ok = ok;
+	}
+}
+
+/* ---- events of applied entries (leader) ---- */
+
+static Parley__Event *ev_new(brk_group *g, uint64_t room)
+{
+	if (g->nev == (size_t)ROUND_ITEMS_MAX * GW_BATCH_REQS_MAX)
+		return NULL;
+	brk_arena *a = &g->ev_arena;
+	Parley__Event *ev = brk_arena_alloc(a, sizeof(*ev));
+	char *id = brk_arena_alloc(a, PL_ROOM_ID_CHARS + 1);
+	if (ev == NULL || id == NULL)
+		return NULL;
+	parley__event__init(ev);
+	pl_room_format(room, id);
+	ev->room = id;
+	g->evs[g->nev].room = room;
+	g->evs[g->nev].ev = ev;
+	g->nev++;
+	return ev;
+}
+
+/* Builds the live event of an applied command. Strings are copied: the
+ * command is only valid until the next entry is applied. Best effort:
+ * subscribers catch up from history when an event is missing. */
+static void ev_applied(brk_group *g, const brk_applied *res)
+{
+	const Parley__Internal__Command *c = res->cmd;
+	brk_arena *a = &g->ev_arena;
+	if (c == NULL || res->st != PL_OK || c->caller == NULL)
+		return;
+	switch (c->op_case) {
+	case PARLEY__INTERNAL__COMMAND__OP_PUBLISH: {
+		if (res->duplicate || res->msg == NULL)
+			return;
+		Parley__Event *ev = ev_new(g, res->room);
+		if (ev == NULL)
+			return;
+		ev->ev_case = PARLEY__EVENT__EV_MESSAGE;
+		ev->message = res->msg;
+		return;
+	}
+	case PARLEY__INTERNAL__COMMAND__OP_JOIN:
+	case PARLEY__INTERNAL__COMMAND__OP_LEAVE: {
+		if (!res->changed)
+			return;
+		Parley__Event *ev = ev_new(g, res->room);
+		Parley__PresenceEvent *pe = brk_arena_alloc(a, sizeof(*pe));
+		char *user = brk_arena_strdup(a, c->caller->user);
+		if (ev == NULL || pe == NULL || user == NULL)
+			return;
+		bool joined = c->op_case == PARLEY__INTERNAL__COMMAND__OP_JOIN;
+		parley__presence_event__init(pe);
+		pe->user = user;
+		pe->role = c->caller->role;
+		pe->joined = joined;
+		pe->left = !joined;
+		ev->ev_case = PARLEY__EVENT__EV_PRESENCE;
+		ev->presence = pe;
+		return;
+	}
+	case PARLEY__INTERNAL__COMMAND__OP_READ: {
+		if (!res->changed)
+			return;
+		Parley__Event *ev = ev_new(g, res->room);
+		Parley__ReadEvent *re = brk_arena_alloc(a, sizeof(*re));
+		char *user = brk_arena_strdup(a, c->caller->user);
+		if (ev == NULL || re == NULL || user == NULL)
+			return;
+		parley__read_event__init(re);
+		re->user = user;
+		re->seq = res->seq;
+		ev->ev_case = PARLEY__EVENT__EV_READ;
+		ev->read = re;
+		return;
+	}
+	case PARLEY__INTERNAL__COMMAND__OP_CLOSE: {
+		Parley__Event *ev = ev_new(g, res->room);
+		Parley__ClosedEvent *ce = brk_arena_alloc(a, sizeof(*ce));
+		char *reason = brk_arena_strdup(
+		    a, c->close->reason ? c->close->reason : "");
+		if (ev == NULL || ce == NULL || reason == NULL)
+			return;
+		parley__closed_event__init(ce);
+		ce->reason = reason;
+		ce->ts_us = c->ts_us;
+		ev->ev_case = PARLEY__EVENT__EV_CLOSED;
+		ev->closed = ce;
+		return;
+	}
+	default:
+		return;
+	}
+}
+
+/* ---- peers: PeerBatch encoding, sealing, receiving ---- */
+
+static Parley__Internal__RaftMsg *msg_to_pb(brk_arena *a, const raft_msg *m)
+{
+	Parley__Internal__RaftMsg *pm = brk_arena_alloc(a, sizeof(*pm));
+	if (pm == NULL)
+		return NULL;
+	parley__internal__raft_msg__init(pm);
+	pm->type = m->type;
+	pm->reject = m->reject;
+	pm->force = m->force;
+	pm->from = m->from;
+	pm->to = m->to;
+	pm->term = m->term;
+	pm->index = m->index;
+	pm->log_term = m->log_term;
+	pm->commit = m->commit;
+	pm->hint = m->hint;
+	if (m->n_ents == 0)
+		return pm;
+	Parley__Internal__RaftEntry *e =
+	    brk_arena_alloc(a, m->n_ents * sizeof(*e));
+	pm->ents = brk_arena_alloc(a, m->n_ents * sizeof(*pm->ents));
+	if (e == NULL || pm->ents == NULL)
+		return NULL;
+	for (size_t i = 0; i < m->n_ents; i++) {
+		parley__internal__raft_entry__init(&e[i]);
+		e[i].term = m->ents[i].term;
+		e[i].index = m->ents[i].index;
+		e[i].type = m->ents[i].type;
+		e[i].data.data = (uint8_t *)m->ents[i].data;
+		e[i].data.len = m->ents[i].len;
+		pm->ents[i] = &e[i];
+	}
+	pm->n_ents = m->n_ents;
+	return pm;
+}
+
+/* Packs, maybe compresses, seals and sends one PeerBatch to `to`. */
+static void peer_send_batch(
+    brk_group *g, uint64_t to, Parley__Internal__RaftMsg **msgs, size_t n)
+{
+	Parley__Internal__PeerBatch b;
+	parley__internal__peer_batch__init(&b);
+	b.group = g->cfg.group;
+	b.msgs = msgs;
+	b.n_msgs = n;
+	size_t len = parley__internal__peer_batch__get_packed_size(&b);
+	if (len + 5 + BRK_AUTH_OVERHEAD > PL_FRAME_BYTES_CEIL) {
+		PL_ERROR("group", "event=peer_batch_too_large bytes=%zu", len);
+		return;
+	}
+	uint8_t *p = g->peer_buf;
+	size_t plen;
+	p[0] = 0;
+	parley__internal__peer_batch__pack(&b, p + 1);
+	plen = len + 1;
+	if (len >= PEER_COMPRESS_BYTES) {
+		/* Appends of chat text compress well; small control
+		 * messages are not worth it. */
+		size_t z = ZSTD_compressCCtx(g->zc, g->peer_zbuf + 5,
+		    g->peer_zbuf_cap - 5, p + 1, len, 1);
+		if (!ZSTD_isError(z) && z + 5 < plen) {
+			g->peer_zbuf[0] = 1;
+			g->peer_zbuf[1] = (uint8_t)(len >> 24);
+			g->peer_zbuf[2] = (uint8_t)(len >> 16);
+			g->peer_zbuf[3] = (uint8_t)(len >> 8);
+			g->peer_zbuf[4] = (uint8_t)len;
+			p = g->peer_zbuf;
+			plen = z + 5;
+		}
+	}
+	nng_msg *m;
+	size_t sealed;
+	if (nng_msg_alloc(&m, plen + BRK_AUTH_OVERHEAD) != 0)
+		return;
+	if (brk_auth_seal(&g->auth, p, plen, nng_msg_body(m),
+	        plen + BRK_AUTH_OVERHEAD, &sealed) != PL_OK) {
+		nng_msg_free(m);
+		return;
+	}
+	pl_metric_inc(g->m.peer_out, 1);
+	brk_peers_send(g->peers, to, m);
+}
+
+/* Sends a ready's messages: one PeerBatch per peer, in the core's order.
+ * Snapshot requests are returned in snap[] (never expected: the log is
+ * not compacted, so no follower is ever behind its first index). */
+static size_t send_msgs(brk_group *g, const raft_ready *rd, uint64_t *snap)
+{
+	size_t nsnap = 0;
+	if (g->peers == NULL || rd->n_msgs == 0)
+		return 0;
+	uint64_t done[RAFT_PEERS_MAX];
+	size_t ndone = 0;
+	Parley__Internal__RaftMsg **batch =
+	    brk_arena_alloc(&g->send_arena, rd->n_msgs * sizeof(*batch));
+	if (batch == NULL)
+		return 0;
+	for (size_t i = 0; i < rd->n_msgs; i++) {
+		uint64_t to = rd->msgs[i].to;
+		if (rd->msgs[i].type == RAFT_MSG_SNAP) {
+			if (nsnap < RAFT_PEERS_MAX)
+				snap[nsnap++] = to;
+			continue;
+		}
+		bool seen = false;
+		for (size_t k = 0; k < ndone && !seen; k++)
+			seen = done[k] == to;
+		if (seen || ndone == RAFT_PEERS_MAX)
+			continue;
+		done[ndone++] = to;
+		size_t n = 0;
+		for (size_t j = i; j < rd->n_msgs; j++) {
+			const raft_msg *m = &rd->msgs[j];
+			if (m->to != to || m->type == RAFT_MSG_SNAP)
+				continue;
+			Parley__Internal__RaftMsg *pm =
+			    msg_to_pb(&g->send_arena, m);
+			if (pm != NULL)
+				batch[n++] = pm;
+		}
+		peer_send_batch(g, to, batch, n);
+	}
+	brk_arena_reset(&g->send_arena);
+	return nsnap;
+}
+
+/* Opens, checks and steps one received PeerBatch. Anything wrong with it
+ * (bad MAC, replay, wrong group, a sender claiming another's id, bytes
+ * that do not decode) drops it whole: Raft resends what matters. */
+static void peer_receive(brk_group *g, brk_item *it)
+{
+	uint64_t sender;
+	const uint8_t *p;
+	size_t n;
+	if (!g->auth_on ||
+	    brk_auth_open(&g->auth, nng_msg_body(it->msg), nng_msg_len(it->msg),
+	        &sender, &p, &n) != PL_OK ||
+	    n < 1 || (sender >> 16) != g->cfg.group) {
+		pl_metric_inc(g->m.peer_bad, 1);
+		return;
+	}
+	if (p[0] == 1) {
+		if (n < 5)
+			goto bad;
+		size_t raw = (size_t)p[1] << 24 | (size_t)p[2] << 16 |
+		             (size_t)p[3] << 8 | p[4];
+		if (raw > PL_FRAME_BYTES_CEIL ||
+		    (it->peer_raw = malloc(raw ? raw : 1)) == NULL)
+			goto bad;
+		size_t got =
+		    ZSTD_decompressDCtx(g->zd, it->peer_raw, raw, p + 5, n - 5);
+		if (ZSTD_isError(got) || got != raw)
+			goto bad;
+		p = it->peer_raw;
+		n = raw;
+	} else if (p[0] == 0) {
+		p++;
+		n--;
+	} else {
+		goto bad;
+	}
+	Parley__Internal__PeerBatch *b;
+	if (pl_arena_init(&it->peer_arena, NULL, PL_ARENA_BYTES_FOR(n)) !=
+	        PL_OK ||
+	    pl_peer_batch_decode(p, n, &it->peer_arena, &b) != PL_OK ||
+	    b->group != g->cfg.group)
+		goto bad;
+	pl_metric_inc(g->m.peer_in, 1);
+	for (size_t i = 0; i < b->n_msgs; i++) {
+		const Parley__Internal__RaftMsg *pm = b->msgs[i];
+		if (pm->from != (sender & 0xffff) || pm->to != g->cfg.node ||
+		    pm->n_ents > RAFT_MSG_ENTRIES_MAX)
+			goto bad;
+		raft_entry *ents = NULL;
+		if (pm->n_ents > 0) {
+			ents = brk_arena_alloc(
+			    &it->arena, pm->n_ents * sizeof(*ents));
+			if (ents == NULL)
+				goto bad;
+		}
+		for (size_t j = 0; j < pm->n_ents; j++) {
+			const Parley__Internal__RaftEntry *e = pm->ents[j];
+			ents[j] = (raft_entry){.term = e->term,
+			    .index = e->index,
+			    .type = (uint8_t)e->type,
+			    .data = e->data.data,
+			    .len = e->data.len};
+		}
+		raft_msg m = {.type = (uint8_t)pm->type,
+		    .reject = pm->reject,
+		    .force = pm->force,
+		    .from = pm->from,
+		    .to = pm->to,
+		    .term = pm->term,
+		    .index = pm->index,
+		    .log_term = pm->log_term,
+		    .commit = pm->commit,
+		    .hint = pm->hint,
+		    .ents = ents,
+		    .n_ents = pm->n_ents};
+		if (raft_step(g->raft, &m) != PL_OK)
+			PL_DEBUG("group",
+			    "event=peer_msg_refused type=%s from=%llu "
+			    "term=%llu",
+			    raft_msg_type_name(m.type),
+			    (unsigned long long)m.from,
+			    (unsigned long long)m.term);
+	}
+	return;
+bad:
+	pl_metric_inc(g->m.peer_bad, 1);
+}
+
+/* ---- readies ---- */
+
+/* Writes a ready in one transaction: hard state, entries, and the
+ * entries it commits applied in order. *nres results are kept for the
+ * replies sent once it committed. */
+static pl_status ready_write(brk_group *g, const raft_ready *rd, size_t *nres)
+{
+	brk_wtxn *w;
+	pl_status st = brk_wtxn_begin(g->store, true, &w);
+	if (st != PL_OK)
+		return st;
+	brk_hs_put(w, &rd->hs);
+	if (rd->n_ents > 0)
+		st = brk_log_append(w, rd->entries, rd->n_ents);
+	size_t n = 0;
+	for (size_t i = 0; i < rd->n_committed && st == PL_OK; i++) {
+		brk_applied *res = &g->res[n];
+		st = brk_apply(
+		    w, &rd->committed[i], g->leader ? &g->ev_arena : NULL, res);
+		if (st != PL_OK)
+			break;
+		if (g->leader)
+			ev_applied(g, res);
+		res->cmd = NULL; /* not valid past this entry */
+		res->msg = NULL;
+		g->res_term[n++] = rd->committed[i].term;
+	}
+	/* Every write transaction is synced, applies included: LMDB without
+	 * a sync can be damaged by a power loss on a filesystem that reorders
+	 * writes. Under load a ready carries both new entries and commits,
+	 * so this costs a sync only when idle. */
+	if (st == PL_OK)
+		st = brk_wtxn_commit(w);
+	else
+		brk_wtxn_abort(w);
+	*nres = n;
+	return st;
+}
+
+static void results_complete(brk_group *g, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		const brk_applied *res = &g->res[i];
+		while (
+		    g->npend > 0 && g->pend[g->pend_head].index <= res->index) {
+			pending *p = pend_pop(g);
+			if (p->index == res->index && p->term == g->res_term[i])
+				rep_applied(&p->it->arena, p->rep, res, p->op);
+			else /* overwritten by another leader's entry */
+				rep_fail(&p->it->arena, p->rep,
+				    PL_E_UNAVAILABLE, false, leader_hint(g));
+			item_done(g, p->it);
+		}
+	}
+}
+
+static void events_flush(brk_group *g, bool send)
+{
+	for (size_t i = 0; send && i < g->nev; i++)
+		fanout(g, g->evs[i].room, g->evs[i].ev);
+	g->nev = 0;
+	brk_arena_reset(&g->ev_arena);
+}
+
+/* Handles one ready as raft.h prescribes; false when its write failed
+ * (the ready is then held, see the invariants at the top). */
+static bool ready_handle(brk_group *g, const raft_ready *rd)
+{
+	size_t nres = 0;
+	int64_t t0 = pl_mono_us();
+	PL_DEBUG("group",
+	    "event=ready term=%llu commit=%llu entries=%zu committed=%zu "
+	    "msgs=%zu",
+	    (unsigned long long)rd->hs.term, (unsigned long long)rd->hs.commit,
+	    rd->n_ents, rd->n_committed, rd->n_msgs);
+	bool write = rd->hs_sync || rd->n_ents > 0 || rd->n_committed > 0;
+	if (write) {
+		pl_status st = ready_write(g, rd, &nres);
+		if (st != PL_OK) {
+			events_flush(g, false);
+			if (!g->stalled)
+				PL_ERROR("group",
+				    "event=ready_write_failed err=\"%s\" "
+				    "entries=%zu committed=%zu",
+				    pl_strerror(st), rd->n_ents,
+				    rd->n_committed);
+			pl_metric_inc(g->m.round_fail, 1);
+			g->stalled = true;
+			g->stall_err = st;
+			g->stall_rd = *rd;
+			g->stall_retry_us = pl_mono_us() + STALL_RETRY_US;
+			pend_fail_all(g, st);
+			return false;
+		}
+		pl_hist_record(
+		    g->m.commit_s->hist, (uint64_t)(pl_mono_us() - t0));
+		if (rd->n_ents > 0 || rd->hs_sync)
+			pl_metric_inc(g->m.rounds, 1);
+	}
+	if (g->stalled)
+		PL_INFO("group", "event=ready_write_recovered");
+	g->stalled = false;
+	uint64_t snap[RAFT_PEERS_MAX];
+	size_t nsnap = send_msgs(g, rd, snap);
+	bool persisted = rd->n_ents > 0;
+	uint64_t last = persisted ? rd->entries[rd->n_ents - 1].index : 0;
+	uint64_t last_term = persisted ? rd->entries[rd->n_ents - 1].term : 0;
+	raft_advance(g->raft);
+	brk_log_release(g->store);
+	for (size_t i = 0; i < nsnap; i++) {
+		PL_ERROR("group", "event=snapshot_needed peer=%llu",
+		    (unsigned long long)snap[i]);
+		raft_snapshot_done(g->raft, snap[i], false);
+	}
+	/* In sync durability the commit above fsynced; in relaxed mode it
+	 * did not, and that is the documented risk of relaxed. */
+	if (persisted)
+		raft_persisted(g->raft, last, last_term);
+	results_complete(g, nres);
+	events_flush(g, true);
+	return true;
+}
+
+/* Notices leadership changes: a new leader starts fresh feeds (gateways
+ * see a new epoch, re-watch and catch up); a deposed one fails what it
+ * had in flight and sends gateways elsewhere. */
+static void gw_forget(brk_group *g, int idx);
+
+static void leader_check(brk_group *g)
+{
+	raft_status st;
+	raft_status_get(g->raft, &st);
+	g->lead_id = st.lead;
+	if (st.term != g->term) {
+		g->term = st.term;
+		pl_metric_set(g->m.term, (int64_t)st.term);
+	}
+	bool leader = st.role == RAFT_LEADER;
+	if (leader == g->leader)
+		return;
+	g->leader = leader;
+	pl_metric_set(g->m.is_leader, leader);
+	if (leader) {
+		g->lead_index = st.last_index;
+		pl_metric_inc(g->m.elections, 1);
+		PL_INFO("group", "event=leader term=%llu first_index=%llu",
+		    (unsigned long long)st.term,
+		    (unsigned long long)st.last_index);
+	} else {
+		PL_INFO("group", "event=follower term=%llu leader=%llu",
+		    (unsigned long long)st.term, (unsigned long long)st.lead);
+		pend_fail_all(g, PL_E_UNAVAILABLE);
+	}
+	/* Either way the watch table starts over: watches belong to the
+	 * leadership that took them. Parked polls are answered first. */
+	while (g->ngws > 0) {
+		gw_state *gw = g->gws[g->ngws - 1];
+		while (gw->npolls > 0)
+			feed_flush(g, gw);
+		gw_forget(g, g->ngws - 1);
+	}
+}
+
+/* Steps the core through every ready it has. */
+static void drive(brk_group *g)
+{
+	if (g->stalled) {
+		if (pl_mono_us() < g->stall_retry_us ||
+		    !ready_handle(g, &g->stall_rd))
+			return;
+	}
+	while (raft_has_ready(g->raft)) {
+		raft_ready rd;
+		raft_ready_get(g->raft, &rd);
+		if (!ready_handle(g, &rd))
+			return;
+	}
+	brk_arena_reset(&g->prop_arena);
+	leader_check(g);
+}
+
+static void raft_ticks(brk_group *g)
+{
+	int64_t now = pl_mono_us();
+	while (now - g->last_tick_us >= RAFT_TICK_MS * 1000) {
+		raft_tick(g->raft);
+		g->last_tick_us += RAFT_TICK_MS * 1000;
+	}
+}
+
+/* ---- writes ---- */
+
+/* Builds the command of a write request and proposes it. */
+static pl_status propose(brk_group *g, brk_item *it,
+    const Parley__Internal__GwRequest *rq, Parley__ServerFrame *rep)
+{
+	const Parley__ClientFrame *f = rq->frame;
+	Parley__Internal__Command cmd;
+	Parley__Internal__CreateRoomCmd cr;
+	Parley__Internal__JoinCmd jn;
+	Parley__Internal__LeaveCmd lv;
+	Parley__Internal__PublishCmd pb;
+	Parley__Internal__ReadCmd rdc;
+	Parley__Internal__CloseCmd cl;
+	uint64_t room = 0;
+	parley__internal__command__init(&cmd);
+	int64_t now = pl_now_us();
+	cmd.ts_us = now > g->last_ts_us ? now : g->last_ts_us + 1;
+	g->last_ts_us = cmd.ts_us;
+	cmd.caller = rq->caller;
+	if (f->body_case != PARLEY__CLIENT_FRAME__BODY_CREATE_ROOM) {
+		const char *rs = pl_client_frame_room(f);
+		if (rs == NULL || pl_room_parse(rs, &room) != PL_OK ||
+		    pl_room_group(room) != g->cfg.group)
+			return PL_E_NOT_FOUND;
+	}
+	switch (f->body_case) {
+	case PARLEY__CLIENT_FRAME__BODY_CREATE_ROOM:
+		parley__internal__create_room_cmd__init(&cr);
+		cr.idempotency_key = f->create_room->idempotency_key;
+		cr.n_meta = f->create_room->n_meta;
+		cr.meta = f->create_room->meta;
+		cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_CREATE_ROOM;
+		cmd.create_room = &cr;
+		break;
+	case PARLEY__CLIENT_FRAME__BODY_JOIN:
+		parley__internal__join_cmd__init(&jn);
+		jn.room = room;
+		cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_JOIN;
+		cmd.join = &jn;
+		break;
+	case PARLEY__CLIENT_FRAME__BODY_LEAVE:
+		parley__internal__leave_cmd__init(&lv);
+		lv.room = room;
+		cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_LEAVE;
+		cmd.leave = &lv;
+		break;
+	case PARLEY__CLIENT_FRAME__BODY_PUBLISH: {
+		const Parley__Publish *p = f->publish;
+		pl_status st;
+		parley__internal__publish_cmd__init(&pb);
+		pb.room = room;
+		pb.client_msg_id = p->client_msg_id ? p->client_msg_id : "";
+		pb.kind = p->kind;
+		pb.n_meta = p->n_meta;
+		pb.meta = p->meta;
+		if ((st = brk_body_encode(g->store, &pb, &p->body)) != PL_OK)
+			return st;
+		cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_PUBLISH;
+		cmd.publish = &pb;
+		break;
+	}
+	case PARLEY__CLIENT_FRAME__BODY_READ:
+		parley__internal__read_cmd__init(&rdc);
+		rdc.room = room;
+		rdc.seq = f->read->seq;
+		cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_READ;
+		cmd.read = &rdc;
+		break;
+	case PARLEY__CLIENT_FRAME__BODY_CLOSE_ROOM:
+		parley__internal__close_cmd__init(&cl);
+		cl.room = room;
+		cl.reason = f->close_room->reason ? f->close_room->reason : "";
+		cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_CLOSE;
+		cmd.close = &cl;
+		break;
+	default:
+		return PL_E_BAD_REQUEST;
+	}
+	size_t n = parley__internal__command__get_packed_size(&cmd);
+	uint8_t *buf = brk_arena_alloc(&g->prop_arena, n ? n : 1);
+	if (buf == NULL)
+		return PL_E_BACKPRESSURE;
+	parley__internal__command__pack(&cmd, buf);
+	if (g->npend == PENDING_MAX)
+		return PL_E_BACKPRESSURE;
+	uint64_t index, term;
+	pl_status st = raft_propose(g->raft, buf, n, &index, &term);
+	if (st == PL_E_BACKPRESSURE) {
+		drive(g); /* write out what is queued, then once more */
+		if (g->stalled || !g->leader)
+			return g->stalled ? g->stall_err : PL_E_NOT_LEADER;
+		st = raft_propose(g->raft, buf, n, &index, &term);
+	}
+	if (st != PL_OK)
+		return st;
+	pl_metric_inc(g->m.proposals, 1);
+	pend_push(g, index, term, it, rep, f->body_case);
+	return PL_OK;
+}
+
+/* First pass over a gateway batch: status is answered at once, writes
+ * are proposed, reads wait for the end of the round (deferred). */
+static void handle_item(brk_group *g, brk_item *it, round *rd, size_t *reads)
 {
 	Parley__Internal__GwBatch *b = it->batch;
 	rd->a = &it->arena;
 	it->nreplies = 0;
+	it->npending = 1; /* held until this pass ends */
 	it->replies = ralloc(rd, sizeof(*it->replies) * (b->n_reqs + 1));
-	if (it->replies == NULL)
-		return; /* the gateway times the batch out: unavailable */
+	it->deferred = ralloc(rd, b->n_reqs + 1);
+	if (it->replies == NULL || it->deferred == NULL)
+		return; /* empty reply: the gateway answers unavailable */
 	for (size_t i = 0; i < b->n_reqs; i++) {
 		Parley__ServerFrame *rep = ralloc(rd, sizeof(*rep));
 		if (rep == NULL)
 			break;
 		parley__server_frame__init(rep);
-		rep->id = b->reqs[i]->id;
-		pl_status st = dispatch(rd, it, b->reqs[i], rep);
-		if (st == PL_E_MAP_FULL && rd->refused != PL_OK)
-			st = rd->refused;
-		if (st != PL_OK)
-			rep_error(rd, rep, st);
+		const Parley__Internal__GwRequest *rq = b->reqs[i];
+		rep->id = rq->id;
 		it->replies[it->nreplies++] = rep;
-	}
-}
-
-static void round_pass(round *rd, brk_item **items, size_t n)
-{
-	rd->nevents = 0;
-	rd->nwatches = 0;
-	for (size_t i = 0; i < n; i++)
-		handle_item(rd, items[i]);
-}
-
-/* Runs the batches as one write transaction; on failure re-runs them
- * read-only so reads are still answered. */
-static void round_execute(brk_group *g, round *rd, brk_item **items, size_t n)
-{
-	pl_status st = brk_wtxn_begin(g->store, true, &rd->w);
-	if (st == PL_OK) {
-		round_pass(rd, items, n);
-		st = rd->fail != PL_OK ? rd->fail : brk_wtxn_commit(rd->w);
+		const Parley__ClientFrame *f = rq->frame;
+		pl_status st = PL_OK;
+		if (f == NULL || rq->caller == NULL ||
+		    rq->caller->tenant == NULL ||
+		    rq->caller->tenant[0] == '\0' ||
+		    pl_client_frame_validate(f) != PL_OK) {
+			st = PL_E_BAD_REQUEST;
+		} else if (f->body_case == PARLEY__CLIENT_FRAME__BODY_STATUS) {
+			st = h_status(rd, rep);
+		} else if (!g->leader) {
+			rep_fail(&it->arena, rep, PL_E_NOT_LEADER, true,
+			    leader_hint(g));
+			continue;
+		} else if (!is_write(f)) {
+			if (reads_ready(g)) {
+				it->deferred[i] = 1;
+				(*reads)++;
+				continue;
+			}
+			st = PL_E_UNAVAILABLE; /* a new leader catching up */
+		} else if (g->stalled) {
+			st = g->stall_err;
+		} else {
+			st = propose(g, it, rq, rep);
+		}
+		if (st == PL_E_NOT_LEADER) {
+			rep_fail(&it->arena, rep, st, true, leader_hint(g));
+			continue;
+		}
 		if (st != PL_OK)
-			brk_wtxn_abort(rd->w);
+			rep_fail(&it->arena, rep, st, true, NULL);
 	}
-	if (st == PL_OK)
-		return;
-	PL_WARN("group", "event=round_failed err=\"%s\" batches=%zu",
-	    pl_strerror(st), n);
-	pl_metric_inc(g->m.round_fail, 1);
-	rd->refused = st;
-	rd->fail = PL_OK;
+}
+
+/* Second pass: the deferred reads, from the applied state. */
+static void serve_reads(brk_group *g, round *rd, brk_item **items, size_t n)
+{
 	if (brk_wtxn_begin(g->store, false, &rd->w) != PL_OK) {
 		for (size_t i = 0; i < n; i++)
-			items[i]->nreplies = 0; /* gateway: unavailable */
-		rd->nevents = rd->nwatches = 0;
+			for (size_t j = 0; items[i]->deferred != NULL &&
+			                   j < items[i]->nreplies;
+			     j++)
+				if (items[i]->deferred[j])
+					rep_fail(&items[i]->arena,
+					    items[i]->replies[j], PL_E_IO, true,
+					    NULL);
 		return;
 	}
-	round_pass(rd, items, n);
+	for (size_t i = 0; i < n; i++) {
+		brk_item *it = items[i];
+		rd->a = &it->arena;
+		for (size_t j = 0; it->deferred != NULL && j < it->nreplies;
+		     j++) {
+			if (!it->deferred[j])
+				continue;
+			Parley__ServerFrame *rep = it->replies[j];
+			pl_status st =
+			    dispatch(rd, it, it->batch->reqs[j], rep);
+			if (st != PL_OK)
+				rep_error(rd, rep, st);
+		}
+	}
 	brk_wtxn_abort(rd->w);
-	rd->nevents = 0; /* nothing was stored: no message events */
+	rd->w = NULL;
 }
 
 static void round_apply(brk_group *g, round *rd)
@@ -1061,7 +1765,7 @@ static void round_apply(brk_group *g, round *rd)
 
 static void run_round(brk_group *g, brk_item **items, size_t n)
 {
-	size_t reqs = 0;
+	size_t reqs = 0, reads = 0;
 	for (size_t i = 0; i < n; i++)
 		reqs += items[i]->batch->n_reqs;
 	round rd;
@@ -1069,20 +1773,26 @@ static void run_round(brk_group *g, brk_item **items, size_t n)
 	rd.g = g;
 	int64_t now = pl_now_us();
 	rd.ts_us = now > g->last_ts_us ? now : g->last_ts_us + 1;
-	g->last_ts_us = rd.ts_us;
 	rd.events = g->events_buf;
 	rd.events_cap = reqs;
 	rd.watches = g->watches_buf;
 	rd.watches_cap = reqs;
-	int64_t t0 = pl_mono_us();
-	round_execute(g, &rd, items, n);
-	pl_hist_record(g->m.commit_s->hist, (uint64_t)(pl_mono_us() - t0));
-	pl_metric_inc(g->m.rounds, 1);
+	if (g->stalled) {
+		/* Requests are waiting: try the held write now rather than
+		 * refuse them if the disk has room again. */
+		g->stall_retry_us = 0;
+		drive(g);
+	}
+	for (size_t i = 0; i < n; i++)
+		handle_item(g, items[i], &rd, &reads);
+	drive(g);
+	if (reads > 0)
+		serve_reads(g, &rd, items, n);
 	pl_metric_inc(g->m.requests, (int64_t)reqs);
 	pl_hist_record(g->m.round_reqs->hist, reqs);
 	round_apply(g, &rd);
 	for (size_t i = 0; i < n; i++)
-		item_reply(g, items[i]);
+		item_done(g, items[i]); /* the first pass's hold */
 }
 
 /* ------------------------------------------------------------------ */
@@ -1116,13 +1826,21 @@ static void park_poll(brk_group *g, brk_item *it, int64_t now)
 	gw->polls[gw->npolls++] = it;
 }
 
-/* Sorts received items into parked polls and the round's batches. */
+/* Sorts received items: peer messages are stepped (and held until the
+ * ready they feed is advanced), polls are parked (or, on a replica that
+ * does not lead, answered at once), batches go to the round. */
 static size_t intake(brk_group *g, brk_item **in, size_t n, brk_item **out)
 {
 	size_t nr = 0;
 	int64_t now = pl_now_us();
 	for (size_t i = 0; i < n; i++) {
 		brk_item *it = in[i];
+		if (it->peer) {
+			if (!g->stalled)
+				peer_receive(g, it);
+			g->held[g->nheld++] = it;
+			continue;
+		}
 		pl_metric_inc(g->m.batches, 1);
 		if (item_decode(it) != PL_OK) {
 			PL_WARN("group", "event=bad_batch bytes=%zu",
@@ -1136,12 +1854,24 @@ static size_t intake(brk_group *g, brk_item **in, size_t n, brk_item **out)
 			continue;
 		}
 		it->gw->last_seen_us = now;
-		if (it->batch->poll && it->batch->n_reqs == 0)
-			park_poll(g, it, now);
-		else
+		if (it->batch->poll && it->batch->n_reqs == 0) {
+			if (g->leader)
+				park_poll(g, it, now);
+			else
+				item_reply(
+				    g, it); /* not_leader: go elsewhere */
+		} else {
 			out[nr++] = it;
+		}
 	}
 	return nr;
+}
+
+static void held_release(brk_group *g)
+{
+	for (size_t i = 0; i < g->nheld; i++)
+		item_put(g, g->held[i]);
+	g->nheld = 0;
 }
 
 static void housekeeping(brk_group *g)
@@ -1163,6 +1893,11 @@ static void housekeeping(brk_group *g)
 		pl_metric_set(g->m.rooms, (int64_t)rooms);
 		pl_metric_set(
 		    g->m.last_index, (int64_t)brk_store_last_index(g->store));
+		raft_status rs;
+		raft_status_get(g->raft, &rs);
+		pl_metric_set(g->m.commit, (int64_t)rs.commit);
+		pl_metric_set(
+		    g->m.applied, (int64_t)brk_store_applied(g->store));
 		g->last_gauges_us = now;
 	}
 }
@@ -1170,11 +1905,27 @@ static void housekeeping(brk_group *g)
 static void *group_main(void *arg)
 {
 	brk_group *g = arg;
-	brk_item *in[ITEMS_MAX], *batch[ITEMS_MAX];
+	brk_item *in[ITEMS_MAX + PEER_ITEMS_MAX], *batch[ITEMS_MAX];
+	g->last_tick_us = pl_mono_us();
+	if (g->cfg.nreplicas == 1) {
+		/* A group of one elects itself at once rather than after an
+		 * election timeout. */
+		for (int i = 0;
+		     i < 2 * (int)g->cfg.election_ms / RAFT_TICK_MS &&
+		     !g->leader;
+		     i++) {
+			raft_tick(g->raft);
+			drive(g);
+		}
+	}
 	while (g->running) {
-		size_t n =
-		    pl_queue_pop_many(&g->q, (void **)in, ITEMS_MAX, TICK_US);
+		size_t n = pl_queue_pop_many(
+		    &g->q, (void **)in, ITEMS_MAX + PEER_ITEMS_MAX, TICK_US);
 		size_t nr = intake(g, in, n, batch);
+		if (!g->stalled)
+			raft_ticks(g);
+		drive(g);
+		held_release(g);
 		for (size_t i = 0; i < nr; i += ROUND_ITEMS_MAX) {
 			size_t k =
 			    nr - i < ROUND_ITEMS_MAX ? nr - i : ROUND_ITEMS_MAX;
@@ -1196,7 +1947,8 @@ static void metrics_register(brk_group *g, pl_metrics *r)
 	    "parley_broker_requests_total", "Requests handled");
 	g->m.rounds = pl_metrics_add(r, PL_METRIC_COUNTER,
 	    "parley_broker_commit_rounds_total",
-	    "Commit rounds (one write transaction and fsync each)");
+	    "Durable commit rounds: log entries or hard state, one write "
+	    "transaction and fsync each");
 	g->m.round_fail = pl_metrics_add(r, PL_METRIC_COUNTER,
 	    "parley_broker_commit_failures_total",
 	    "Rounds whose writes failed (map full, disk full, I/O)");
@@ -1221,6 +1973,133 @@ static void metrics_register(brk_group *g, pl_metrics *r)
 	    r, PL_METRIC_GAUGE, "parley_broker_last_index", "Last log index");
 	g->m.gateways = pl_metrics_add(r, PL_METRIC_GAUGE,
 	    "parley_broker_gateways", "Gateways polling the feed");
+	g->m.term = pl_metrics_add(
+	    r, PL_METRIC_GAUGE, "parley_broker_raft_term", "Raft term");
+	g->m.is_leader =
+	    pl_metrics_add(r, PL_METRIC_GAUGE, "parley_broker_raft_leader",
+	        "1 while this replica leads its group");
+	g->m.commit = pl_metrics_add(r, PL_METRIC_GAUGE,
+	    "parley_broker_raft_commit_index", "Highest index known committed");
+	g->m.applied = pl_metrics_add(r, PL_METRIC_GAUGE,
+	    "parley_broker_raft_applied_index", "Highest index applied");
+	g->m.elections = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_broker_raft_leaderships_total",
+	    "Times this replica became leader");
+	g->m.peer_in = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_broker_peer_batches_in_total",
+	    "Authenticated peer batches received");
+	g->m.peer_out = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_broker_peer_batches_out_total", "Peer batches sent");
+	g->m.peer_bad = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_broker_peer_rejected_total",
+	    "Peer batches dropped: bad MAC, replay, wrong group, malformed");
+	g->m.proposals = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_broker_raft_proposals_total", "Writes proposed");
+}
+
+/* ---- Raft storage: the LMDB log, read through the store ---- */
+
+static pl_status rs_load(void *ctx, raft_hard_state *hs, uint64_t *snap_index,
+    uint64_t *snap_term, raft_conf *conf)
+{
+	brk_group *g = ctx;
+	uint64_t applied;
+	brk_store_raft(g->store, hs, &applied);
+	*snap_index = 0; /* the log is not compacted: it starts at 1 */
+	*snap_term = 0;
+	memset(conf, 0, sizeof(*conf));
+	for (int i = 0; i < g->cfg.nreplicas; i++)
+		conf->voters[conf->n_voters++] = g->cfg.replicas[i].id;
+	return PL_OK;
+}
+
+static uint64_t rs_first(void *ctx)
+{
+	(void)ctx;
+	return 1;
+}
+
+static uint64_t rs_last(void *ctx)
+{
+	brk_group *g = ctx;
+	return brk_store_last_index(g->store);
+}
+
+static pl_status rs_term(void *ctx, uint64_t index, uint64_t *term)
+{
+	brk_group *g = ctx;
+	return brk_log_term(g->store, index, term);
+}
+
+static pl_status rs_entries(void *ctx, uint64_t lo, uint64_t hi,
+    size_t max_bytes, raft_entry *out, size_t cap, size_t *n)
+{
+	brk_group *g = ctx;
+	return brk_log_entries(g->store, lo, hi, max_bytes, out, cap, n);
+}
+
+static pl_status raft_init(brk_group *g)
+{
+	g->rs = (raft_storage){.load = rs_load,
+	    .first_index = rs_first,
+	    .last_index = rs_last,
+	    .term_at = rs_term,
+	    .entries = rs_entries};
+	uint8_t seed[8];
+	randombytes_buf(seed, sizeof(seed));
+	raft_config rc = {.id = g->cfg.node,
+	    .election_ticks = g->cfg.election_ms / RAFT_TICK_MS,
+	    .heartbeat_ticks = g->cfg.heartbeat_ms / RAFT_TICK_MS,
+	    .pre_vote = true,
+	    .check_quorum = true,
+	    .msg_bytes_max = APPEND_BYTES_MAX,
+	    .applied = brk_store_applied(g->store),
+	    .storage = &g->rs,
+	    .storage_ctx = g};
+	memcpy(&rc.seed, seed, sizeof(seed));
+	if (rc.heartbeat_ticks == 0)
+		rc.heartbeat_ticks = 1;
+	if (rc.election_ticks <= rc.heartbeat_ticks)
+		rc.election_ticks = rc.heartbeat_ticks + 1;
+	pl_status st = raft_new(&rc, &g->raft);
+	brk_log_release(g->store);
+	if (st != PL_OK)
+		PL_ERROR("group", "event=raft_start_failed err=\"%s\"",
+		    pl_strerror(st));
+	return st;
+}
+
+/* The cluster secret: base64 of 32 bytes in secret_file. Every message
+ * between replicas is sealed with it (auth.c). A group of one needs none. */
+static pl_status auth_init(brk_group *g)
+{
+	if (g->cfg.nreplicas <= 1 && g->cfg.secret_file[0] == '\0')
+		return PL_OK;
+	char text[256];
+	FILE *f = fopen(g->cfg.secret_file, "r");
+	if (f == NULL) {
+		PL_ERROR("group", "event=secret_unreadable file=%s",
+		    g->cfg.secret_file);
+		return PL_E_CONFIG;
+	}
+	size_t n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	uint8_t key[BRK_SECRET_BYTES];
+	pl_status st = brk_secret_parse(text, key);
+	sodium_memzero(text, sizeof(text));
+	if (st == PL_OK)
+		st = brk_auth_init(&g->auth, key,
+		    ((uint64_t)g->cfg.group << 16) | g->cfg.node,
+		    pl_now_us() / 1000000);
+	sodium_memzero(key, sizeof(key));
+	if (st != PL_OK) {
+		PL_ERROR("group", "event=secret_invalid file=%s",
+		    g->cfg.secret_file);
+		return PL_E_CONFIG;
+	}
+	g->auth_on = true;
+	return PL_OK;
 }
 
 pl_status brk_group_new(
@@ -1241,17 +2120,44 @@ pl_status brk_group_new(
 	g->events_buf = calloc(reqs_max, sizeof(round_event));
 	g->watches_buf = calloc(reqs_max, sizeof(round_watch));
 	g->pack = malloc(PL_FRAME_BYTES_CEIL);
+	for (int i = PEER_ITEMS_MAX - 1; i >= 0; i--) {
+		brk_arena_init(&g->pitems[i].arena, 16 * 1024,
+		    (size_t)PL_FRAME_BYTES_CEIL);
+		g->pitems[i].peer = true;
+		g->pitems[i].next_free = g->free_peer;
+		g->free_peer = &g->pitems[i];
+	}
+	brk_arena_init(&g->prop_arena, 256 * 1024, (size_t)1 << 30);
+	brk_arena_init(&g->ev_arena, 256 * 1024, (size_t)1 << 30);
+	brk_arena_init(&g->send_arena, 64 * 1024, (size_t)1 << 30);
+	g->evs = calloc(reqs_max, sizeof(round_event));
+	g->pend = calloc(PENDING_MAX, sizeof(pending));
+	g->res = calloc(RAFT_APPLY_MAX, sizeof(brk_applied));
+	g->res_term = calloc(RAFT_APPLY_MAX, sizeof(uint64_t));
+	g->peer_buf = malloc(PL_FRAME_BYTES_CEIL);
+	g->peer_zbuf_cap = ZSTD_compressBound(PL_FRAME_BYTES_CEIL) + 5;
+	g->peer_zbuf = malloc(g->peer_zbuf_cap);
+	g->zc = ZSTD_createCCtx();
+	g->zd = ZSTD_createDCtx();
 	brk_store_config sc = {.dir = g->cfg.data_dir,
 	    .map_bytes = cfg->map_bytes,
 	    .sync = cfg->sync,
 	    .group = cfg->group,
 	    .compress_bytes_min = cfg->compress_bytes_min,
 	    .dedup_window = cfg->dedup_window};
-	pl_status st = PL_E_NOMEM;
-	if (g->events_buf && g->watches_buf && g->pack)
-		st = pl_queue_init(&g->q, ITEMS_MAX);
+	pl_status st = brk_config_check(&g->cfg);
+	if (st == PL_OK && !(g->events_buf && g->watches_buf && g->pack &&
+	                       g->evs && g->pend && g->res && g->res_term &&
+	                       g->peer_buf && g->peer_zbuf && g->zc && g->zd))
+		st = PL_E_NOMEM;
+	if (st == PL_OK)
+		st = pl_queue_init(&g->q, ITEMS_MAX + PEER_ITEMS_MAX);
 	if (st == PL_OK)
 		st = brk_store_open(&sc, &g->store);
+	if (st == PL_OK)
+		st = auth_init(g);
+	if (st == PL_OK)
+		st = raft_init(g);
 	if (st != PL_OK) {
 		brk_group_free(g);
 		return st;
@@ -1265,9 +2171,10 @@ pl_status brk_group_new(
 	return PL_OK;
 }
 
-pl_status brk_group_start(brk_group *g, brk_net *net)
+pl_status brk_group_start(brk_group *g, brk_net *net, brk_peers *peers)
 {
 	g->net = net;
+	g->peers = peers;
 	g->running = true;
 	if (pthread_create(&g->thread, NULL, group_main, g) != 0) {
 		g->running = false;
@@ -1289,10 +2196,13 @@ void brk_group_free(brk_group *g)
 {
 	if (g == NULL)
 		return;
-	brk_item *left[ITEMS_MAX];
-	size_t n = pl_queue_pop_many(&g->q, (void **)left, ITEMS_MAX, 0);
+	brk_item *left[ITEMS_MAX + PEER_ITEMS_MAX];
+	size_t n = g->q.cap ? pl_queue_pop_many(&g->q, (void **)left,
+	                          ITEMS_MAX + PEER_ITEMS_MAX, 0)
+	                    : 0;
 	for (size_t i = 0; i < n; i++)
 		item_put(g, left[i]);
+	held_release(g);
 	while (g->ngws > 0)
 		gw_forget(g, g->ngws - 1);
 	for (int b = 0; b < WATCH_BUCKETS; b++)
@@ -1300,7 +2210,22 @@ void brk_group_free(brk_group *g)
 			watch_drop_room(g, g->watch[b]);
 	for (int i = 0; i < ITEMS_MAX; i++)
 		brk_arena_fini(&g->items[i].arena);
+	for (int i = 0; i < PEER_ITEMS_MAX; i++)
+		brk_arena_fini(&g->pitems[i].arena);
+	brk_arena_fini(&g->prop_arena);
+	brk_arena_fini(&g->ev_arena);
+	brk_arena_fini(&g->send_arena);
+	raft_free(g->raft);
+	brk_auth_fini(g->auth_on ? &g->auth : NULL);
 	brk_store_close(g->store);
+	free(g->evs);
+	free(g->pend);
+	free(g->res);
+	free(g->res_term);
+	free(g->peer_buf);
+	free(g->peer_zbuf);
+	ZSTD_freeCCtx(g->zc);
+	ZSTD_freeDCtx(g->zd);
 	pl_queue_fini(&g->q);
 	pthread_mutex_destroy(&g->free_mu);
 	free(g->events_buf);

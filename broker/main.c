@@ -59,6 +59,7 @@ int main(int argc, char **argv)
 	pl_metrics *metrics = calloc(1, sizeof(*metrics));
 	brk_group *g = NULL;
 	brk_net *net = NULL;
+	brk_peers *peers = NULL;
 	sigset_t sigs;
 	int sig;
 
@@ -66,7 +67,8 @@ int main(int argc, char **argv)
 	if (spec != NULL)
 		pl_log_configure(spec);
 	brk_config_defaults(&cfg);
-	if (metrics == NULL || parse_args(&cfg, argc, argv) != PL_OK)
+	if (metrics == NULL || parse_args(&cfg, argc, argv) != PL_OK ||
+	    brk_config_check(&cfg) != PL_OK)
 		return 2;
 	/* Signals are taken synchronously by main; every other thread
 	 * (group, nng's) inherits the blocked mask. */
@@ -79,22 +81,28 @@ int main(int argc, char **argv)
 	pl_status st = brk_group_new(&cfg, metrics, &g);
 	if (st == PL_OK)
 		st = brk_net_start(&cfg, g, metrics, &net);
+	if (st == PL_OK && cfg.nreplicas > 1)
+		st = brk_peers_start(&cfg, g, &peers);
 	if (st == PL_OK)
-		st = brk_group_start(g, net);
+		st = brk_group_start(g, net, peers);
 	if (st != PL_OK) {
 		PL_ERROR(
 		    "broker", "event=start_failed err=\"%s\"", pl_strerror(st));
+		brk_peers_stop(peers);
 		brk_net_stop(net);
 		brk_group_free(g);
 		pl_metrics_fini(metrics);
 		free(metrics);
 		return 1;
 	}
-	PL_INFO("broker", "event=started id=%s group=%u pid=%d", cfg.id,
-	    cfg.group, (int)getpid());
+	PL_INFO("broker",
+	    "event=started id=%s group=%u node=%llu replicas=%d pid=%d", cfg.id,
+	    cfg.group, (unsigned long long)cfg.node, cfg.nreplicas,
+	    (int)getpid());
 	sigwait(&sigs, &sig);
 	PL_INFO("broker", "event=stopping signal=%d", sig);
-	brk_group_stop(g); /* no more replies through net */
+	brk_group_stop(g); /* no more replies through net, no more sends */
+	brk_peers_stop(peers);
 	brk_net_stop(net); /* no more submissions to the group */
 	brk_group_free(g);
 	pl_metrics_fini(metrics);

@@ -26,6 +26,11 @@
  *    committed or not; a leader appends a change only when no other is
  *    uncommitted and an entry of its own term is committed; truncating a
  *    configuration entry restores the previous configuration.
+ *  - damaged logs: a replica that lost entries to damage (raft_log_damaged)
+ *    grants no vote and never campaigns until it durably holds, matching
+ *    the leader of its term T, an entry of term T (and, when the damage
+ *    struck in term T, everything up to its last durable entry then);
+ *    so every voter holds every committed entry it ever acknowledged.
  *  - boundedness: every array is sized at raft_new; nothing allocates
  *    afterwards; a full output array drops the message (Raft tolerates a
  *    lost message) and counts it.
@@ -64,6 +69,7 @@ struct raft {
 	uint64_t commit;
 	uint64_t applied;
 	uint64_t persisted; /* entries <= persisted are durable and current */
+	uint64_t persisted_term; /* term of entry `persisted` (or above it) */
 
 	/* The log: storage holds [first, stable_last]; unstable entries
 	 * [u_off, u_off + u_n) replace anything stored from u_off on. */
@@ -103,6 +109,11 @@ struct raft {
 
 	uint64_t dropped_msgs;
 	pl_status storage_err;
+
+	/* A damaged log under repair (to == 0: none), and the highest index
+	 * known to match the log of the leader of this term. */
+	raft_repair repair;
+	uint64_t repair_match;
 };
 
 /* ------------------------------------------------------------------ */
@@ -261,6 +272,11 @@ static bool promotable(const raft *r)
 	return raft_conf_is_voter(conf_cur(r), r->id);
 }
 
+static bool repairing(const raft *r)
+{
+	return r->repair.to > 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* The log. */
 
@@ -299,15 +315,27 @@ static uint64_t last_term(raft *r)
 	return t;
 }
 
+/* Term of entry i, or `otherwise` when it cannot be read. */
+static uint64_t term_or(raft *r, uint64_t i, uint64_t otherwise)
+{
+	uint64_t t;
+	return log_term(r, i, &t) == PL_OK ? t : otherwise;
+}
+
 static bool match_term(raft *r, uint64_t i, uint64_t t)
 {
 	uint64_t have;
 	return log_term(r, i, &have) == PL_OK && have == t;
 }
 
+/* A candidate's log (last term lt, last index li) is at least as up to
+ * date as ours. False when our last term cannot be read: a vote is never
+ * granted on a guess. */
 static bool up_to_date(raft *r, uint64_t lt, uint64_t li)
 {
-	uint64_t my = last_term(r);
+	uint64_t my;
+	if (log_term(r, last_index(r), &my) != PL_OK)
+		return false;
 	return lt > my || (lt == my && li >= last_index(r));
 }
 
@@ -399,8 +427,13 @@ static void log_append(raft *r, const raft_entry *ents, size_t n,
 		r->u_n = (size_t)(from - r->u_off);
 	}
 	PL_ASSERT(r->u_n + n <= PL_ARRAY_LEN(r->u_ents));
-	if (from <= r->persisted)
+	if (from <= r->persisted) {
+		/* Read before the tail changes; ents[0].term bounds it. */
+		r->persisted_term = term_or(r, from - 1, ents[0].term);
 		r->persisted = from - 1;
+	}
+	if (from <= r->repair_match)
+		r->repair_match = from - 1;
 	if (revert != NULL) {
 		r->conf = *revert;
 		r->conf_index = revert_index;
@@ -505,6 +538,7 @@ static void reset_term(raft *r, uint64_t term)
 		PL_ASSERT(term > r->term);
 		r->term = term;
 		r->vote = 0;
+		r->repair_match = 0; /* it matched the old term's leader */
 	}
 	r->lead = 0;
 	r->election_elapsed = 0;
@@ -628,7 +662,7 @@ static void campaign(raft *r, bool pre, bool transfer)
 
 static void hup(raft *r, bool transfer)
 {
-	if (r->role == RAFT_LEADER || !promotable(r))
+	if (r->role == RAFT_LEADER || !promotable(r) || repairing(r))
 		return;
 	campaign(r, r->cfg.pre_vote && !transfer, transfer);
 }
@@ -640,7 +674,9 @@ static void handle_vote(raft *r, const raft_msg *m)
 	bool can = r->vote == m->from || (r->vote == 0 && r->lead == 0) ||
 	           (pre && m->term > r->term);
 	int type = pre ? RAFT_MSG_PREVOTE_RESP : RAFT_MSG_VOTE_RESP;
-	if (can && up_to_date(r, m->log_term, m->index)) {
+	/* A repairing replica may lack committed entries it acknowledged:
+	 * its vote could elect a leader without them. */
+	if (can && !repairing(r) && up_to_date(r, m->log_term, m->index)) {
 		send_simple(r, type, m->from, m->term, false);
 		if (!pre) {
 			r->election_elapsed = 0;
@@ -825,15 +861,26 @@ static void handle_app_resp(raft *r, progress *pr, const raft_msg *m)
 	maybe_send_timeout_now(r, pr);
 }
 
-static void handle_heartbeat_resp(raft *r, progress *pr)
+static void handle_heartbeat_resp(raft *r, progress *pr, const raft_msg *m)
 {
 	pr->active = true;
 	pr->probe_sent = false;
+	/* A repairing follower lost entries it had acknowledged: lowering
+	 * match only counts fewer copies (safe), and lets us probe below
+	 * it. Entries up to m->index are still the ones it acknowledged in
+	 * this term, or came from us since. */
+	if (m->reject && m->index < pr->match) {
+		pr->match = m->index;
+		if (pr->state != PR_SNAPSHOT)
+			pr_reset(pr, PR_PROBE, m->index + 1);
+	}
 	/* A lost append leaves its slot taken: free one so the pipe moves
 	 * again (the follower rejects the gap and we probe). */
 	if (pr->state == PR_REPLICATE && pr->infl_n == RAFT_INFLIGHT_MAX)
 		pr_infl_free_le(pr, pr->infl[pr->infl_start]);
-	if (pr->match < last_index(r))
+	/* A repairing follower needs an append to confirm its log matches
+	 * ours, even an empty one when it is up to date. */
+	if (pr->match < last_index(r) || m->reject)
 		send_append(r, pr, true);
 }
 
@@ -847,7 +894,7 @@ static void step_leader(raft *r, const raft_msg *m)
 		handle_app_resp(r, pr, m);
 		break;
 	case RAFT_MSG_HEARTBEAT_RESP:
-		handle_heartbeat_resp(r, pr);
+		handle_heartbeat_resp(r, pr, m);
 		break;
 	case RAFT_MSG_APP:
 	case RAFT_MSG_HEARTBEAT:
@@ -944,6 +991,8 @@ static void handle_append(raft *r, const raft_msg *m)
 		return;
 	}
 	commit_to(r, m->commit < lastnew ? m->commit : lastnew);
+	if (lastnew > r->repair_match)
+		r->repair_match = lastnew;
 	ack_append(r, m->from, lastnew);
 }
 
@@ -958,6 +1007,17 @@ static void step_follower(raft *r, const raft_msg *m)
 	case RAFT_MSG_HEARTBEAT:
 		r->lead = m->from;
 		r->election_elapsed = 0;
+		if (repairing(r)) {
+			/* The leader may count entries we lost (its commit
+			 * hint can pass our log): say what we hold. Commit
+			 * is learnt from appends, which check the log. */
+			raft_msg o = {.type = RAFT_MSG_HEARTBEAT_RESP,
+			    .to = m->from,
+			    .reject = true,
+			    .index = r->persisted};
+			send(r, &o);
+			return;
+		}
 		if (m->commit > last_index(r)) {
 			r->dropped_msgs++;
 			return;
@@ -995,6 +1055,46 @@ static void step_candidate(raft *r, const raft_msg *m)
 	default:
 		break;
 	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Damaged logs (docs/raft.md, "Damaged logs"). */
+
+void raft_repair_note(raft_repair *rep, uint64_t index, uint64_t term)
+{
+	if (index == 0)
+		return; /* nothing was durable: nothing was acknowledged */
+	if (rep->to == 0 || term > rep->term) {
+		/* A later term's record implies the older one: holding an
+		 * entry of a later leader's term means holding everything
+		 * committed before that term. */
+		rep->to = index;
+		rep->term = term;
+	} else if (term == rep->term && index > rep->to) {
+		rep->to = index;
+	}
+}
+
+/* Ends the repair once this replica durably holds an entry of the
+ * current term matching the leader's log (so every entry committed in
+ * an earlier term), reaching repair.to when the damage struck in this
+ * term (so every entry of this term it acknowledged), and has learnt a
+ * commit covering what it applied (so a stored commit never lags the
+ * state machine once the driver forgets the repair). */
+static void repair_check(raft *r)
+{
+	if (!repairing(r) || r->role != RAFT_FOLLOWER || r->commit < r->applied)
+		return;
+	uint64_t x =
+	    r->repair_match < r->persisted ? r->repair_match : r->persisted;
+	uint64_t t;
+	if (x == 0 || r->term < r->repair.term || log_term(r, x, &t) != PL_OK ||
+	    t != r->term)
+		return;
+	if (r->term == r->repair.term && x < r->repair.to)
+		return;
+	memset(&r->repair, 0, sizeof r->repair);
+	r->repair_match = 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1102,6 +1202,7 @@ pl_status raft_step(raft *r, const raft_msg *m)
 		step_candidate(r, m);
 		break;
 	}
+	repair_check(r);
 	return PL_OK;
 }
 
@@ -1280,6 +1381,8 @@ void raft_persisted(raft *r, uint64_t index, uint64_t term)
 	if (!match_term(r, index, term))
 		return;
 	r->persisted = index;
+	r->persisted_term = term;
+	repair_check(r);
 	if (r->role == RAFT_LEADER) {
 		if (maybe_commit(r) && r->role == RAFT_LEADER)
 			bcast_append(r);
@@ -1325,6 +1428,8 @@ pl_status raft_snapshot_restore(raft *r, uint64_t from, uint64_t term_from,
 	r->u_off = index + 1;
 	r->stable_last = index;
 	r->commit = r->applied = r->persisted = index;
+	r->persisted_term = term;
+	r->repair_match = 0;
 	r->conf = *conf;
 	r->conf_index = index;
 	conf_apply(r);
@@ -1333,6 +1438,47 @@ pl_status raft_snapshot_restore(raft *r, uint64_t from, uint64_t term_from,
 		    .type = RAFT_MSG_APP_RESP, .to = from, .index = index};
 		send(r, &m);
 	}
+	return PL_OK;
+}
+
+pl_status raft_log_damaged(raft *r, uint64_t bad_index, raft_repair *rep)
+{
+	PL_ASSERT(!r->in_ready);
+	if (bad_index == 0 || bad_index < first_index(r) ||
+	    bad_index > r->stable_last)
+		return PL_E_BAD_REQUEST;
+	uint64_t keep = bad_index - 1;
+	/* Read everything needed below the damage before changing state, so
+	 * that an error leaves the core as it was. */
+	raft_conf c;
+	uint64_t ci = 0;
+	if (r->conf_index > keep) {
+		pl_status st = conf_at(r, keep, &c, &ci);
+		if (st != PL_OK)
+			return st;
+	}
+	/* Every entry this replica acknowledged is at or below persisted. */
+	raft_repair_note(&r->repair, r->persisted, r->persisted_term);
+	r->u_n = 0; /* the unstable tail followed the lost entries */
+	r->u_off = bad_index;
+	r->stable_last = keep;
+	if (r->persisted > keep) {
+		r->persisted = keep;
+		r->persisted_term = term_or(r, keep, r->term);
+	}
+	if (r->commit > keep)
+		r->commit = keep; /* the group's commit is unchanged */
+	if (r->repair_match > keep)
+		r->repair_match = keep;
+	r->ack_index = 0;
+	if (r->conf_index > keep) {
+		r->conf = c;
+		r->conf_index = ci;
+		conf_apply(r);
+	}
+	if (r->role != RAFT_FOLLOWER)
+		become_follower(r, r->term, 0);
+	*rep = r->repair;
 	return PL_OK;
 }
 
@@ -1425,6 +1571,9 @@ static pl_status load_state(raft *r)
 		return st;
 	uint64_t first = s->first_index(r->cfg.storage_ctx);
 	uint64_t last = s->last_index(r->cfg.storage_ctx);
+	uint64_t stored_commit = hs.commit;
+	if (repairing(r) && hs.commit > last)
+		hs.commit = last; /* entries lost to damage: relearn commit */
 	if (!conf_valid(&r->conf) || first != si + 1 || last < si ||
 	    hs.commit > last || hs.term < sterm)
 		return PL_E_CORRUPT;
@@ -1436,10 +1585,15 @@ static pl_status load_state(raft *r)
 	r->stable_last = last;
 	r->persisted = last; /* what storage holds at start is durable */
 	r->u_off = last + 1;
-	r->applied = r->cfg.applied > si ? r->cfg.applied : si;
-	if (r->applied > r->commit)
-		return PL_E_CORRUPT;
 	r->prev_hs = hs;
+	if (stored_commit > hs.commit)
+		r->prev_hs.commit = stored_commit; /* a ready reports it */
+	r->applied = r->cfg.applied > si ? r->cfg.applied : si;
+	if (r->applied > r->commit && !repairing(r))
+		return PL_E_CORRUPT;
+	st = log_term(r, last, &r->persisted_term);
+	if (st != PL_OK)
+		return st;
 	st = conf_at(r, last, &r->conf, &r->conf_index);
 	if (st != PL_OK)
 		return st;
@@ -1457,6 +1611,8 @@ pl_status raft_new(const raft_config *cfg, raft **out)
 	r->cfg = *cfg;
 	r->id = cfg->id;
 	r->prng = cfg->seed ^ (cfg->id * UINT64_C(0x2545F4914F6CDD1D));
+	if (cfg->repair.to > 0)
+		r->repair = cfg->repair;
 	pl_status st = load_state(r);
 	if (st != PL_OK) {
 		free(r);
@@ -1490,6 +1646,8 @@ void raft_status_get(const raft *r, raft_status *st)
 	st->transferee = r->transferee;
 	st->dropped_msgs = r->dropped_msgs;
 	st->storage_err = r->storage_err;
+	st->repairing = repairing(r);
+	st->repair = r->repair;
 }
 
 const char *raft_role_name(raft_role role)

@@ -80,6 +80,18 @@ typedef struct raft_hard_state {
 	uint64_t commit;
 } raft_hard_state;
 
+/* A repair under way: the replica found entries of its log unreadable
+ * (CRC) and lost them; see raft_log_damaged. The driver stores it
+ * durably, in the same write that truncates the log, and passes it back
+ * in raft_config.repair when it restarts. to == 0: no repair. The
+ * replica is repaired once it durably holds, matching the leader of its
+ * current term T, an entry of term T, and (when T == term) its log
+ * reaches `to`. Until then it grants no vote and never campaigns. */
+typedef struct raft_repair {
+	uint64_t to;   /* the last durable entry when damage was found... */
+	uint64_t term; /* ...and its term (the largest such, when merged) */
+} raft_repair;
+
 /* ------------------------------------------------------------------ */
 /* Storage: the log as the caller stores it (LMDB in the broker, memory in
  * the simulation). It holds entries [first, last]; first - 1 is the index
@@ -120,6 +132,10 @@ typedef enum raft_msg_type {
 	RAFT_MSG_PREVOTE,      /* term = the term the candidate would use */
 	RAFT_MSG_PREVOTE_RESP, /* term = the pre-vote's term when granted */
 	RAFT_MSG_HEARTBEAT,    /* commit = min(leader commit, match) */
+	/* reject = the follower is repairing a damaged log; index = the
+	 * last entry it holds durably (the leader stops trusting a higher
+	 * match and probes from there). Transports carry reject and index
+	 * for every type. */
 	RAFT_MSG_HEARTBEAT_RESP,
 	RAFT_MSG_TIMEOUT_NOW, /* transfer: campaign at once */
 	/* Leader to its driver: "peer `to` is behind our first index; send it
@@ -165,6 +181,11 @@ typedef struct raft_config {
 	uint64_t applied;
 	const raft_storage *storage; /* borrowed; lives as long as the core */
 	void *storage_ctx;
+	/* The repair stored by the driver (all zero: none). With a repair,
+	 * the stored commit may pass the log (it is lowered to the last
+	 * index) and applied may pass commit (entries lost to damage that
+	 * the state machine applied are not handed out again). */
+	raft_repair repair;
 } raft_config;
 
 typedef enum raft_role {
@@ -213,6 +234,11 @@ typedef struct raft_status {
 	uint64_t transferee;
 	uint64_t dropped_msgs; /* invalid or unprocessable peer messages */
 	pl_status storage_err; /* the last storage error seen, or PL_OK */
+	/* Damaged log not yet repaired (raft_log_damaged): no votes, no
+	 * campaigns. repair is what the driver must have stored; once
+	 * repairing is false the driver may clear its stored copy. */
+	bool repairing;
+	raft_repair repair;
 } raft_status;
 
 /*
@@ -292,6 +318,40 @@ void raft_snapshot_done(raft *r, uint64_t peer, bool ok);
  */
 pl_status raft_snapshot_restore(raft *r, uint64_t from, uint64_t term_from,
     uint64_t index, uint64_t term, const raft_conf *conf);
+
+/*
+ * The driver found log entry bad_index unreadable (its CRC does not
+ * match: a bit flip, a bad sector) while the core runs. Call it between
+ * rounds (not between raft_ready_get and raft_advance), with the lowest
+ * bad index known, first <= bad_index <= the stored last index. The core
+ * then treats its log as ending at bad_index - 1 (its unstable tail
+ * goes too), lowers commit and persisted to at most bad_index - 1 (an
+ * entry that was committed stays committed in the group; this replica
+ * merely forgets it holds it; applied is kept and nothing is handed out
+ * twice), steps down if it led or campaigned, and starts repairing: it
+ * refuses every vote and pre-vote and never campaigns until repaired
+ * from a leader (see raft_repair and docs/raft.md, "Damaged logs").
+ *
+ * *rep receives the repair record (merged with one under way). Before
+ * handling the next ready, the driver must, in one durable write:
+ * truncate its log to bad_index - 1, lower its stored commit to at most
+ * bad_index - 1, and store *rep. A sync that was under way must not be
+ * reported with raft_persisted (it may name entries written again
+ * since). Errors, with nothing changed: PL_E_BAD_REQUEST (bad_index out
+ * of range), PL_E_CORRUPT or another storage error (an entry below
+ * bad_index could not be read either: call again with that index).
+ */
+pl_status raft_log_damaged(raft *r, uint64_t bad_index, raft_repair *rep);
+
+/*
+ * For a driver that finds damage before the core runs (a scan at
+ * restart): merges into *rep the damage of a log whose durable entries
+ * ended at (index, term), the last entry a completed sync covered (the
+ * driver keeps that pair with its sync state). Store the result with the
+ * truncation, then pass it in raft_config.repair. index 0 (nothing was
+ * durable, so nothing was acknowledged) leaves *rep as it is.
+ */
+void raft_repair_note(raft_repair *rep, uint64_t index, uint64_t term);
 
 /* True when raft_ready would return something to handle. */
 bool raft_has_ready(const raft *r);

@@ -57,6 +57,8 @@ struct brk_wtxn {
 	int ndays;
 	uint64_t last_index;
 	uint64_t room_counter;
+	uint64_t applied;
+	raft_hard_state hs;
 };
 
 struct brk_store {
@@ -65,15 +67,21 @@ struct brk_store {
 	brk_store_config cfg;
 	uint64_t last_index;
 	uint64_t room_counter;
+	uint64_t applied;
+	raft_hard_state hs;
 	uint64_t nrooms;
+	MDB_txn *rtxn; /* the Raft storage callbacks' read view */
+	bool rtxn_live;
 	ZSTD_CCtx *zc;
 	ZSTD_DCtx *zd;
-	uint8_t *buf;  /* entry encoding scratch, ENTRY_BYTES_MAX */
+	uint8_t *buf;  /* record encoding scratch, ENTRY_BYTES_MAX */
+	uint8_t *cbuf; /* command encoding scratch (local writes) */
 	uint8_t *zbuf; /* compression scratch */
 	size_t zbuf_cap;
-	pl_arena scratch; /* decoding of one entry */
-	brk_wtxn round;   /* one round at a time (the group thread's) */
-	brk_room *cache;  /* ROUND_ROOMS_CACHED_MAX rooms of the round */
+	pl_arena scratch;     /* decoding of one room record */
+	pl_arena cmd_scratch; /* decoding of one command */
+	brk_wtxn round;       /* one round at a time (the group thread's) */
+	brk_room *cache;      /* ROUND_ROOMS_CACHED_MAX rooms of the round */
 	day_slot days_cache[ROUND_DAYS_CACHED_MAX];
 };
 
@@ -201,6 +209,10 @@ static pl_status load_meta(brk_store *s)
 		return mdb_status(rc);
 	s->last_index = meta_u64(txn, s->meta, "last_index");
 	s->room_counter = meta_u64(txn, s->meta, "room_counter");
+	s->applied = meta_u64(txn, s->meta, "applied");
+	s->hs.term = meta_u64(txn, s->meta, "term");
+	s->hs.vote = meta_u64(txn, s->meta, "vote");
+	s->hs.commit = meta_u64(txn, s->meta, "commit");
 	MDB_stat st;
 	if (mdb_stat(txn, s->rooms, &st) == MDB_SUCCESS)
 		s->nrooms = st.ms_entries;
@@ -216,7 +228,7 @@ static pl_status load_meta(brk_store *s)
 		mdb_cursor_close(cur);
 	}
 	mdb_txn_abort(txn);
-	if (tail != s->last_index) {
+	if (tail != s->last_index || s->applied > s->last_index) {
 		PL_ERROR("store",
 		    "event=open_inconsistent last_index=%llu "
 		    "log_tail=%llu",
@@ -232,13 +244,18 @@ static pl_status alloc_buffers(brk_store *s)
 	s->zc = ZSTD_createCCtx();
 	s->zd = ZSTD_createDCtx();
 	s->buf = malloc(ENTRY_BYTES_MAX);
+	s->cbuf = malloc(ENTRY_BYTES_MAX);
 	s->zbuf_cap = ZSTD_compressBound(ENTRY_BYTES_MAX);
 	s->zbuf = malloc(s->zbuf_cap);
 	s->cache = calloc(ROUND_ROOMS_CACHED_MAX, sizeof(brk_room));
-	if (!s->zc || !s->zd || !s->buf || !s->zbuf || !s->cache)
+	if (!s->zc || !s->zd || !s->buf || !s->cbuf || !s->zbuf || !s->cache)
 		return PL_E_NOMEM;
-	return pl_arena_init(
+	pl_status st = pl_arena_init(
 	    &s->scratch, NULL, PL_ARENA_BYTES_FOR(ENTRY_BYTES_MAX));
+	if (st == PL_OK)
+		st = pl_arena_init(
+		    &s->cmd_scratch, NULL, PL_ARENA_BYTES_FOR(ENTRY_BYTES_MAX));
+	return st;
 }
 
 static pl_status open_env(brk_store *s)
@@ -294,14 +311,18 @@ void brk_store_close(brk_store *s)
 {
 	if (s == NULL)
 		return;
+	if (s->rtxn != NULL)
+		mdb_txn_abort(s->rtxn);
 	if (s->env != NULL)
 		mdb_env_close(s->env);
 	ZSTD_freeCCtx(s->zc);
 	ZSTD_freeDCtx(s->zd);
 	free(s->buf);
+	free(s->cbuf);
 	free(s->zbuf);
 	free(s->cache);
 	pl_arena_fini(&s->scratch);
+	pl_arena_fini(&s->cmd_scratch);
 	free(s);
 }
 
@@ -343,6 +364,8 @@ pl_status brk_wtxn_begin(brk_store *s, bool write, brk_wtxn **out)
 	w->write = write;
 	w->last_index = s->last_index;
 	w->room_counter = s->room_counter;
+	w->applied = s->applied;
+	w->hs = s->hs;
 	*out = w;
 	return PL_OK;
 }
@@ -394,14 +417,31 @@ static pl_status flush_days(brk_wtxn *w)
 	return PL_OK;
 }
 
+static pl_status meta_put(brk_wtxn *w, const char *name, uint64_t v)
+{
+	uint8_t b[8];
+	put_be64(b, v);
+	return put(w, w->s->meta, name, strlen(name), b, 8);
+}
+
+/* Counters and the hard state, only those that moved. The term and vote
+ * are written in the same transaction as the entries of the round, so
+ * they are durable before any message of the round is sent. */
 static pl_status write_meta(brk_wtxn *w)
 {
-	uint8_t v[8];
-	put_be64(v, w->last_index);
-	pl_status st = put(w, w->s->meta, "last_index", 10, v, 8);
-	put_be64(v, w->room_counter);
-	if (st == PL_OK)
-		st = put(w, w->s->meta, "room_counter", 12, v, 8);
+	brk_store *s = w->s;
+	struct {
+		const char *name;
+		uint64_t now, was;
+	} m[] = {{"last_index", w->last_index, s->last_index},
+	    {"room_counter", w->room_counter, s->room_counter},
+	    {"applied", w->applied, s->applied},
+	    {"term", w->hs.term, s->hs.term}, {"vote", w->hs.vote, s->hs.vote},
+	    {"commit", w->hs.commit, s->hs.commit}};
+	pl_status st = PL_OK;
+	for (size_t i = 0; i < PL_ARRAY_LEN(m) && st == PL_OK; i++)
+		if (m[i].now != m[i].was)
+			st = meta_put(w, m[i].name, m[i].now);
 	return st;
 }
 
@@ -415,7 +455,7 @@ pl_status brk_wtxn_commit(brk_wtxn *w)
 	pl_status st = flush_rooms(w);
 	if (st == PL_OK)
 		st = flush_days(w);
-	if (st == PL_OK && w->last_index != s->last_index)
+	if (st == PL_OK)
 		st = write_meta(w);
 	if (st != PL_OK) {
 		brk_wtxn_abort(w);
@@ -431,6 +471,8 @@ pl_status brk_wtxn_commit(brk_wtxn *w)
 	s->nrooms += w->room_counter - s->room_counter;
 	s->last_index = w->last_index;
 	s->room_counter = w->room_counter;
+	s->applied = w->applied;
+	s->hs = w->hs;
 	return PL_OK;
 }
 
@@ -573,77 +615,205 @@ static pl_status apply_day(
 
 /* ---- the log ---- */
 
-/* Appends cmd as the next log entry: CRC32C over index and bytes. */
-static pl_status append_cmd(brk_wtxn *w, Parley__Internal__Command *cmd)
+/* A log value: crc32c u32 BE | term u64 BE | type u8 | payload. The CRC
+ * covers the key (the index) and everything after the CRC, so an entry
+ * copied to the wrong index, torn or flipped is caught on read. */
+#define ENTRY_HDR_BYTES (ENTRY_CRC_BYTES + 8 + 1)
+
+static pl_status entry_put(brk_wtxn *w, const raft_entry *e)
 {
 	brk_store *s = w->s;
-	Parley__Internal__LogEntry e;
 	uint8_t key[8];
-	size_t n;
-	parley__internal__log_entry__init(&e);
-	e.term = 1;
-	e.index = w->last_index + 1;
-	e.cmd = cmd;
-	pl_status st = pl_pb_encode(&e.base, s->buf + ENTRY_CRC_BYTES,
-	    ENTRY_BYTES_MAX - ENTRY_CRC_BYTES, &n);
-	if (st != PL_OK)
-		return st;
-	put_be64(key, e.index);
-	uint32_t crc = pl_crc32c(pl_crc32c(0, key, 8), s->buf + 4, n);
-	s->buf[0] = (uint8_t)(crc >> 24);
-	s->buf[1] = (uint8_t)(crc >> 16);
-	s->buf[2] = (uint8_t)(crc >> 8);
-	s->buf[3] = (uint8_t)crc;
-	st = put(w, s->log, key, 8, s->buf, n + ENTRY_CRC_BYTES);
-	if (st == PL_OK)
-		w->last_index = e.index;
-	return st;
+	MDB_val k = {8, key}, v;
+	if (!w->write)
+		return PL_E_MAP_FULL;
+	if (e->len > ENTRY_BYTES_MAX)
+		return PL_E_TOO_LARGE;
+	put_be64(key, e->index);
+	v.mv_size = ENTRY_HDR_BYTES + e->len;
+	/* Reserve the value in the map and build it there: the payload is
+	 * copied once, from the proposal (or the received message) into the
+	 * page that stores it. */
+	int rc = mdb_put(w->txn, s->log, &k, &v, MDB_RESERVE);
+	if (rc != MDB_SUCCESS)
+		return mdb_status(rc);
+	uint8_t *p = v.mv_data;
+	put_be64(p + ENTRY_CRC_BYTES, e->term);
+	p[ENTRY_CRC_BYTES + 8] = e->type;
+	if (e->len > 0)
+		memcpy(p + ENTRY_HDR_BYTES, e->data, e->len);
+	uint32_t crc = pl_crc32c(pl_crc32c(0, key, 8), p + ENTRY_CRC_BYTES,
+	    v.mv_size - ENTRY_CRC_BYTES);
+	p[0] = (uint8_t)(crc >> 24);
+	p[1] = (uint8_t)(crc >> 16);
+	p[2] = (uint8_t)(crc >> 8);
+	p[3] = (uint8_t)crc;
+	return PL_OK;
 }
 
-/* Reads and verifies log entry idx; decoded into the store's scratch
- * arena (valid until the next call). */
-static pl_status read_entry(
-    brk_wtxn *w, uint64_t idx, Parley__Internal__LogEntry **out)
+/* Reads and verifies entry idx in txn; data points into the map (valid
+ * while txn lives). PL_E_NOT_FOUND when absent, PL_E_CORRUPT on a CRC
+ * mismatch or a short value. */
+static pl_status entry_get(
+    brk_store *s, MDB_txn *txn, uint64_t idx, raft_entry *out)
 {
-	brk_store *s = w->s;
 	uint8_t key[8];
-	MDB_val v;
+	MDB_val k = {8, key}, v;
 	put_be64(key, idx);
-	pl_status st = get(w, s->log, key, 8, &v);
-	if (st != PL_OK)
-		return st == PL_E_NOT_FOUND ? PL_E_CORRUPT : st;
+	int rc = mdb_get(txn, s->log, &k, &v);
+	if (rc != MDB_SUCCESS)
+		return mdb_status(rc);
 	const uint8_t *p = v.mv_data;
-	if (v.mv_size < ENTRY_CRC_BYTES)
+	if (v.mv_size < ENTRY_HDR_BYTES)
 		return PL_E_CORRUPT;
 	uint32_t want = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
 	                (uint32_t)p[2] << 8 | p[3];
-	size_t n = v.mv_size - ENTRY_CRC_BYTES;
-	if (pl_crc32c(pl_crc32c(0, key, 8), p + 4, n) != want) {
+	if (pl_crc32c(pl_crc32c(0, key, 8), p + ENTRY_CRC_BYTES,
+	        v.mv_size - ENTRY_CRC_BYTES) != want) {
 		PL_ERROR("store", "event=crc_mismatch index=%llu",
 		    (unsigned long long)idx);
 		return PL_E_CORRUPT;
 	}
-	pl_arena_reset(&s->scratch);
-	Parley__Internal__LogEntry *e;
-	st = pl_log_entry_decode(p + 4, n, &s->scratch, &e);
-	if (st != PL_OK || e->index != idx || e->cmd == NULL)
-		return PL_E_CORRUPT;
-	*out = e;
+	out->index = idx;
+	out->term = get_be64(p + ENTRY_CRC_BYTES);
+	out->type = p[ENTRY_CRC_BYTES + 8];
+	out->data = p + ENTRY_HDR_BYTES;
+	out->len = v.mv_size - ENTRY_HDR_BYTES;
 	return PL_OK;
 }
 
-/* ---- writes ---- */
-
-static void cmd_init(Parley__Internal__Command *cmd,
-    const Parley__Internal__Caller *c, int64_t ts)
+/* Reads, verifies and decodes the command of entry idx (into the store's
+ * command arena, valid until the next call). */
+static pl_status read_cmd(
+    brk_wtxn *w, uint64_t idx, Parley__Internal__Command **out)
 {
-	parley__internal__command__init(cmd);
-	cmd->ts_us = ts;
-	cmd->caller = (Parley__Internal__Caller *)c;
+	raft_entry e;
+	pl_status st = entry_get(w->s, w->txn, idx, &e);
+	if (st != PL_OK)
+		return st == PL_E_NOT_FOUND ? PL_E_CORRUPT : st;
+	if (e.type != RAFT_ENTRY_NORMAL || e.len == 0)
+		return PL_E_CORRUPT;
+	pl_arena_reset(&w->s->cmd_scratch);
+	if (pl_command_decode(e.data, e.len, &w->s->cmd_scratch, out) != PL_OK)
+		return PL_E_CORRUPT;
+	return PL_OK;
 }
 
+pl_status brk_log_append(brk_wtxn *w, const raft_entry *e, size_t n)
+{
+	if (n == 0)
+		return PL_OK;
+	uint64_t from = e[0].index;
+	/* Never below what is applied (committed entries never change), and
+	 * never leaving a hole. */
+	if (from <= w->applied || from > w->last_index + 1)
+		return PL_E_CORRUPT;
+	pl_status st = PL_OK;
+	for (uint64_t i = w->last_index; i >= from && st == PL_OK; i--) {
+		uint8_t key[8];
+		put_be64(key, i);
+		st = del(w, w->s->log, key, 8);
+	}
+	for (size_t i = 0; i < n && st == PL_OK; i++) {
+		if (e[i].index != from + i)
+			return PL_E_CORRUPT;
+		st = entry_put(w, &e[i]);
+	}
+	if (st == PL_OK)
+		w->last_index = e[n - 1].index;
+	return st;
+}
+
+void brk_hs_put(brk_wtxn *w, const raft_hard_state *hs)
+{
+	w->hs = *hs;
+}
+
+void brk_store_raft(const brk_store *s, raft_hard_state *hs, uint64_t *applied)
+{
+	*hs = s->hs;
+	*applied = s->applied;
+}
+
+uint64_t brk_store_applied(const brk_store *s)
+{
+	return s->applied;
+}
+
+/* The read view the Raft core's storage callbacks use: a read-only
+ * transaction opened on first use and ended by brk_log_release, which the
+ * driver calls after each raft_advance so the next view sees the round's
+ * writes. Entries returned point into it. */
+static pl_status rtxn(brk_store *s, MDB_txn **out)
+{
+	int rc = MDB_SUCCESS;
+	if (s->rtxn == NULL)
+		rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->rtxn);
+	else if (!s->rtxn_live)
+		rc = mdb_txn_renew(s->rtxn);
+	if (rc != MDB_SUCCESS)
+		return mdb_status(rc);
+	s->rtxn_live = true;
+	*out = s->rtxn;
+	return PL_OK;
+}
+
+void brk_log_release(brk_store *s)
+{
+	if (s->rtxn != NULL && s->rtxn_live)
+		mdb_txn_reset(s->rtxn);
+	s->rtxn_live = false;
+}
+
+pl_status brk_log_term(brk_store *s, uint64_t index, uint64_t *term)
+{
+	MDB_txn *t = NULL;
+	raft_entry e;
+	if (index == 0) {
+		*term = 0; /* the empty log starts after (0, 0) */
+		return PL_OK;
+	}
+	if (index > s->last_index)
+		return PL_E_NOT_FOUND;
+	pl_status st = rtxn(s, &t);
+	if (st == PL_OK)
+		st = entry_get(s, t, index, &e);
+	if (st == PL_E_NOT_FOUND)
+		st = PL_E_CORRUPT; /* inside [first, last]: must exist */
+	if (st == PL_OK)
+		*term = e.term;
+	return st;
+}
+
+pl_status brk_log_entries(brk_store *s, uint64_t lo, uint64_t hi,
+    size_t max_bytes, raft_entry *out, size_t cap, size_t *n)
+{
+	MDB_txn *t = NULL;
+	if (lo == 0 || hi > s->last_index + 1 || lo >= hi)
+		return PL_E_NOT_FOUND;
+	pl_status st = rtxn(s, &t);
+	size_t k = 0, bytes = 0;
+	for (uint64_t i = lo; i < hi && k < cap && st == PL_OK; i++) {
+		raft_entry e;
+		st = entry_get(s, t, i, &e);
+		if (st == PL_E_NOT_FOUND)
+			st = PL_E_CORRUPT;
+		if (st != PL_OK)
+			break;
+		if (k > 0 && bytes + e.len > max_bytes)
+			break;
+		bytes += e.len;
+		out[k++] = e;
+	}
+	if (st == PL_OK)
+		*n = k;
+	return st;
+}
+
+/* ---- applying commands ---- */
+
 static pl_status room_insert(brk_wtxn *w, const Parley__Internal__Caller *c,
-    const Parley__CreateRoom *cr, int64_t ts, uint64_t room)
+    Parley__MetaEntry **meta, size_t n_meta, int64_t ts, uint64_t room)
 {
 	brk_room *r;
 	int i;
@@ -655,11 +825,11 @@ static pl_status room_insert(brk_wtxn *w, const Parley__Internal__Caller *c,
 	r->id = room;
 	snprintf(r->tenant, sizeof(r->tenant), "%s", c->tenant);
 	r->stats.created_us = ts;
-	for (size_t m = 0; m < cr->n_meta && m < PL_META_ENTRIES_MAX; m++) {
-		snprintf(r->meta[m].key, sizeof(r->meta[m].key), "%s",
-		    cr->meta[m]->key);
+	for (size_t m = 0; m < n_meta && m < PL_META_ENTRIES_MAX; m++) {
+		snprintf(
+		    r->meta[m].key, sizeof(r->meta[m].key), "%s", meta[m]->key);
 		snprintf(r->meta[m].value, sizeof(r->meta[m].value), "%s",
-		    cr->meta[m]->value);
+		    meta[m]->value);
 		r->nmeta++;
 	}
 	brk_day_delta d;
@@ -672,10 +842,18 @@ static pl_status room_insert(brk_wtxn *w, const Parley__Internal__Caller *c,
 	return apply_day(w, c->tenant, &d);
 }
 
-pl_status brk_create_room(brk_wtxn *w, const Parley__Internal__Caller *c,
-    const Parley__CreateRoom *cr, int64_t ts, uint64_t *room, bool *existed)
+static size_t idem_key(
+    uint8_t *out, size_t cap, const char *tenant, const char *key)
+{
+	return tenant_key(out, cap, tenant, key, strlen(key));
+}
+
+static pl_status ap_create(
+    brk_wtxn *w, const Parley__Internal__Command *cmd, brk_applied *res)
 {
 	brk_store *s = w->s;
+	const Parley__Internal__Caller *c = cmd->caller;
+	const Parley__Internal__CreateRoomCmd *op = cmd->create_room;
 	uint8_t ik[PL_TENANT_CHARS_MAX + PL_IDEMPOTENCY_KEY_CHARS_MAX + 2];
 	size_t ikl = 0;
 	MDB_val v;
@@ -683,47 +861,32 @@ pl_status brk_create_room(brk_wtxn *w, const Parley__Internal__Caller *c,
 		return PL_E_FORBIDDEN;
 	if (c->role == PARLEY__ROLE__OBSERVER)
 		return PL_E_FORBIDDEN;
-	if (cr->idempotency_key != NULL && cr->idempotency_key[0] != '\0') {
-		ikl = tenant_key(ik, sizeof(ik), c->tenant, cr->idempotency_key,
-		    strlen(cr->idempotency_key));
+	if (op->idempotency_key != NULL && op->idempotency_key[0] != '\0') {
+		ikl = idem_key(ik, sizeof(ik), c->tenant, op->idempotency_key);
 		if (ikl == 0)
 			return PL_E_BAD_REQUEST;
 		if (get(w, s->idem, ik, ikl, &v) == PL_OK && v.mv_size == 8) {
-			*room = get_be64(v.mv_data);
-			*existed = true;
+			res->room = get_be64(v.mv_data);
+			res->existed = true;
 			return PL_OK;
 		}
 	}
 	if (w->room_counter >= PL_ROOM_COUNTER_MAX)
-		return PL_E_MAP_FULL;
+		return PL_E_TOO_LARGE;
 	uint64_t id = pl_room_make(s->cfg.group, w->room_counter + 1);
-
-	Parley__Internal__Command cmd;
-	Parley__Internal__CreateRoomCmd op;
-	cmd_init(&cmd, c, ts);
-	parley__internal__create_room_cmd__init(&op);
-	op.room = id;
-	op.idempotency_key = cr->idempotency_key;
-	op.n_meta = cr->n_meta;
-	op.meta = cr->meta;
-	cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_CREATE_ROOM;
-	cmd.create_room = &op;
-	pl_status st = append_cmd(w, &cmd);
 	uint8_t rk[8];
 	put_be64(rk, id);
 	uint8_t tk[PL_TENANT_CHARS_MAX + 10];
 	size_t tkl = tenant_key(tk, sizeof(tk), c->tenant, rk, 8);
-	if (st == PL_OK)
-		st = put(w, s->tenant_rooms, tk, tkl, "", 0);
+	pl_status st = put(w, s->tenant_rooms, tk, tkl, "", 0);
 	if (st == PL_OK && ikl != 0)
 		st = put(w, s->idem, ik, ikl, rk, 8);
 	if (st == PL_OK)
-		st = room_insert(w, c, cr, ts, id);
+		st = room_insert(w, c, op->meta, op->n_meta, cmd->ts_us, id);
 	if (st != PL_OK)
 		return st;
 	w->room_counter++;
-	*room = id;
-	*existed = false;
+	res->room = id;
 	return PL_OK;
 }
 
@@ -743,38 +906,33 @@ static pl_status room_for_write(brk_wtxn *w, const Parley__Internal__Caller *c,
 	return PL_OK;
 }
 
-pl_status brk_join(
-    brk_wtxn *w, const Parley__Internal__Caller *c, uint64_t room, int64_t ts)
+static pl_status ap_join(brk_wtxn *w, const Parley__Internal__Command *cmd,
+    uint64_t room, brk_applied *res)
 {
+	const Parley__Internal__Caller *c = cmd->caller;
 	brk_room *r;
 	pl_status st = room_for_write(w, c, room, BRK_ACCESS_JOIN, &r);
 	if (st != PL_OK)
 		return st;
 	brk_member *m = brk_room_member(r, c->user);
 	if (m != NULL && m->joined && m->role == (int)c->role)
-		return PL_OK; /* already joined: nothing to log */
-	Parley__Internal__Command cmd;
-	Parley__Internal__JoinCmd op;
-	cmd_init(&cmd, c, ts);
-	parley__internal__join_cmd__init(&op);
-	op.room = room;
-	cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_JOIN;
-	cmd.join = &op;
+		return PL_OK; /* already joined */
 	brk_day_delta d;
-	brk_day_delta_init(&d, ts);
-	brk_room probe = *r; /* check capacity before logging */
-	if ((st = brk_room_join(&probe, c->user, c->role, ts, &d)) != PL_OK)
-		return st;
-	if ((st = append_cmd(w, &cmd)) != PL_OK)
+	brk_day_delta_init(&d, cmd->ts_us);
+	brk_room probe = *r; /* capacity first: nothing half-done */
+	if ((st = brk_room_join(&probe, c->user, c->role, cmd->ts_us, &d)) !=
+	    PL_OK)
 		return st;
 	*r = probe;
 	mark_dirty(w, r);
+	res->changed = true;
 	return apply_day(w, c->tenant, &d);
 }
 
-pl_status brk_leave(
-    brk_wtxn *w, const Parley__Internal__Caller *c, uint64_t room, int64_t ts)
+static pl_status ap_leave(brk_wtxn *w, const Parley__Internal__Command *cmd,
+    uint64_t room, brk_applied *res)
 {
+	const Parley__Internal__Caller *c = cmd->caller;
 	brk_room *r;
 	pl_status st = brk_room_get(w, room, &r);
 	if (st != PL_OK)
@@ -784,17 +942,9 @@ pl_status brk_leave(
 	brk_member *m = brk_room_member(r, c->user);
 	if (m == NULL || !m->joined)
 		return PL_OK;
-	Parley__Internal__Command cmd;
-	Parley__Internal__LeaveCmd op;
-	cmd_init(&cmd, c, ts);
-	parley__internal__leave_cmd__init(&op);
-	op.room = room;
-	cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_LEAVE;
-	cmd.leave = &op;
-	if ((st = append_cmd(w, &cmd)) != PL_OK)
-		return st;
 	brk_room_leave(r, c->user);
 	mark_dirty(w, r);
+	res->changed = true;
 	return PL_OK;
 }
 
@@ -806,15 +956,18 @@ static size_t dedup_key(uint8_t *out, uint64_t room, const char *cmid)
 	return 8 + n;
 }
 
-/* A retry: the original seq and timestamp. */
-static pl_status dedup_lookup(
-    brk_wtxn *w, uint64_t room, const char *cmid, brk_pub_result *res)
+pl_status brk_dedup_check(
+    brk_wtxn *w, uint64_t room, const char *cmid, brk_applied *res)
 {
 	uint8_t k[8 + PL_CLIENT_MSG_ID_CHARS_MAX];
 	MDB_val v;
+	if (cmid == NULL || cmid[0] == '\0' ||
+	    strlen(cmid) > PL_CLIENT_MSG_ID_CHARS_MAX)
+		return PL_E_NOT_FOUND;
 	pl_status st = get(w, w->s->dedup, k, dedup_key(k, room, cmid), &v);
 	if (st != PL_OK || v.mv_size != 16)
 		return PL_E_NOT_FOUND;
+	res->room = room;
 	res->seq = get_be64(v.mv_data);
 	res->ts_us = (int64_t)get_be64((uint8_t *)v.mv_data + 8);
 	res->duplicate = true;
@@ -840,15 +993,17 @@ static pl_status dedup_forget(brk_wtxn *w, uint64_t room, uint64_t seq)
 }
 
 /* Writes the seq index (-> log index + client_msg_id) and dedup entry. */
-static pl_status index_message(
-    brk_wtxn *w, uint64_t room, uint64_t seq, const char *cmid, int64_t ts)
+static pl_status index_message(brk_wtxn *w, uint64_t room, uint64_t seq,
+    const char *cmid, int64_t ts, uint64_t index)
 {
 	brk_store *s = w->s;
 	uint8_t k[16], v[8 + PL_CLIENT_MSG_ID_CHARS_MAX];
 	size_t cl = cmid ? strlen(cmid) : 0;
+	if (cl > PL_CLIENT_MSG_ID_CHARS_MAX)
+		return PL_E_BAD_REQUEST;
 	put_be64(k, room);
 	put_be64(k + 8, seq);
-	put_be64(v, w->last_index);
+	put_be64(v, index);
 	memcpy(v + 8, cmid, cl);
 	pl_status st = put(w, s->seq, k, 16, v, 8 + cl);
 	if (st != PL_OK || cl == 0)
@@ -862,75 +1017,77 @@ static pl_status index_message(
 	return st;
 }
 
-/* Fills op's body, compressed when that pays. */
-static void body_encode(brk_store *s, Parley__Internal__PublishCmd *op,
+pl_status brk_body_encode(brk_store *s, Parley__Internal__PublishCmd *op,
     const ProtobufCBinaryData *body)
 {
 	op->body = *body;
+	if (body->len > BODY_BYTES_MAX)
+		return PL_E_TOO_LARGE;
 	if (s->cfg.compress_bytes_min == 0 ||
 	    body->len < s->cfg.compress_bytes_min)
-		return;
+		return PL_OK;
 	size_t z = ZSTD_compressCCtx(
 	    s->zc, s->zbuf, s->zbuf_cap, body->data, body->len, ZSTD_LEVEL);
 	if (ZSTD_isError(z) || z >= body->len)
-		return;
+		return PL_OK;
 	op->body.data = s->zbuf;
 	op->body.len = z;
 	op->compressed = true;
 	op->raw_len = (uint32_t)body->len;
+	return PL_OK;
 }
 
-static pl_status publish_check(brk_wtxn *w, const Parley__Internal__Caller *c,
-    uint64_t room, const Parley__Publish *p, brk_room **r)
-{
-	if (p->body.len > BODY_BYTES_MAX)
-		return PL_E_TOO_LARGE;
-	if (p->kind == PARLEY__KIND__SYSTEM && c->role != PARLEY__ROLE__SERVICE)
-		return PL_E_FORBIDDEN;
-	return room_for_write(w, c, room, BRK_ACCESS_WRITE, r);
-}
+static pl_status message_from_cmd(brk_store *s,
+    const Parley__Internal__Command *c, uint64_t room, uint64_t seq,
+    brk_arena *a, Parley__Message *m);
 
-pl_status brk_publish(brk_wtxn *w, const Parley__Internal__Caller *c,
-    uint64_t room, const Parley__Publish *p, int64_t ts, brk_pub_result *res)
+static pl_status ap_publish(brk_wtxn *w, const Parley__Internal__Command *cmd,
+    uint64_t index, brk_arena *a, brk_applied *res)
 {
+	const Parley__Internal__Caller *c = cmd->caller;
+	const Parley__Internal__PublishCmd *op = cmd->publish;
+	uint64_t room = op->room;
 	brk_room *r;
-	pl_status st = publish_check(w, c, room, p, &r);
+	size_t raw = op->compressed ? op->raw_len : op->body.len;
+	if (raw > BODY_BYTES_MAX)
+		return PL_E_TOO_LARGE;
+	if (op->kind == PARLEY__KIND__SYSTEM &&
+	    c->role != PARLEY__ROLE__SERVICE)
+		return PL_E_FORBIDDEN;
+	pl_status st = room_for_write(w, c, room, BRK_ACCESS_WRITE, &r);
 	if (st != PL_OK)
 		return st;
-	const char *cmid = p->client_msg_id ? p->client_msg_id : "";
-	if (cmid[0] != '\0' && dedup_lookup(w, room, cmid, res) == PL_OK)
+	const char *cmid = op->client_msg_id ? op->client_msg_id : "";
+	if (brk_dedup_check(w, room, cmid, res) == PL_OK)
 		return PL_OK;
-	Parley__Internal__Command cmd;
-	Parley__Internal__PublishCmd op;
-	cmd_init(&cmd, c, ts);
-	parley__internal__publish_cmd__init(&op);
-	op.room = room;
-	op.seq = r->last_seq + 1;
-	op.client_msg_id = (char *)cmid;
-	op.kind = p->kind;
-	op.n_meta = p->n_meta;
-	op.meta = p->meta;
-	body_encode(w->s, &op, &p->body);
-	cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_PUBLISH;
-	cmd.publish = &op;
-	if ((st = append_cmd(w, &cmd)) != PL_OK)
-		return st;
-	if ((st = index_message(w, room, op.seq, cmid, ts)) != PL_OK)
+	uint64_t seq = r->last_seq + 1;
+	if ((st = index_message(w, room, seq, cmid, cmd->ts_us, index)) !=
+	    PL_OK)
 		return st;
 	brk_day_delta d;
-	brk_day_delta_init(&d, ts);
-	r->last_seq = op.seq;
-	brk_room_on_message(r, c->role, p->kind, ts, &d);
+	brk_day_delta_init(&d, cmd->ts_us);
+	r->last_seq = seq;
+	brk_room_on_message(r, c->role, op->kind, cmd->ts_us, &d);
 	mark_dirty(w, r);
-	res->seq = op.seq;
-	res->ts_us = ts;
-	res->duplicate = false;
-	return apply_day(w, r->tenant, &d);
+	res->room = room;
+	res->seq = seq;
+	res->ts_us = cmd->ts_us;
+	if ((st = apply_day(w, r->tenant, &d)) != PL_OK)
+		return st;
+	if (a == NULL)
+		return PL_OK;
+	Parley__Message *m = brk_arena_alloc(a, sizeof(*m));
+	if (m == NULL || message_from_cmd(w->s, cmd, room, seq, a, m) != PL_OK)
+		return PL_OK; /* the event is best effort: history has it */
+	res->msg = m;
+	return PL_OK;
 }
 
-pl_status brk_read(brk_wtxn *w, const Parley__Internal__Caller *c,
-    uint64_t room, uint64_t seq, int64_t ts)
+static pl_status ap_read(brk_wtxn *w, const Parley__Internal__Command *cmd,
+    uint64_t room, brk_applied *res)
 {
+	const Parley__Internal__Caller *c = cmd->caller;
+	uint64_t seq = cmd->read->seq;
 	brk_room *r;
 	pl_status st = brk_room_get(w, room, &r);
 	if (st != PL_OK)
@@ -940,45 +1097,239 @@ pl_status brk_read(brk_wtxn *w, const Parley__Internal__Caller *c,
 	brk_member *m = brk_room_member(r, c->user);
 	if (seq > r->last_seq)
 		seq = r->last_seq;
-	if (m == NULL || seq <= m->read_seq)
+	if (m == NULL)
+		return PL_OK;
+	res->seq = m->read_seq;
+	if (seq <= m->read_seq)
 		return PL_OK; /* positions only move forward */
+	m->read_seq = seq;
+	res->seq = seq;
+	res->changed = true;
+	mark_dirty(w, r);
+	return PL_OK;
+}
+
+static pl_status ap_close(brk_wtxn *w, const Parley__Internal__Command *cmd,
+    uint64_t room, brk_applied *res)
+{
+	brk_room *r;
+	pl_status st =
+	    room_for_write(w, cmd->caller, room, BRK_ACCESS_CLOSE, &r);
+	if (st != PL_OK)
+		return st;
+	const char *reason = cmd->close->reason ? cmd->close->reason : "";
+	brk_day_delta d;
+	brk_day_delta_init(&d, cmd->ts_us);
+	brk_room_close(r, reason, cmd->ts_us, &d);
+	mark_dirty(w, r);
+	res->changed = true;
+	return apply_day(w, r->tenant, &d);
+}
+
+/* Failures of the store itself, as opposed to a command's outcome: they
+ * fail the whole round. */
+static bool storage_failure(pl_status st)
+{
+	return st == PL_E_MAP_FULL || st == PL_E_DISK_FULL || st == PL_E_IO ||
+	       st == PL_E_NOMEM || st == PL_E_CORRUPT;
+}
+
+static pl_status apply_cmd(brk_wtxn *w, const Parley__Internal__Command *cmd,
+    uint64_t index, brk_arena *a, brk_applied *res)
+{
+	switch (cmd->op_case) {
+	case PARLEY__INTERNAL__COMMAND__OP_CREATE_ROOM:
+		return ap_create(w, cmd, res);
+	case PARLEY__INTERNAL__COMMAND__OP_JOIN:
+		res->room = cmd->join->room;
+		return ap_join(w, cmd, cmd->join->room, res);
+	case PARLEY__INTERNAL__COMMAND__OP_LEAVE:
+		res->room = cmd->leave->room;
+		return ap_leave(w, cmd, cmd->leave->room, res);
+	case PARLEY__INTERNAL__COMMAND__OP_PUBLISH:
+		res->room = cmd->publish->room;
+		return ap_publish(w, cmd, index, a, res);
+	case PARLEY__INTERNAL__COMMAND__OP_READ:
+		res->room = cmd->read->room;
+		return ap_read(w, cmd, cmd->read->room, res);
+	case PARLEY__INTERNAL__COMMAND__OP_CLOSE:
+		res->room = cmd->close->room;
+		return ap_close(w, cmd, cmd->close->room, res);
+	default:
+		return PL_E_BAD_REQUEST;
+	}
+}
+
+pl_status brk_apply(
+    brk_wtxn *w, const raft_entry *e, brk_arena *a, brk_applied *res)
+{
+	memset(res, 0, sizeof(*res));
+	if (e->index != w->applied + 1)
+		return PL_E_CORRUPT; /* applying out of order */
+	if (!w->write)
+		return PL_E_MAP_FULL;
+	res->index = e->index;
+	if (e->type == RAFT_ENTRY_NORMAL && e->len > 0) {
+		Parley__Internal__Command *cmd;
+		pl_arena_reset(&w->s->cmd_scratch);
+		pl_status st = pl_command_decode(
+		    e->data, e->len, &w->s->cmd_scratch, &cmd);
+		if (st != PL_OK) {
+			/* A leader encodes what it proposes; a command that
+			 * does not decode is refused the same way on every
+			 * replica. */
+			res->st = PL_E_BAD_REQUEST;
+		} else {
+			res->cmd = cmd;
+			st = apply_cmd(w, cmd, e->index, a, res);
+			if (storage_failure(st))
+				return st;
+			res->st = st;
+		}
+	}
+	w->applied = e->index;
+	return PL_OK;
+}
+
+/* ---- single-replica writes (tests, tools): propose and apply at once */
+
+static pl_status local_apply(
+    brk_wtxn *w, Parley__Internal__Command *cmd, brk_applied *res)
+{
+	brk_store *s = w->s;
+	size_t n;
+	if (w->applied != w->last_index)
+		return PL_E_AGAIN;
+	pl_status st = pl_pb_encode(&cmd->base, s->cbuf, ENTRY_BYTES_MAX, &n);
+	if (st != PL_OK)
+		return st;
+	raft_entry e = {.term = w->hs.term ? w->hs.term : 1,
+	    .index = w->last_index + 1,
+	    .type = RAFT_ENTRY_NORMAL,
+	    .data = s->cbuf,
+	    .len = n};
+	if ((st = brk_log_append(w, &e, 1)) != PL_OK)
+		return st;
+	if ((st = brk_apply(w, &e, NULL, res)) != PL_OK)
+		return st;
+	return res->st;
+}
+
+static void cmd_init(Parley__Internal__Command *cmd,
+    const Parley__Internal__Caller *c, int64_t ts)
+{
+	parley__internal__command__init(cmd);
+	cmd->ts_us = ts;
+	cmd->caller = (Parley__Internal__Caller *)c;
+}
+
+pl_status brk_create_room(brk_wtxn *w, const Parley__Internal__Caller *c,
+    const Parley__CreateRoom *cr, int64_t ts, uint64_t *room, bool *existed)
+{
+	Parley__Internal__Command cmd;
+	Parley__Internal__CreateRoomCmd op;
+	brk_applied res;
+	cmd_init(&cmd, c, ts);
+	parley__internal__create_room_cmd__init(&op);
+	op.idempotency_key = cr->idempotency_key;
+	op.n_meta = cr->n_meta;
+	op.meta = cr->meta;
+	cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_CREATE_ROOM;
+	cmd.create_room = &op;
+	pl_status st = local_apply(w, &cmd, &res);
+	if (st == PL_OK) {
+		*room = res.room;
+		*existed = res.existed;
+	}
+	return st;
+}
+
+pl_status brk_join(
+    brk_wtxn *w, const Parley__Internal__Caller *c, uint64_t room, int64_t ts)
+{
+	Parley__Internal__Command cmd;
+	Parley__Internal__JoinCmd op;
+	brk_applied res;
+	cmd_init(&cmd, c, ts);
+	parley__internal__join_cmd__init(&op);
+	op.room = room;
+	cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_JOIN;
+	cmd.join = &op;
+	return local_apply(w, &cmd, &res);
+}
+
+pl_status brk_leave(
+    brk_wtxn *w, const Parley__Internal__Caller *c, uint64_t room, int64_t ts)
+{
+	Parley__Internal__Command cmd;
+	Parley__Internal__LeaveCmd op;
+	brk_applied res;
+	cmd_init(&cmd, c, ts);
+	parley__internal__leave_cmd__init(&op);
+	op.room = room;
+	cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_LEAVE;
+	cmd.leave = &op;
+	return local_apply(w, &cmd, &res);
+}
+
+pl_status brk_publish(brk_wtxn *w, const Parley__Internal__Caller *c,
+    uint64_t room, const Parley__Publish *p, int64_t ts, brk_pub_result *r)
+{
+	Parley__Internal__Command cmd;
+	Parley__Internal__PublishCmd op;
+	brk_applied res;
+	memset(&res, 0, sizeof(res));
+	/* A retry is answered from the dedup table without a log entry. */
+	pl_status st = brk_dedup_check(w, room, p->client_msg_id, &res);
+	if (st != PL_OK) {
+		cmd_init(&cmd, c, ts);
+		parley__internal__publish_cmd__init(&op);
+		op.room = room;
+		op.client_msg_id = p->client_msg_id ? p->client_msg_id : "";
+		op.kind = p->kind;
+		op.n_meta = p->n_meta;
+		op.meta = p->meta;
+		if ((st = brk_body_encode(w->s, &op, &p->body)) != PL_OK)
+			return st;
+		cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_PUBLISH;
+		cmd.publish = &op;
+		if ((st = local_apply(w, &cmd, &res)) != PL_OK)
+			return st;
+	}
+	r->seq = res.seq;
+	r->ts_us = res.ts_us;
+	r->duplicate = res.duplicate;
+	return PL_OK;
+}
+
+pl_status brk_read(brk_wtxn *w, const Parley__Internal__Caller *c,
+    uint64_t room, uint64_t seq, int64_t ts)
+{
 	Parley__Internal__Command cmd;
 	Parley__Internal__ReadCmd op;
+	brk_applied res;
 	cmd_init(&cmd, c, ts);
 	parley__internal__read_cmd__init(&op);
 	op.room = room;
 	op.seq = seq;
 	cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_READ;
 	cmd.read = &op;
-	if ((st = append_cmd(w, &cmd)) != PL_OK)
-		return st;
-	m->read_seq = seq;
-	mark_dirty(w, r);
-	return PL_OK;
+	return local_apply(w, &cmd, &res);
 }
 
 pl_status brk_close_room(brk_wtxn *w, const Parley__Internal__Caller *c,
     uint64_t room, const char *reason, int64_t ts)
 {
-	brk_room *r;
-	pl_status st = room_for_write(w, c, room, BRK_ACCESS_CLOSE, &r);
-	if (st != PL_OK)
-		return st;
 	Parley__Internal__Command cmd;
 	Parley__Internal__CloseCmd op;
+	brk_applied res;
 	cmd_init(&cmd, c, ts);
 	parley__internal__close_cmd__init(&op);
 	op.room = room;
 	op.reason = (char *)(reason ? reason : "");
 	cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_CLOSE;
 	cmd.close = &op;
-	if ((st = append_cmd(w, &cmd)) != PL_OK)
-		return st;
-	brk_day_delta d;
-	brk_day_delta_init(&d, ts);
-	brk_room_close(r, op.reason, ts, &d);
-	mark_dirty(w, r);
-	return apply_day(w, r->tenant, &d);
+	return local_apply(w, &cmd, &res);
 }
 
 /* ---- reads ---- */
@@ -1027,12 +1378,11 @@ static pl_status meta_copy(
 	return PL_OK;
 }
 
-/* Builds m (in a) from a verified publish entry. */
-static pl_status message_from_entry(brk_store *s,
-    const Parley__Internal__LogEntry *e, uint64_t room, brk_arena *a,
-    Parley__Message *m)
+/* Builds m (in a) from a verified publish command stored as seq. */
+static pl_status message_from_cmd(brk_store *s,
+    const Parley__Internal__Command *c, uint64_t room, uint64_t seq,
+    brk_arena *a, Parley__Message *m)
 {
-	const Parley__Internal__Command *c = e->cmd;
 	const Parley__Internal__PublishCmd *op = c->publish;
 	if (c->op_case != PARLEY__INTERNAL__COMMAND__OP_PUBLISH ||
 	    op->room != room || c->caller == NULL)
@@ -1043,7 +1393,7 @@ static pl_status message_from_entry(brk_store *s,
 		return PL_E_NOMEM;
 	pl_room_format(room, id);
 	m->room = id;
-	m->seq = op->seq;
+	m->seq = seq;
 	m->ts_us = c->ts_us;
 	m->sender = brk_arena_strdup(a, c->caller->user);
 	m->role = c->caller->role;
@@ -1062,7 +1412,7 @@ pl_status brk_message_get(brk_wtxn *w, uint64_t room, uint64_t seq,
 {
 	uint8_t k[16];
 	MDB_val v;
-	Parley__Internal__LogEntry *e;
+	Parley__Internal__Command *c;
 	put_be64(k, room);
 	put_be64(k + 8, seq);
 	pl_status st = get(w, w->s->seq, k, 16, &v);
@@ -1070,12 +1420,9 @@ pl_status brk_message_get(brk_wtxn *w, uint64_t room, uint64_t seq,
 		return st;
 	if (v.mv_size < 8)
 		return PL_E_CORRUPT;
-	if ((st = read_entry(w, get_be64(v.mv_data), &e)) != PL_OK)
+	if ((st = read_cmd(w, get_be64(v.mv_data), &c)) != PL_OK)
 		return st;
-	st = message_from_entry(w->s, e, room, a, out);
-	if (st == PL_OK && out->seq != seq)
-		st = PL_E_CORRUPT;
-	return st;
+	return message_from_cmd(w->s, c, room, seq, a, out);
 }
 
 /* The page's seq range: first seq and direction. */
@@ -1254,8 +1601,10 @@ pl_status brk_store_verify(brk_store *s, uint64_t *entries, uint64_t *bad_index)
 		return st;
 	uint64_t n = 0;
 	for (uint64_t i = 1; i <= s->last_index; i++, n++) {
-		Parley__Internal__LogEntry *e;
-		if ((st = read_entry(w, i, &e)) != PL_OK) {
+		raft_entry e;
+		if ((st = entry_get(s, w->txn, i, &e)) != PL_OK) {
+			if (st == PL_E_NOT_FOUND)
+				st = PL_E_CORRUPT;
 			*bad_index = i;
 			break;
 		}

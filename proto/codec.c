@@ -352,10 +352,9 @@ static pl_status check_broker_batch(const Parley__Internal__BrokerBatch *b)
 	return PL_OK;
 }
 
-static pl_status check_log_entry(const Parley__Internal__LogEntry *e)
+static pl_status check_command(const Parley__Internal__Command *c)
 {
-	const Parley__Internal__Command *c = e->cmd;
-	if (c == NULL || c->op_case == PARLEY__INTERNAL__COMMAND__OP__NOT_SET ||
+	if (c->op_case == PARLEY__INTERNAL__COMMAND__OP__NOT_SET ||
 	    c->create_room == NULL)
 		return PL_E_PROTO;
 	if (c->op_case == PARLEY__INTERNAL__COMMAND__OP_PUBLISH &&
@@ -486,11 +485,33 @@ pl_status pl_broker_batch_decode(const uint8_t *buf, size_t len, pl_arena *a,
 	    PL_FRAME_BYTES_CEIL, a, out);
 }
 
-pl_status pl_log_entry_decode(const uint8_t *buf, size_t len, pl_arena *a,
-    Parley__Internal__LogEntry **out)
+pl_status pl_command_decode(const uint8_t *buf, size_t len, pl_arena *a,
+    Parley__Internal__Command **out)
 {
-	DECODE(parley__internal__log_entry__descriptor,
-	    Parley__Internal__LogEntry, check_log_entry, buf, len,
+	DECODE(parley__internal__command__descriptor, Parley__Internal__Command,
+	    check_command, buf, len, PL_FRAME_BYTES_CEIL, a, out);
+}
+
+/* Shapes only: the Raft core validates what the fields mean. */
+static pl_status check_peer_batch(const Parley__Internal__PeerBatch *b)
+{
+	for (size_t i = 0; i < b->n_msgs; i++) {
+		const Parley__Internal__RaftMsg *m = b->msgs[i];
+		if (m == NULL || m->type == 0 || m->type > 64)
+			return PL_E_PROTO;
+		for (size_t j = 0; j < m->n_ents; j++) {
+			if (m->ents[j] == NULL || m->ents[j]->type > 1)
+				return PL_E_PROTO;
+		}
+	}
+	return PL_OK;
+}
+
+pl_status pl_peer_batch_decode(const uint8_t *buf, size_t len, pl_arena *a,
+    Parley__Internal__PeerBatch **out)
+{
+	DECODE(parley__internal__peer_batch__descriptor,
+	    Parley__Internal__PeerBatch, check_peer_batch, buf, len,
 	    PL_FRAME_BYTES_CEIL, a, out);
 }
 

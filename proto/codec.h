@@ -31,7 +31,7 @@
 #define PL_META_CHARS_MAX 256 /* each key and each value */
 #define PL_REASON_CHARS_MAX 256
 #define PL_HISTORY_LIMIT_MAX 500 /* messages per history page */
-#define PL_REPORT_DAYS_MAX 366  /* a year of daily statistics per report */
+#define PL_REPORT_DAYS_MAX 366   /* a year of daily statistics per report */
 
 _Static_assert(PL_CLIENT_FRAME_BYTES_DEFAULT <= PL_FRAME_BYTES_CEIL,
     "client frames must fit the ceiling");
@@ -59,7 +59,7 @@ void pl_arena_reset(pl_arena *a);
  * plus 8 KiB covers every record we send. A hostile frame made of empty
  * submessages can need more; it then fails with PL_E_TOO_LARGE, which is
  * the right answer to it. */
-#define PL_ARENA_BYTES_FOR(n) ((size_t)(n) * 16 + 8192)
+#define PL_ARENA_BYTES_FOR(n) ((size_t)(n)*16 + 8192)
 
 /*
  * Framing. pl_frame_peek looks at buf (len bytes received so far):
@@ -68,8 +68,8 @@ void pl_arena_reset(pl_arena *a);
  *   PL_E_TOO_LARGE header announces more than max payload bytes
  *   PL_E_PROTO     header announces an empty frame
  */
-pl_status pl_frame_peek(const uint8_t *buf, size_t len, size_t max,
-    size_t *payload_len);
+pl_status pl_frame_peek(
+    const uint8_t *buf, size_t len, size_t max, size_t *payload_len);
 void pl_frame_put_header(uint8_t *out, uint32_t payload_len);
 
 /*
@@ -77,10 +77,10 @@ void pl_frame_put_header(uint8_t *out, uint32_t payload_len);
  * bytes), *n = total bytes. PL_E_TOO_LARGE if it does not fit.
  * pl_pb_encode packs without a header.
  */
-pl_status pl_frame_encode(const ProtobufCMessage *m, uint8_t *out, size_t cap,
-    size_t *n);
-pl_status pl_pb_encode(const ProtobufCMessage *m, uint8_t *out, size_t cap,
-    size_t *n);
+pl_status pl_frame_encode(
+    const ProtobufCMessage *m, uint8_t *out, size_t cap, size_t *n);
+pl_status pl_pb_encode(
+    const ProtobufCMessage *m, uint8_t *out, size_t cap, size_t *n);
 
 /*
  * Decoding of a payload (no header). max is checked before unpacking.
@@ -98,8 +98,10 @@ pl_status pl_gw_batch_decode(const uint8_t *buf, size_t len, pl_arena *a,
     Parley__Internal__GwBatch **out);
 pl_status pl_broker_batch_decode(const uint8_t *buf, size_t len, pl_arena *a,
     Parley__Internal__BrokerBatch **out);
-pl_status pl_log_entry_decode(const uint8_t *buf, size_t len, pl_arena *a,
-    Parley__Internal__LogEntry **out);
+pl_status pl_command_decode(const uint8_t *buf, size_t len, pl_arena *a,
+    Parley__Internal__Command **out);
+pl_status pl_peer_batch_decode(const uint8_t *buf, size_t len, pl_arena *a,
+    Parley__Internal__PeerBatch **out);
 pl_status pl_room_rec_decode(const uint8_t *buf, size_t len, pl_arena *a,
     Parley__Internal__RoomRec **out);
 pl_status pl_claims_decode(const uint8_t *buf, size_t len, pl_arena *a,

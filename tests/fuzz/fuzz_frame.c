@@ -91,7 +91,8 @@ static void fuzz_record(int sel, const uint8_t *data, size_t size)
 	pl_arena a = arena_new(size);
 	Parley__ServerFrame *sf;
 	Parley__Internal__GwBatch *gb;
-	Parley__Internal__LogEntry *le;
+	Parley__Internal__Command *cmd;
+	Parley__Internal__PeerBatch *pb;
 	Parley__Internal__BrokerBatch *bb;
 	Parley__Internal__RoomRec *rr;
 	Parley__Internal__Claims *cl;
@@ -103,8 +104,11 @@ static void fuzz_record(int sel, const uint8_t *data, size_t size)
 	case FUZZ_GW_BATCH:
 		(void)pl_gw_batch_decode(data, size, &a, &gb);
 		break;
-	case FUZZ_LOG_ENTRY:
-		(void)pl_log_entry_decode(data, size, &a, &le);
+	case FUZZ_COMMAND:
+		(void)pl_command_decode(data, size, &a, &cmd);
+		break;
+	case FUZZ_PEER_BATCH:
+		(void)pl_peer_batch_decode(data, size, &a, &pb);
 		break;
 	case FUZZ_BROKER_BATCH:
 		(void)pl_broker_batch_decode(data, size, &a, &bb);

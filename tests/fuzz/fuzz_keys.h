@@ -13,10 +13,11 @@ enum fuzz_selector {
 	FUZZ_CLIENT_FRAME, /* one ClientFrame payload */
 	FUZZ_SERVER_FRAME,
 	FUZZ_GW_BATCH,
-	FUZZ_LOG_ENTRY,
+	FUZZ_COMMAND,
 	FUZZ_BROKER_BATCH,
 	FUZZ_ROOM_REC,
 	FUZZ_CLAIMS,
+	FUZZ_PEER_BATCH,
 	FUZZ_TOKEN, /* hello token text */
 	FUZZ_SELECTORS
 };

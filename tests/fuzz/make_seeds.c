@@ -122,7 +122,6 @@ static int seeds_internal(const char *dir)
 	Parley__Internal__GwBatch gb = PARLEY__INTERNAL__GW_BATCH__INIT;
 	Parley__Internal__PublishCmd pc = PARLEY__INTERNAL__PUBLISH_CMD__INIT;
 	Parley__Internal__Command cmd = PARLEY__INTERNAL__COMMAND__INIT;
-	Parley__Internal__LogEntry le = PARLEY__INTERNAL__LOG_ENTRY__INIT;
 	Parley__Internal__MemberRec mr = PARLEY__INTERNAL__MEMBER_REC__INIT;
 	Parley__Internal__MemberRec *mrs[] = {&mr};
 	Parley__Internal__RoomRec rr = PARLEY__INTERNAL__ROOM_REC__INIT;
@@ -152,10 +151,7 @@ static int seeds_internal(const char *dir)
 	cmd.caller = &caller;
 	cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_PUBLISH;
 	cmd.publish = &pc;
-	le.term = 1;
-	le.index = 1;
-	le.cmd = &cmd;
-	rc |= seed_msg(dir, "log_entry", FUZZ_LOG_ENTRY, &le.base);
+	rc |= seed_msg(dir, "command", FUZZ_COMMAND, &cmd.base);
 	mr.user = "alice";
 	mr.role = PARLEY__ROLE__CUSTOMER;
 	mr.joined = 1;

@@ -449,11 +449,11 @@ TEST(test_codec_internal_over_ceiling)
 	uint8_t tiny[1] = {0}, arena_buf[64];
 	pl_arena a;
 	Parley__Internal__GwBatch *gb;
-	Parley__Internal__LogEntry *le;
+	Parley__Internal__Command *cmd;
 	CHECK_EQ(pl_arena_init(&a, arena_buf, sizeof(arena_buf)), PL_OK);
 	CHECK_EQ(pl_gw_batch_decode(tiny, PL_FRAME_BYTES_CEIL + 1, &a, &gb),
 	    PL_E_TOO_LARGE);
-	CHECK_EQ(pl_log_entry_decode(tiny, PL_FRAME_BYTES_CEIL + 1, &a, &le),
+	CHECK_EQ(pl_command_decode(tiny, PL_FRAME_BYTES_CEIL + 1, &a, &cmd),
 	    PL_E_TOO_LARGE);
 	CHECK_EQ(a.used, 0);
 }
@@ -599,34 +599,61 @@ TEST(test_codec_broker_batch)
 	free(pk);
 }
 
-TEST(test_codec_log_entry)
+TEST(test_codec_command)
 {
 	Parley__Internal__PublishCmd pc = PARLEY__INTERNAL__PUBLISH_CMD__INIT;
-	Parley__Internal__Command cmd = PARLEY__INTERNAL__COMMAND__INIT;
-	Parley__Internal__LogEntry e = PARLEY__INTERNAL__LOG_ENTRY__INIT, *out;
+	Parley__Internal__Command cmd = PARLEY__INTERNAL__COMMAND__INIT, *out;
 	pc.room = 7;
-	pc.seq = 3;
+	pc.client_msg_id = "c-3";
 	cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_PUBLISH;
 	cmd.publish = &pc;
-	e.term = 1;
-	e.index = 10;
-	e.cmd = &cmd;
-	struct packed *pk = pack(&e.base);
-	CHECK_EQ(pl_log_entry_decode(pk->buf, pk->n, &pk->a, &out), PL_OK);
-	CHECK_EQ(out->index, 10);
-	CHECK_EQ(out->cmd->publish->seq, 3);
+	struct packed *pk = pack(&cmd.base);
+	CHECK_EQ(pl_command_decode(pk->buf, pk->n, &pk->a, &out), PL_OK);
+	CHECK_EQ(out->publish->room, 7);
+	CHECK_STR_EQ(out->publish->client_msg_id, "c-3");
 	free(pk);
 	pc.kind = 9;
-	pk = pack(&e.base);
-	CHECK_EQ(pl_log_entry_decode(pk->buf, pk->n, &pk->a, &out), PL_E_PROTO);
+	pk = pack(&cmd.base);
+	CHECK_EQ(pl_command_decode(pk->buf, pk->n, &pk->a, &out), PL_E_PROTO);
 	free(pk);
 	cmd.op_case = PARLEY__INTERNAL__COMMAND__OP__NOT_SET;
-	pk = pack(&e.base);
-	CHECK_EQ(pl_log_entry_decode(pk->buf, pk->n, &pk->a, &out), PL_E_PROTO);
+	pk = pack(&cmd.base);
+	CHECK_EQ(pl_command_decode(pk->buf, pk->n, &pk->a, &out), PL_E_PROTO);
 	free(pk);
-	e.cmd = NULL;
-	pk = pack(&e.base);
-	CHECK_EQ(pl_log_entry_decode(pk->buf, pk->n, &pk->a, &out), PL_E_PROTO);
+}
+
+TEST(test_codec_peer_batch)
+{
+	Parley__Internal__RaftEntry e = PARLEY__INTERNAL__RAFT_ENTRY__INIT;
+	Parley__Internal__RaftEntry *ents[] = {&e};
+	Parley__Internal__RaftMsg m = PARLEY__INTERNAL__RAFT_MSG__INIT;
+	Parley__Internal__RaftMsg *msgs[] = {&m};
+	Parley__Internal__PeerBatch b = PARLEY__INTERNAL__PEER_BATCH__INIT,
+	                            *out;
+	m.type = 1;
+	m.from = 2;
+	m.n_ents = 1;
+	m.ents = ents;
+	e.index = 5;
+	e.data.data = (uint8_t *)"x";
+	e.data.len = 1;
+	b.group = 3;
+	b.n_msgs = 1;
+	b.msgs = msgs;
+	struct packed *pk = pack(&b.base);
+	CHECK_EQ(pl_peer_batch_decode(pk->buf, pk->n, &pk->a, &out), PL_OK);
+	CHECK_EQ(out->msgs[0]->ents[0]->index, 5);
+	free(pk);
+	e.type = 7; /* neither normal nor configuration */
+	pk = pack(&b.base);
+	CHECK_EQ(
+	    pl_peer_batch_decode(pk->buf, pk->n, &pk->a, &out), PL_E_PROTO);
+	free(pk);
+	e.type = 0;
+	m.type = 0;
+	pk = pack(&b.base);
+	CHECK_EQ(
+	    pl_peer_batch_decode(pk->buf, pk->n, &pk->a, &out), PL_E_PROTO);
 	free(pk);
 }
 

@@ -39,7 +39,7 @@ static pl_status node_start(node *n, uint32_t events_max)
 	if (st == PL_OK)
 		st = brk_net_start(&n->cfg, n->g, &n->metrics, &n->net);
 	if (st == PL_OK)
-		st = brk_group_start(n->g, n->net);
+		st = brk_group_start(n->g, n->net, NULL);
 	return st;
 }
 

@@ -1,0 +1,146 @@
+/*
+ * peer.c - the broker-to-broker transport of a replicated group. Each
+ * broker listens with one nng pull0 socket on its peer address and pushes
+ * to every other replica with a push0 socket of its own. Sends never
+ * block: Raft tolerates loss, so a full queue or an unreachable peer drops
+ * the message and the core sends again (heartbeats, append retries). What
+ * is sent is sealed by the group (auth.c): this file moves bytes only.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/pipeline0/pull.h>
+#include <nng/protocol/pipeline0/push.h>
+
+#include "broker/broker.h"
+
+/* A PeerBatch is bounded by the group (append bytes per message times the
+ * in-flight window); anything larger is refused by nng before we see it. */
+#define PEER_RECV_BYTES_MAX PL_FRAME_BYTES_CEIL
+/* Messages queued per peer before sends drop: a few rounds' worth. */
+#define PEER_SENDBUF 64
+#define PEER_RECONNECT_MIN_MS 20
+#define PEER_RECONNECT_MAX_MS 500
+
+typedef struct peer_out {
+	uint64_t id;
+	nng_socket sock;
+	bool open;
+} peer_out;
+
+struct brk_peers {
+	brk_group *group;
+	nng_socket in;
+	bool in_open;
+	nng_aio *rx;
+	peer_out out[RAFT_PEERS_MAX];
+	int nout;
+	_Atomic uint64_t dropped;
+};
+
+static void rx_cb(void *arg)
+{
+	brk_peers *p = arg;
+	int rv = nng_aio_result(p->rx);
+	if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
+		return;
+	if (rv == 0) {
+		nng_msg *m = nng_aio_get_msg(p->rx);
+		if (brk_group_submit_peer(p->group, m) != PL_OK) {
+			nng_msg_free(m); /* the sender retries */
+			p->dropped++;
+		}
+	}
+	nng_recv_aio(p->in, p->rx);
+}
+
+static int out_open(peer_out *o, const char *addr)
+{
+	int rv = nng_push0_open(&o->sock);
+	if (rv != 0)
+		return rv;
+	o->open = true;
+	if ((rv = nng_socket_set_int(o->sock, NNG_OPT_SENDBUF, PEER_SENDBUF)) !=
+	        0 ||
+	    (rv = nng_socket_set_ms(
+	         o->sock, NNG_OPT_RECONNMINT, PEER_RECONNECT_MIN_MS)) != 0 ||
+	    (rv = nng_socket_set_ms(
+	         o->sock, NNG_OPT_RECONNMAXT, PEER_RECONNECT_MAX_MS)) != 0)
+		return rv;
+	/* Non-blocking: a peer that is down is dialed again and again. */
+	return nng_dial(o->sock, addr, NULL, NNG_FLAG_NONBLOCK);
+}
+
+pl_status brk_peers_start(const brk_config *cfg, brk_group *g, brk_peers **out)
+{
+	brk_peers *p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return PL_E_NOMEM;
+	p->group = g;
+	int rv = nng_pull0_open(&p->in);
+	if (rv == 0) {
+		p->in_open = true;
+		rv = nng_socket_set_size(
+		    p->in, NNG_OPT_RECVMAXSZ, PEER_RECV_BYTES_MAX);
+	}
+	if (rv == 0)
+		rv = nng_aio_alloc(&p->rx, rx_cb, p);
+	if (rv == 0)
+		rv = nng_listen(p->in, cfg->peer, NULL, 0);
+	if (rv != 0)
+		PL_ERROR("peer", "event=listen_failed addr=%s err=\"%s\"",
+		    cfg->peer, nng_strerror(rv));
+	for (int i = 0; i < cfg->nreplicas && rv == 0; i++) {
+		const brk_replica *r = &cfg->replicas[i];
+		if (r->id == cfg->node)
+			continue;
+		peer_out *o = &p->out[p->nout++];
+		o->id = r->id;
+		if ((rv = out_open(o, r->peer)) != 0)
+			PL_ERROR("peer", "event=dial_failed addr=%s err=\"%s\"",
+			    r->peer, nng_strerror(rv));
+	}
+	if (rv != 0) {
+		brk_peers_stop(p);
+		return PL_E_CONFIG;
+	}
+	nng_recv_aio(p->in, p->rx);
+	PL_INFO("peer", "event=listening addr=%s peers=%d", cfg->peer, p->nout);
+	*out = p;
+	return PL_OK;
+}
+
+void brk_peers_send(brk_peers *p, uint64_t node, nng_msg *m)
+{
+	for (int i = 0; i < p->nout; i++) {
+		if (p->out[i].id != node)
+			continue;
+		if (nng_sendmsg(p->out[i].sock, m, NNG_FLAG_NONBLOCK) == 0)
+			return;
+		break;
+	}
+	p->dropped++;
+	nng_msg_free(m);
+}
+
+uint64_t brk_peers_dropped(brk_peers *p)
+{
+	return p->dropped;
+}
+
+void brk_peers_stop(brk_peers *p)
+{
+	if (p == NULL)
+		return;
+	if (p->rx != NULL)
+		nng_aio_stop(p->rx);
+	if (p->in_open)
+		nng_close(p->in);
+	for (int i = 0; i < p->nout; i++)
+		if (p->out[i].open)
+			nng_close(p->out[i].sock);
+	nng_aio_free(p->rx);
+	free(p);
+}

@@ -1,0 +1,407 @@
+/*
+ * test_replica.c - three replicas of one shard group in one process, each
+ * with its real nng front (rep0 for gateways) and peer transport (push/
+ * pull, sealed with the cluster secret), spoken to like a gateway would:
+ * one leader is elected and replicates; followers refuse with a hint and
+ * not_applied; a publish is acknowledged only once applied; a stopped
+ * leader is replaced and every acknowledged message survives, a retry by
+ * client_msg_id included; a replica without the cluster secret can
+ * neither vote, lead nor inject entries.
+ */
+#define CHECK_MAIN
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "broker/broker.h"
+#include "tests/check.h"
+
+#define N 3
+#define WAIT_MS 8000
+
+typedef struct node {
+	brk_config cfg;
+	pl_metrics metrics;
+	brk_group *g;
+	brk_net *net;
+	brk_peers *peers;
+	bool up;
+} node;
+
+typedef struct cluster {
+	char dir[64];
+	node n[N];
+	nng_socket gw[N];
+} cluster;
+
+static const char *SECRET = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ=";
+static const char *OTHER = "b3RoZXItb3RoZXItb3RoZXItb3RoZXItb3RoZXItMTI=";
+
+static pl_status node_start(cluster *c, int i)
+{
+	node *n = &c->n[i];
+	pl_metrics_init(&n->metrics);
+	pl_status st = brk_group_new(&n->cfg, &n->metrics, &n->g);
+	if (st == PL_OK)
+		st = brk_net_start(&n->cfg, n->g, &n->metrics, &n->net);
+	if (st == PL_OK)
+		st = brk_peers_start(&n->cfg, n->g, &n->peers);
+	if (st == PL_OK)
+		st = brk_group_start(n->g, n->net, n->peers);
+	n->up = st == PL_OK;
+	return st;
+}
+
+static void node_stop(cluster *c, int i)
+{
+	node *n = &c->n[i];
+	if (!n->up)
+		return;
+	brk_group_stop(n->g);
+	brk_peers_stop(n->peers);
+	brk_net_stop(n->net);
+	brk_group_free(n->g);
+	pl_metrics_fini(&n->metrics);
+	n->up = false;
+}
+
+/* Three replicas; the one at `stranger` (or none: -1) has another
+ * secret. */
+static pl_status cluster_start(cluster *c, int stranger)
+{
+	memset(c, 0, sizeof(*c));
+	snprintf(c->dir, sizeof(c->dir), "/tmp/parley-repl-XXXXXX");
+	if (mkdtemp(c->dir) == NULL)
+		return PL_E_IO;
+	for (int i = 0; i < N; i++) {
+		char path[128];
+		snprintf(path, sizeof(path), "%s/secret-%d", c->dir, i);
+		FILE *f = fopen(path, "w");
+		if (f == NULL)
+			return PL_E_IO;
+		fputs(i == stranger ? OTHER : SECRET, f);
+		fclose(f);
+	}
+	for (int i = 0; i < N; i++) {
+		brk_config *cfg = &c->n[i].cfg;
+		brk_config_defaults(cfg);
+		cfg->node = (uint64_t)i + 1;
+		cfg->http[0] = '\0';
+		cfg->election_ms = 200;
+		cfg->heartbeat_ms = 20;
+		snprintf(cfg->data_dir, sizeof(cfg->data_dir), "%s/d%d", c->dir,
+		    i + 1);
+		snprintf(cfg->secret_file, sizeof(cfg->secret_file),
+		    "%s/secret-%d", c->dir, i);
+		for (int j = 0; j < N; j++) {
+			brk_replica *r =
+			    brk_config_replica(cfg, (uint64_t)j + 1, true);
+			snprintf(r->listen, sizeof(r->listen), "ipc://%s/gw%d",
+			    c->dir, j + 1);
+			snprintf(r->peer, sizeof(r->peer), "ipc://%s/peer%d",
+			    c->dir, j + 1);
+		}
+		snprintf(cfg->listen, sizeof(cfg->listen), "ipc://%s/gw%d",
+		    c->dir, i + 1);
+		snprintf(cfg->peer, sizeof(cfg->peer), "ipc://%s/peer%d",
+		    c->dir, i + 1);
+	}
+	for (int i = 0; i < N; i++) {
+		pl_status st = node_start(c, i);
+		if (st != PL_OK)
+			return st;
+		PL_ASSERT(nng_req0_open(&c->gw[i]) == 0);
+		nng_socket_set_ms(c->gw[i], NNG_OPT_RECVTIMEO, 5000);
+		PL_ASSERT(nng_dial(c->gw[i], c->n[i].cfg.listen, NULL, 0) == 0);
+	}
+	return PL_OK;
+}
+
+static void cluster_stop(cluster *c)
+{
+	char cmd[128];
+	for (int i = 0; i < N; i++) {
+		nng_close(c->gw[i]);
+		node_stop(c, i);
+	}
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", c->dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cleanup failed\n");
+}
+
+static int64_t metric(node *n, const char *name)
+{
+	for (int i = 0; i < n->metrics.n; i++)
+		if (strcmp(n->metrics.m[i].name, name) == 0)
+			return n->metrics.m[i].value;
+	return -1;
+}
+
+/* The single replica that leads, or -1 after WAIT_MS. */
+static int leader_wait(cluster *c)
+{
+	for (int t = 0; t < WAIT_MS / 10; t++) {
+		int lead = -1, leaders = 0;
+		for (int i = 0; i < N; i++) {
+			if (c->n[i].up &&
+			    metric(&c->n[i], "parley_broker_raft_leader") ==
+			        1) {
+				lead = i;
+				leaders++;
+			}
+		}
+		if (leaders == 1)
+			return lead;
+		usleep(10000);
+	}
+	return -1;
+}
+
+/* One request in one GwBatch; the reply frame (free the batch with
+ * parley__internal__broker_batch__free_unpacked via *b). */
+static Parley__ServerFrame *ask(cluster *c, int i, Parley__ClientFrame *f,
+    Parley__Internal__BrokerBatch **b)
+{
+	Parley__Internal__Caller caller = PARLEY__INTERNAL__CALLER__INIT;
+	Parley__Internal__GwRequest rq = PARLEY__INTERNAL__GW_REQUEST__INIT,
+	                            *rp = &rq;
+	Parley__Internal__GwBatch gb = PARLEY__INTERNAL__GW_BATCH__INIT;
+	caller.tenant = "acme";
+	caller.user = "backend";
+	caller.role = PARLEY__ROLE__SERVICE;
+	caller.room_scope = "";
+	rq.id = 7;
+	rq.caller = &caller;
+	rq.frame = f;
+	gb.gateway = "gw-test";
+	gb.reqs = &rp;
+	gb.n_reqs = 1;
+	nng_msg *m;
+	size_t n = parley__internal__gw_batch__get_packed_size(&gb);
+	PL_ASSERT(nng_msg_alloc(&m, n) == 0);
+	parley__internal__gw_batch__pack(&gb, nng_msg_body(m));
+	*b = NULL;
+	if (nng_sendmsg(c->gw[i], m, 0) != 0) {
+		nng_msg_free(m);
+		return NULL;
+	}
+	if (nng_recvmsg(c->gw[i], &m, 0) != 0)
+		return NULL;
+	*b = parley__internal__broker_batch__unpack(
+	    NULL, nng_msg_len(m), nng_msg_body(m));
+	nng_msg_free(m);
+	if (*b == NULL || (*b)->n_replies != 1)
+		return NULL;
+	return (*b)->replies[0];
+}
+
+static void done(Parley__Internal__BrokerBatch *b)
+{
+	if (b != NULL)
+		parley__internal__broker_batch__free_unpacked(b, NULL);
+}
+
+static bool create_room(cluster *c, int i, char room[17])
+{
+	Parley__ClientFrame f = PARLEY__CLIENT_FRAME__INIT;
+	Parley__CreateRoom cr = PARLEY__CREATE_ROOM__INIT;
+	Parley__Internal__BrokerBatch *b;
+	f.body_case = PARLEY__CLIENT_FRAME__BODY_CREATE_ROOM;
+	f.create_room = &cr;
+	Parley__ServerFrame *r = ask(c, i, &f, &b);
+	bool ok = r != NULL &&
+	          r->body_case == PARLEY__SERVER_FRAME__BODY_ROOM_CREATED;
+	if (ok)
+		snprintf(room, 17, "%s", r->room_created->room);
+	done(b);
+	return ok;
+}
+
+/* Publishes; returns the ack's seq, 0 on error (*code set). */
+static uint64_t publish(
+    cluster *c, int i, const char *room, const char *cmid, int *code, bool *dup)
+{
+	Parley__ClientFrame f = PARLEY__CLIENT_FRAME__INIT;
+	Parley__Publish p = PARLEY__PUBLISH__INIT;
+	Parley__Internal__BrokerBatch *b;
+	p.room = (char *)room;
+	p.client_msg_id = (char *)cmid;
+	p.body.data = (uint8_t *)cmid;
+	p.body.len = strlen(cmid);
+	f.body_case = PARLEY__CLIENT_FRAME__BODY_PUBLISH;
+	f.publish = &p;
+	Parley__ServerFrame *r = ask(c, i, &f, &b);
+	uint64_t seq = 0;
+	*code = -1;
+	if (r != NULL && r->body_case == PARLEY__SERVER_FRAME__BODY_ACK) {
+		seq = r->ack->seq;
+		*code = 0;
+		if (dup != NULL)
+			*dup = r->ack->duplicate;
+	} else if (r != NULL &&
+	           r->body_case == PARLEY__SERVER_FRAME__BODY_ERROR) {
+		*code = (int)r->error->code;
+		/* A replica that does not lead says so, and that nothing
+		 * was done. */
+		if (b->not_leader)
+			PL_ASSERT(r->error->not_applied);
+	}
+	done(b);
+	return seq;
+}
+
+/* Applied index as the replica reports it in status. */
+static uint64_t applied(cluster *c, int i)
+{
+	Parley__ClientFrame f = PARLEY__CLIENT_FRAME__INIT;
+	Parley__StatusRequest s = PARLEY__STATUS_REQUEST__INIT;
+	Parley__Internal__BrokerBatch *b;
+	f.body_case = PARLEY__CLIENT_FRAME__BODY_STATUS;
+	f.status = &s;
+	Parley__ServerFrame *r = ask(c, i, &f, &b);
+	uint64_t a = 0;
+	if (r != NULL && r->body_case == PARLEY__SERVER_FRAME__BODY_STATUS &&
+	    r->status->n_groups == 1)
+		a = r->status->groups[0]->applied;
+	done(b);
+	return a;
+}
+
+/* Seqs 1..n of room read from replica i's history, oldest first, must
+ * carry bodies "m1".."mn". */
+static bool history_is(cluster *c, int i, const char *room, int n)
+{
+	Parley__ClientFrame f = PARLEY__CLIENT_FRAME__INIT;
+	Parley__History h = PARLEY__HISTORY__INIT;
+	Parley__Internal__BrokerBatch *b;
+	h.room = (char *)room;
+	h.oldest_first = true;
+	h.limit = 100;
+	f.body_case = PARLEY__CLIENT_FRAME__BODY_HISTORY;
+	f.history = &h;
+	Parley__ServerFrame *r = ask(c, i, &f, &b);
+	bool ok = r != NULL &&
+	          r->body_case == PARLEY__SERVER_FRAME__BODY_HISTORY &&
+	          r->history->n_messages == (size_t)n;
+	if (!ok)
+		fprintf(stderr, "history: reply %d, %zu messages\n",
+		    r != NULL ? (int)r->body_case : -1,
+		    r != NULL &&
+		            r->body_case == PARLEY__SERVER_FRAME__BODY_HISTORY
+		        ? r->history->n_messages
+		        : 0);
+	for (int k = 0; ok && k < n; k++) {
+		char want[16];
+		snprintf(want, sizeof(want), "m%d", k + 1);
+		Parley__Message *m = r->history->messages[k];
+		ok = m->seq == (uint64_t)k + 1 && m->body.len == strlen(want) &&
+		     memcmp(m->body.data, want, m->body.len) == 0;
+	}
+	done(b);
+	return ok;
+}
+
+TEST(test_replica_leader_replicates_followers_redirect)
+{
+	static cluster c;
+	CHECK_EQ(cluster_start(&c, -1), PL_OK);
+	int lead = leader_wait(&c);
+	CHECK(lead >= 0);
+	char room[17];
+	CHECK(create_room(&c, lead, room));
+	int code;
+	for (int k = 1; k <= 20; k++) {
+		char id[16];
+		snprintf(id, sizeof(id), "m%d", k);
+		CHECK_EQ(publish(&c, lead, room, id, &code, NULL), (uint64_t)k);
+	}
+	/* A follower refuses (not leader, not applied) and names the
+	 * leader's gateway address. */
+	int f = (lead + 1) % N;
+	CHECK_EQ(publish(&c, f, room, "m21", &code, NULL), 0);
+	CHECK_EQ(code, PARLEY__ERROR_CODE__UNAVAILABLE);
+	/* Every replica applies the same entries. */
+	uint64_t want = applied(&c, lead);
+	for (int t = 0; t < WAIT_MS / 10; t++) {
+		bool same = true;
+		for (int i = 0; i < N; i++)
+			same = same && applied(&c, i) == want;
+		if (same)
+			break;
+		usleep(10000);
+	}
+	for (int i = 0; i < N; i++)
+		CHECK_EQ(applied(&c, i), want);
+	CHECK(history_is(&c, lead, room, 20));
+	cluster_stop(&c);
+}
+
+TEST(test_replica_leader_lost_acked_messages_survive)
+{
+	static cluster c;
+	CHECK_EQ(cluster_start(&c, -1), PL_OK);
+	int lead = leader_wait(&c);
+	CHECK(lead >= 0);
+	char room[17];
+	CHECK(create_room(&c, lead, room));
+	int code;
+	for (int k = 1; k <= 10; k++) {
+		char id[16];
+		snprintf(id, sizeof(id), "m%d", k);
+		CHECK_EQ(publish(&c, lead, room, id, &code, NULL), (uint64_t)k);
+	}
+	node_stop(&c, lead);
+	int next = leader_wait(&c);
+	CHECK(next >= 0);
+	CHECK(next != lead);
+	/* The retry of an acknowledged publish is a duplicate with its
+	 * original seq; new ones continue the room without a gap. */
+	bool dup = false;
+	uint64_t seq = 0;
+	for (int t = 0; t < WAIT_MS / 10 && seq == 0; t++) {
+		seq = publish(&c, next, room, "m10", &code, &dup);
+		if (seq == 0)
+			usleep(10000); /* a new leader catching up */
+	}
+	CHECK_EQ(seq, 10);
+	CHECK(dup);
+	for (int k = 11; k <= 15; k++) {
+		char id[16];
+		snprintf(id, sizeof(id), "m%d", k);
+		CHECK_EQ(publish(&c, next, room, id, &code, NULL), (uint64_t)k);
+	}
+	CHECK(history_is(&c, next, room, 15));
+	/* The old leader comes back as a follower and catches up. */
+	CHECK_EQ(node_start(&c, lead), PL_OK);
+	uint64_t want = applied(&c, next);
+	for (int t = 0; t < WAIT_MS / 10 && applied(&c, lead) < want; t++)
+		usleep(10000);
+	CHECK(applied(&c, lead) >= want);
+	cluster_stop(&c);
+}
+
+TEST(test_replica_without_secret_cannot_vote_lead_or_inject)
+{
+	static cluster c;
+	int stranger = 2;
+	CHECK_EQ(cluster_start(&c, stranger), PL_OK);
+	int lead = leader_wait(&c);
+	CHECK(lead >= 0);
+	CHECK(lead != stranger);
+	char room[17];
+	CHECK(create_room(&c, lead, room));
+	int code;
+	CHECK_EQ(publish(&c, lead, room, "m1", &code, NULL), 1);
+	/* Let the stranger campaign for a few election timeouts. */
+	usleep(1500 * 1000);
+	CHECK_EQ(leader_wait(&c), lead);
+	CHECK_GT(metric(&c.n[lead], "parley_broker_peer_rejected_total"), 0);
+	CHECK_GT(
+	    metric(&c.n[stranger], "parley_broker_peer_rejected_total"), 0);
+	CHECK_EQ(metric(&c.n[stranger], "parley_broker_raft_leader"), 0);
+	/* Nothing reached its log: it cannot open what the group sends. */
+	CHECK_EQ(applied(&c, stranger), 0);
+	CHECK(history_is(&c, lead, room, 1));
+	cluster_stop(&c);
+}
