@@ -331,6 +331,7 @@ struct gw_link {
 	 * are processed, so replies are processed in the order the broker
 	 * sent them. */
 	nng_aio *paio;
+	nng_aio *psaio; /* the wait before the next poll */
 	int poll_phase; /* link.c: what paio is doing */
 	int poll_rep;   /* under mu: the replica the poll went to */
 	pthread_mutex_t feed_mu;

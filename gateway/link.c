@@ -28,10 +28,11 @@
 #define RECONNECT_MIN_MS 100
 #define RECONNECT_MAX_MS 2000
 
-enum { POLL_SEND, POLL_RECV, POLL_SLEEP };
+enum { POLL_SEND, POLL_RECV };
 
 static void bctx_cb(void *arg);
 static void poll_cb(void *arg);
+static void poll_sleep_cb(void *arg);
 static void kick_cb(void *arg);
 static void replica_down_cb(void *arg);
 static void poll_send(gw_link *l);
@@ -140,7 +141,8 @@ static int ctxs_open(gw_link *l)
 		b->next_idle = l->idle;
 		l->idle = b;
 	}
-	if ((rv = nng_aio_alloc(&l->kaio, kick_cb, l)) != 0)
+	if ((rv = nng_aio_alloc(&l->kaio, kick_cb, l)) != 0 ||
+	    (rv = nng_aio_alloc(&l->psaio, poll_sleep_cb, l)) != 0)
 		return rv;
 	return nng_aio_alloc(&l->paio, poll_cb, l);
 }
@@ -715,10 +717,19 @@ static void replica_down_cb(void *arg)
 
 /* ---- live feed ---- */
 
+/* The wait between polls has its own aio: nng 1.5 leaves an aio that
+ * once slept marked as sleeping, and a later timeout on it would then
+ * complete as a success without a message. */
 static void poll_sleep(gw_link *l, int64_t ms)
 {
-	l->poll_phase = POLL_SLEEP;
-	nng_sleep_aio((nng_duration)ms, l->paio);
+	nng_sleep_aio((nng_duration)ms, l->psaio);
+}
+
+static void poll_sleep_cb(void *arg)
+{
+	gw_link *l = arg;
+	if (nng_aio_result(l->psaio) == 0)
+		poll_send(l); /* cancelled only by gw_link_stop */
 }
 
 /* After a failed poll, wait before polling again: no busy loop while a
@@ -833,9 +844,9 @@ static void poll_cb(void *arg)
 		}
 		return;
 	}
-	if (phase == POLL_SLEEP) {
-		poll_send(l);
-	} else if (rv != 0) {
+	if (rv == 0 && phase == POLL_RECV && nng_aio_get_msg(l->paio) == NULL)
+		rv = NNG_EINTERNAL; /* never seen since psaio; not trusted */
+	if (rv != 0) {
 		/* The broker may be down: another replica may lead. */
 		PL_DEBUG(GW_MOD, "event=poll_failed group=%u err=\"%s\"",
 		    (unsigned)l->conf->id, nng_strerror(rv));
@@ -938,6 +949,8 @@ void gw_link_stop(gw_link *l)
 	}
 	if (l->paio != NULL)
 		nng_aio_stop(l->paio);
+	if (l->psaio != NULL)
+		nng_aio_stop(l->psaio);
 	if (l->kaio != NULL)
 		nng_aio_stop(l->kaio);
 	for (int i = 0; i < l->nrep; i++) {
@@ -968,6 +981,7 @@ void gw_link_free(gw_link *l)
 			nng_ctx_close(l->ctxs[i].ctx[r]);
 	}
 	nng_aio_free(l->paio);
+	nng_aio_free(l->psaio);
 	nng_aio_free(l->kaio);
 	for (int i = 0; i < l->nrep; i++) {
 		gw_replica *rp = &l->reps[i];
