@@ -1,21 +1,90 @@
 #!/usr/bin/env bash
-# Starts or stops a local Parley cluster on loopback: N brokers (one shard
-# group each, default 2) behind one gateway. State, configs, keys, logs and
-# PID files live in $PARLEY_HOME (default .parley/ in the repo).
+# Starts or stops a local Parley cluster on loopback: N shard groups
+# (default 2), each served by PARLEY_REPLICAS broker replicas (default 1:
+# one broker per group; 3 or 5 make each group a Raft group), behind one
+# gateway. State, configs, keys, the cluster secret, logs and PID files
+# live in $PARLEY_HOME (default .parley/ in the repo).
 #
 #   deploy/local/cluster.sh start     # build first with deploy/local/setup.sh
 #   deploy/local/cluster.sh stop
-#   deploy/local/cluster.sh status
+#   deploy/local/cluster.sh status    # processes, and every replica's role
+#   PARLEY_REPLICAS=3 deploy/local/cluster.sh start
+#
+# Ports: the gateway on 7100 (TCP) and 7180 (HTTP, WebSocket). With one
+# replica, group g's broker listens on 7400+2g-1 and serves HTTP on
+# 7400+2g. With several, replica r of group g uses 7400+20(g-1)+3(r-1)
+# + 1 (gateway-facing), + 2 (peer) and + 3 (HTTP). PARLEY_ELECTION_MS and
+# PARLEY_HEARTBEAT_MS set the replicas' election_ms and heartbeat_ms.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 HOME_DIR=${PARLEY_HOME:-$ROOT/.parley}
 BUILD=${PARLEY_BUILD:-$ROOT/build}
 GROUPS_N=${PARLEY_GROUPS:-2}
+REPLICAS=${PARLEY_REPLICAS:-1}
 TCP_PORT=${PARLEY_TCP_PORT:-7100}
 HTTP_PORT=${PARLEY_HTTP_PORT:-7180}
 BROKER_BASE=${PARLEY_BROKER_PORT:-7400}
 CTL="$BUILD/client/parleyctl"
+
+# Port of replica r of group g: kind 1 listen, 2 peer, 3 http.
+rport() { echo $((BROKER_BASE + 20 * ($1 - 1) + 3 * ($2 - 1) + $3)); }
+
+# [group.g] broker: the broker's address, or every replica's.
+group_brokers() {
+	local g=$1
+	if [ "$REPLICAS" -le 1 ]; then
+		echo "tcp://127.0.0.1:$((BROKER_BASE + 2 * g - 1))"
+		return
+	fi
+	local list=""
+	for r in $(seq 1 "$REPLICAS"); do
+		list="$list${list:+, }tcp://127.0.0.1:$(rport "$g" "$r" 1)"
+	done
+	echo "$list"
+}
+
+# The cluster secret replicas prove membership with: base64 of 32
+# random bytes, the same file for every replica, kept across restarts.
+secret() {
+	if [ ! -s "$HOME_DIR/secret" ]; then
+		(umask 077 && head -c 32 /dev/urandom | base64 > "$HOME_DIR/secret")
+	fi
+}
+
+replica_ini() {
+	local g=$1 r=$2
+	echo "[broker]"
+	echo "id = broker-$g-$r"
+	echo "group = $g"
+	echo "node = $r"
+	echo "listen = tcp://127.0.0.1:$(rport "$g" "$r" 1)"
+	echo "peer = tcp://127.0.0.1:$(rport "$g" "$r" 2)"
+	echo "http = 127.0.0.1:$(rport "$g" "$r" 3)"
+	echo "data = $HOME_DIR/data/broker-$g-$r"
+	echo "durability = ${PARLEY_DURABILITY:-sync}"
+	echo "secret_file = $HOME_DIR/secret"
+	[ -n "${PARLEY_ELECTION_MS:-}" ] && echo "election_ms = $PARLEY_ELECTION_MS"
+	[ -n "${PARLEY_HEARTBEAT_MS:-}" ] && echo "heartbeat_ms = $PARLEY_HEARTBEAT_MS"
+	for j in $(seq 1 "$REPLICAS"); do
+		echo
+		echo "[replica.$j]"
+		echo "listen = tcp://127.0.0.1:$(rport "$g" "$j" 1)"
+		echo "peer = tcp://127.0.0.1:$(rport "$g" "$j" 2)"
+	done
+}
+
+start_replicas() {
+	secret
+	mkdir -p "$HOME_DIR/data"
+	for g in $(seq 1 "$GROUPS_N"); do
+		for r in $(seq 1 "$REPLICAS"); do
+			replica_ini "$g" "$r" > "$HOME_DIR/broker-$g-$r.ini"
+			launch "broker-$g-$r" "$BUILD/broker/parley-broker" \
+				-c "$HOME_DIR/broker-$g-$r.ini"
+		done
+	done
+}
 
 start() {
 	mkdir -p "$HOME_DIR"
@@ -36,13 +105,23 @@ start() {
 		for g in $(seq 1 "$GROUPS_N"); do
 			echo
 			echo "[group.$g]"
-			echo "broker = tcp://127.0.0.1:$((BROKER_BASE + 2 * g - 1))"
+			echo "broker = $(group_brokers "$g")"
 			echo "weight = 1"
 		done
 		echo
 		echo "[tenant.acme]"
 		grep '^key\.' "$HOME_DIR/acme.pub"
 	} > "$gw"
+	if [ "$REPLICAS" -gt 1 ]; then
+		start_replicas
+	else
+		start_brokers
+	fi
+	launch gateway "$BUILD/gateway/parley-gateway" -c "$gw"
+	wait_up
+}
+
+start_brokers() {
 	for g in $(seq 1 "$GROUPS_N"); do
 		local ini="$HOME_DIR/broker-$g.ini"
 		cat > "$ini" <<INI
@@ -57,7 +136,9 @@ INI
 		mkdir -p "$HOME_DIR/data"
 		launch "broker-$g" "$BUILD/broker/parley-broker" -c "$ini"
 	done
-	launch gateway "$BUILD/gateway/parley-gateway" -c "$gw"
+}
+
+wait_up() {
 	for _ in $(seq 1 100); do
 		for f in "$HOME_DIR"/*.pid; do
 			if ! kill -0 "$(cat "$f")" 2>/dev/null; then
@@ -67,7 +148,7 @@ INI
 			fi
 		done
 		if curl -fsS "http://127.0.0.1:$HTTP_PORT/healthz" >/dev/null 2>&1; then
-			echo "cluster: up ($GROUPS_N shard groups, gateway on tcp://127.0.0.1:$TCP_PORT and ws://127.0.0.1:$HTTP_PORT/ws)"
+			echo "cluster: up ($GROUPS_N shard groups x $REPLICAS replica(s), gateway on tcp://127.0.0.1:$TCP_PORT and ws://127.0.0.1:$HTTP_PORT/ws)"
 			return 0
 		fi
 		sleep 0.1
@@ -103,13 +184,24 @@ stop() {
 }
 
 status() {
+	local up=0
 	for f in "$HOME_DIR"/*.pid; do
 		[ -f "$f" ] || continue
 		local pid
 		pid=$(cat "$f")
 		if kill -0 "$pid" 2>/dev/null; then state=running; else state=dead; fi
+		[ "$(basename "$f" .pid)" = gateway ] && [ $state = running ] && up=1
 		echo "$(basename "$f" .pid): pid $pid $state"
 	done
+	# Every replica's role, term and lag, as the gateway sees them.
+	if [ $up = 1 ] && [ -f "$HOME_DIR/acme.key" ]; then
+		local tok
+		tok=$("$CTL" token --key "$HOME_DIR/acme.key" --user ops \
+			--role service --ttl 60 2>/dev/null) || return 0
+		echo
+		PARLEY_TOKEN=$tok "$CTL" group status \
+			--url "tcp://127.0.0.1:$TCP_PORT" || true
+	fi
 }
 
 case "${1:-}" in
