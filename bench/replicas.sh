@@ -96,12 +96,12 @@ run() {
 	"$BUILD/bench/parley-bench" --url "tcp://127.0.0.1:$((BASE + 30))" \
 		--key "$DIR/acme.key" --connections 20 --rooms "$ROOMS" \
 		--rate "$RATE" --duration "$DURATION" --warmup 3 --no-subscribers |
-		grep -E "throughput|publish->ack|sent|acked" || true
+		grep -E "throughput|publish->ack|sent|acked|errors" || true
 	echo "-- highest rate: $CONNS connections x $INFLIGHT in flight"
 	"$BUILD/bench/parley-bench" --url "tcp://127.0.0.1:$((BASE + 30))" \
 		--key "$DIR/acme.key" --connections "$CONNS" --rooms "$ROOMS" \
 		--inflight "$INFLIGHT" --duration "$DURATION" --warmup 3 \
-		--no-subscribers | grep -E "throughput|publish->ack|sent|acked" || true
+		--no-subscribers | grep -E "throughput|publish->ack|sent|acked|errors" || true
 	stop_all
 }
 
