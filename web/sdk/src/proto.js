@@ -153,6 +153,9 @@ export const SCHEMA = {
     [1, 'group', 'uint32'], [2, 'address', 'string'], [3, 'reachable', 'bool'],
     [4, 'rooms', 'uint64'], [5, 'lastIndex', 'uint64'], [6, 'mapUsedBytes', 'uint64'],
     [7, 'mapSizeBytes', 'uint64'], [8, 'durability', 'string'], [9, 'role', 'string'],
+    [10, 'nodeId', 'uint64'], [11, 'term', 'uint64'], [12, 'commit', 'uint64'],
+    [13, 'applied', 'uint64'], [14, 'leaderId', 'uint64'], [15, 'lag', 'uint64'],
+    [16, 'voters', 'uint32'], [17, 'repairing', 'bool'],
   ],
   StatusReply: [
     [1, 'node', 'string'], [2, 'connections', 'uint32'], [3, 'subscriptions', 'uint32'],
@@ -181,7 +184,10 @@ export const SCHEMA = {
     [5, 'presence', 'PresenceEvent', { oneof: 'ev' }],
     [6, 'closed', 'ClosedEvent', { oneof: 'ev' }],
   ],
-  Error: [[1, 'code', 'enum:ErrorCode'], [2, 'message', 'string'], [3, 'leaderHint', 'string']],
+  Error: [
+    [1, 'code', 'enum:ErrorCode'], [2, 'message', 'string'], [3, 'leaderHint', 'string'],
+    [4, 'notApplied', 'bool'],
+  ],
   Goodbye: [[1, 'code', 'enum:ErrorCode'], [2, 'reason', 'string']],
   ServerFrame: [
     [1, 'id', 'uint64'],

@@ -91,7 +91,8 @@ test('error frame bytes and enum names', () => {
   const b = encodeServerFrame({ id: 4, error: { code: 'room_closed', message: 'closed' } });
   assert.equal(hex(b), '0804720a08051206636c6f736564');
   assert.deepEqual(decodeServerFrame(b), {
-    id: 4, body: 'error', error: { code: 'room_closed', message: 'closed', leaderHint: '' },
+    id: 4, body: 'error',
+    error: { code: 'room_closed', message: 'closed', leaderHint: '', notApplied: false },
   });
   // An enum number the SDK does not know decodes to the number.
   assert.equal(decode('Error', unhex('0863')).code, 99);
@@ -220,10 +221,12 @@ test('every ServerFrame body round-trips', () => {
       groups: [{
         group: 1, address: 'tcp://x', reachable: true, rooms: 5, lastIndex: 9, mapUsedBytes: 10,
         mapSizeBytes: 2n ** 60n, durability: 'sync', role: 'leader',
+        nodeId: 2, term: 7, commit: 9, applied: 9, leaderId: 2, lag: 0, voters: 3,
+        repairing: false,
       }],
     },
     event: { room: 'r', ev: 'message', message },
-    error: { code: 'unavailable', message: 'retry', leaderHint: 'tcp://y' },
+    error: { code: 'unavailable', message: 'retry', leaderHint: 'tcp://y', notApplied: true },
     goodbye: { code: 'overloaded', reason: 'slow consumer' },
   };
   assert.deepEqual(Object.keys(bodies).sort(), [...SERVER_BODIES].sort());
