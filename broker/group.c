@@ -1384,15 +1384,26 @@ static pl_status ready_write(brk_group *g, const raft_ready *rd, size_t *nres)
 	if (st != PL_OK)
 		return st;
 	brk_hs_put(w, &rd->hs);
-	if (rd->n_ents > 0)
-		st = brk_log_append(w, rd->entries, rd->n_ents);
+	if (rd->n_ents > 0 &&
+	    (st = brk_log_append(w, rd->entries, rd->n_ents)) != PL_OK)
+		PL_ERROR("group",
+		    "event=append_failed first=%llu n=%zu err=\"%s\"",
+		    (unsigned long long)rd->entries[0].index, rd->n_ents,
+		    pl_strerror(st));
 	size_t n = 0;
 	for (size_t i = 0; i < rd->n_committed && st == PL_OK; i++) {
 		brk_applied *res = &g->res[n];
 		st = brk_apply(
 		    w, &rd->committed[i], g->leader ? &g->ev_arena : NULL, res);
-		if (st != PL_OK)
+		if (st != PL_OK) {
+			PL_ERROR("group",
+			    "event=apply_failed index=%llu applied=%llu "
+			    "err=\"%s\"",
+			    (unsigned long long)rd->committed[i].index,
+			    (unsigned long long)brk_store_applied(g->store),
+			    pl_strerror(st));
 			break;
+		}
 		if (g->leader)
 			ev_applied(g, res);
 		res->cmd = NULL; /* not valid past this entry */
@@ -1546,8 +1557,16 @@ static void drive(brk_group *g)
 	while (raft_has_ready(g->raft)) {
 		raft_ready rd;
 		raft_ready_get(g->raft, &rd);
+		bool appended = rd.n_ents > 0;
 		if (!ready_handle(g, &rd))
 			return;
+		/* The entries just written commit soon (at once in a group of
+		 * one): stop here so that their applying shares the next
+		 * ready's transaction with whatever is proposed meanwhile —
+		 * one durable commit per round, as in a group of one before
+		 * Raft. The thread comes back without waiting. */
+		if (appended)
+			break;
 	}
 	brk_arena_reset(&g->prop_arena);
 	leader_check(g);
@@ -1919,18 +1938,22 @@ static void *group_main(void *arg)
 		}
 	}
 	while (g->running) {
-		size_t n = pl_queue_pop_many(
-		    &g->q, (void **)in, ITEMS_MAX + PEER_ITEMS_MAX, TICK_US);
+		bool more = !g->stalled && raft_has_ready(g->raft);
+		size_t n = pl_queue_pop_many(&g->q, (void **)in,
+		    ITEMS_MAX + PEER_ITEMS_MAX, more ? 0 : TICK_US);
 		size_t nr = intake(g, in, n, batch);
 		if (!g->stalled)
 			raft_ticks(g);
-		drive(g);
-		held_release(g);
+		/* With requests waiting, their round drives the core, so
+		 * their entries join the ready that applies earlier ones. */
+		if (nr == 0)
+			drive(g);
 		for (size_t i = 0; i < nr; i += ROUND_ITEMS_MAX) {
 			size_t k =
 			    nr - i < ROUND_ITEMS_MAX ? nr - i : ROUND_ITEMS_MAX;
 			run_round(g, batch + i, k);
 		}
+		held_release(g); /* stepped entries live until advanced */
 		housekeeping(g);
 	}
 	return NULL;

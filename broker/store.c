@@ -458,6 +458,9 @@ pl_status brk_wtxn_commit(brk_wtxn *w)
 	if (st == PL_OK)
 		st = write_meta(w);
 	if (st != PL_OK) {
+		PL_ERROR("store",
+		    "event=flush_failed err=\"%s\" rooms=%d days=%d",
+		    pl_strerror(st), w->nrooms, w->ndays);
 		brk_wtxn_abort(w);
 		return st;
 	}
@@ -517,14 +520,21 @@ pl_status brk_room_get(brk_wtxn *w, uint64_t room, brk_room **out)
 		uint8_t key[8];
 		MDB_val v;
 		put_be64(key, room);
-		pl_status st = get(w, w->s->rooms, key, 8, &v);
+		/* The slot first: taking it may flush the cache, and a write
+		 * in this transaction can move the page a value read before
+		 * it points into. */
+		pl_status st = cache_slot(w, &i);
 		if (st != PL_OK)
 			return st;
-		if ((st = cache_slot(w, &i)) != PL_OK)
-			return st;
-		st = brk_room_decode(
-		    v.mv_data, v.mv_size, &w->s->scratch, &w->s->cache[i]);
+		st = get(w, w->s->rooms, key, 8, &v);
+		if (st == PL_OK)
+			st = brk_room_decode(v.mv_data, v.mv_size,
+			    &w->s->scratch, &w->s->cache[i]);
 		if (st != PL_OK) {
+			if (st == PL_E_CORRUPT)
+				PL_ERROR("store",
+				    "event=room_decode_failed room=%016llx",
+				    (unsigned long long)room);
 			w->nrooms--;
 			return st;
 		}
@@ -1182,8 +1192,14 @@ pl_status brk_apply(
 		} else {
 			res->cmd = cmd;
 			st = apply_cmd(w, cmd, e->index, a, res);
-			if (storage_failure(st))
+			if (storage_failure(st)) {
+				PL_ERROR("store",
+				    "event=apply_failed index=%llu op=%d "
+				    "err=\"%s\"",
+				    (unsigned long long)e->index,
+				    (int)cmd->op_case, pl_strerror(st));
 				return st;
+			}
 			res->st = st;
 		}
 	}
