@@ -18,8 +18,11 @@
  *  - a request refused before entering the log says not_applied, so the
  *    gateway may send it anywhere again; one lost with the leadership does
  *    not (its outcome is unknown: only idempotent requests are resent);
- *  - events of applied entries are fanned out only by the leader, after
- *    the transaction that applied them committed, in log order;
+ *  - replies and live events of applied entries leave (events only from
+ *    the leader) in log order as soon as the entries are applied, before
+ *    that transaction's own fsync: the entries are committed and applying
+ *    is deterministic, so a failed commit that is retried reaches the
+ *    same outcomes (and answers nothing twice);
  *  - a ready whose write fails (map or disk full, I/O) is held and written
  *    again later; meanwhile no other Raft call is made, writes are refused
  *    with the failure and reads are still served.
@@ -191,6 +194,7 @@ struct brk_group {
 	brk_item *held[PEER_ITEMS_MAX]; /* stepped, released after advance */
 	size_t nheld;
 	bool stalled;
+	bool stall_replied; /* the held ready's outcomes were answered */
 	raft_ready stall_rd;
 	int64_t stall_retry_us;
 	pl_status stall_err;
@@ -1374,9 +1378,12 @@ bad:
 
 /* ---- readies ---- */
 
+static void results_complete(brk_group *g, size_t n);
+static void events_flush(brk_group *g, bool send);
+
 /* Writes a ready in one transaction: hard state, entries, and the
- * entries it commits applied in order. *nres results are kept for the
- * replies sent once it committed. */
+ * entries it commits applied in order; their replies and events leave
+ * as soon as they are applied. */
 static pl_status ready_write(brk_group *g, const raft_ready *rd, size_t *nres)
 {
 	brk_wtxn *w;
@@ -1404,21 +1411,34 @@ static pl_status ready_write(brk_group *g, const raft_ready *rd, size_t *nres)
 			    pl_strerror(st));
 			break;
 		}
-		if (g->leader)
+		if (g->leader && !g->stall_replied)
 			ev_applied(g, res);
 		res->cmd = NULL; /* not valid past this entry */
 		res->msg = NULL;
 		g->res_term[n++] = rd->committed[i].term;
 	}
+	if (st != PL_OK) {
+		brk_wtxn_abort(w);
+		return st;
+	}
+	/* The outcomes are known now and final: the entries are committed
+	 * (a majority holds them durably) and applying is deterministic, so
+	 * every replica reaches the same ones. Answer before this
+	 * transaction's own fsync; if it fails the ready is held and applied
+	 * again, to the same outcomes, without answering twice. */
+	if (n > 0 && !g->stall_replied) {
+		results_complete(g, n);
+		events_flush(g, true);
+		g->stall_replied = true; /* until this transaction commits */
+	}
 	/* Every write transaction is synced, applies included: LMDB without
 	 * a sync can be damaged by a power loss on a filesystem that reorders
 	 * writes. Under load a ready carries both new entries and commits,
 	 * so this costs a sync only when idle. */
+	st = brk_wtxn_commit(w);
 	if (st == PL_OK)
-		st = brk_wtxn_commit(w);
-	else
-		brk_wtxn_abort(w);
-	*nres = n;
+		g->stall_replied = false;
+	*nres = 0;
 	return st;
 }
 
