@@ -109,6 +109,7 @@ struct raft {
 
 	uint64_t dropped_msgs;
 	pl_status storage_err;
+	uint64_t storage_errs; /* storage errors seen (NOT_FOUND aside) */
 
 	/* A damaged log under repair (to == 0: none), and the highest index
 	 * known to match the log of the leader of this term. */
@@ -136,8 +137,10 @@ static void reset_timeout(raft *r)
 
 static void storage_failed(raft *r, pl_status st)
 {
-	if (st != PL_E_NOT_FOUND)
+	if (st != PL_E_NOT_FOUND) {
 		r->storage_err = st;
+		r->storage_errs++;
+	}
 }
 
 static void send(raft *r, const raft_msg *m)
@@ -977,14 +980,24 @@ static void handle_append(raft *r, const raft_msg *m)
 		ack_append(r, m->from, c);
 		return;
 	}
+	/* An entry we cannot read is not a conflict: obeying would truncate
+	 * it (and lower persisted) before the driver reports the damage. */
+	uint64_t errs = r->storage_errs;
 	if (!match_term(r, m->index, m->log_term)) {
-		reject_append(r, m);
+		if (r->storage_errs == errs)
+			reject_append(r, m);
+		else
+			r->dropped_msgs++;
 		return;
 	}
 	size_t k = 0; /* first entry not already in the log */
 	while (
 	    k < m->n_ents && match_term(r, m->ents[k].index, m->ents[k].term))
 		k++;
+	if (r->storage_errs != errs) {
+		r->dropped_msgs++;
+		return;
+	}
 	uint64_t lastnew = append_from(r, m, k);
 	if (lastnew == 0) {
 		r->dropped_msgs++;
@@ -1245,8 +1258,14 @@ void raft_tick(raft *r)
 		tick_leader(r);
 		return;
 	}
-	r->election_elapsed++;
-	if (r->election_elapsed >= r->timeout) {
+	if (r->election_elapsed < UINT32_MAX)
+		r->election_elapsed++;
+	/* Only a node that campaigns restarts its timer: one that cannot (a
+	 * learner, maybe promoted without knowing it yet; a repairing one)
+	 * must see the lease of a silent leader run out, or it would ignore
+	 * every vote request while that leader is gone. */
+	if (r->election_elapsed >= r->timeout && promotable(r) &&
+	    !repairing(r)) {
 		r->election_elapsed = 0;
 		hup(r, false);
 	}
