@@ -1077,7 +1077,11 @@ TEST(test_raft_damage_never_campaigns)
 	ttick(w, 3, 200); /* many election timeouts, alone */
 	CHECK_EQ(st(w, 3).term, term);
 	CHECK_EQ(st(w, 3).role, RAFT_FOLLOWER);
-	CHECK_EQ(w->tail, before); /* not even a pre-vote went out */
+	for (size_t i = before; i < w->tail; i++) {
+		uint8_t t = w->q[i % TQUEUE_MAX].type;
+		CHECK(t != RAFT_MSG_VOTE && t != RAFT_MSG_PREVOTE);
+	}
+	CHECK_GT(w->tail, before); /* it asked its peers for a repair */
 	/* A transfer cannot make it campaign either. */
 	raft_msg m = {
 	    .type = RAFT_MSG_TIMEOUT_NOW, .from = 1, .to = 3, .term = term};
@@ -1171,7 +1175,12 @@ TEST(test_raft_damage_leader_steps_down_and_repairs_in_new_term)
 {
 	tnet *w = tnet_with_log(2);
 	uint64_t term = st(w, 1).term;
+	/* Its last entry reaches no peer: no peer can give it back. */
+	isolate(w, 1, true);
+	CHECK_EQ(propose_str(w, 1, "lost"), PL_OK);
+	isolate(w, 1, false);
 	CHECK_EQ(tdamage(w, 1, 2), PL_OK);
+	CHECK_EQ(st(w, 1).repair.to, 4);
 	CHECK_EQ(st(w, 1).role, RAFT_FOLLOWER);
 	CHECK(st(w, 1).repairing);
 	CHECK_EQ(propose_str(w, 1, "x"), PL_E_NOT_LEADER);
@@ -1268,4 +1277,41 @@ TEST(test_raft_repair_note_merges)
 			            ")",
 			    cases[i].name, r.to, r.term);
 	}
+}
+
+/* No leader: the repairing replica asks its peers; one that holds its
+ * last durable entry sends what it lost, and it is repaired. */
+TEST(test_raft_damage_repaired_from_peer_without_leader)
+{
+	tnet *w = tnet_with_log(3);
+	CHECK_EQ(tdamage(w, 3, 2), PL_OK);
+	isolate(w, 1, true); /* the leader is gone */
+	ttick(w, 3, 25);
+	raft_status s = st(w, 3);
+	CHECK(!s.repairing);
+	CHECK_EQ(s.last_index, 4);
+	CHECK_EQ(N(w, 3)->log[3].len, strlen("entry"));
+	/* Now it may vote: node 2 can be elected with it. */
+	for (int i = 0; i < 20 && leaders(w) < 2; i++)
+		ttick_all(w, 5);
+	CHECK(st(w, 2).role == RAFT_LEADER || st(w, 3).role == RAFT_LEADER);
+	tnet_free(w);
+}
+
+/* A peer whose log lacks the entry does not serve: its log might not
+ * hold what the repairing replica acknowledged. */
+TEST(test_raft_damage_peer_without_entry_does_not_serve)
+{
+	tnet *w = tnet_with_log(1);
+	isolate(w, 2, true);
+	CHECK_EQ(propose_str(w, 1, "only on 1 and 3"), PL_OK);
+	ttick(w, 1, 2);
+	CHECK_EQ(st(w, 3).last_index, 3);
+	CHECK_EQ(tdamage(w, 3, 2), PL_OK);
+	isolate(w, 2, false);
+	isolate(w, 1, true);
+	ttick(w, 3, 40);
+	CHECK(st(w, 3).repairing); /* node 2 lacks entry 3 */
+	CHECK_EQ(st(w, 3).last_index, 1);
+	tnet_free(w);
 }
