@@ -27,10 +27,10 @@
  *    uncommitted and an entry of its own term is committed; truncating a
  *    configuration entry restores the previous configuration.
  *  - damaged logs: a replica that lost entries to damage (raft_log_damaged)
- *    grants no vote and never campaigns until it durably holds, matching
- *    the leader of its term T, an entry of term T (and, when the damage
- *    struck in term T, everything up to its last durable entry then);
- *    so every voter holds every committed entry it ever acknowledged.
+ *    grants no vote and never campaigns until it durably holds its last
+ *    durable entry of then again (from any peer), or an entry of a later
+ *    term matching its leader's log; so every voter holds every committed
+ *    entry it acknowledged for its commit.
  *  - boundedness: every array is sized at raft_new; nothing allocates
  *    afterwards; a full output array drops the message (Raft tolerates a
  *    lost message) and counts it.
@@ -109,6 +109,7 @@ struct raft {
 
 	uint64_t dropped_msgs;
 	pl_status storage_err;
+	uint64_t storage_errs; /* storage errors seen (NOT_FOUND aside) */
 
 	/* A damaged log under repair (to == 0: none), and the highest index
 	 * known to match the log of the leader of this term. */
@@ -136,8 +137,10 @@ static void reset_timeout(raft *r)
 
 static void storage_failed(raft *r, pl_status st)
 {
-	if (st != PL_E_NOT_FOUND)
+	if (st != PL_E_NOT_FOUND) {
 		r->storage_err = st;
+		r->storage_errs++;
+	}
 }
 
 static void send(raft *r, const raft_msg *m)
@@ -977,14 +980,24 @@ static void handle_append(raft *r, const raft_msg *m)
 		ack_append(r, m->from, c);
 		return;
 	}
+	/* An entry we cannot read is not a conflict: obeying would truncate
+	 * it (and lower persisted) before the driver reports the damage. */
+	uint64_t errs = r->storage_errs;
 	if (!match_term(r, m->index, m->log_term)) {
-		reject_append(r, m);
+		if (r->storage_errs == errs)
+			reject_append(r, m);
+		else
+			r->dropped_msgs++;
 		return;
 	}
 	size_t k = 0; /* first entry not already in the log */
 	while (
 	    k < m->n_ents && match_term(r, m->ents[k].index, m->ents[k].term))
 		k++;
+	if (r->storage_errs != errs) {
+		r->dropped_msgs++;
+		return;
+	}
 	uint64_t lastnew = append_from(r, m, k);
 	if (lastnew == 0) {
 		r->dropped_msgs++;
@@ -1075,26 +1088,106 @@ void raft_repair_note(raft_repair *rep, uint64_t index, uint64_t term)
 	}
 }
 
-/* Ends the repair once this replica durably holds an entry of the
- * current term matching the leader's log (so every entry committed in
- * an earlier term), reaching repair.to when the damage struck in this
- * term (so every entry of this term it acknowledged), and has learnt a
- * commit covering what it applied (so a stored commit never lags the
- * state machine once the driver forgets the repair). */
+/* Ends the repair once this replica has learnt a commit covering what it
+ * applied (so a stored commit never lags the state machine once the
+ * driver forgets the repair) and either
+ *  (A) durably holds entry (repair.to, repair.term) again: its log then
+ *      equals, up to there, the log of the leader that made that entry,
+ *      which holds every entry committed before that term and all of its
+ *      own, so every committed entry the replica acknowledged; or
+ *  (B) durably holds an entry of the current term T > repair.term that
+ *      matches the log of the leader of T, which holds every entry
+ *      committed before T (needed when (A)'s entry was never committed
+ *      and is gone from every log). */
 static void repair_check(raft *r)
 {
-	if (!repairing(r) || r->role != RAFT_FOLLOWER || r->commit < r->applied)
+	if (!repairing(r) || r->commit < r->applied)
 		return;
+	uint64_t t;
+	bool done = r->persisted >= r->repair.to &&
+	            log_term(r, r->repair.to, &t) == PL_OK &&
+	            t == r->repair.term;
 	uint64_t x =
 	    r->repair_match < r->persisted ? r->repair_match : r->persisted;
-	uint64_t t;
-	if (x == 0 || r->term < r->repair.term || log_term(r, x, &t) != PL_OK ||
-	    t != r->term)
-		return;
-	if (r->term == r->repair.term && x < r->repair.to)
+	if (!done && r->role == RAFT_FOLLOWER && x > 0 &&
+	    r->term > r->repair.term && log_term(r, x, &t) == PL_OK)
+		done = t == r->term;
+	if (!done)
 		return;
 	memset(&r->repair, 0, sizeof r->repair);
 	r->repair_match = 0;
+}
+
+/* Asks peer `to` (0: every member) for the entries after our last, up
+ * to repair.to, from a log that holds (repair.to, repair.term). */
+static void repair_ask(raft *r, uint64_t to)
+{
+	raft_msg m = {.type = RAFT_MSG_REPAIR,
+	    .index = last_index(r),
+	    .hint = r->repair.to,
+	    .commit = r->repair.term};
+	if (m.index >= m.hint || log_term(r, m.index, &m.log_term) != PL_OK)
+		return;
+	for (int i = 0; i < r->n_prs; i++) {
+		m.to = r->prs[i].id;
+		if (m.to != r->id && (to == 0 || to == m.to))
+			send(r, &m);
+	}
+}
+
+/* Any peer, any role, any term: serves a repair from its log if that
+ * holds the repairing replica's entry and matches its last one. */
+static void handle_repair(raft *r, const raft_msg *m)
+{
+	if (m->hint > last_index(r) || !match_term(r, m->hint, m->commit) ||
+	    !match_term(r, m->index, m->log_term))
+		return;
+	size_t n = 0, room = RAFT_MSG_ENTS_POOL - r->n_msg_ents;
+	raft_entry *ents = &r->msg_ents[r->n_msg_ents];
+	if (room == 0 || r->n_msgs == RAFT_MSGS_MAX)
+		return;
+	if (log_entries(r, m->index + 1, m->hint + 1, r->cfg.msg_bytes_max,
+	        ents, room < RAFT_MSG_ENTRIES_MAX ? room : RAFT_MSG_ENTRIES_MAX,
+	        &n) != PL_OK)
+		return;
+	uint64_t last = m->index + n;
+	raft_msg o = {.type = RAFT_MSG_REPAIR_RESP,
+	    .to = m->from,
+	    .index = m->index,
+	    .log_term = m->log_term,
+	    .hint = m->hint,
+	    .commit = r->commit < last ? r->commit : last,
+	    .ents = ents,
+	    .n_ents = n};
+	send(r, &o);
+	r->n_msg_ents += n;
+}
+
+/* The repairing replica extends its log with a peer's entries: only
+ * after its last entry (nothing it holds is replaced), only for the
+ * repair under way. */
+static void handle_repair_resp(raft *r, const raft_msg *m)
+{
+	if (!repairing(r) || m->hint != r->repair.to ||
+	    m->index != last_index(r))
+		return;
+	const raft_entry *e = &m->ents[m->n_ents - 1];
+	if (e->term > r->repair.term ||
+	    (e->index == r->repair.to && e->term != r->repair.term))
+		return; /* not a log that leads to our entry */
+	uint64_t errs = r->storage_errs;
+	if (!match_term(r, m->index, m->log_term) || r->storage_errs != errs)
+		return;
+	size_t n = m->n_ents;
+	if (r->u_n + n > RAFT_UNSTABLE_MAX)
+		n = r->u_n < RAFT_UNSTABLE_MAX ? RAFT_UNSTABLE_MAX - r->u_n : 0;
+	if (n == 0)
+		return;
+	log_append(r, m->ents, n, NULL, 0);
+	uint64_t lastnew = m->index + n;
+	commit_to(r, m->commit < lastnew ? m->commit : lastnew);
+	if (lastnew < r->repair.to)
+		repair_ask(r, m->from);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1127,14 +1220,21 @@ static bool ents_valid(const raft_msg *m)
 
 static bool msg_valid(const raft *r, const raft_msg *m)
 {
-	if (m == NULL || m->type < RAFT_MSG_APP || m->type >= RAFT_MSG_SNAP)
+	if (m == NULL || m->type < RAFT_MSG_APP ||
+	    m->type >= RAFT_MSG_TYPE_END_ || m->type == RAFT_MSG_SNAP)
 		return false;
 	if (m->from == 0 || m->from == r->id || m->to != r->id || m->term == 0)
 		return false;
 	if (m->type == RAFT_MSG_APP)
 		return m->log_term <= m->term && ents_valid(m);
+	if (m->type == RAFT_MSG_REPAIR_RESP)
+		return m->log_term <= m->term && m->n_ents > 0 &&
+		       ents_valid(m) && m->index + m->n_ents <= m->hint;
 	if (m->n_ents != 0)
 		return false;
+	if (m->type == RAFT_MSG_REPAIR)
+		return m->log_term <= m->term && m->commit <= m->term &&
+		       m->index < m->hint;
 	if (m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PREVOTE)
 		return m->log_term <= m->term;
 	return true;
@@ -1184,6 +1284,16 @@ pl_status raft_step(raft *r, const raft_msg *m)
 	if (!msg_valid(r, m)) {
 		r->dropped_msgs++;
 		return PL_E_PROTO;
+	}
+	/* Repairs are about logs, not terms: they never move a term. */
+	if (m->type == RAFT_MSG_REPAIR) {
+		handle_repair(r, m);
+		return PL_OK;
+	}
+	if (m->type == RAFT_MSG_REPAIR_RESP) {
+		handle_repair_resp(r, m);
+		repair_check(r);
+		return PL_OK;
 	}
 	if (!step_term(r, m))
 		return PL_OK;
@@ -1245,11 +1355,21 @@ void raft_tick(raft *r)
 		tick_leader(r);
 		return;
 	}
-	r->election_elapsed++;
-	if (r->election_elapsed >= r->timeout) {
+	if (r->election_elapsed < UINT32_MAX)
+		r->election_elapsed++;
+	/* Only a node that campaigns restarts its timer: one that cannot (a
+	 * learner, maybe promoted without knowing it yet; a repairing one)
+	 * must see the lease of a silent leader run out, or it would ignore
+	 * every vote request while that leader is gone. */
+	if (r->election_elapsed >= r->timeout && promotable(r) &&
+	    !repairing(r)) {
 		r->election_elapsed = 0;
 		hup(r, false);
 	}
+	/* Repairing and no leader heard for a while: ask the peers. */
+	if (repairing(r) && r->election_elapsed >= r->cfg.election_ticks &&
+	    r->election_elapsed % r->cfg.election_ticks == 0)
+		repair_ask(r, 0);
 }
 
 pl_status raft_propose(
@@ -1478,6 +1598,7 @@ pl_status raft_log_damaged(raft *r, uint64_t bad_index, raft_repair *rep)
 	}
 	if (r->role != RAFT_FOLLOWER)
 		become_follower(r, r->term, 0);
+	repair_check(r); /* only unsynced entries lost: nothing to repair */
 	*rep = r->repair;
 	return PL_OK;
 }
@@ -1620,6 +1741,7 @@ pl_status raft_new(const raft_config *cfg, raft **out)
 	}
 	r->role = RAFT_FOLLOWER;
 	reset_timeout(r);
+	repair_check(r); /* repaired before the driver cleared its record */
 	*out = r;
 	return PL_OK;
 }
@@ -1661,6 +1783,6 @@ const char *raft_msg_type_name(int type)
 {
 	static const char *names[] = {"?", "app", "app_resp", "vote",
 	    "vote_resp", "prevote", "prevote_resp", "heartbeat",
-	    "heartbeat_resp", "timeout_now", "snap"};
+	    "heartbeat_resp", "timeout_now", "snap", "repair", "repair_resp"};
 	return type > 0 && type < RAFT_MSG_TYPE_END_ ? names[type] : "?";
 }

@@ -84,9 +84,10 @@ typedef struct raft_hard_state {
  * (CRC) and lost them; see raft_log_damaged. The driver stores it
  * durably, in the same write that truncates the log, and passes it back
  * in raft_config.repair when it restarts. to == 0: no repair. The
- * replica is repaired once it durably holds, matching the leader of its
- * current term T, an entry of term T, and (when T == term) its log
- * reaches `to`. Until then it grants no vote and never campaigns. */
+ * replica is repaired once its log durably holds entry (to, term) again
+ * (from any peer that holds it: RAFT_MSG_REPAIR), or an entry of its
+ * current term T > term matching the log of the leader of T. Until then
+ * it grants no vote and never campaigns (docs/raft.md, "Damaged logs"). */
 typedef struct raft_repair {
 	uint64_t to;   /* the last durable entry when damage was found... */
 	uint64_t term; /* ...and its term (the largest such, when merged) */
@@ -143,6 +144,14 @@ typedef enum raft_msg_type {
 	 * the chunked transfer, then calls raft_snapshot_done on the leader
 	 * and raft_snapshot_restore on the follower. */
 	RAFT_MSG_SNAP,
+	/* A repairing replica to any peer, whatever the terms: "if your log
+	 * holds entry (hint, commit) and matches mine at (index, log_term),
+	 * send me the entries after index up to hint". hint and commit are
+	 * its raft_repair (to, term). */
+	RAFT_MSG_REPAIR,
+	/* The answer: entries after (index, log_term), up to hint (echoed);
+	 * commit = the sender's commit, at most the last entry sent. */
+	RAFT_MSG_REPAIR_RESP,
 	RAFT_MSG_TYPE_END_,
 } raft_msg_type;
 
@@ -330,7 +339,7 @@ pl_status raft_snapshot_restore(raft *r, uint64_t from, uint64_t term_from,
  * merely forgets it holds it; applied is kept and nothing is handed out
  * twice), steps down if it led or campaigned, and starts repairing: it
  * refuses every vote and pre-vote and never campaigns until repaired
- * from a leader (see raft_repair and docs/raft.md, "Damaged logs").
+ * from its peers (see raft_repair and docs/raft.md, "Damaged logs").
  *
  * *rep receives the repair record (merged with one under way). Before
  * handling the next ready, the driver must, in one durable write:

@@ -27,6 +27,7 @@ typedef struct tnode {
 	raft_hard_state hs;
 	raft_conf conf;
 	bool sync_off; /* do not report persistence */
+	uint64_t bad;  /* reads of this entry fail their CRC (0: none) */
 	uint64_t applied;
 	raft_repair rep; /* stored repair record (raft_log_damaged) */
 } tnode;
@@ -73,6 +74,8 @@ static pl_status ts_term(void *ctx, uint64_t i, uint64_t *term)
 	}
 	if (i < t->first || i > t->last)
 		return PL_E_NOT_FOUND;
+	if (i == t->bad)
+		return PL_E_CORRUPT;
 	*term = t->log[i - t->first].term;
 	return PL_OK;
 }
@@ -83,6 +86,8 @@ static pl_status ts_entries(void *ctx, uint64_t lo, uint64_t hi,
 	tnode *t = ctx;
 	if (lo < t->first || hi > t->last + 1)
 		return PL_E_NOT_FOUND;
+	if (t->bad >= lo && t->bad < hi)
+		return PL_E_CORRUPT;
 	size_t k = 0, bytes = 0;
 	for (uint64_t i = lo; i < hi && k < cap; i++) {
 		const raft_entry *e = &t->log[i - t->first];
@@ -902,6 +907,70 @@ TEST(test_raft_new_rejects_bad_config_and_storage)
 	free(t);
 }
 
+/* Found by the simulation (learner_lease_never_expires): a node that
+ * cannot campaign restarted its election timer anyway, so a silent
+ * leader's lease never ran out and it ignored every vote request. */
+TEST(test_raft_learner_lease_expires_when_leader_is_silent)
+{
+	tnet *w = tnet_new(3, 1);
+	tnet_start(w);
+	elect(w, 1);
+	ttick_all(w, 2);
+	CHECK_EQ(st(w, 4).lead, 1);
+	isolate(w, 1, true);
+	uint64_t term = st(w, 4).term;
+	for (int i = 0; i < 60; i++) {
+		ttick(w, 4, 1);
+		if (i < 2 * 10)
+			continue; /* two election timeouts: the lease is over */
+		raft_msg m = {.type = RAFT_MSG_PREVOTE,
+		    .from = 2,
+		    .to = 4,
+		    .term = term + 1,
+		    .index = st(w, 2).last_index,
+		    .log_term = term};
+		size_t before = w->tail;
+		CHECK_EQ(raft_step(N(w, 4)->r, &m), PL_OK);
+		tdrain(w, N(w, 4));
+		if (w->tail == before)
+			CHECK_FAIL_(
+			    "tick %d: the learner ignored a pre-vote", i);
+		w->head = w->tail;
+	}
+	tnet_free(w);
+}
+
+/* Found by the simulation (corrupt_read_taken_for_conflict): a follower
+ * that cannot read an entry while checking an append must not take it
+ * for a conflict and truncate (that would lower persisted before the
+ * driver reports the damage, and understate what it acknowledged). */
+TEST(test_raft_append_over_unreadable_entry_is_dropped)
+{
+	tnet *w = tnet_new(3, 0);
+	uint64_t terms[] = {1, 1, 2, 2};
+	tlog_seed(N(w, 2), terms, 4);
+	N(w, 2)->hs.term = 3;
+	tnet_start(w);
+	N(w, 2)->bad = 3;
+	raft_entry ents[] = {{.term = 2, .index = 3}, {.term = 2, .index = 4},
+	    {.term = 3, .index = 5}};
+	raft_msg m = {.type = RAFT_MSG_APP,
+	    .from = 1,
+	    .to = 2,
+	    .term = 3,
+	    .index = 2,
+	    .log_term = 1,
+	    .ents = ents,
+	    .n_ents = 3};
+	CHECK_EQ(raft_step(N(w, 2)->r, &m), PL_OK);
+	raft_status s = st(w, 2);
+	CHECK_EQ(s.last_index, 4);
+	CHECK_EQ(s.persisted, 4);
+	CHECK_EQ(s.storage_err, PL_E_CORRUPT);
+	CHECK_EQ(s.dropped_msgs, 1);
+	tnet_free(w);
+}
+
 /* ------------------------------------------------------------------ */
 /* Damaged logs: a replica that lost entries to a bad CRC. */
 
@@ -1008,7 +1077,11 @@ TEST(test_raft_damage_never_campaigns)
 	ttick(w, 3, 200); /* many election timeouts, alone */
 	CHECK_EQ(st(w, 3).term, term);
 	CHECK_EQ(st(w, 3).role, RAFT_FOLLOWER);
-	CHECK_EQ(w->tail, before); /* not even a pre-vote went out */
+	for (size_t i = before; i < w->tail; i++) {
+		uint8_t t = w->q[i % TQUEUE_MAX].type;
+		CHECK(t != RAFT_MSG_VOTE && t != RAFT_MSG_PREVOTE);
+	}
+	CHECK_GT(w->tail, before); /* it asked its peers for a repair */
 	/* A transfer cannot make it campaign either. */
 	raft_msg m = {
 	    .type = RAFT_MSG_TIMEOUT_NOW, .from = 1, .to = 3, .term = term};
@@ -1102,7 +1175,12 @@ TEST(test_raft_damage_leader_steps_down_and_repairs_in_new_term)
 {
 	tnet *w = tnet_with_log(2);
 	uint64_t term = st(w, 1).term;
+	/* Its last entry reaches no peer: no peer can give it back. */
+	isolate(w, 1, true);
+	CHECK_EQ(propose_str(w, 1, "lost"), PL_OK);
+	isolate(w, 1, false);
 	CHECK_EQ(tdamage(w, 1, 2), PL_OK);
+	CHECK_EQ(st(w, 1).repair.to, 4);
 	CHECK_EQ(st(w, 1).role, RAFT_FOLLOWER);
 	CHECK(st(w, 1).repairing);
 	CHECK_EQ(propose_str(w, 1, "x"), PL_E_NOT_LEADER);
@@ -1199,4 +1277,41 @@ TEST(test_raft_repair_note_merges)
 			            ")",
 			    cases[i].name, r.to, r.term);
 	}
+}
+
+/* No leader: the repairing replica asks its peers; one that holds its
+ * last durable entry sends what it lost, and it is repaired. */
+TEST(test_raft_damage_repaired_from_peer_without_leader)
+{
+	tnet *w = tnet_with_log(3);
+	CHECK_EQ(tdamage(w, 3, 2), PL_OK);
+	isolate(w, 1, true); /* the leader is gone */
+	ttick(w, 3, 25);
+	raft_status s = st(w, 3);
+	CHECK(!s.repairing);
+	CHECK_EQ(s.last_index, 4);
+	CHECK_EQ(N(w, 3)->log[3].len, strlen("entry"));
+	/* Now it may vote: node 2 can be elected with it. */
+	for (int i = 0; i < 20 && leaders(w) < 2; i++)
+		ttick_all(w, 5);
+	CHECK(st(w, 2).role == RAFT_LEADER || st(w, 3).role == RAFT_LEADER);
+	tnet_free(w);
+}
+
+/* A peer whose log lacks the entry does not serve: its log might not
+ * hold what the repairing replica acknowledged. */
+TEST(test_raft_damage_peer_without_entry_does_not_serve)
+{
+	tnet *w = tnet_with_log(1);
+	isolate(w, 2, true);
+	CHECK_EQ(propose_str(w, 1, "only on 1 and 3"), PL_OK);
+	ttick(w, 1, 2);
+	CHECK_EQ(st(w, 3).last_index, 3);
+	CHECK_EQ(tdamage(w, 3, 2), PL_OK);
+	isolate(w, 2, false);
+	isolate(w, 1, true);
+	ttick(w, 3, 40);
+	CHECK(st(w, 3).repairing); /* node 2 lacks entry 3 */
+	CHECK_EQ(st(w, 3).last_index, 1);
+	tnet_free(w);
 }
