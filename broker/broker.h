@@ -198,6 +198,15 @@ pl_status brk_room_get(brk_wtxn *w, uint64_t room, brk_room **out);
  * stored entry at or after e[0].index (a conflicting suffix). Refuses
  * (PL_E_CORRUPT) to touch an applied entry or to leave a hole. */
 pl_status brk_log_append(brk_wtxn *w, const raft_entry *e, size_t n);
+/* Deletes entries >= from (a damaged tail), lowering last_index, the
+ * stored commit and the sync mark to what remains. */
+pl_status brk_log_truncate(brk_wtxn *w, uint64_t from);
+/* The repair record of a damaged log (docs/raft.md "Damaged logs"):
+ * stored with the truncation, cleared once repaired. */
+void brk_repair_put(brk_wtxn *w, const raft_repair *rep);
+void brk_store_repair(const brk_store *s, raft_repair *rep);
+/* The sync mark: (index, term) of the last entry written durably. */
+void brk_store_mark(const brk_store *s, uint64_t *index, uint64_t *term);
 /* Records the hard state; written when the round commits. */
 void brk_hs_put(brk_wtxn *w, const raft_hard_state *hs);
 /* The hard state and applied index as of the last committed round. */

@@ -18,11 +18,9 @@
  *  - a request refused before entering the log says not_applied, so the
  *    gateway may send it anywhere again; one lost with the leadership does
  *    not (its outcome is unknown: only idempotent requests are resent);
- *  - replies and live events of applied entries leave (events only from
- *    the leader) in log order as soon as the entries are applied, before
- *    that transaction's own fsync: the entries are committed and applying
- *    is deterministic, so a failed commit that is retried reaches the
- *    same outcomes (and answers nothing twice);
+ *  - replies and live events of applied entries (events only from the
+ *    leader) leave in log order once the transaction that applied them
+ *    committed: an acknowledged write is visible to every later read;
  *  - a ready whose write fails (map or disk full, I/O) is held and written
  *    again later; meanwhile no other Raft call is made, writes are refused
  *    with the failure and reads are still served.
@@ -194,7 +192,7 @@ struct brk_group {
 	brk_item *held[PEER_ITEMS_MAX]; /* stepped, released after advance */
 	size_t nheld;
 	bool stalled;
-	bool stall_replied; /* the held ready's outcomes were answered */
+	bool damage_handled;
 	raft_ready stall_rd;
 	int64_t stall_retry_us;
 	pl_status stall_err;
@@ -897,6 +895,7 @@ static pl_status h_status(round *rd, Parley__ServerFrame *rep)
 	gs->applied = brk_store_applied(g->store);
 	gs->leader_id = st.lead;
 	gs->voters = st.conf.n_voters;
+	gs->repairing = st.repairing;
 	gp[0] = gs;
 	s->n_groups = 1;
 	s->groups = gp;
@@ -1378,12 +1377,9 @@ bad:
 
 /* ---- readies ---- */
 
-static void results_complete(brk_group *g, size_t n);
-static void events_flush(brk_group *g, bool send);
-
 /* Writes a ready in one transaction: hard state, entries, and the
- * entries it commits applied in order; their replies and events leave
- * as soon as they are applied. */
+ * entries it commits applied in order. *nres results are kept for the
+ * replies sent once it committed. */
 static pl_status ready_write(brk_group *g, const raft_ready *rd, size_t *nres)
 {
 	brk_wtxn *w;
@@ -1391,6 +1387,17 @@ static pl_status ready_write(brk_group *g, const raft_ready *rd, size_t *nres)
 	if (st != PL_OK)
 		return st;
 	brk_hs_put(w, &rd->hs);
+	raft_repair stored;
+	brk_store_repair(g->store, &stored);
+	if (stored.to != 0) {
+		raft_status rs;
+		raft_status_get(g->raft, &rs);
+		if (!rs.repairing) {
+			raft_repair none = {0, 0};
+			brk_repair_put(w, &none);
+			PL_INFO("group", "event=log_repaired");
+		}
+	}
 	if (rd->n_ents > 0 &&
 	    (st = brk_log_append(w, rd->entries, rd->n_ents)) != PL_OK)
 		PL_ERROR("group",
@@ -1411,7 +1418,7 @@ static pl_status ready_write(brk_group *g, const raft_ready *rd, size_t *nres)
 			    pl_strerror(st));
 			break;
 		}
-		if (g->leader && !g->stall_replied)
+		if (g->leader)
 			ev_applied(g, res);
 		res->cmd = NULL; /* not valid past this entry */
 		res->msg = NULL;
@@ -1421,24 +1428,12 @@ static pl_status ready_write(brk_group *g, const raft_ready *rd, size_t *nres)
 		brk_wtxn_abort(w);
 		return st;
 	}
-	/* The outcomes are known now and final: the entries are committed
-	 * (a majority holds them durably) and applying is deterministic, so
-	 * every replica reaches the same ones. Answer before this
-	 * transaction's own fsync; if it fails the ready is held and applied
-	 * again, to the same outcomes, without answering twice. */
-	if (n > 0 && !g->stall_replied) {
-		results_complete(g, n);
-		events_flush(g, true);
-		g->stall_replied = true; /* until this transaction commits */
-	}
 	/* Every write transaction is synced, applies included: LMDB without
 	 * a sync can be damaged by a power loss on a filesystem that reorders
 	 * writes. Under load a ready carries both new entries and commits,
 	 * so this costs a sync only when idle. */
 	st = brk_wtxn_commit(w);
-	if (st == PL_OK)
-		g->stall_replied = false;
-	*nres = 0;
+	*nres = n;
 	return st;
 }
 
@@ -1531,8 +1526,11 @@ static bool ready_handle(brk_group *g, const raft_ready *rd)
  * had in flight and sends gateways elsewhere. */
 static void gw_forget(brk_group *g, int idx);
 
+static void damage_check(brk_group *g);
+
 static void leader_check(brk_group *g)
 {
+	damage_check(g);
 	raft_status st;
 	raft_status_get(g->raft, &st);
 	g->lead_id = st.lead;
@@ -2081,8 +2079,79 @@ static pl_status rs_entries(void *ctx, uint64_t lo, uint64_t hi,
 	return brk_log_entries(g->store, lo, hi, max_bytes, out, cap, n);
 }
 
+/* Truncates the log at its first bad entry in one durable write, storing
+ * the repair record rep when given (docs/raft.md "Damaged logs"). */
+static pl_status log_cut(brk_group *g, uint64_t bad, const raft_repair *rep)
+{
+	brk_wtxn *w;
+	pl_status st = brk_wtxn_begin(g->store, true, &w);
+	if (st != PL_OK)
+		return st;
+	st = brk_log_truncate(w, bad);
+	if (st == PL_OK && rep != NULL)
+		brk_repair_put(w, rep);
+	if (st == PL_OK)
+		return brk_wtxn_commit(w);
+	brk_wtxn_abort(w);
+	return st;
+}
+
+/* Before the core starts: every entry's CRC is checked. A bad entry at
+ * or below the sync mark is damage (the replica held it durably): the log
+ * is cut there and a repair record keeps the replica from voting until
+ * its peers have refilled it. A bad entry above the mark would be a torn
+ * tail never reported durable: cut, nothing to repair (LMDB does not
+ * tear; the rule is kept explicit). */
+static pl_status log_check(brk_group *g)
+{
+	uint64_t entries = 0, bad = 0;
+	if (brk_store_verify(g->store, &entries, &bad) != PL_E_CORRUPT)
+		return PL_OK;
+	uint64_t mark, mark_term;
+	raft_repair rep;
+	brk_store_mark(g->store, &mark, &mark_term);
+	brk_store_repair(g->store, &rep);
+	bool damage = bad <= mark;
+	if (damage)
+		raft_repair_note(&rep, mark, mark_term);
+	PL_ERROR("group",
+	    "event=log_damaged first_bad=%llu last=%llu repair_to=%llu "
+	    "repair_term=%llu",
+	    (unsigned long long)bad,
+	    (unsigned long long)brk_store_last_index(g->store),
+	    (unsigned long long)rep.to, (unsigned long long)rep.term);
+	return log_cut(g, bad, damage ? &rep : NULL);
+}
+
+/* While running: a storage callback met a bad CRC (the core records it).
+ * The core is told, then the log is cut in one durable write. Checked
+ * between rounds; the whole log is scanned once per such report. */
+static void damage_check(brk_group *g)
+{
+	raft_status st;
+	raft_status_get(g->raft, &st);
+	if (st.storage_err != PL_E_CORRUPT || g->damage_handled)
+		return;
+	g->damage_handled = true; /* the core's error stays set */
+	uint64_t entries = 0, bad = 0;
+	if (brk_store_verify(g->store, &entries, &bad) != PL_E_CORRUPT)
+		return;
+	raft_repair rep;
+	if (raft_log_damaged(g->raft, bad, &rep) != PL_OK)
+		return;
+	PL_ERROR("group", "event=log_damaged first_bad=%llu repair_to=%llu",
+	    (unsigned long long)bad, (unsigned long long)rep.to);
+	pl_status s = log_cut(g, bad, &rep);
+	if (s != PL_OK)
+		PL_ERROR(
+		    "group", "event=log_cut_failed err=\"%s\"", pl_strerror(s));
+}
+
 static pl_status raft_init(brk_group *g)
 {
+	pl_status cst = log_check(g);
+	if (cst != PL_OK)
+		return cst;
 	g->rs = (raft_storage){.load = rs_load,
 	    .first_index = rs_first,
 	    .last_index = rs_last,
@@ -2100,6 +2169,7 @@ static pl_status raft_init(brk_group *g)
 	    .storage = &g->rs,
 	    .storage_ctx = g};
 	memcpy(&rc.seed, seed, sizeof(seed));
+	brk_store_repair(g->store, &rc.repair);
 	if (rc.heartbeat_ticks == 0)
 		rc.heartbeat_ticks = 1;
 	if (rc.election_ticks <= rc.heartbeat_ticks)

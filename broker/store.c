@@ -59,6 +59,8 @@ struct brk_wtxn {
 	uint64_t room_counter;
 	uint64_t applied;
 	raft_hard_state hs;
+	uint64_t mark_index, mark_term; /* last entry of the log */
+	raft_repair repair;
 };
 
 struct brk_store {
@@ -69,6 +71,8 @@ struct brk_store {
 	uint64_t room_counter;
 	uint64_t applied;
 	raft_hard_state hs;
+	uint64_t mark_index, mark_term;
+	raft_repair repair;
 	uint64_t nrooms;
 	MDB_txn *rtxn; /* the Raft storage callbacks' read view */
 	bool rtxn_live;
@@ -213,6 +217,10 @@ static pl_status load_meta(brk_store *s)
 	s->hs.term = meta_u64(txn, s->meta, "term");
 	s->hs.vote = meta_u64(txn, s->meta, "vote");
 	s->hs.commit = meta_u64(txn, s->meta, "commit");
+	s->mark_index = meta_u64(txn, s->meta, "mark_index");
+	s->mark_term = meta_u64(txn, s->meta, "mark_term");
+	s->repair.to = meta_u64(txn, s->meta, "repair_to");
+	s->repair.term = meta_u64(txn, s->meta, "repair_term");
 	MDB_stat st;
 	if (mdb_stat(txn, s->rooms, &st) == MDB_SUCCESS)
 		s->nrooms = st.ms_entries;
@@ -228,7 +236,9 @@ static pl_status load_meta(brk_store *s)
 		mdb_cursor_close(cur);
 	}
 	mdb_txn_abort(txn);
-	if (tail != s->last_index || s->applied > s->last_index) {
+	/* applied passes the log only while a repair refills lost entries */
+	if (tail != s->last_index ||
+	    (s->applied > s->last_index && s->repair.to == 0)) {
 		PL_ERROR("store",
 		    "event=open_inconsistent last_index=%llu "
 		    "log_tail=%llu",
@@ -350,12 +360,34 @@ pl_status brk_store_sync(brk_store *s)
 
 /* ---- rounds ---- */
 
+/* LMDB marks its environment fatally broken when writing a meta page
+ * fails (ENOSPC at the wrong moment); only closing and opening it again
+ * clears that. What is on disk is the last good commit. */
+static pl_status reopen(brk_store *s)
+{
+	PL_WARN("store", "event=env_reopen dir=%s", s->cfg.dir);
+	if (s->rtxn != NULL)
+		mdb_txn_abort(s->rtxn);
+	s->rtxn = NULL;
+	s->rtxn_live = false;
+	mdb_env_close(s->env);
+	s->env = NULL;
+	pl_status st = open_env(s);
+	if (st == PL_OK)
+		st = open_dbs(s);
+	if (st == PL_OK)
+		st = load_meta(s);
+	return st;
+}
+
 pl_status brk_wtxn_begin(brk_store *s, bool write, brk_wtxn **out)
 {
 	brk_wtxn *w = &s->round;
 	PL_ASSERT(w->txn == NULL); /* one round at a time */
 	MDB_txn *txn;
 	int rc = mdb_txn_begin(s->env, NULL, write ? 0 : MDB_RDONLY, &txn);
+	if (rc == MDB_PANIC && reopen(s) == PL_OK)
+		rc = mdb_txn_begin(s->env, NULL, write ? 0 : MDB_RDONLY, &txn);
 	if (rc != MDB_SUCCESS)
 		return mdb_status(rc);
 	memset(w, 0, sizeof(*w));
@@ -366,6 +398,9 @@ pl_status brk_wtxn_begin(brk_store *s, bool write, brk_wtxn **out)
 	w->room_counter = s->room_counter;
 	w->applied = s->applied;
 	w->hs = s->hs;
+	w->mark_index = s->mark_index;
+	w->mark_term = s->mark_term;
+	w->repair = s->repair;
 	*out = w;
 	return PL_OK;
 }
@@ -437,7 +472,11 @@ static pl_status write_meta(brk_wtxn *w)
 	    {"room_counter", w->room_counter, s->room_counter},
 	    {"applied", w->applied, s->applied},
 	    {"term", w->hs.term, s->hs.term}, {"vote", w->hs.vote, s->hs.vote},
-	    {"commit", w->hs.commit, s->hs.commit}};
+	    {"commit", w->hs.commit, s->hs.commit},
+	    {"mark_index", w->mark_index, s->mark_index},
+	    {"mark_term", w->mark_term, s->mark_term},
+	    {"repair_to", w->repair.to, s->repair.to},
+	    {"repair_term", w->repair.term, s->repair.term}};
 	pl_status st = PL_OK;
 	for (size_t i = 0; i < PL_ARRAY_LEN(m) && st == PL_OK; i++)
 		if (m[i].now != m[i].was)
@@ -476,6 +515,9 @@ pl_status brk_wtxn_commit(brk_wtxn *w)
 	s->room_counter = w->room_counter;
 	s->applied = w->applied;
 	s->hs = w->hs;
+	s->mark_index = w->mark_index;
+	s->mark_term = w->mark_term;
+	s->repair = w->repair;
 	return PL_OK;
 }
 
@@ -714,9 +756,11 @@ pl_status brk_log_append(brk_wtxn *w, const raft_entry *e, size_t n)
 	if (n == 0)
 		return PL_OK;
 	uint64_t from = e[0].index;
-	/* Never below what is applied (committed entries never change), and
-	 * never leaving a hole. */
-	if (from <= w->applied || from > w->last_index + 1)
+	/* Never replacing an applied entry (committed entries never change),
+	 * never leaving a hole. Below applied only to refill entries a
+	 * repair lost (there is nothing stored there to replace). */
+	if ((from <= w->applied && from <= w->last_index) ||
+	    from > w->last_index + 1)
 		return PL_E_CORRUPT;
 	pl_status st = PL_OK;
 	for (uint64_t i = w->last_index; i >= from && st == PL_OK; i--) {
@@ -729,9 +773,52 @@ pl_status brk_log_append(brk_wtxn *w, const raft_entry *e, size_t n)
 			return PL_E_CORRUPT;
 		st = entry_put(w, &e[i]);
 	}
-	if (st == PL_OK)
+	if (st == PL_OK) {
 		w->last_index = e[n - 1].index;
+		w->mark_index = e[n - 1].index;
+		w->mark_term = e[n - 1].term;
+	}
 	return st;
+}
+
+pl_status brk_log_truncate(brk_wtxn *w, uint64_t from)
+{
+	if (from == 0 || from > w->last_index + 1)
+		return PL_E_BAD_REQUEST;
+	pl_status st = PL_OK;
+	for (uint64_t i = w->last_index; i >= from && st == PL_OK; i--) {
+		uint8_t key[8];
+		put_be64(key, i);
+		st = del(w, w->s->log, key, 8);
+	}
+	if (st != PL_OK)
+		return st;
+	w->last_index = from - 1;
+	if (w->hs.commit > from - 1)
+		w->hs.commit = from - 1;
+	/* The mark follows the last entry that is still readable. */
+	raft_entry e;
+	w->mark_index = from - 1;
+	w->mark_term = 0;
+	if (from > 1 && entry_get(w->s, w->txn, from - 1, &e) == PL_OK)
+		w->mark_term = e.term;
+	return PL_OK;
+}
+
+void brk_repair_put(brk_wtxn *w, const raft_repair *rep)
+{
+	w->repair = *rep;
+}
+
+void brk_store_repair(const brk_store *s, raft_repair *rep)
+{
+	*rep = s->repair;
+}
+
+void brk_store_mark(const brk_store *s, uint64_t *index, uint64_t *term)
+{
+	*index = s->mark_index;
+	*term = s->mark_term;
 }
 
 void brk_hs_put(brk_wtxn *w, const raft_hard_state *hs)
