@@ -1571,12 +1571,13 @@ pl_status raft_log_damaged(raft *r, uint64_t bad_index, raft_repair *rep)
 	/* Read everything needed below the damage before changing state, so
 	 * that an error leaves the core as it was. */
 	raft_conf c;
-	uint64_t ci = 0;
-	if (r->conf_index > keep) {
-		pl_status st = conf_at(r, keep, &c, &ci);
-		if (st != PL_OK)
-			return st;
-	}
+	uint64_t ci = 0, keep_term = 0;
+	pl_status st = log_term(r, keep, &keep_term);
+	if (st == PL_OK && r->conf_index > keep)
+		st = conf_at(r, keep, &c, &ci);
+	if (st != PL_OK)
+		return st; /* a lower entry is bad too: a guessed term would
+		            * leave a record no log can satisfy */
 	/* Every entry this replica acknowledged is at or below persisted. */
 	raft_repair_note(&r->repair, r->persisted, r->persisted_term);
 	r->u_n = 0; /* the unstable tail followed the lost entries */
@@ -1584,7 +1585,7 @@ pl_status raft_log_damaged(raft *r, uint64_t bad_index, raft_repair *rep)
 	r->stable_last = keep;
 	if (r->persisted > keep) {
 		r->persisted = keep;
-		r->persisted_term = term_or(r, keep, r->term);
+		r->persisted_term = keep_term;
 	}
 	if (r->commit > keep)
 		r->commit = keep; /* the group's commit is unchanged */

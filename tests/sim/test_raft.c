@@ -1315,3 +1315,23 @@ TEST(test_raft_damage_peer_without_entry_does_not_serve)
 	CHECK_EQ(st(w, 3).last_index, 1);
 	tnet_free(w);
 }
+
+/* Found by the simulation (guessed_term_record): damage reported at an
+ * entry whose predecessor is unreadable too must not guess that entry's
+ * term; a guess can name an entry no log holds, and the repair never
+ * ends. The core refuses, changes nothing, and the driver reports the
+ * lower index. */
+TEST(test_raft_damage_below_unreadable_entry_is_refused)
+{
+	tnet *w = tnet_with_log(3);
+	tnode *t = N(w, 3);
+	t->bad = 3;
+	raft_repair rep = {0};
+	CHECK_EQ(raft_log_damaged(t->r, 4, &rep), PL_E_CORRUPT);
+	CHECK(!st(w, 3).repairing);
+	CHECK_EQ(st(w, 3).last_index, 4);
+	CHECK_EQ(tdamage(w, 3, 3), PL_OK); /* the lowest bad index */
+	CHECK_EQ(st(w, 3).repair.to, 4);
+	CHECK_EQ(st(w, 3).repair.term, 1); /* exact, not a guess */
+	tnet_free(w);
+}
