@@ -73,6 +73,7 @@ struct brk_store {
 	raft_hard_state hs;
 	uint64_t mark_index, mark_term;
 	raft_repair repair;
+	uint64_t snap_index, snap_term; /* the Raft log starts after these */
 	uint64_t nrooms;
 	MDB_txn *rtxn; /* the Raft storage callbacks' read view */
 	bool rtxn_live;
@@ -221,6 +222,8 @@ static pl_status load_meta(brk_store *s)
 	s->mark_term = meta_u64(txn, s->meta, "mark_term");
 	s->repair.to = meta_u64(txn, s->meta, "repair_to");
 	s->repair.term = meta_u64(txn, s->meta, "repair_term");
+	s->snap_index = meta_u64(txn, s->meta, "snap_index");
+	s->snap_term = meta_u64(txn, s->meta, "snap_term");
 	MDB_stat st;
 	if (mdb_stat(txn, s->rooms, &st) == MDB_SUCCESS)
 		s->nrooms = st.ms_entries;
@@ -815,6 +818,106 @@ void brk_store_repair(const brk_store *s, raft_repair *rep)
 	*rep = s->repair;
 }
 
+uint64_t brk_store_first_index(const brk_store *s)
+{
+	return s->snap_index + 1;
+}
+
+void brk_store_snap(const brk_store *s, uint64_t *index, uint64_t *term)
+{
+	*index = s->snap_index;
+	*term = s->snap_term;
+}
+
+/* Moves the start of the Raft log up to after `index` (applied): the
+ * entries stay in LMDB (message bodies live in them and history reads
+ * them), but Raft no longer sends them; a follower that needs them gets
+ * a snapshot. */
+pl_status brk_log_compact(brk_store *s, uint64_t index)
+{
+	uint64_t term;
+	if (index <= s->snap_index || index > s->applied)
+		return PL_E_BAD_REQUEST;
+	pl_status st = brk_log_term(s, index, &term);
+	brk_log_release(s);
+	if (st != PL_OK)
+		return st;
+	brk_wtxn *w;
+	if ((st = brk_wtxn_begin(s, true, &w)) != PL_OK)
+		return st;
+	uint8_t b[8];
+	put_be64(b, index);
+	st = put(w, s->meta, "snap_index", 10, b, 8);
+	put_be64(b, term);
+	if (st == PL_OK)
+		st = put(w, s->meta, "snap_term", 9, b, 8);
+	if (st == PL_OK)
+		st = brk_wtxn_commit(w);
+	else
+		brk_wtxn_abort(w);
+	if (st == PL_OK) {
+		s->snap_index = index;
+		s->snap_term = term;
+	}
+	return st;
+}
+
+pl_status brk_store_copy(brk_store *s, const char *dir)
+{
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return PL_E_IO;
+	int rc = mdb_env_copy2(s->env, dir, MDB_CP_COMPACT);
+	if (rc != MDB_SUCCESS)
+		PL_ERROR("store", "event=copy_failed dir=%s err=\"%s\"", dir,
+		    mdb_strerror(rc));
+	return mdb_status(rc);
+}
+
+/* After a snapshot was swapped in: the log ends at the copy's applied
+ * index A (anything after it was not known committed), the Raft log
+ * starts after A, and the hard state is this replica's own. */
+pl_status brk_store_snapshot_adopt(
+    brk_store *s, const raft_hard_state *hs, uint64_t *index, uint64_t *term)
+{
+	uint64_t a = s->applied, t = 0;
+	pl_status st = PL_OK;
+	if (a == s->snap_index) {
+		t = s->snap_term;
+	} else {
+		st = brk_log_term(s, a, &t);
+		brk_log_release(s);
+	}
+	if (st != PL_OK)
+		return st;
+	brk_wtxn *w;
+	if ((st = brk_wtxn_begin(s, true, &w)) != PL_OK)
+		return st;
+	st = brk_log_truncate(w, a + 1);
+	raft_hard_state own = *hs;
+	own.commit = a;
+	brk_hs_put(w, &own);
+	raft_repair none = {0, 0};
+	brk_repair_put(w, &none);
+	uint8_t b[8];
+	put_be64(b, a);
+	if (st == PL_OK)
+		st = put(w, s->meta, "snap_index", 10, b, 8);
+	put_be64(b, t);
+	if (st == PL_OK)
+		st = put(w, s->meta, "snap_term", 9, b, 8);
+	if (st == PL_OK)
+		st = brk_wtxn_commit(w);
+	else
+		brk_wtxn_abort(w);
+	if (st == PL_OK) {
+		s->snap_index = a;
+		s->snap_term = t;
+		*index = a;
+		*term = t;
+	}
+	return st;
+}
+
 void brk_store_mark(const brk_store *s, uint64_t *index, uint64_t *term)
 {
 	*index = s->mark_index;
@@ -866,11 +969,11 @@ pl_status brk_log_term(brk_store *s, uint64_t index, uint64_t *term)
 {
 	MDB_txn *t = NULL;
 	raft_entry e;
-	if (index == 0) {
-		*term = 0; /* the empty log starts after (0, 0) */
+	if (index == s->snap_index) {
+		*term = s->snap_term; /* the log starts after this entry */
 		return PL_OK;
 	}
-	if (index > s->last_index)
+	if (index < s->snap_index || index > s->last_index)
 		return PL_E_NOT_FOUND;
 	pl_status st = rtxn(s, &t);
 	if (st == PL_OK)
@@ -886,7 +989,7 @@ pl_status brk_log_entries(brk_store *s, uint64_t lo, uint64_t hi,
     size_t max_bytes, raft_entry *out, size_t cap, size_t *n)
 {
 	MDB_txn *t = NULL;
-	if (lo == 0 || hi > s->last_index + 1 || lo >= hi)
+	if (lo <= s->snap_index || hi > s->last_index + 1 || lo >= hi)
 		return PL_E_NOT_FOUND;
 	pl_status st = rtxn(s, &t);
 	size_t k = 0, bytes = 0;

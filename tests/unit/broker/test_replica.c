@@ -35,6 +35,8 @@ typedef struct cluster {
 	nng_socket gw[N];
 } cluster;
 
+static uint64_t keep_entries; /* 0: the default */
+
 static const char *SECRET = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ=";
 static const char *OTHER = "b3RoZXItb3RoZXItb3RoZXItb3RoZXItb3RoZXItMTI=";
 
@@ -90,6 +92,10 @@ static pl_status cluster_start(cluster *c, int stranger)
 		cfg->http[0] = '\0';
 		cfg->election_ms = 200;
 		cfg->heartbeat_ms = 20;
+		if (keep_entries != 0) {
+			cfg->log_keep_entries = keep_entries;
+			cfg->snapshot_chunk_bytes = 8192; /* many chunks */
+		}
 		snprintf(cfg->data_dir, sizeof(cfg->data_dir), "%s/d%d", c->dir,
 		    i + 1);
 		snprintf(cfg->secret_file, sizeof(cfg->secret_file),
@@ -520,4 +526,80 @@ TEST(test_replica_bit_flip_repaired_from_peers)
 	for (int i = 0; i < N; i++)
 		brk_store_close(s[i]);
 	cluster_stop(&c);
+}
+
+/* A follower that was away longer than the log keeps gets a snapshot (a
+ * copy of the leader's environment in acknowledged chunks), installs it,
+ * and follows on; its store then holds every message, the ones from
+ * before the snapshot included. */
+TEST(test_replica_far_behind_follower_gets_snapshot)
+{
+	static cluster c;
+	keep_entries = 20;
+	CHECK_EQ(cluster_start(&c, -1), PL_OK);
+	int lead = leader_wait(&c);
+	CHECK(lead >= 0);
+	char room[17];
+	CHECK(create_room(&c, lead, room));
+	int code;
+	int f = (lead + 1) % N;
+	node_stop(&c, f);
+	for (int k = 1; k <= 200; k++) {
+		char id[16];
+		snprintf(id, sizeof(id), "m%d", k);
+		CHECK_EQ(publish(&c, lead, room, id, &code, NULL), (uint64_t)k);
+	}
+	usleep(1500000); /* the leader compacts its log once a second */
+	CHECK_GT(metric(&c.n[lead], "parley_broker_snapshots_sent_total"), -1);
+	CHECK_EQ(node_start(&c, f), PL_OK);
+	uint64_t want = applied(&c, lead);
+	for (int t = 0; t < WAIT_MS / 10 && applied(&c, f) < want; t++)
+		usleep(10000);
+	CHECK(applied(&c, f) >= want);
+	CHECK_EQ(metric(&c.n[lead], "parley_broker_snapshots_sent_total"), 1);
+	/* It follows on normally after the snapshot. */
+	for (int k = 201; k <= 205; k++) {
+		char id[16];
+		snprintf(id, sizeof(id), "m%d", k);
+		CHECK_EQ(publish(&c, lead, room, id, &code, NULL), (uint64_t)k);
+	}
+	want = applied(&c, lead);
+	for (int t = 0; t < WAIT_MS / 10 && applied(&c, f) < want; t++)
+		usleep(10000);
+	CHECK(applied(&c, f) >= want);
+	/* The follower's own store: every message, in order. */
+	for (int i = 0; i < N; i++)
+		node_stop(&c, i);
+	brk_store_config sc = {.dir = c.n[f].cfg.data_dir,
+	    .map_bytes = 1ull << 30,
+	    .sync = true,
+	    .group = 1,
+	    .compress_bytes_min = 512,
+	    .dedup_window = 10000};
+	brk_store *s;
+	CHECK_EQ(brk_store_open(&sc, &s), PL_OK);
+	uint64_t entries, bad = 0;
+	CHECK_EQ(brk_store_verify(s, &entries, &bad), PL_OK);
+	uint64_t rid;
+	CHECK_EQ(pl_room_parse(room, &rid), PL_OK);
+	brk_arena a;
+	brk_arena_init(&a, 1 << 20, 1u << 30);
+	for (uint64_t seq = 1; seq <= 205; seq++) {
+		brk_wtxn *w;
+		Parley__Message m;
+		char want_body[32];
+		CHECK_EQ(brk_wtxn_begin(s, false, &w), PL_OK);
+		pl_status st = brk_message_get(w, rid, seq, &a, &m);
+		brk_wtxn_abort(w);
+		CHECK_EQ(st, PL_OK);
+		snprintf(want_body, sizeof(want_body), "body-m%llu",
+		    (unsigned long long)seq);
+		CHECK(m.body.len == strlen(want_body) &&
+		      memcmp(m.body.data, want_body, m.body.len) == 0);
+		brk_arena_reset(&a);
+	}
+	brk_arena_fini(&a);
+	brk_store_close(s);
+	cluster_stop(&c);
+	keep_entries = 0;
 }
