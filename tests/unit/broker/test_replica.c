@@ -300,7 +300,7 @@ static bool history_is(cluster *c, int i, const char *room, int n)
 		        ? r->history->n_messages
 		        : 0);
 	for (int k = 0; ok && k < n; k++) {
-		char want[16];
+		char want[32];
 		snprintf(want, sizeof(want), "body-m%d", k + 1);
 		Parley__Message *m = r->history->messages[k];
 		ok = m->seq == (uint64_t)k + 1 && m->body.len == strlen(want) &&
