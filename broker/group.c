@@ -218,6 +218,7 @@ struct brk_group {
 	size_t nheld;
 	bool stalled;
 	bool damage_handled;
+	bool gws_reset; /* leadership changed: forget gateways next */
 	brk_store_config sc;
 	snap_out sout[RAFT_PEERS_MAX];
 	snap_in sin;
@@ -1912,7 +1913,18 @@ static void leader_check(brk_group *g)
 		pend_fail_all(g, PL_E_UNAVAILABLE);
 	}
 	/* Either way the watch table starts over: watches belong to the
-	 * leadership that took them. Parked polls are answered first. */
+	 * leadership that took them. Not here: batches of the round under
+	 * way still point at their gateway's state (see gws_reset). */
+	g->gws_reset = true;
+}
+
+/* Forgets every gateway (answering parked polls first), between rounds:
+ * a gateway that comes back gets a new epoch and re-watches. */
+static void gws_reset(brk_group *g)
+{
+	if (!g->gws_reset)
+		return;
+	g->gws_reset = false;
 	while (g->ngws > 0) {
 		gw_state *gw = g->gws[g->ngws - 1];
 		while (gw->npolls > 0)
@@ -2288,6 +2300,7 @@ static void compact(brk_group *g)
 static void housekeeping(brk_group *g)
 {
 	int64_t now = pl_now_us();
+	gws_reset(g);
 	compact(g);
 	snap_pump(g);
 	polls_expire(g, now);
