@@ -74,7 +74,8 @@ struct brk_item {
 	Parley__Internal__GwBatch *batch;
 	Parley__ServerFrame **replies;
 	size_t nreplies;
-	gw_state *gw;
+	gw_state *gw; /* valid during the round that takes the batch */
+	char epoch[48];
 	int64_t deadline_us; /* polls */
 	brk_arena arena;     /* decoded request and replies */
 	brk_item *next_free;
@@ -266,6 +267,7 @@ static void item_put(brk_group *g, brk_item *it)
 	it->replies = NULL;
 	it->nreplies = 0;
 	it->gw = NULL;
+	it->epoch[0] = '\0';
 	it->npending = 0;
 	it->deferred = NULL;
 	brk_arena_reset(&it->arena);
@@ -333,7 +335,10 @@ static void item_reply(brk_group *g, brk_item *it)
 	parley__internal__broker_batch__init(&b);
 	b.replies = it->replies;
 	b.n_replies = it->nreplies;
-	b.epoch = it->gw != NULL ? it->gw->epoch : g->epoch;
+	/* The epoch is the item's copy: a batch waiting for its writes may
+	 * outlive its gateway's state (forgotten after a leadership change
+	 * or an idle spell). */
+	b.epoch = it->epoch[0] != '\0' ? it->epoch : g->epoch;
 	b.group = g->cfg.group;
 	b.not_leader = !g->leader;
 	b.leader_hint = (char *)leader_hint(g);
@@ -2260,6 +2265,7 @@ static size_t intake(brk_group *g, brk_item **in, size_t n, brk_item **out)
 			continue;
 		}
 		it->gw->last_seen_us = now;
+		snprintf(it->epoch, sizeof(it->epoch), "%s", it->gw->epoch);
 		if (it->batch->poll && it->batch->n_reqs == 0) {
 			if (g->leader)
 				park_poll(g, it, now);
