@@ -1335,3 +1335,34 @@ TEST(test_raft_damage_below_unreadable_entry_is_refused)
 	CHECK_EQ(st(w, 3).repair.term, 1); /* exact, not a guess */
 	tnet_free(w);
 }
+
+/* A replica restarted after damage may know only an older configuration;
+ * the driver's list of replicas lets it ask the one that holds what it
+ * lost. */
+TEST(test_raft_damage_repair_asks_known_replicas_outside_conf)
+{
+	tnet *w = tnet_new(3, 1);
+	tnet_start(w);
+	elect(w, 1);
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ(propose_str(w, 1, "entry"), PL_OK);
+	ttick_all(w, 2);
+	CHECK_EQ(st(w, 4).last_index, 4);
+	CHECK_EQ(tdamage(w, 3, 2), PL_OK);
+	N(w, 3)->conf.n_learners = 0; /* its log names no learner */
+	trestart(w, 3, 9);
+	w->cut[1][3] = w->cut[3][1] = w->cut[2][3] = w->cut[3][2] = true;
+	ttick(w, 3, 25);
+	CHECK(st(w, 3).repairing); /* it asked only 1 and 2 */
+	uint64_t ids[] = {1, 2, 3, 4};
+	CHECK_EQ(raft_repair_peers(N(w, 3)->r, ids, 4), PL_OK);
+	ttick(w, 3, 25);
+	CHECK(!st(w, 3).repairing);
+	CHECK_EQ(st(w, 3).last_index, 4);
+	uint64_t many[RAFT_REPAIR_PEERS_MAX + 2];
+	for (size_t i = 0; i < PL_ARRAY_LEN(many); i++)
+		many[i] = 10 + i;
+	CHECK_EQ(raft_repair_peers(N(w, 3)->r, many, PL_ARRAY_LEN(many)),
+	    PL_E_TOO_LARGE);
+	tnet_free(w);
+}
