@@ -1366,3 +1366,41 @@ TEST(test_raft_damage_repair_asks_known_replicas_outside_conf)
 	    PL_E_TOO_LARGE);
 	tnet_free(w);
 }
+
+/* Repair (A) ends on the exact entry (to, term): an entry at `to` of
+ * another term is another log, which may lack what was acknowledged. */
+TEST(test_raft_damage_repair_needs_the_exact_entry)
+{
+	tnet *w = tnet_new(3, 0);
+	uint64_t terms[] = {1, 1, 1, 1};
+	tlog_seed(N(w, 3), terms, 4);
+	N(w, 3)->hs.term = 1;
+	tnet_start(w);
+	CHECK_EQ(tdamage(w, 3, 2), PL_OK);
+	CHECK_EQ(st(w, 3).repair.to, 4);
+	CHECK_EQ(st(w, 3).repair.term, 1);
+	/* A leader of term 3 sends older entries of term 2 up to index 4. */
+	raft_entry e[] = {{.term = 2, .index = 2}, {.term = 2, .index = 3},
+	    {.term = 2, .index = 4}, {.term = 3, .index = 5}};
+	raft_msg m = {.type = RAFT_MSG_APP,
+	    .from = 2,
+	    .to = 3,
+	    .term = 3,
+	    .index = 1,
+	    .log_term = 1,
+	    .ents = e,
+	    .n_ents = 3};
+	CHECK_EQ(raft_step(N(w, 3)->r, &m), PL_OK);
+	tdrain(w, N(w, 3));
+	CHECK_EQ(st(w, 3).persisted, 4);
+	CHECK(st(w, 3).repairing); /* (4, 2) is not (4, 1) */
+	/* An entry of the leader's term ends it (rule B). */
+	m.index = 4;
+	m.log_term = 2;
+	m.ents = &e[3];
+	m.n_ents = 1;
+	CHECK_EQ(raft_step(N(w, 3)->r, &m), PL_OK);
+	tdrain(w, N(w, 3));
+	CHECK(!st(w, 3).repairing);
+	tnet_free(w);
+}
