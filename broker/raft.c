@@ -115,6 +115,9 @@ struct raft {
 	 * known to match the log of the leader of this term. */
 	raft_repair repair;
 	uint64_t repair_match;
+	/* Replicas to ask besides the configuration's members. */
+	uint64_t repair_peers[RAFT_REPAIR_PEERS_MAX];
+	size_t n_repair_peers;
 };
 
 /* ------------------------------------------------------------------ */
@@ -1118,8 +1121,23 @@ static void repair_check(raft *r)
 	r->repair_match = 0;
 }
 
-/* Asks peer `to` (0: every member) for the entries after our last, up
- * to repair.to, from a log that holds (repair.to, repair.term). */
+/* Adds id to the replicas a repairing replica asks; false when full. */
+static bool repair_peer_add(raft *r, uint64_t id)
+{
+	if (id == 0 || id == r->id)
+		return true;
+	for (size_t i = 0; i < r->n_repair_peers; i++)
+		if (r->repair_peers[i] == id)
+			return true;
+	if (r->n_repair_peers == RAFT_REPAIR_PEERS_MAX)
+		return false;
+	r->repair_peers[r->n_repair_peers++] = id;
+	return true;
+}
+
+/* Asks peer `to` (0: every member and known replica) for the entries
+ * after our last, up to repair.to, from a log that holds (repair.to,
+ * repair.term). */
 static void repair_ask(raft *r, uint64_t to)
 {
 	raft_msg m = {.type = RAFT_MSG_REPAIR,
@@ -1128,9 +1146,19 @@ static void repair_ask(raft *r, uint64_t to)
 	    .commit = r->repair.term};
 	if (m.index >= m.hint || log_term(r, m.index, &m.log_term) != PL_OK)
 		return;
+	if (to != 0) {
+		m.to = to;
+		send(r, &m);
+		return;
+	}
 	for (int i = 0; i < r->n_prs; i++) {
 		m.to = r->prs[i].id;
-		if (m.to != r->id && (to == 0 || to == m.to))
+		if (m.to != r->id)
+			send(r, &m);
+	}
+	for (size_t i = 0; i < r->n_repair_peers; i++) {
+		m.to = r->repair_peers[i];
+		if (pr_find(r, m.to) == NULL)
 			send(r, &m);
 	}
 }
@@ -1561,6 +1589,15 @@ pl_status raft_snapshot_restore(raft *r, uint64_t from, uint64_t term_from,
 	return PL_OK;
 }
 
+pl_status raft_repair_peers(raft *r, const uint64_t *ids, size_t n)
+{
+	PL_ASSERT(!r->in_ready && (ids != NULL || n == 0));
+	bool fit = true;
+	for (size_t i = 0; i < n; i++)
+		fit = repair_peer_add(r, ids[i]) && fit;
+	return fit ? PL_OK : PL_E_TOO_LARGE;
+}
+
 pl_status raft_log_damaged(raft *r, uint64_t bad_index, raft_repair *rep)
 {
 	PL_ASSERT(!r->in_ready);
@@ -1593,6 +1630,10 @@ pl_status raft_log_damaged(raft *r, uint64_t bad_index, raft_repair *rep)
 		r->repair_match = keep;
 	r->ack_index = 0;
 	if (r->conf_index > keep) {
+		/* Remember who was a member: one of them may hold what we
+		 * lost, though the older configuration no longer names it. */
+		for (int i = 0; i < r->n_prs; i++)
+			(void)repair_peer_add(r, r->prs[i].id);
 		r->conf = c;
 		r->conf_index = ci;
 		conf_apply(r);

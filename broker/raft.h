@@ -38,6 +38,10 @@
 #define RAFT_MSGS_MAX (RAFT_PEERS_MAX * (RAFT_INFLIGHT_MAX + 4))
 /* Entry slots shared by the append messages of one ready. */
 #define RAFT_MSG_ENTS_POOL (RAFT_PEERS_MAX * 2 * RAFT_MSG_ENTRIES_MAX)
+/* Replicas outside its configuration a repairing replica may ask (the
+ * configuration it lost to damage, the driver's list): a group's
+ * members plus as many again for ones that left or are joining. */
+#define RAFT_REPAIR_PEERS_MAX (2 * RAFT_PEERS_MAX)
 /* Bytes of an encoded configuration entry: version, counts, ids. */
 #define RAFT_CONF_BYTES_MAX (3 + 8 * RAFT_PEERS_MAX)
 
@@ -351,6 +355,18 @@ pl_status raft_snapshot_restore(raft *r, uint64_t from, uint64_t term_from,
  * bad_index could not be read either: call again with that index).
  */
 pl_status raft_log_damaged(raft *r, uint64_t bad_index, raft_repair *rep);
+
+/*
+ * Optional: the ids of the group's replicas the driver knows of (its
+ * static list; members of the configuration or not). A repairing replica
+ * asks them as well as the members of its configuration, which after
+ * damage may be older than the group's and miss the one replica that
+ * holds what it lost. The core also keeps, until it is freed, the
+ * members of a configuration it lost to damage. Adds copies of the ids
+ * (0, the replica's own id and known ones are skipped); PL_E_TOO_LARGE
+ * when the RAFT_REPAIR_PEERS_MAX known ids leave no room for some.
+ */
+pl_status raft_repair_peers(raft *r, const uint64_t *ids, size_t n);
 
 /*
  * For a driver that finds damage before the core runs (a scan at

@@ -1,12 +1,17 @@
 /*
  * sim.c - one seed of the Raft simulation. Time is in simulated
  * milliseconds ("steps"); a replica ticks every TICK_STEPS. Each replica
- * runs the real core against a storage model with two images of its log:
- * what has been written (readable at once) and what a completed sync made
- * durable. A sync captures the written image when it starts and reports
+ * runs the real core against a model of the broker's log store
+ * (sim_store.c): entries with a CRC32C checked on every read, written
+ * (readable at once) and durable (after a sync) images, a sync mark. A
+ * sync captures the written image when it starts and reports
  * raft_persisted when it ends; a crash throws away everything written
- * since the last completed sync (term and vote are synced before a ready's
- * messages go out, as raft.h demands).
+ * since the last completed sync, or leaves a torn tail; bit flips strike
+ * synced entries of a minority; damage found by a read, the scrubber or
+ * the scan at restart goes to the core (raft_log_damaged,
+ * raft_config.repair). Term and vote are synced before a ready's
+ * messages go out, as raft.h demands. Clients publish unique values; a
+ * publish is acknowledged when its proposer applies its (index, term).
  *
  * Checked after every event (a violation ends the seed):
  *  - election safety: at most one leader per term;
@@ -15,15 +20,21 @@
  *    induction: equal (index, term) => equal prefixes);
  *  - leader completeness: a new leader's log holds every entry committed
  *    so far;
+ *  - voter completeness: a replica granting a vote holds every committed
+ *    entry it acknowledged in its commit term or later (what damage
+ *    threatens);
  *  - committed entries never change: a replica's entries <= its commit
- *    equal the group's committed sequence, and nothing <= commit is
- *    rewritten;
+ *    equal the group's committed sequence (an entry failing its CRC is
+ *    absent, not changed), and nothing <= commit is rewritten;
  *  - state machine safety: applied entries are exactly the committed
- *    sequence, in order; a proposal value is committed at most once;
+ *    sequence, in order, so no acknowledged publish is lost, reordered
+ *    or duplicated; a value is committed at most once; a publish
+ *    proposed after another was acknowledged lands after it;
  *  - after the faults heal: a new proposal is acknowledged within
- *    LIVENESS_STEPS_MAX, then all logs become identical and fully
- *    applied, and every acknowledged proposal is in every state machine
- *    exactly once, at the index it was acknowledged at.
+ *    LIVENESS_STEPS_MAX, then every member is repaired and all logs
+ *    become byte-identical and fully applied, and every acknowledged
+ *    publish is in every state machine exactly once, at the index it was
+ *    acknowledged at.
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -33,6 +44,7 @@
 
 #include "broker/raft.h"
 #include "tests/sim/sim.h"
+#include "tests/sim/sim_store.h"
 
 #define NODES_MAX 6       /* 5 voters + 1 spare for membership changes */
 #define TICK_STEPS 10     /* a tick every 10 simulated ms */
@@ -41,6 +53,8 @@
 #define LIVENESS_STEPS_MAX 8000 /* 40+ election timeouts after healing */
 #define CONVERGE_STEPS_MAX 15000
 #define PAYLOAD_BYTES_MAX 40
+/* A scrubber pass over a few hundred entries takes a few hundred ms. */
+#define SCRUB_ENTRIES_PER_TICK 8
 
 /* ------------------------------------------------------------------ */
 /* Growable arrays and an arena (the simulation may allocate freely). */
@@ -70,11 +84,6 @@ typedef struct arena_chunk {
 	uint8_t buf[64 * 1024];
 } arena_chunk;
 
-typedef struct ent_vec {
-	raft_entry *e;
-	size_t n, cap;
-} ent_vec;
-
 typedef struct netmsg {
 	raft_msg m;
 	raft_entry *ents; /* owned copy of the entry structs */
@@ -95,19 +104,16 @@ typedef struct snode {
 	raft *r;
 	bool up;
 	uint64_t down_until;
-	ent_vec cur;         /* written */
-	ent_vec dur;         /* durable */
-	ent_vec img;         /* captured by the sync under way */
-	raft_hard_state hs;  /* last written */
-	raft_hard_state hsd; /* durable */
-	raft_conf boot;
-	bool dirty;
-	bool syncing;
-	uint64_t sync_at, sync_index, sync_term, sync_commit;
+	sstore st;            /* the log store: written and durable images */
+	uint64_t sync_at;     /* when the sync under way completes */
 	uint64_t applied;     /* entries applied in this life */
 	uint64_t commit_seen; /* commit monotonic within a life */
 	uint64_t led_term;    /* last term checked for completeness */
 	uint32_t phase;
+	/* acked[t]: highest index it acknowledged (durable, matching the
+	 * leader) in term t; a fact of the past, kept across crashes. */
+	uint64_t *acked;
+	size_t cap_acked;
 } snode;
 
 typedef struct sim {
@@ -124,6 +130,13 @@ typedef struct sim {
 	/* Fault profile of this seed. */
 	uint32_t drop_pm, dup_pm, delay_max, crash_pm, part_pm, prop_pm;
 	uint32_t kill_leader_pm, sync_max, reorder_pm;
+	/* Storage faults, drawn from rng2 so that a seed without them runs
+	 * exactly as it did before they existed. */
+	uint64_t rng2;
+	uint32_t flip_ppm; /* chance per step of a bit flip, per million */
+	uint32_t torn_pm;  /* crashes that leave a torn tail, per mille */
+	int damage_max;    /* replicas damaged at once: a minority */
+	bool conf_changes; /* membership changes in this seed */
 	uint64_t link_at[NODES_MAX + 1][NODES_MAX + 1]; /* FIFO horizon */
 	size_t msg_bytes;
 	bool healed;
@@ -132,6 +145,9 @@ typedef struct sim {
 	/* Group-wide history. */
 	raft_entry *gc; /* the committed sequence, gc[i - 1] = entry i */
 	size_t n_gc, cap_gc;
+	uint64_t
+	    *gc_term; /* a term at or after the one gc[i] was committed in */
+	size_t cap_gc_term;
 	uint64_t *leader_of; /* by term */
 	size_t cap_leader;
 	reg_slot *reg;
@@ -139,7 +155,9 @@ typedef struct sim {
 	/* Clients: values 1..next_value-1 proposed. */
 	uint64_t next_value;
 	uint8_t *val_state; /* 0 none, 1 proposed, 2 acked */
-	uint64_t *val_node, *val_index, *val_count;
+	uint64_t *val_node, *val_index, *val_term, *val_count;
+	uint64_t *val_floor; /* highest index acknowledged when proposed */
+	uint64_t acked_max;  /* highest index acknowledged so far */
 	size_t cap_val;
 	arena_chunk *arena;
 	bool failed;
@@ -161,6 +179,20 @@ static uint64_t rnd_below(sim *w, uint64_t n)
 static bool chance_pm(sim *w, uint32_t per_mille)
 {
 	return rnd_below(w, 1000) < per_mille;
+}
+
+/* The second stream: storage faults only. */
+static uint64_t rnd2(sim *w)
+{
+	uint64_t z = (w->rng2 += UINT64_C(0x9E3779B97F4A7C15));
+	z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+	z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+	return z ^ (z >> 31);
+}
+
+static uint64_t rnd2_below(sim *w, uint64_t n)
+{
+	return n ? rnd2(w) % n : 0;
 }
 
 static void *arena_alloc(sim *w, size_t n)
@@ -223,82 +255,6 @@ static bool ent_equal(const raft_entry *a, const raft_entry *b)
 }
 
 /* ------------------------------------------------------------------ */
-/* Storage model. */
-
-static pl_status st_load(void *ctx, raft_hard_state *hs, uint64_t *si,
-    uint64_t *sterm, raft_conf *conf)
-{
-	snode *s = ctx;
-	*hs = s->hsd;
-	*si = 0;
-	*sterm = 0;
-	*conf = s->boot;
-	return PL_OK;
-}
-
-static uint64_t st_first(void *ctx)
-{
-	(void)ctx;
-	return 1;
-}
-
-static uint64_t st_last(void *ctx)
-{
-	snode *s = ctx;
-	return s->cur.n;
-}
-
-static pl_status st_term(void *ctx, uint64_t i, uint64_t *t)
-{
-	snode *s = ctx;
-	if (i == 0) {
-		*t = 0;
-		return PL_OK;
-	}
-	if (i > s->cur.n)
-		return PL_E_NOT_FOUND;
-	*t = s->cur.e[i - 1].term;
-	return PL_OK;
-}
-
-static pl_status st_entries(void *ctx, uint64_t lo, uint64_t hi,
-    size_t max_bytes, raft_entry *out, size_t cap, size_t *n)
-{
-	snode *s = ctx;
-	if (lo < 1 || hi > s->cur.n + 1 || lo >= hi)
-		return PL_E_NOT_FOUND;
-	size_t k = 0, bytes = 0;
-	for (uint64_t i = lo; i < hi && k < cap; i++) {
-		const raft_entry *e = &s->cur.e[i - 1];
-		if (k > 0 && bytes + e->len > max_bytes)
-			break;
-		bytes += e->len;
-		out[k++] = *e;
-	}
-	*n = k;
-	return PL_OK;
-}
-
-static const raft_storage sim_storage = {
-    .load = st_load,
-    .first_index = st_first,
-    .last_index = st_last,
-    .term_at = st_term,
-    .entries = st_entries,
-};
-
-static void vec_copy(ent_vec *dst, const ent_vec *src)
-{
-	if (dst->cap < src->n) {
-		dst->cap = src->n;
-		dst->e = xrealloc(dst->e, sizeof(raft_entry) * dst->cap);
-	}
-	if (src->n > 0)
-		memcpy(dst->e, src->e, sizeof(raft_entry) * src->n);
-	dst->n = src->n;
-}
-
-/* ------------------------------------------------------------------ */
 /* Group-wide checks. */
 
 static reg_slot *reg_find(sim *w, uint64_t index, uint64_t term)
@@ -351,8 +307,10 @@ static void check_log_matching(
 		    s->id, e->index, e->term);
 }
 
-static void gc_extend(sim *w, const raft_entry *e)
+static void gc_extend(sim *w, const raft_entry *e, uint64_t term)
 {
+	size_t n = w->n_gc;
+	VEC_PUSH(w->gc_term, n, w->cap_gc_term, term);
 	VEC_PUSH(w->gc, w->n_gc, w->cap_gc, *e);
 	w->res->committed = w->n_gc;
 	uint64_t v = payload_value(e);
@@ -362,21 +320,26 @@ static void gc_extend(sim *w, const raft_entry *e)
 		fail(w, "value %" PRIu64 " committed twice", v);
 }
 
-/* A replica's commit moved to c: its entries up to c are the group's. */
-static void check_commit(sim *w, snode *s, uint64_t c)
+/* A replica in term `term` saw its commit move to c: its entries up to
+ * c are the group's. An entry whose CRC fails is absent, not changed: the
+ * replica will find it and repair it (it is compared again once its
+ * commit comes back). */
+static void check_commit(sim *w, snode *s, uint64_t c, uint64_t term)
 {
 	if (c < s->commit_seen)
 		fail(w,
 		    "node %" PRIu64 " commit went back %" PRIu64 " -> %" PRIu64,
 		    s->id, s->commit_seen, c);
-	if (c > s->cur.n)
+	if (c > s->st.cur.n)
 		fail(w, "node %" PRIu64 " commit %" PRIu64 " > last %zu", s->id,
-		    c, s->cur.n);
+		    c, s->st.cur.n);
 	for (uint64_t i = s->commit_seen + 1; i <= c && !w->failed; i++) {
-		const raft_entry *e = &s->cur.e[i - 1];
-		if (i > w->n_gc)
-			gc_extend(w, e);
-		else if (!ent_equal(&w->gc[i - 1], e))
+		srec *r = &s->st.cur.r[i - 1];
+		if (!sstore_rec_ok(r, i))
+			continue;
+		if (i == w->n_gc + 1)
+			gc_extend(w, &r->e, term);
+		else if (i <= w->n_gc && !ent_equal(&w->gc[i - 1], &r->e))
 			fail(w,
 			    "committed entry %" PRIu64
 			    " changed on node %" PRIu64,
@@ -420,12 +383,62 @@ static void check_leader(sim *w, snode *s, const raft_status *st)
 		    "leader %" PRIu64 " of term %" PRIu64
 		    " lacks committed entries (%" PRIu64 " < %zu)",
 		    s->id, st->term, st->last_index, w->n_gc);
-	for (size_t i = 0; i < w->n_gc && i < s->cur.n && !w->failed; i++)
-		if (!ent_equal(&w->gc[i], &s->cur.e[i]))
+	for (size_t i = 0; i < w->n_gc && i < s->st.cur.n && !w->failed; i++)
+		if (sstore_rec_ok(&s->st.cur.r[i], i + 1) &&
+		    !ent_equal(&w->gc[i], &s->st.cur.r[i].e))
 			fail(w,
 			    "leader %" PRIu64 " of term %" PRIu64
 			    " has a different committed entry %zu",
 			    s->id, st->term, i + 1);
+}
+
+/* Replica s acknowledged entries up to index in term t. */
+static void note_ack(snode *s, uint64_t t, uint64_t index)
+{
+	if (t >= s->cap_acked) {
+		size_t n = s->cap_acked;
+		s->cap_acked = 2 * t + 16;
+		s->acked = xrealloc(s->acked, 8 * s->cap_acked);
+		memset(s->acked + n, 0, 8 * (s->cap_acked - n));
+	}
+	if (index > s->acked[t])
+		s->acked[t] = index;
+}
+
+/* Voter completeness, the invariant that damaged replicas must not
+ * break: a replica that grants a vote holds every committed entry it
+ * acknowledged in the term the entry was committed in or later (an ack
+ * in term t up to index i covered the log of the leader of t, which holds
+ * every entry committed by then; an entry acknowledged earlier may be
+ * replaced lawfully and committed later, Figure 8). gc_term over-states
+ * the commit's term, which only weakens the check. An entry with a bad
+ * CRC not found yet still counts: the log holds it, only its bytes are
+ * bad, and a vote compares last term and index. */
+static void check_voter(sim *w, snode *s)
+{
+	uint64_t best = 0; /* m[t]: highest index acked in a term >= t */
+	size_t t = s->cap_acked;
+	uint64_t *m = xrealloc(NULL, 8 * (t + 1));
+	m[t] = 0;
+	while (t-- > 0) {
+		if (s->acked[t] > best)
+			best = s->acked[t];
+		m[t] = best;
+	}
+	for (size_t j = 1; j <= w->n_gc && !w->failed; j++) {
+		const raft_entry *g = &w->gc[j - 1];
+		uint64_t ct = w->gc_term[j - 1];
+		if (ct >= s->cap_acked || m[ct] < j)
+			continue; /* not acknowledged by s since committed */
+		srec *r = j <= s->st.cur.n ? &s->st.cur.r[j - 1] : NULL;
+		if (r == NULL || (sstore_rec_ok(r, j) && !ent_equal(&r->e, g)))
+			fail(w,
+			    "node %" PRIu64 " grants a vote without committed "
+			    "entry %zu/%" PRIu64
+			    " it acknowledged (has %" PRIu64 ")",
+			    s->id, j, g->term, r != NULL ? r->e.term : 0);
+	}
+	free(m);
 }
 
 /* ------------------------------------------------------------------ */
@@ -436,28 +449,21 @@ static void net_send(sim *w, const raft_msg *m);
 static void write_entries(sim *w, snode *s, const raft_entry *e, size_t n)
 {
 	uint64_t from = e[0].index;
-	if (from > s->cur.n + 1 || from <= s->commit_seen) {
+	if (from > s->st.cur.n + 1 || from <= s->commit_seen) {
 		fail(w,
 		    "node %" PRIu64 " writes at %" PRIu64
 		    " (last %zu, commit %" PRIu64 ")",
-		    s->id, from, s->cur.n, s->commit_seen);
+		    s->id, from, s->st.cur.n, s->commit_seen);
 		return;
 	}
-	s->cur.n = (size_t)(from - 1);
+	/* Like a real store, the model keeps a copy: the core lends
+	 * payloads only until raft_advance. */
+	uint64_t pt = from > 1 ? s->st.cur.r[from - 2].term0 : 0;
+	srec *r = sstore_write(&s->st, e, n);
 	for (size_t i = 0; i < n && !w->failed; i++) {
-		uint64_t pt = s->cur.n ? s->cur.e[s->cur.n - 1].term : 0;
-		/* Like a real store, keep a copy: the core lends payloads
-		 * only until raft_advance. */
-		raft_entry c = e[i];
-		if (c.len > 0) {
-			uint8_t *p = arena_alloc(w, c.len);
-			memcpy(p, c.data, c.len);
-			c.data = p;
-		}
-		check_log_matching(w, s, &c, pt);
-		VEC_PUSH(s->cur.e, s->cur.n, s->cur.cap, c);
+		check_log_matching(w, s, &r[i].e, pt);
+		pt = r[i].e.term;
 	}
-	s->dirty = true;
 }
 
 static void apply_entries(sim *w, snode *s, const raft_entry *e, size_t n)
@@ -475,9 +481,19 @@ static void apply_entries(sim *w, snode *s, const raft_entry *e, size_t n)
 		s->applied = idx;
 		uint64_t v = payload_value(&e[i]);
 		if (v != 0 && w->val_state[v] == 1 && w->val_node[v] == s->id &&
-		    w->val_index[v] == idx) {
+		    w->val_index[v] == idx && w->val_term[v] == e[i].term) {
 			w->val_state[v] = 2; /* acknowledged to the client */
 			w->res->acked++;
+			/* Publishes keep their real-time order: one proposed
+			 * after another was acknowledged comes after it. */
+			if (idx <= w->val_floor[v])
+				fail(w,
+				    "acked value %" PRIu64 " at %" PRIu64
+				    " precedes one acked before it was "
+				    "proposed (at %" PRIu64 ")",
+				    v, idx, w->val_floor[v]);
+			if (idx > w->acked_max)
+				w->acked_max = idx;
 			if (w->healed && v >= w->first_value_after_heal &&
 			    w->live_at == 0)
 				w->live_at = w->now;
@@ -485,36 +501,96 @@ static void apply_entries(sim *w, snode *s, const raft_entry *e, size_t n)
 	}
 }
 
+/* A read found a bad CRC: the driver's part of raft_log_damaged. The
+ * core is told first (it reads below the damage), then the log is
+ * truncated and the repair record stored, in one durable write. */
+static void handle_damage(sim *w, snode *s)
+{
+	while (!w->failed && s->up && s->st.bad_at != 0) {
+		uint64_t bad = s->st.bad_at;
+		s->st.bad_at = 0;
+		raft_repair rep;
+		pl_status st = raft_log_damaged(s->r, bad, &rep);
+		if (st != PL_OK && s->st.bad_at != 0 && s->st.bad_at < bad)
+			continue; /* an earlier entry is bad too */
+		if (st != PL_OK) {
+			fail(w,
+			    "node %" PRIu64 " cannot report damage at %" PRIu64
+			    ": %s",
+			    s->id, bad, pl_strerror(st));
+			return;
+		}
+		sstore_truncate(&s->st, bad - 1);
+		s->st.rep = rep;
+		if (s->commit_seen > bad - 1)
+			s->commit_seen = bad - 1;
+		w->res->repairs++;
+		trace(w,
+		    "node %" PRIu64 " finds entry %" PRIu64
+		    " damaged: repair to %" PRIu64 "/%" PRIu64,
+		    s->id, bad, rep.to, rep.term);
+	}
+}
+
 /* Handles every ready of replica s, as raft.h prescribes. */
 static void drain(sim *w, snode *s)
 {
+	handle_damage(w, s);
 	while (!w->failed && s->up && raft_has_ready(s->r)) {
 		raft_ready rd;
 		raft_ready_get(s->r, &rd);
 		if (rd.hs_sync) {
-			s->hsd.term = rd.hs.term;
-			s->hsd.vote = rd.hs.vote;
+			s->st.hsd.term = rd.hs.term;
+			s->st.hsd.vote = rd.hs.vote;
 		}
-		s->hs = rd.hs;
+		s->st.hs = rd.hs;
 		if (rd.n_ents > 0)
 			write_entries(w, s, rd.entries, rd.n_ents);
-		check_commit(w, s, rd.hs.commit);
+		check_commit(w, s, rd.hs.commit, rd.hs.term);
 		for (size_t i = 0; i < rd.n_msgs; i++)
 			net_send(w, &rd.msgs[i]);
 		apply_entries(w, s, rd.committed, rd.n_committed);
 		raft_advance(s->r);
-		if (st_last(s) != s->cur.n)
+		if (sstore_storage.last_index(&s->st) != s->st.cur.n)
 			fail(w, "storage model out of step");
+		handle_damage(w, s);
 	}
 	if (!s->up || w->failed)
 		return;
 	raft_status st;
 	raft_status_get(s->r, &st);
 	check_leader(w, s, &st);
+	if (st.role == RAFT_LEADER)
+		note_ack(s, st.term, st.persisted); /* counts its own copy */
+	if (s->st.rep.to != 0 && !st.repairing) {
+		/* Repaired: the driver forgets the record. */
+		memset(&s->st.rep, 0, sizeof s->st.rep);
+		trace(w, "node %" PRIu64 " repaired", s->id);
+	}
+}
+
+/* At restart the driver checks its whole log before starting the core:
+ * a bad entry above the sync mark is a torn tail (dropped), at or below
+ * it damage (dropped, and a repair noted). */
+static void store_recover(sim *w, snode *s)
+{
+	uint64_t bad = 0;
+	sstore_found f = sstore_recover(&s->st, &bad);
+	if (f == SSTORE_DAMAGED) {
+		w->res->repairs++;
+		trace(w,
+		    "node %" PRIu64 " finds entry %" PRIu64
+		    " damaged at restart: repair to %" PRIu64 "/%" PRIu64,
+		    s->id, bad, s->st.rep.to, s->st.rep.term);
+	} else if (f == SSTORE_TORN) {
+		trace(w, "node %" PRIu64 " drops a torn tail from %" PRIu64,
+		    s->id, bad);
+	}
 }
 
 static void node_start(sim *w, snode *s)
 {
+	store_recover(w, s);
 	raft_config c = {
 	    .id = s->id,
 	    .election_ticks = ELECTION_TICKS,
@@ -523,8 +599,9 @@ static void node_start(sim *w, snode *s)
 	    .pre_vote = true,
 	    .check_quorum = true,
 	    .msg_bytes_max = w->msg_bytes,
-	    .storage = &sim_storage,
-	    .storage_ctx = s,
+	    .storage = &sstore_storage,
+	    .storage_ctx = &s->st,
+	    .repair = s->st.rep,
 	};
 	pl_status st = raft_new(&c, &s->r);
 	if (st != PL_OK) {
@@ -532,17 +609,22 @@ static void node_start(sim *w, snode *s)
 		    pl_strerror(st));
 		return;
 	}
+	/* The driver knows its group's replicas (the broker's static
+	 * list): a repairing replica asks them all. */
+	uint64_t ids[NODES_MAX];
+	for (int i = 0; i < w->n_all; i++)
+		ids[i] = (uint64_t)i + 1;
+	if (raft_repair_peers(s->r, ids, (size_t)w->n_all) != PL_OK)
+		fail(w, "node %" PRIu64 " refuses its peer list", s->id);
 	s->up = true;
 	s->applied = 0;
 	s->commit_seen = 0;
-	s->syncing = false;
-	s->dirty = false;
-	s->hs = s->hsd;
-	check_commit(w, s, s->hsd.commit);
+	check_commit(w, s, s->st.hsd.commit, s->st.hsd.term);
 	trace(w,
-	    "node %" PRIu64 " starts: term %" PRIu64
-	    " last %zu commit %" PRIu64,
-	    s->id, s->hsd.term, s->cur.n, s->hsd.commit);
+	    "node %" PRIu64 " starts: term %" PRIu64 " last %zu commit %" PRIu64
+	    "%s",
+	    s->id, s->st.hsd.term, s->st.cur.n, s->st.hsd.commit,
+	    s->st.rep.to ? " (repairing)" : "");
 }
 
 static void node_crash(sim *w, snode *s)
@@ -550,30 +632,36 @@ static void node_crash(sim *w, snode *s)
 	raft_free(s->r);
 	s->r = NULL;
 	s->up = false;
-	vec_copy(&s->cur, &s->dur); /* unsynced writes are lost */
-	s->syncing = false;
+	/* Unsynced writes are lost; or a prefix of them reached the disk,
+	 * the last one perhaps half written. */
+	size_t tear_n = 0;
+	uint32_t tear_bit = UINT32_MAX;
+	bool cut = false;
+	if (rnd2_below(w, 1000) < w->torn_pm) {
+		tear_n = 1 + (size_t)rnd2_below(w, 2 * RAFT_MSG_ENTRIES_MAX);
+		if (rnd2_below(w, 2) == 0)
+			tear_bit = (uint32_t)rnd2(w);
+		cut = rnd2_below(w, 2) == 0;
+	}
+	size_t torn = sstore_crash(&s->st, tear_n, tear_bit, cut);
 	w->res->crashes++;
-	trace(
-	    w, "node %" PRIu64 " crashes (durable last %zu)", s->id, s->dur.n);
+	w->res->torn += torn > 0;
+	trace(w, "node %" PRIu64 " crashes (durable last %zu, torn %zu%s)",
+	    s->id, s->st.dur.n, torn,
+	    torn > 0 && tear_bit != UINT32_MAX ? " damaged" : "");
 }
 
 static void sync_start(sim *w, snode *s)
 {
-	vec_copy(&s->img, &s->cur);
-	s->sync_index = s->cur.n;
-	s->sync_term = s->cur.n ? s->cur.e[s->cur.n - 1].term : 0;
-	s->sync_commit = s->hs.commit;
-	s->syncing = true;
-	s->dirty = false;
+	sstore_sync_start(&s->st);
 	s->sync_at = w->now + 1 + rnd_below(w, w->sync_max);
 }
 
 static void sync_done(sim *w, snode *s)
 {
-	s->syncing = false;
-	vec_copy(&s->dur, &s->img);
-	s->hsd.commit = s->sync_commit;
-	raft_persisted(s->r, s->sync_index, s->sync_term);
+	uint64_t index, term;
+	sstore_sync_done(&s->st, &index, &term);
+	raft_persisted(s->r, index, term);
 	drain(w, s);
 }
 
@@ -633,6 +721,13 @@ static void net_send(sim *w, const raft_msg *m)
 		snap_requested(w, m);
 		return;
 	}
+	snode *from = &w->nodes[m->from - 1];
+	if (m->type == RAFT_MSG_APP_RESP && !m->reject)
+		note_ack(from, m->term, m->index);
+	if ((m->type == RAFT_MSG_VOTE_RESP ||
+	        m->type == RAFT_MSG_PREVOTE_RESP) &&
+	    !m->reject)
+		check_voter(w, from);
 	if (!w->healed && chance_pm(w, w->drop_pm))
 		return;
 	net_enqueue(w, m, net_delay(w, m));
@@ -737,6 +832,47 @@ static void partition(sim *w)
 	}
 }
 
+/* Damaged: a fault struck its disk and it is not repaired yet. */
+static bool node_damaged(snode *s)
+{
+	if (s->st.rep.to != 0 || sstore_tainted(&s->st))
+		return true;
+	raft_status st;
+	if (!s->up)
+		return false;
+	raft_status_get(s->r, &st);
+	return st.repairing;
+}
+
+/* A bit flip in a synced entry of one replica, between steps, as long as
+ * at most damage_max replicas (a minority) are damaged at once. Half the
+ * flips strike the last few synced entries: the ones a quorum may have
+ * just committed with this replica's copy. */
+static void flip(sim *w)
+{
+	if (rnd2_below(w, 1000000) >= w->flip_ppm)
+		return;
+	snode *s = &w->nodes[rnd2_below(w, (uint64_t)w->n_all)];
+	uint64_t mark = s->st.mark;
+	if (mark == 0)
+		return;
+	if (!node_damaged(s)) {
+		int n = 0;
+		for (int i = 0; i < w->n_all; i++)
+			n += node_damaged(&w->nodes[i]);
+		if (n >= w->damage_max)
+			return;
+	}
+	uint64_t idx = rnd2_below(w, 2) == 0
+	                   ? mark - rnd2_below(w, mark < 4 ? mark : 4)
+	                   : 1 + rnd2_below(w, mark);
+	unsigned field = (unsigned)rnd2_below(w, 5);
+	sstore_flip(&s->st, idx, field, (uint32_t)rnd2(w));
+	w->res->flips++;
+	trace(w, "node %" PRIu64 " bit flip in entry %" PRIu64 " field %u%s",
+	    s->id, idx, field, s->up ? "" : " (down)");
+}
+
 static void faults(sim *w)
 {
 	for (int i = 0; i < w->n_all; i++) {
@@ -765,6 +901,7 @@ static void faults(sim *w)
 		partition(w);
 	else if (chance_pm(w, 2 * w->part_pm))
 		memset(w->blocked, 0, sizeof w->blocked);
+	flip(w);
 }
 
 static void propose(sim *w)
@@ -797,6 +934,8 @@ static void propose(sim *w)
 		w->val_state = xrealloc(w->val_state, w->cap_val);
 		w->val_node = xrealloc(w->val_node, 8 * w->cap_val);
 		w->val_index = xrealloc(w->val_index, 8 * w->cap_val);
+		w->val_term = xrealloc(w->val_term, 8 * w->cap_val);
+		w->val_floor = xrealloc(w->val_floor, 8 * w->cap_val);
 		w->val_count = xrealloc(w->val_count, 8 * w->cap_val);
 		memset(w->val_state + n, 0, w->cap_val - n);
 		memset(w->val_count + n, 0, 8 * (w->cap_val - n));
@@ -805,6 +944,8 @@ static void propose(sim *w)
 	w->val_state[v] = 1;
 	w->val_node[v] = s->id;
 	w->val_index[v] = index;
+	w->val_term[v] = term;
+	w->val_floor[v] = w->acked_max;
 	trace(w,
 	    "node %" PRIu64 " takes value %" PRIu64 " at %" PRIu64 "/%" PRIu64,
 	    s->id, v, index, term);
@@ -876,11 +1017,13 @@ static void tick_and_sync(sim *w)
 			continue;
 		if ((w->now + s->phase) % TICK_STEPS == 0) {
 			raft_tick(s->r);
+			/* A background scrubber reads a few entries a tick. */
+			sstore_scrub(&s->st, SCRUB_ENTRIES_PER_TICK);
 			drain(w, s);
 		}
-		if (s->syncing && w->now >= s->sync_at)
+		if (s->st.syncing && w->now >= s->sync_at)
 			sync_done(w, s);
-		else if (!s->syncing && s->dirty && chance_pm(w, 300))
+		else if (!s->st.syncing && s->st.dirty && chance_pm(w, 300))
 			sync_start(w, s);
 	}
 }
@@ -891,7 +1034,7 @@ static void step(sim *w)
 		faults(w);
 	if (w->live_at == 0 && chance_pm(w, w->prop_pm))
 		propose(w);
-	if (w->o.membership && !w->healed && chance_pm(w, 3))
+	if (w->conf_changes && !w->healed && chance_pm(w, 3))
 		conf_change(w);
 	if (!w->healed && chance_pm(w, 1))
 		transfer(w);
@@ -908,6 +1051,12 @@ static void heal(sim *w)
 	for (int i = 0; i < w->n_all; i++)
 		if (!w->nodes[i].up)
 			node_start(w, &w->nodes[i]);
+	/* Every replica scrubs its whole log once: no damage stays hidden
+	 * in entries nothing reads any more. */
+	for (int i = 0; i < w->n_all && !w->failed; i++) {
+		sstore_scrub(&w->nodes[i].st, SIZE_MAX);
+		drain(w, &w->nodes[i]);
+	}
 	trace(w, "healed");
 }
 
@@ -928,12 +1077,14 @@ static snode *find_leader(sim *w, raft_status *lst)
 }
 
 /* Converged: every member of the leader's configuration holds the
- * leader's log, has committed and applied all of it, and synced it. */
+ * leader's log, has committed and applied all of it, is repaired, and
+ * the leader synced it. */
 static bool converged(sim *w)
 {
 	raft_status lst;
 	snode *l = find_leader(w, &lst);
-	if (l == NULL || lst.commit != lst.last_index || l->dirty || l->syncing)
+	if (l == NULL || lst.commit != lst.last_index || l->st.dirty ||
+	    l->st.syncing)
 		return false;
 	for (int i = 0; i < w->n_all; i++) {
 		snode *s = &w->nodes[i];
@@ -944,7 +1095,8 @@ static bool converged(sim *w)
 		raft_status_get(s->r, &st);
 		if (st.last_index != lst.last_index ||
 		    st.commit != lst.commit || s->applied != lst.commit ||
-		    s->cur.n != lst.last_index)
+		    s->st.cur.n != lst.last_index || st.repairing ||
+		    s->st.rep.to != 0)
 			return false;
 	}
 	return true;
@@ -962,14 +1114,24 @@ static void dump(sim *w)
 		    "node %" PRIu64 " %s term %" PRIu64 " lead %" PRIu64
 		    " last %" PRIu64 " commit %" PRIu64 " persisted %" PRIu64
 		    " applied %" PRIu64
-		    " voters %d learners %d dropped %" PRIu64,
+		    " voters %d learners %d%s dropped %" PRIu64 "%s",
 		    s->id, raft_role_name(st.role), st.term, st.lead,
 		    st.last_index, st.commit, st.persisted, st.applied,
-		    st.conf.n_voters, st.conf.n_learners, st.dropped_msgs);
+		    st.conf.n_voters, st.conf.n_learners,
+		    raft_conf_is_voter(&st.conf, s->id) ? "" : " (not a voter)",
+		    st.dropped_msgs, st.repairing ? " repairing" : "");
 	}
 }
 
-/* After convergence: identical logs, every acked value applied once. */
+/* The stored bytes of two records are the same (and check out). */
+static bool rec_same(srec *a, srec *b, uint64_t index)
+{
+	return sstore_rec_ok(a, index) && sstore_rec_ok(b, index) &&
+	       a->crc == b->crc && ent_equal(&a->e, &b->e);
+}
+
+/* After convergence: byte-identical logs, every acked value applied
+ * once. */
 static void final_check(sim *w)
 {
 	raft_status lst;
@@ -979,15 +1141,16 @@ static void final_check(sim *w)
 		if (!raft_conf_is_voter(&lst.conf, s->id) &&
 		    !raft_conf_is_learner(&lst.conf, s->id))
 			continue;
-		for (size_t k = 0; k < s->cur.n && !w->failed; k++)
-			if (!ent_equal(&s->cur.e[k], &l->cur.e[k]))
+		for (size_t k = 0; k < s->st.cur.n && !w->failed; k++)
+			if (!rec_same(&s->st.cur.r[k], &l->st.cur.r[k], k + 1))
 				fail(w,
 				    "logs differ after healing: node %" PRIu64
 				    " entry %zu",
 				    s->id, k + 1);
 	}
-	if (l->cur.n != w->n_gc)
-		fail(w, "leader log %zu != committed %zu", l->cur.n, w->n_gc);
+	if (l->st.cur.n != w->n_gc)
+		fail(
+		    w, "leader log %zu != committed %zu", l->st.cur.n, w->n_gc);
 	for (uint64_t v = 1; v < w->next_value && !w->failed; v++) {
 		if (w->val_state[v] != 2)
 			continue;
@@ -1009,6 +1172,7 @@ static void run_heal(sim *w)
 	if (w->failed)
 		return;
 	if (w->live_at == 0) {
+		dump(w);
 		fail(w, "no commit within %d steps of healing",
 		    LIVENESS_STEPS_MAX);
 		return;
@@ -1054,6 +1218,27 @@ static void profile(sim *w)
 	w->sync_max = sync[rnd_below(w, PL_ARRAY_LEN(sync))];
 }
 
+/* Storage faults come from their own stream: with both off, a seed runs
+ * exactly as it did before they existed (regression seeds keep their
+ * meaning). */
+static void storage_profile(sim *w)
+{
+	static const uint32_t flips[] = {0, 500, 2000, 6000};
+	static const uint32_t torn[] = {0, 300, 1000};
+	w->rng2 = w->o.seed ^ UINT64_C(0xD1B54A32D192ED03);
+	w->flip_ppm = flips[rnd2_below(w, PL_ARRAY_LEN(flips))];
+	w->torn_pm = torn[rnd2_below(w, PL_ARRAY_LEN(torn))];
+	w->conf_changes = w->o.membership;
+	w->damage_max = 1;
+	/* Two damaged replicas of five only while the group cannot shrink
+	 * to three voters, of which two would be a majority. */
+	if (w->n == 5 && w->flip_ppm > 0 &&
+	    (!w->o.membership || rnd2_below(w, 2) == 0)) {
+		w->damage_max = 2;
+		w->conf_changes = false;
+	}
+}
+
 static void sim_init(sim *w, const sim_opts *o, sim_result *res)
 {
 	memset(w, 0, sizeof *w);
@@ -1066,6 +1251,7 @@ static void sim_init(sim *w, const sim_opts *o, sim_result *res)
 	w->n_all = o->membership ? o->nodes + 1 : o->nodes;
 	w->next_value = 1;
 	profile(w);
+	storage_profile(w);
 	raft_conf boot = {.n_voters = (uint8_t)w->n};
 	for (int i = 0; i < w->n; i++)
 		boot.voters[i] = (uint64_t)i + 1;
@@ -1073,7 +1259,7 @@ static void sim_init(sim *w, const sim_opts *o, sim_result *res)
 		snode *s = &w->nodes[i];
 		s->id = (uint64_t)i + 1;
 		s->w = w;
-		s->boot = boot;
+		s->st.boot = boot;
 		s->phase = (uint32_t)rnd_below(w, TICK_STEPS);
 		node_start(w, s);
 	}
@@ -1084,19 +1270,21 @@ static void sim_fini(sim *w)
 	for (int i = 0; i < w->n_all; i++) {
 		snode *s = &w->nodes[i];
 		raft_free(s->r);
-		free(s->cur.e);
-		free(s->dur.e);
-		free(s->img.e);
+		sstore_fini(&s->st);
+		free(s->acked);
 	}
 	for (size_t i = 0; i < w->n_net; i++)
 		free(w->net[i].ents);
 	free(w->net);
 	free(w->gc);
+	free(w->gc_term);
 	free(w->leader_of);
 	free(w->reg);
 	free(w->val_state);
 	free(w->val_node);
 	free(w->val_index);
+	free(w->val_term);
+	free(w->val_floor);
 	free(w->val_count);
 	while (w->arena != NULL) {
 		arena_chunk *c = w->arena;
@@ -1115,6 +1303,8 @@ void sim_run(const sim_opts *o, sim_result *res)
 	    w->drop_pm, w->dup_pm, w->delay_max, w->crash_pm, w->part_pm,
 	    w->prop_pm, w->kill_leader_pm, w->msg_bytes, w->sync_max,
 	    w->reorder_pm);
+	trace(w, "storage flip_ppm=%u torn=%u damage_max=%d conf_changes=%d",
+	    w->flip_ppm, w->torn_pm, w->damage_max, (int)w->conf_changes);
 	while (!w->failed && w->now < o->steps) {
 		w->now++;
 		step(w);

@@ -1,9 +1,10 @@
 /*
  * sim.h - the deterministic simulation of Raft groups (raft_sim.c): the
- * real core (broker/raft.c) on N in-memory replicas whose storage keeps
- * written and durable state apart, under a seeded scheduler of faults.
- * Every source of choice is one PRNG seeded by the seed, so a seed replays
- * exactly. The invariants checked are listed at the top of raft_sim.c.
+ * real core (broker/raft.c) on N in-memory replicas whose storage models
+ * the broker's CRC-checked log (sim_store.h: written and durable state
+ * apart, torn writes, bit flips), under a seeded scheduler of faults.
+ * Every choice comes from PRNGs seeded by the seed, so a seed replays
+ * exactly. The invariants checked are listed at the top of sim.c.
  */
 #ifndef PARLEY_SIM_H
 #define PARLEY_SIM_H
@@ -28,6 +29,9 @@ typedef struct sim_result {
 	uint64_t committed; /* entries committed */
 	uint64_t elections; /* distinct leader terms */
 	uint64_t crashes;
+	uint64_t torn;       /* crashes that left a torn tail */
+	uint64_t flips;      /* bit flips in synced entries */
+	uint64_t repairs;    /* damaged entries found (then repaired) */
 	uint64_t heal_steps; /* steps from healing to convergence */
 } sim_result;
 

@@ -1335,3 +1335,72 @@ TEST(test_raft_damage_below_unreadable_entry_is_refused)
 	CHECK_EQ(st(w, 3).repair.term, 1); /* exact, not a guess */
 	tnet_free(w);
 }
+
+/* A replica restarted after damage may know only an older configuration;
+ * the driver's list of replicas lets it ask the one that holds what it
+ * lost. */
+TEST(test_raft_damage_repair_asks_known_replicas_outside_conf)
+{
+	tnet *w = tnet_new(3, 1);
+	tnet_start(w);
+	elect(w, 1);
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ(propose_str(w, 1, "entry"), PL_OK);
+	ttick_all(w, 2);
+	CHECK_EQ(st(w, 4).last_index, 4);
+	CHECK_EQ(tdamage(w, 3, 2), PL_OK);
+	N(w, 3)->conf.n_learners = 0; /* its log names no learner */
+	trestart(w, 3, 9);
+	w->cut[1][3] = w->cut[3][1] = w->cut[2][3] = w->cut[3][2] = true;
+	ttick(w, 3, 25);
+	CHECK(st(w, 3).repairing); /* it asked only 1 and 2 */
+	uint64_t ids[] = {1, 2, 3, 4};
+	CHECK_EQ(raft_repair_peers(N(w, 3)->r, ids, 4), PL_OK);
+	ttick(w, 3, 25);
+	CHECK(!st(w, 3).repairing);
+	CHECK_EQ(st(w, 3).last_index, 4);
+	uint64_t many[RAFT_REPAIR_PEERS_MAX + 2];
+	for (size_t i = 0; i < PL_ARRAY_LEN(many); i++)
+		many[i] = 10 + i;
+	CHECK_EQ(raft_repair_peers(N(w, 3)->r, many, PL_ARRAY_LEN(many)),
+	    PL_E_TOO_LARGE);
+	tnet_free(w);
+}
+
+/* Repair (A) ends on the exact entry (to, term): an entry at `to` of
+ * another term is another log, which may lack what was acknowledged. */
+TEST(test_raft_damage_repair_needs_the_exact_entry)
+{
+	tnet *w = tnet_new(3, 0);
+	uint64_t terms[] = {1, 1, 1, 1};
+	tlog_seed(N(w, 3), terms, 4);
+	N(w, 3)->hs.term = 1;
+	tnet_start(w);
+	CHECK_EQ(tdamage(w, 3, 2), PL_OK);
+	CHECK_EQ(st(w, 3).repair.to, 4);
+	CHECK_EQ(st(w, 3).repair.term, 1);
+	/* A leader of term 3 sends older entries of term 2 up to index 4. */
+	raft_entry e[] = {{.term = 2, .index = 2}, {.term = 2, .index = 3},
+	    {.term = 2, .index = 4}, {.term = 3, .index = 5}};
+	raft_msg m = {.type = RAFT_MSG_APP,
+	    .from = 2,
+	    .to = 3,
+	    .term = 3,
+	    .index = 1,
+	    .log_term = 1,
+	    .ents = e,
+	    .n_ents = 3};
+	CHECK_EQ(raft_step(N(w, 3)->r, &m), PL_OK);
+	tdrain(w, N(w, 3));
+	CHECK_EQ(st(w, 3).persisted, 4);
+	CHECK(st(w, 3).repairing); /* (4, 2) is not (4, 1) */
+	/* An entry of the leader's term ends it (rule B). */
+	m.index = 4;
+	m.log_term = 2;
+	m.ents = &e[3];
+	m.n_ents = 1;
+	CHECK_EQ(raft_step(N(w, 3)->r, &m), PL_OK);
+	tdrain(w, N(w, 3));
+	CHECK(!st(w, 3).repairing);
+	tnet_free(w);
+}
