@@ -226,6 +226,7 @@ void brk_hs_put(brk_wtxn *w, const raft_hard_state *hs);
 /* The hard state and applied index as of the last committed round. */
 void brk_store_raft(const brk_store *s, raft_hard_state *hs, uint64_t *applied);
 uint64_t brk_store_applied(const brk_store *s);
+uint64_t brk_wtxn_applied(const brk_wtxn *w); /* including this round's */
 
 /* The Raft core's storage callbacks read through a read-only view that
  * brk_log_release ends; entries' data points into it until then. */

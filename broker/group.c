@@ -219,7 +219,8 @@ struct brk_group {
 	size_t nheld;
 	bool stalled;
 	bool damage_handled;
-	bool gws_reset; /* leadership changed: forget gateways next */
+	bool gws_reset;  /* leadership changed: forget gateways next */
+	bool stall_sent; /* the held ready's messages already left */
 	brk_store_config sc;
 	snap_out sout[RAFT_PEERS_MAX];
 	snap_in sin;
@@ -1743,6 +1744,26 @@ static void snap_on_chunk(
 
 /* ---- readies ---- */
 
+static pl_status apply_one(
+    brk_group *g, brk_wtxn *w, const raft_entry *e, size_t *n)
+{
+	brk_applied *res = &g->res[*n];
+	pl_status st = brk_apply(w, e, g->leader ? &g->ev_arena : NULL, res);
+	if (st != PL_OK) {
+		PL_ERROR("group",
+		    "event=apply_failed index=%llu applied=%llu err=\"%s\"",
+		    (unsigned long long)e->index,
+		    (unsigned long long)brk_wtxn_applied(w), pl_strerror(st));
+		return st;
+	}
+	if (g->leader)
+		ev_applied(g, res);
+	res->cmd = NULL; /* not valid past this entry */
+	res->msg = NULL;
+	g->res_term[(*n)++] = e->term;
+	return PL_OK;
+}
+
 /* Writes a ready in one transaction: hard state, entries, and the
  * entries it commits applied in order. *nres results are kept for the
  * replies sent once it committed. */
@@ -1772,23 +1793,24 @@ static pl_status ready_write(brk_group *g, const raft_ready *rd, size_t *nres)
 		    pl_strerror(st));
 	size_t n = 0;
 	for (size_t i = 0; i < rd->n_committed && st == PL_OK; i++) {
-		brk_applied *res = &g->res[n];
-		st = brk_apply(
-		    w, &rd->committed[i], g->leader ? &g->ev_arena : NULL, res);
-		if (st != PL_OK) {
-			PL_ERROR("group",
-			    "event=apply_failed index=%llu applied=%llu "
-			    "err=\"%s\"",
-			    (unsigned long long)rd->committed[i].index,
-			    (unsigned long long)brk_store_applied(g->store),
-			    pl_strerror(st));
-			break;
-		}
-		if (g->leader)
-			ev_applied(g, res);
-		res->cmd = NULL; /* not valid past this entry */
-		res->msg = NULL;
-		g->res_term[n++] = rd->committed[i].term;
+		/* Applied already: a group of one applies as it appends. */
+		if (rd->committed[i].index <= brk_wtxn_applied(w))
+			continue;
+		st = apply_one(g, w, &rd->committed[i], &n);
+	}
+	/* A group of one commits an entry as soon as it is durable on its
+	 * only voter, which is this transaction: applying its new entries
+	 * here saves a second transaction and fsync per round. Only in
+	 * order (everything before them applied) and only while leading. */
+	if (st == PL_OK && g->cfg.nreplicas == 1 && g->leader &&
+	    rd->n_ents > 0 && rd->entries[0].index == brk_wtxn_applied(w) + 1) {
+		for (size_t i = 0; i < rd->n_ents && st == PL_OK; i++)
+			st = apply_one(g, w, &rd->entries[i], &n);
+		/* Durable with this transaction, so committed: the stored
+		 * commit must not lag what is applied. */
+		raft_hard_state hs = rd->hs;
+		hs.commit = brk_wtxn_applied(w);
+		brk_hs_put(w, &hs);
 	}
 	if (st != PL_OK) {
 		brk_wtxn_abort(w);
@@ -1840,6 +1862,17 @@ static bool ready_handle(brk_group *g, const raft_ready *rd)
 	    (unsigned long long)rd->hs.term, (unsigned long long)rd->hs.commit,
 	    rd->n_ents, rd->n_committed, rd->n_msgs);
 	bool write = rd->hs_sync || rd->n_ents > 0 || rd->n_committed > 0;
+	/* Messages may leave before this replica's own write when they do
+	 * not depend on it: the term and vote are unchanged, and the core
+	 * acknowledges only entries reported durable (raft_persisted). So a
+	 * leader's appends reach the followers while it syncs its own copy:
+	 * the two fsyncs overlap instead of adding up. A held ready (retried
+	 * after a failed write) has sent its messages already. */
+	uint64_t snap[RAFT_PEERS_MAX];
+	size_t nsnap = 0;
+	bool early = !rd->hs_sync && !g->stalled;
+	if (early)
+		nsnap = send_msgs(g, rd, snap);
 	if (write) {
 		pl_status st = ready_write(g, rd, &nres);
 		if (st != PL_OK) {
@@ -1851,6 +1884,8 @@ static bool ready_handle(brk_group *g, const raft_ready *rd)
 				    pl_strerror(st), rd->n_ents,
 				    rd->n_committed);
 			pl_metric_inc(g->m.round_fail, 1);
+			if (!g->stalled)
+				g->stall_sent = early;
 			g->stalled = true;
 			g->stall_err = st;
 			g->stall_rd = *rd;
@@ -1863,11 +1898,12 @@ static bool ready_handle(brk_group *g, const raft_ready *rd)
 		if (rd->n_ents > 0 || rd->hs_sync)
 			pl_metric_inc(g->m.rounds, 1);
 	}
+	bool was_stalled = g->stalled && g->stall_sent;
 	if (g->stalled)
 		PL_INFO("group", "event=ready_write_recovered");
 	g->stalled = false;
-	uint64_t snap[RAFT_PEERS_MAX];
-	size_t nsnap = send_msgs(g, rd, snap);
+	if (!early && !was_stalled)
+		nsnap = send_msgs(g, rd, snap);
 	bool persisted = rd->n_ents > 0;
 	uint64_t last = persisted ? rd->entries[rd->n_ents - 1].index : 0;
 	uint64_t last_term = persisted ? rd->entries[rd->n_ents - 1].term : 0;
@@ -2645,8 +2681,10 @@ pl_status brk_group_new(
 	brk_arena_init(&g->send_arena, 64 * 1024, (size_t)1 << 30);
 	g->evs = calloc(reqs_max, sizeof(round_event));
 	g->pend = calloc(PENDING_MAX, sizeof(pending));
-	g->res = calloc(RAFT_APPLY_MAX, sizeof(brk_applied));
-	g->res_term = calloc(RAFT_APPLY_MAX, sizeof(uint64_t));
+	g->res =
+	    calloc(RAFT_APPLY_MAX + RAFT_UNSTABLE_MAX, sizeof(brk_applied));
+	g->res_term =
+	    calloc(RAFT_APPLY_MAX + RAFT_UNSTABLE_MAX, sizeof(uint64_t));
 	g->peer_buf = malloc(PL_FRAME_BYTES_CEIL);
 	g->peer_zbuf_cap = ZSTD_compressBound(PL_FRAME_BYTES_CEIL) + 5;
 	g->peer_zbuf = malloc(g->peer_zbuf_cap);

@@ -935,6 +935,11 @@ void brk_store_raft(const brk_store *s, raft_hard_state *hs, uint64_t *applied)
 	*applied = s->applied;
 }
 
+uint64_t brk_wtxn_applied(const brk_wtxn *w)
+{
+	return w->applied;
+}
+
 uint64_t brk_store_applied(const brk_store *s)
 {
 	return s->applied;
