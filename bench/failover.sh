@@ -26,7 +26,7 @@ cleanup() {
 	for p in "${PIDS[@]}" $(cat "$DIR"/*.pid 2>/dev/null); do
 		kill -9 "$p" 2>/dev/null || true
 	done
-	rm -rf "$DIR"
+	if [ -n "${KEEP:-}" ]; then echo "kept $DIR"; else rm -rf "$DIR"; fi
 }
 trap cleanup EXIT
 
@@ -67,6 +67,7 @@ done
 {
 	echo "[gateway]"
 	echo "id = gw-failover"
+	echo "publish_per_sec = 100000"
 	echo "tcp = tcp://127.0.0.1:$((BASE + 30))"
 	echo "http = 127.0.0.1:$((BASE + 31))"
 	echo "[group.1]"
@@ -77,15 +78,23 @@ done
 "$BUILD/gateway/parley-gateway" -c "$DIR/gateway.ini" > "$DIR/gateway.log" 2>&1 &
 PIDS+=($!)
 
+# The replica that leads the highest term (a deposed leader may not know
+# yet that it was replaced).
 leader() {
+	local best="" best_term=-1
 	for i in 1 2 3; do
-		if curl -fsS "http://127.0.0.1:$((BASE + 10 + i))/metrics" 2>/dev/null |
-			grep -q '^parley_broker_raft_leader 1'; then
-			echo "$i"
-			return 0
+		local m
+		m=$(curl -fsS "http://127.0.0.1:$((BASE + 10 + i))/metrics" 2>/dev/null) || continue
+		if echo "$m" | grep -q '^parley_broker_raft_leader 1$'; then
+			local t
+			t=$(echo "$m" | awk '/^parley_broker_raft_term / { print $2 }')
+			if [ "${t:-0}" -gt "$best_term" ]; then
+				best=$i
+				best_term=$t
+			fi
 		fi
 	done
-	return 1
+	[ -n "$best" ] && echo "$best"
 }
 
 for _ in $(seq 1 100); do
@@ -107,8 +116,9 @@ for k in $(seq 1 "$KILLS"); do
 		sleep 0.1
 	done
 	[ -n "$l" ] || { echo "failover: no leader before kill $k" >&2; exit 1; }
+	pid=$(cat "$DIR/broker-$l.pid")
 	t=$(date +%s%3N)
-	kill -9 "$(cat "$DIR/broker-$l.pid")"
+	kill -9 "$pid"
 	echo "$t $l" >> "$DIR/kills"
 	sleep 2.5
 	start_broker "$l"
@@ -127,11 +137,19 @@ for line in open(sys.argv[2]):
         acks.append(int(f[2]))
     elif f[0] == "err":
         errs += 1
+# The pause of a kill: the longest silence between two acks that starts
+# around the kill (acks already on their way may still arrive just after
+# it), measured from the kill to the ack that ends it.
+acks.sort()
 pauses = []
 for t in kills:
-    after = [a for a in acks if a > t]
-    if after:
-        pauses.append(after[0] - t)
+    best = None
+    for a, b in zip(acks, acks[1:]):
+        if a <= t + 20 and b > t and b - t < 10000:
+            if best is None or b - a > best[1] - best[0]:
+                best = (a, b)
+    if best:
+        pauses.append(best[1] - t)
 pauses.sort()
 print("failover pauses (ms):", " ".join(str(p) for p in pauses))
 if pauses:

@@ -97,12 +97,22 @@ run() {
 		--key "$DIR/acme.key" --connections 20 --rooms "$ROOMS" \
 		--rate "$RATE" --duration "$DURATION" --warmup 3 --no-subscribers |
 		grep -E "throughput|publish->ack|sent|acked|errors" || true
+	commits "$lead"
 	echo "-- highest rate: $CONNS connections x $INFLIGHT in flight"
 	"$BUILD/bench/parley-bench" --url "tcp://127.0.0.1:$((BASE + 30))" \
 		--key "$DIR/acme.key" --connections "$CONNS" --rooms "$ROOMS" \
 		--inflight "$INFLIGHT" --duration "$DURATION" --warmup 3 \
 		--no-subscribers | grep -E "throughput|publish->ack|sent|acked|errors" || true
+	commits "$lead"
 	stop_all
+}
+
+# Durable commits on the leader so far and writes per commit.
+commits() {
+	curl -fsS "http://127.0.0.1:$((BASE + 10 + $1))/metrics" | awk '
+		/^parley_broker_commit_rounds_total / { r = $2 }
+		/^parley_broker_raft_proposals_total / { p = $2 }
+		END { if (r > 0) printf "leader: %d writes in %d durable commits (%.1f per commit)\n", p, r, p / r }'
 }
 
 run 1

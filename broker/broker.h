@@ -198,6 +198,29 @@ pl_status brk_room_get(brk_wtxn *w, uint64_t room, brk_room **out);
  * stored entry at or after e[0].index (a conflicting suffix). Refuses
  * (PL_E_CORRUPT) to touch an applied entry or to leave a hole. */
 pl_status brk_log_append(brk_wtxn *w, const raft_entry *e, size_t n);
+/* Deletes entries >= from (a damaged tail), lowering last_index, the
+ * stored commit and the sync mark to what remains. */
+pl_status brk_log_truncate(brk_wtxn *w, uint64_t from);
+/* The repair record of a damaged log (docs/raft.md "Damaged logs"):
+ * stored with the truncation, cleared once repaired. */
+void brk_repair_put(brk_wtxn *w, const raft_repair *rep);
+void brk_store_repair(const brk_store *s, raft_repair *rep);
+/* The Raft view of the log starts after the snapshot point (index, term)
+ * (0, 0 for a log never compacted). Entries before it stay stored. */
+uint64_t brk_store_first_index(const brk_store *s);
+void brk_store_snap(const brk_store *s, uint64_t *index, uint64_t *term);
+/* Moves the snapshot point up to index (<= applied). */
+pl_status brk_log_compact(brk_store *s, uint64_t index);
+/* Writes a consistent, compacted copy of the environment into dir (its
+ * data.mdb): a snapshot to send. Safe beside the group's writes. */
+pl_status brk_store_copy(brk_store *s, const char *dir);
+/* On a store just opened on a received copy: cuts the log after the
+ * copy's applied index, makes that the snapshot point, writes this
+ * replica's own hard state; *index, *term = the snapshot point. */
+pl_status brk_store_snapshot_adopt(
+    brk_store *s, const raft_hard_state *hs, uint64_t *index, uint64_t *term);
+/* The sync mark: (index, term) of the last entry written durably. */
+void brk_store_mark(const brk_store *s, uint64_t *index, uint64_t *term);
 /* Records the hard state; written when the round commits. */
 void brk_hs_put(brk_wtxn *w, const raft_hard_state *hs);
 /* The hard state and applied index as of the last committed round. */
@@ -367,6 +390,10 @@ typedef struct brk_config {
 	char secret_file[512];
 	uint32_t election_ms; /* randomized in [election, 2 x election) */
 	uint32_t heartbeat_ms;
+	/* Applied entries the Raft log keeps for followers that lag; one
+	 * further behind is sent a snapshot. */
+	uint64_t log_keep_entries;
+	uint64_t snapshot_chunk_bytes; /* a snapshot travels in these */
 	brk_replica replicas[RAFT_PEERS_MAX];
 	int nreplicas;
 } brk_config;

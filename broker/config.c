@@ -28,6 +28,8 @@ void brk_config_defaults(brk_config *c)
 	c->node = 1;
 	c->election_ms = 400;
 	c->heartbeat_ms = 50;
+	c->log_keep_entries = 100000;
+	c->snapshot_chunk_bytes = 1024 * 1024;
 }
 
 brk_replica *brk_config_replica(brk_config *c, uint64_t id, bool create)
@@ -172,6 +174,12 @@ pl_status brk_config_set(brk_config *c, const char *k, const char *v)
 	} else if (strcmp(k, "election_ms") == 0) {
 		if ((st = set_u64(v, 20, 60000, &x)) == PL_OK)
 			c->election_ms = (uint32_t)x;
+	} else if (strcmp(k, "snapshot_chunk_bytes") == 0) {
+		if ((st = set_u64(v, 4096, 4u << 20, &x)) == PL_OK)
+			c->snapshot_chunk_bytes = x;
+	} else if (strcmp(k, "log_keep_entries") == 0) {
+		if ((st = set_u64(v, 10, 1u << 30, &x)) == PL_OK)
+			c->log_keep_entries = x;
 	} else if (strcmp(k, "heartbeat_ms") == 0) {
 		if ((st = set_u64(v, 5, 30000, &x)) == PL_OK)
 			c->heartbeat_ms = (uint32_t)x;

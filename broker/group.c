@@ -18,15 +18,20 @@
  *  - a request refused before entering the log says not_applied, so the
  *    gateway may send it anywhere again; one lost with the leadership does
  *    not (its outcome is unknown: only idempotent requests are resent);
- *  - events of applied entries are fanned out only by the leader, after
- *    the transaction that applied them committed, in log order;
+ *  - replies and live events of applied entries (events only from the
+ *    leader) leave in log order once the transaction that applied them
+ *    committed: an acknowledged write is visible to every later read;
  *  - a ready whose write fails (map or disk full, I/O) is held and written
  *    again later; meanwhile no other Raft call is made, writes are refused
  *    with the failure and reads are still served.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <sodium.h>
 #include <zstd.h>
@@ -69,7 +74,8 @@ struct brk_item {
 	Parley__Internal__GwBatch *batch;
 	Parley__ServerFrame **replies;
 	size_t nreplies;
-	gw_state *gw;
+	gw_state *gw; /* valid during the round that takes the batch */
+	char epoch[48];
 	int64_t deadline_us; /* polls */
 	brk_arena arena;     /* decoded request and replies */
 	brk_item *next_free;
@@ -81,6 +87,27 @@ struct brk_item {
 	pl_arena peer_arena;
 	uint8_t *peer_raw; /* decompressed PeerBatch */
 };
+
+/* A snapshot being sent to one peer / received from the leader. */
+enum { SNAP_COPYING = 0, SNAP_READY = 1, SNAP_FAILED = -1 };
+typedef struct snap_out {
+	bool active, thread_on;
+	uint64_t peer, xfer, term;
+	char dir[600];
+	int fd;
+	uint64_t total, sent, acked;
+	int64_t started_us, progress_us;
+	_Atomic int state;
+	pthread_t th;
+	brk_group *g;
+} snap_out;
+
+typedef struct snap_in {
+	bool active;
+	uint64_t from, xfer, term, total, got;
+	int fd;
+	char dir[600];
+} snap_in;
 
 /* A write waiting for its entry to be applied. */
 typedef struct pending {
@@ -191,6 +218,14 @@ struct brk_group {
 	brk_item *held[PEER_ITEMS_MAX]; /* stepped, released after advance */
 	size_t nheld;
 	bool stalled;
+	bool damage_handled;
+	bool gws_reset; /* leadership changed: forget gateways next */
+	brk_store_config sc;
+	snap_out sout[RAFT_PEERS_MAX];
+	snap_in sin;
+	uint64_t xfer_ids;
+	uint8_t *snap_buf;
+	int64_t last_compact_us;
 	raft_ready stall_rd;
 	int64_t stall_retry_us;
 	pl_status stall_err;
@@ -204,6 +239,7 @@ struct brk_group {
 		pl_metric *rounds, *round_fail, *commit_s, *round_reqs;
 		pl_metric *events, *events_dropped, *rooms, *map_used,
 		    *map_size, *last_index, *gateways;
+		pl_metric *snaps_sent, *snaps_installed;
 		pl_metric *term, *is_leader, *commit, *applied, *elections,
 		    *peer_in, *peer_out, *peer_bad, *proposals, *stalls;
 	} m;
@@ -231,6 +267,7 @@ static void item_put(brk_group *g, brk_item *it)
 	it->replies = NULL;
 	it->nreplies = 0;
 	it->gw = NULL;
+	it->epoch[0] = '\0';
 	it->npending = 0;
 	it->deferred = NULL;
 	brk_arena_reset(&it->arena);
@@ -298,7 +335,10 @@ static void item_reply(brk_group *g, brk_item *it)
 	parley__internal__broker_batch__init(&b);
 	b.replies = it->replies;
 	b.n_replies = it->nreplies;
-	b.epoch = it->gw != NULL ? it->gw->epoch : g->epoch;
+	/* The epoch is the item's copy: a batch waiting for its writes may
+	 * outlive its gateway's state (forgotten after a leadership change
+	 * or an idle spell). */
+	b.epoch = it->epoch[0] != '\0' ? it->epoch : g->epoch;
 	b.group = g->cfg.group;
 	b.not_leader = !g->leader;
 	b.leader_hint = (char *)leader_hint(g);
@@ -893,6 +933,7 @@ static pl_status h_status(round *rd, Parley__ServerFrame *rep)
 	gs->applied = brk_store_applied(g->store);
 	gs->leader_id = st.lead;
 	gs->voters = st.conf.n_voters;
+	gs->repairing = st.repairing;
 	gp[0] = gs;
 	s->n_groups = 1;
 	s->groups = gp;
@@ -1195,15 +1236,25 @@ static Parley__Internal__RaftMsg *msg_to_pb(brk_arena *a, const raft_msg *m)
 	return pm;
 }
 
-/* Packs, maybe compresses, seals and sends one PeerBatch to `to`. */
+static void peer_send(
+    brk_group *g, uint64_t to, Parley__Internal__PeerBatch *bp);
+
 static void peer_send_batch(
     brk_group *g, uint64_t to, Parley__Internal__RaftMsg **msgs, size_t n)
 {
 	Parley__Internal__PeerBatch b;
 	parley__internal__peer_batch__init(&b);
-	b.group = g->cfg.group;
 	b.msgs = msgs;
 	b.n_msgs = n;
+	peer_send(g, to, &b);
+}
+
+/* Packs, maybe compresses, seals and sends one PeerBatch to `to`. */
+static void peer_send(
+    brk_group *g, uint64_t to, Parley__Internal__PeerBatch *bp)
+{
+	Parley__Internal__PeerBatch b = *bp;
+	b.group = g->cfg.group;
 	size_t len = parley__internal__peer_batch__get_packed_size(&b);
 	if (len + 5 + BRK_AUTH_OVERHEAD > PL_FRAME_BYTES_CEIL) {
 		PL_ERROR("group", "event=peer_batch_too_large bytes=%zu", len);
@@ -1284,6 +1335,11 @@ static size_t send_msgs(brk_group *g, const raft_ready *rd, uint64_t *snap)
 	brk_arena_reset(&g->send_arena);
 	return nsnap;
 }
+
+static void snap_on_chunk(
+    brk_group *g, uint64_t from, const Parley__Internal__SnapChunk *c);
+static void snap_on_ack(
+    brk_group *g, uint64_t from, const Parley__Internal__SnapAck *a);
 
 /* Opens, checks and steps one received PeerBatch. Anything wrong with it
  * (bad MAC, replay, wrong group, a sender claiming another's id, bytes
@@ -1367,9 +1423,322 @@ static void peer_receive(brk_group *g, brk_item *it)
 			    (unsigned long long)m.from,
 			    (unsigned long long)m.term);
 	}
+	for (size_t i = 0; i < b->n_chunks; i++)
+		snap_on_chunk(g, sender & 0xffff, b->chunks[i]);
+	for (size_t i = 0; i < b->n_acks; i++)
+		snap_on_ack(g, sender & 0xffff, b->acks[i]);
 	return;
 bad:
 	pl_metric_inc(g->m.peer_bad, 1);
+}
+
+/* ---- snapshots: a far-behind follower gets a copy of the environment ---- */
+
+/* Chunks in flight, unacknowledged (each at most snapshot_chunk_bytes,
+ * 1 MiB by default). */
+#define SNAP_WINDOW_CHUNKS 4
+/* No acknowledged progress for this long: send again from the last ack;
+ * for SNAP_GIVEUP_US: give up (Raft asks again later). */
+#define SNAP_RESEND_US 2000000
+#define SNAP_GIVEUP_US 120000000
+
+static void *snap_copy_main(void *arg)
+{
+	snap_out *o = arg;
+	pl_status st = brk_store_copy(o->g->store, o->dir);
+	atomic_store(&o->state, st == PL_OK ? SNAP_READY : SNAP_FAILED);
+	return NULL;
+}
+
+static void rm_dir(const char *dir)
+{
+	char path[700];
+	snprintf(path, sizeof(path), "%s/data.mdb", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/lock.mdb", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
+static void snap_out_end(brk_group *g, snap_out *o, bool ok, bool tell)
+{
+	if (o->thread_on)
+		pthread_join(o->th, NULL);
+	o->thread_on = false;
+	if (o->fd >= 0)
+		close(o->fd);
+	o->fd = -1;
+	rm_dir(o->dir);
+	if (tell && g->leader)
+		raft_snapshot_done(g->raft, o->peer, ok);
+	if (ok)
+		pl_metric_inc(g->m.snaps_sent, 1);
+	PL_INFO("group", "event=snapshot_%s peer=%llu bytes=%llu",
+	    ok ? "sent" : "abandoned", (unsigned long long)o->peer,
+	    (unsigned long long)o->total);
+	o->active = false;
+}
+
+/* Raft asks for a snapshot to peer: copy the environment (in a thread,
+ * the group goes on), then stream it. */
+static void snap_out_start(brk_group *g, uint64_t peer)
+{
+	snap_out *o = NULL;
+	for (int i = 0; i < RAFT_PEERS_MAX; i++) {
+		if (g->sout[i].active && g->sout[i].peer == peer)
+			return; /* already under way */
+		if (!g->sout[i].active && o == NULL)
+			o = &g->sout[i];
+	}
+	if (o == NULL)
+		return;
+	memset(o, 0, sizeof(*o));
+	o->g = g;
+	o->fd = -1;
+	o->peer = peer;
+	o->xfer = ++g->xfer_ids;
+	o->term = g->term;
+	o->started_us = o->progress_us = pl_mono_us();
+	snprintf(o->dir, sizeof(o->dir), "%s.snap-out-%llu", g->cfg.data_dir,
+	    (unsigned long long)peer);
+	rm_dir(o->dir);
+	atomic_store(&o->state, SNAP_COPYING);
+	o->active = true;
+	if (pthread_create(&o->th, NULL, snap_copy_main, o) != 0) {
+		o->active = false;
+		raft_snapshot_done(g->raft, peer, false);
+		return;
+	}
+	o->thread_on = true;
+	PL_INFO("group", "event=snapshot_start peer=%llu xfer=%llu",
+	    (unsigned long long)peer, (unsigned long long)o->xfer);
+}
+
+/* Sends what the window allows of every transfer whose copy is ready. */
+static void snap_pump(brk_group *g)
+{
+	int64_t now = pl_mono_us();
+	for (int i = 0; i < RAFT_PEERS_MAX; i++) {
+		snap_out *o = &g->sout[i];
+		if (!o->active)
+			continue;
+		if (!g->leader || o->term != g->term) {
+			snap_out_end(g, o, false, false);
+			continue;
+		}
+		int state = atomic_load(&o->state);
+		if (state == SNAP_COPYING)
+			continue;
+		if (state == SNAP_FAILED ||
+		    now - o->started_us > SNAP_GIVEUP_US) {
+			snap_out_end(g, o, false, true);
+			continue;
+		}
+		if (o->fd < 0) {
+			char path[700];
+			struct stat sb;
+			snprintf(path, sizeof(path), "%s/data.mdb", o->dir);
+			o->fd = open(path, O_RDONLY);
+			if (o->fd < 0 || fstat(o->fd, &sb) != 0) {
+				snap_out_end(g, o, false, true);
+				continue;
+			}
+			o->total = (uint64_t)sb.st_size;
+			PL_INFO("group",
+			    "event=snapshot_copied peer=%llu bytes=%llu",
+			    (unsigned long long)o->peer,
+			    (unsigned long long)o->total);
+		}
+		if (now - o->progress_us > SNAP_RESEND_US) {
+			o->sent = o->acked; /* go back to what arrived */
+			o->progress_us = now;
+		}
+		uint64_t chunk = g->cfg.snapshot_chunk_bytes;
+		while (o->sent < o->total &&
+		       o->sent - o->acked < SNAP_WINDOW_CHUNKS * chunk) {
+			size_t n = o->total - o->sent < chunk
+			               ? (size_t)(o->total - o->sent)
+			               : (size_t)chunk;
+			ssize_t got =
+			    pread(o->fd, g->snap_buf, n, (off_t)o->sent);
+			if (got != (ssize_t)n) {
+				snap_out_end(g, o, false, true);
+				break;
+			}
+			Parley__Internal__SnapChunk c, *cp = &c;
+			Parley__Internal__PeerBatch b;
+			parley__internal__snap_chunk__init(&c);
+			parley__internal__peer_batch__init(&b);
+			c.xfer = o->xfer;
+			c.term = o->term;
+			c.offset = o->sent;
+			c.total = o->total;
+			c.data.data = g->snap_buf;
+			c.data.len = n;
+			b.chunks = &cp;
+			b.n_chunks = 1;
+			peer_send(g, o->peer, &b);
+			o->sent += n;
+		}
+	}
+}
+
+static void snap_on_ack(
+    brk_group *g, uint64_t from, const Parley__Internal__SnapAck *a)
+{
+	for (int i = 0; i < RAFT_PEERS_MAX; i++) {
+		snap_out *o = &g->sout[i];
+		if (!o->active || o->peer != from || o->xfer != a->xfer)
+			continue;
+		if (a->offset > o->acked && a->offset <= o->total) {
+			o->acked = a->offset;
+			o->progress_us = pl_mono_us();
+		}
+		if (a->done)
+			snap_out_end(g, o, true, true);
+		return;
+	}
+}
+
+static void snap_ack(
+    brk_group *g, uint64_t to, uint64_t xfer, uint64_t offset, bool done)
+{
+	Parley__Internal__SnapAck a, *ap = &a;
+	Parley__Internal__PeerBatch b;
+	parley__internal__snap_ack__init(&a);
+	parley__internal__peer_batch__init(&b);
+	a.xfer = xfer;
+	a.offset = offset;
+	a.done = done;
+	b.acks = &ap;
+	b.n_acks = 1;
+	peer_send(g, to, &b);
+}
+
+/* Swaps the received copy in for this replica's store and tells the
+ * core. The copy is opened first to check it is newer than what this
+ * replica has committed; the old environment is kept until the new one
+ * is open. */
+static pl_status snap_install(brk_group *g, snap_in *in)
+{
+	char path[700], cur[700], old[700], lock[700];
+	raft_status rs;
+	raft_status_get(g->raft, &rs);
+	brk_store_config sc = g->sc;
+	sc.dir = in->dir;
+	brk_store *probe;
+	pl_status st = brk_store_open(&sc, &probe);
+	if (st != PL_OK)
+		return st;
+	uint64_t a = brk_store_applied(probe);
+	brk_store_close(probe);
+	if (a <= rs.commit)
+		return PL_E_AGAIN; /* nothing new in it */
+	raft_hard_state hs;
+	uint64_t applied;
+	brk_store_raft(g->store, &hs, &applied);
+	snprintf(path, sizeof(path), "%s/data.mdb", in->dir);
+	snprintf(cur, sizeof(cur), "%s/data.mdb", g->cfg.data_dir);
+	snprintf(old, sizeof(old), "%s/data.mdb.old", g->cfg.data_dir);
+	snprintf(lock, sizeof(lock), "%s/lock.mdb", g->cfg.data_dir);
+	brk_store_close(g->store);
+	g->store = NULL;
+	unlink(lock);
+	if (rename(cur, old) != 0 || rename(path, cur) != 0) {
+		rename(old, cur);
+		st = PL_E_IO;
+	}
+	if (st == PL_OK && (st = brk_store_open(&g->sc, &g->store)) != PL_OK) {
+		unlink(lock);
+		rename(old, cur);
+	}
+	if (g->store == NULL) {
+		pl_status st2 = brk_store_open(&g->sc, &g->store);
+		if (st2 != PL_OK) {
+			PL_ERROR("group", "event=store_lost err=\"%s\"",
+			    pl_strerror(st2));
+			abort(); /* no store to run on: restart from disk */
+		}
+		return st;
+	}
+	uint64_t index, term;
+	st = brk_store_snapshot_adopt(g->store, &hs, &index, &term);
+	if (st == PL_OK) {
+		raft_conf conf;
+		memset(&conf, 0, sizeof(conf));
+		for (int i = 0; i < g->cfg.nreplicas; i++)
+			conf.voters[conf.n_voters++] = g->cfg.replicas[i].id;
+		st = raft_snapshot_restore(
+		    g->raft, in->from, in->term, index, term, &conf);
+	}
+	brk_log_release(g->store);
+	if (st == PL_OK) {
+		unlink(old);
+		pl_metric_inc(g->m.snaps_installed, 1);
+		PL_INFO("group",
+		    "event=snapshot_installed index=%llu term=%llu",
+		    (unsigned long long)index, (unsigned long long)term);
+	} else {
+		PL_ERROR("group", "event=snapshot_install_failed err=\"%s\"",
+		    pl_strerror(st));
+	}
+	return st;
+}
+
+/* A chunk from the leader: written in order, acknowledged with what is
+ * held; the last one installs the snapshot. */
+static void snap_on_chunk(
+    brk_group *g, uint64_t from, const Parley__Internal__SnapChunk *c)
+{
+	snap_in *in = &g->sin;
+	if (g->leader || c->total == 0 || c->total > g->cfg.map_bytes ||
+	    c->offset + c->data.len > c->total)
+		return;
+	if (!in->active || in->xfer != c->xfer || in->from != from) {
+		if (c->offset != 0)
+			return; /* a stale stream: its sender starts over */
+		if (in->fd >= 0)
+			close(in->fd);
+		memset(in, 0, sizeof(*in));
+		snprintf(
+		    in->dir, sizeof(in->dir), "%s.snap-in", g->cfg.data_dir);
+		rm_dir(in->dir);
+		char path[700];
+		snprintf(path, sizeof(path), "%s/data.mdb", in->dir);
+		if (mkdir(in->dir, 0700) != 0 ||
+		    (in->fd = open(path, O_CREAT | O_TRUNC | O_WRONLY, 0600)) <
+		        0) {
+			in->fd = -1;
+			return;
+		}
+		in->active = true;
+		in->xfer = c->xfer;
+		in->from = from;
+		in->term = c->term;
+		in->total = c->total;
+		PL_INFO("group",
+		    "event=snapshot_receiving from=%llu bytes=%llu",
+		    (unsigned long long)from, (unsigned long long)c->total);
+	}
+	if (c->offset == in->got && c->data.len > 0) {
+		if (pwrite(in->fd, c->data.data, c->data.len,
+		        (off_t)c->offset) != (ssize_t)c->data.len) {
+			in->active = false;
+			return;
+		}
+		in->got += c->data.len;
+	}
+	bool done = false;
+	if (in->got == in->total) {
+		bool synced = fsync(in->fd) == 0;
+		close(in->fd);
+		in->fd = -1;
+		in->active = false;
+		pl_status st = synced ? snap_install(g, in) : PL_E_IO;
+		rm_dir(in->dir);
+		done = st == PL_OK || st == PL_E_AGAIN;
+	}
+	snap_ack(g, from, in->xfer, in->got, done);
 }
 
 /* ---- readies ---- */
@@ -1384,29 +1753,52 @@ static pl_status ready_write(brk_group *g, const raft_ready *rd, size_t *nres)
 	if (st != PL_OK)
 		return st;
 	brk_hs_put(w, &rd->hs);
-	if (rd->n_ents > 0)
-		st = brk_log_append(w, rd->entries, rd->n_ents);
+	raft_repair stored;
+	brk_store_repair(g->store, &stored);
+	if (stored.to != 0) {
+		raft_status rs;
+		raft_status_get(g->raft, &rs);
+		if (!rs.repairing) {
+			raft_repair none = {0, 0};
+			brk_repair_put(w, &none);
+			PL_INFO("group", "event=log_repaired");
+		}
+	}
+	if (rd->n_ents > 0 &&
+	    (st = brk_log_append(w, rd->entries, rd->n_ents)) != PL_OK)
+		PL_ERROR("group",
+		    "event=append_failed first=%llu n=%zu err=\"%s\"",
+		    (unsigned long long)rd->entries[0].index, rd->n_ents,
+		    pl_strerror(st));
 	size_t n = 0;
 	for (size_t i = 0; i < rd->n_committed && st == PL_OK; i++) {
 		brk_applied *res = &g->res[n];
 		st = brk_apply(
 		    w, &rd->committed[i], g->leader ? &g->ev_arena : NULL, res);
-		if (st != PL_OK)
+		if (st != PL_OK) {
+			PL_ERROR("group",
+			    "event=apply_failed index=%llu applied=%llu "
+			    "err=\"%s\"",
+			    (unsigned long long)rd->committed[i].index,
+			    (unsigned long long)brk_store_applied(g->store),
+			    pl_strerror(st));
 			break;
+		}
 		if (g->leader)
 			ev_applied(g, res);
 		res->cmd = NULL; /* not valid past this entry */
 		res->msg = NULL;
 		g->res_term[n++] = rd->committed[i].term;
 	}
+	if (st != PL_OK) {
+		brk_wtxn_abort(w);
+		return st;
+	}
 	/* Every write transaction is synced, applies included: LMDB without
 	 * a sync can be damaged by a power loss on a filesystem that reorders
 	 * writes. Under load a ready carries both new entries and commits,
 	 * so this costs a sync only when idle. */
-	if (st == PL_OK)
-		st = brk_wtxn_commit(w);
-	else
-		brk_wtxn_abort(w);
+	st = brk_wtxn_commit(w);
 	*nres = n;
 	return st;
 }
@@ -1481,11 +1873,8 @@ static bool ready_handle(brk_group *g, const raft_ready *rd)
 	uint64_t last_term = persisted ? rd->entries[rd->n_ents - 1].term : 0;
 	raft_advance(g->raft);
 	brk_log_release(g->store);
-	for (size_t i = 0; i < nsnap; i++) {
-		PL_ERROR("group", "event=snapshot_needed peer=%llu",
-		    (unsigned long long)snap[i]);
-		raft_snapshot_done(g->raft, snap[i], false);
-	}
+	for (size_t i = 0; i < nsnap; i++)
+		snap_out_start(g, snap[i]);
 	/* In sync durability the commit above fsynced; in relaxed mode it
 	 * did not, and that is the documented risk of relaxed. */
 	if (persisted)
@@ -1500,8 +1889,11 @@ static bool ready_handle(brk_group *g, const raft_ready *rd)
  * had in flight and sends gateways elsewhere. */
 static void gw_forget(brk_group *g, int idx);
 
+static void damage_check(brk_group *g);
+
 static void leader_check(brk_group *g)
 {
+	damage_check(g);
 	raft_status st;
 	raft_status_get(g->raft, &st);
 	g->lead_id = st.lead;
@@ -1526,7 +1918,18 @@ static void leader_check(brk_group *g)
 		pend_fail_all(g, PL_E_UNAVAILABLE);
 	}
 	/* Either way the watch table starts over: watches belong to the
-	 * leadership that took them. Parked polls are answered first. */
+	 * leadership that took them. Not here: batches of the round under
+	 * way still point at their gateway's state (see gws_reset). */
+	g->gws_reset = true;
+}
+
+/* Forgets every gateway (answering parked polls first), between rounds:
+ * a gateway that comes back gets a new epoch and re-watches. */
+static void gws_reset(brk_group *g)
+{
+	if (!g->gws_reset)
+		return;
+	g->gws_reset = false;
 	while (g->ngws > 0) {
 		gw_state *gw = g->gws[g->ngws - 1];
 		while (gw->npolls > 0)
@@ -1546,8 +1949,16 @@ static void drive(brk_group *g)
 	while (raft_has_ready(g->raft)) {
 		raft_ready rd;
 		raft_ready_get(g->raft, &rd);
+		bool appended = rd.n_ents > 0;
 		if (!ready_handle(g, &rd))
 			return;
+		/* The entries just written commit soon (at once in a group of
+		 * one): stop here so that their applying shares the next
+		 * ready's transaction with whatever is proposed meanwhile —
+		 * one durable commit per round, as in a group of one before
+		 * Raft. The thread comes back without waiting. */
+		if (appended)
+			break;
 	}
 	brk_arena_reset(&g->prop_arena);
 	leader_check(g);
@@ -1854,6 +2265,7 @@ static size_t intake(brk_group *g, brk_item **in, size_t n, brk_item **out)
 			continue;
 		}
 		it->gw->last_seen_us = now;
+		snprintf(it->epoch, sizeof(it->epoch), "%s", it->gw->epoch);
 		if (it->batch->poll && it->batch->n_reqs == 0) {
 			if (g->leader)
 				park_poll(g, it, now);
@@ -1874,9 +2286,29 @@ static void held_release(brk_group *g)
 	g->nheld = 0;
 }
 
+/* Moves the Raft log's start up once it holds twice log_keep_entries
+ * applied entries: followers further behind get a snapshot. */
+static void compact(brk_group *g)
+{
+	int64_t now = pl_mono_us();
+	if (now - g->last_compact_us < 1000000 || g->stalled)
+		return;
+	g->last_compact_us = now;
+	uint64_t applied = brk_store_applied(g->store), si, st;
+	brk_store_snap(g->store, &si, &st);
+	uint64_t keep = g->cfg.log_keep_entries;
+	if (applied > si + 2 * keep &&
+	    brk_log_compact(g->store, applied - keep) == PL_OK)
+		PL_DEBUG("group", "event=log_compacted first=%llu",
+		    (unsigned long long)(applied - keep + 1));
+}
+
 static void housekeeping(brk_group *g)
 {
 	int64_t now = pl_now_us();
+	gws_reset(g);
+	compact(g);
+	snap_pump(g);
 	polls_expire(g, now);
 	gws_expire(g, now);
 	if (!g->cfg.sync &&
@@ -1919,18 +2351,22 @@ static void *group_main(void *arg)
 		}
 	}
 	while (g->running) {
-		size_t n = pl_queue_pop_many(
-		    &g->q, (void **)in, ITEMS_MAX + PEER_ITEMS_MAX, TICK_US);
+		bool more = !g->stalled && raft_has_ready(g->raft);
+		size_t n = pl_queue_pop_many(&g->q, (void **)in,
+		    ITEMS_MAX + PEER_ITEMS_MAX, more ? 0 : TICK_US);
 		size_t nr = intake(g, in, n, batch);
 		if (!g->stalled)
 			raft_ticks(g);
-		drive(g);
-		held_release(g);
+		/* With requests waiting, their round drives the core, so
+		 * their entries join the ready that applies earlier ones. */
+		if (nr == 0)
+			drive(g);
 		for (size_t i = 0; i < nr; i += ROUND_ITEMS_MAX) {
 			size_t k =
 			    nr - i < ROUND_ITEMS_MAX ? nr - i : ROUND_ITEMS_MAX;
 			run_round(g, batch + i, k);
 		}
+		held_release(g); /* stepped entries live until advanced */
 		housekeeping(g);
 	}
 	return NULL;
@@ -1993,6 +2429,12 @@ static void metrics_register(brk_group *g, pl_metrics *r)
 	g->m.peer_bad = pl_metrics_add(r, PL_METRIC_COUNTER,
 	    "parley_broker_peer_rejected_total",
 	    "Peer batches dropped: bad MAC, replay, wrong group, malformed");
+	g->m.snaps_sent = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_broker_snapshots_sent_total",
+	    "Snapshots streamed to followers behind the log's start");
+	g->m.snaps_installed = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_broker_snapshots_installed_total",
+	    "Snapshots received and installed");
 	g->m.proposals = pl_metrics_add(r, PL_METRIC_COUNTER,
 	    "parley_broker_raft_proposals_total", "Writes proposed");
 }
@@ -2005,8 +2447,7 @@ static pl_status rs_load(void *ctx, raft_hard_state *hs, uint64_t *snap_index,
 	brk_group *g = ctx;
 	uint64_t applied;
 	brk_store_raft(g->store, hs, &applied);
-	*snap_index = 0; /* the log is not compacted: it starts at 1 */
-	*snap_term = 0;
+	brk_store_snap(g->store, snap_index, snap_term);
 	memset(conf, 0, sizeof(*conf));
 	for (int i = 0; i < g->cfg.nreplicas; i++)
 		conf->voters[conf->n_voters++] = g->cfg.replicas[i].id;
@@ -2015,8 +2456,8 @@ static pl_status rs_load(void *ctx, raft_hard_state *hs, uint64_t *snap_index,
 
 static uint64_t rs_first(void *ctx)
 {
-	(void)ctx;
-	return 1;
+	brk_group *g = ctx;
+	return brk_store_first_index(g->store);
 }
 
 static uint64_t rs_last(void *ctx)
@@ -2038,8 +2479,79 @@ static pl_status rs_entries(void *ctx, uint64_t lo, uint64_t hi,
 	return brk_log_entries(g->store, lo, hi, max_bytes, out, cap, n);
 }
 
+/* Truncates the log at its first bad entry in one durable write, storing
+ * the repair record rep when given (docs/raft.md "Damaged logs"). */
+static pl_status log_cut(brk_group *g, uint64_t bad, const raft_repair *rep)
+{
+	brk_wtxn *w;
+	pl_status st = brk_wtxn_begin(g->store, true, &w);
+	if (st != PL_OK)
+		return st;
+	st = brk_log_truncate(w, bad);
+	if (st == PL_OK && rep != NULL)
+		brk_repair_put(w, rep);
+	if (st == PL_OK)
+		return brk_wtxn_commit(w);
+	brk_wtxn_abort(w);
+	return st;
+}
+
+/* Before the core starts: every entry's CRC is checked. A bad entry at
+ * or below the sync mark is damage (the replica held it durably): the log
+ * is cut there and a repair record keeps the replica from voting until
+ * its peers have refilled it. A bad entry above the mark would be a torn
+ * tail never reported durable: cut, nothing to repair (LMDB does not
+ * tear; the rule is kept explicit). */
+static pl_status log_check(brk_group *g)
+{
+	uint64_t entries = 0, bad = 0;
+	if (brk_store_verify(g->store, &entries, &bad) != PL_E_CORRUPT)
+		return PL_OK;
+	uint64_t mark, mark_term;
+	raft_repair rep;
+	brk_store_mark(g->store, &mark, &mark_term);
+	brk_store_repair(g->store, &rep);
+	bool damage = bad <= mark;
+	if (damage)
+		raft_repair_note(&rep, mark, mark_term);
+	PL_ERROR("group",
+	    "event=log_damaged first_bad=%llu last=%llu repair_to=%llu "
+	    "repair_term=%llu",
+	    (unsigned long long)bad,
+	    (unsigned long long)brk_store_last_index(g->store),
+	    (unsigned long long)rep.to, (unsigned long long)rep.term);
+	return log_cut(g, bad, damage ? &rep : NULL);
+}
+
+/* While running: a storage callback met a bad CRC (the core records it).
+ * The core is told, then the log is cut in one durable write. Checked
+ * between rounds; the whole log is scanned once per such report. */
+static void damage_check(brk_group *g)
+{
+	raft_status st;
+	raft_status_get(g->raft, &st);
+	if (st.storage_err != PL_E_CORRUPT || g->damage_handled)
+		return;
+	g->damage_handled = true; /* the core's error stays set */
+	uint64_t entries = 0, bad = 0;
+	if (brk_store_verify(g->store, &entries, &bad) != PL_E_CORRUPT)
+		return;
+	raft_repair rep;
+	if (raft_log_damaged(g->raft, bad, &rep) != PL_OK)
+		return;
+	PL_ERROR("group", "event=log_damaged first_bad=%llu repair_to=%llu",
+	    (unsigned long long)bad, (unsigned long long)rep.to);
+	pl_status s = log_cut(g, bad, &rep);
+	if (s != PL_OK)
+		PL_ERROR(
+		    "group", "event=log_cut_failed err=\"%s\"", pl_strerror(s));
+}
+
 static pl_status raft_init(brk_group *g)
 {
+	pl_status cst = log_check(g);
+	if (cst != PL_OK)
+		return cst;
 	g->rs = (raft_storage){.load = rs_load,
 	    .first_index = rs_first,
 	    .last_index = rs_last,
@@ -2057,6 +2569,7 @@ static pl_status raft_init(brk_group *g)
 	    .storage = &g->rs,
 	    .storage_ctx = g};
 	memcpy(&rc.seed, seed, sizeof(seed));
+	brk_store_repair(g->store, &rc.repair);
 	if (rc.heartbeat_ticks == 0)
 		rc.heartbeat_ticks = 1;
 	if (rc.election_ticks <= rc.heartbeat_ticks)
@@ -2139,6 +2652,10 @@ pl_status brk_group_new(
 	g->peer_zbuf = malloc(g->peer_zbuf_cap);
 	g->zc = ZSTD_createCCtx();
 	g->zd = ZSTD_createDCtx();
+	g->snap_buf = malloc(g->cfg.snapshot_chunk_bytes);
+	for (int i = 0; i < RAFT_PEERS_MAX; i++)
+		g->sout[i].fd = -1;
+	g->sin.fd = -1;
 	brk_store_config sc = {.dir = g->cfg.data_dir,
 	    .map_bytes = cfg->map_bytes,
 	    .sync = cfg->sync,
@@ -2152,6 +2669,9 @@ pl_status brk_group_new(
 		st = PL_E_NOMEM;
 	if (st == PL_OK)
 		st = pl_queue_init(&g->q, ITEMS_MAX + PEER_ITEMS_MAX);
+	g->sc = sc;
+	if (st == PL_OK && g->snap_buf == NULL)
+		st = PL_E_NOMEM;
 	if (st == PL_OK)
 		st = brk_store_open(&sc, &g->store);
 	if (st == PL_OK)
@@ -2215,6 +2735,12 @@ void brk_group_free(brk_group *g)
 	brk_arena_fini(&g->prop_arena);
 	brk_arena_fini(&g->ev_arena);
 	brk_arena_fini(&g->send_arena);
+	for (int i = 0; i < RAFT_PEERS_MAX; i++)
+		if (g->sout[i].active)
+			snap_out_end(g, &g->sout[i], false, false);
+	if (g->sin.fd >= 0)
+		close(g->sin.fd);
+	free(g->snap_buf);
 	raft_free(g->raft);
 	brk_auth_fini(g->auth_on ? &g->auth : NULL);
 	brk_store_close(g->store);

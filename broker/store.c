@@ -59,6 +59,8 @@ struct brk_wtxn {
 	uint64_t room_counter;
 	uint64_t applied;
 	raft_hard_state hs;
+	uint64_t mark_index, mark_term; /* last entry of the log */
+	raft_repair repair;
 };
 
 struct brk_store {
@@ -69,6 +71,9 @@ struct brk_store {
 	uint64_t room_counter;
 	uint64_t applied;
 	raft_hard_state hs;
+	uint64_t mark_index, mark_term;
+	raft_repair repair;
+	uint64_t snap_index, snap_term; /* the Raft log starts after these */
 	uint64_t nrooms;
 	MDB_txn *rtxn; /* the Raft storage callbacks' read view */
 	bool rtxn_live;
@@ -213,6 +218,12 @@ static pl_status load_meta(brk_store *s)
 	s->hs.term = meta_u64(txn, s->meta, "term");
 	s->hs.vote = meta_u64(txn, s->meta, "vote");
 	s->hs.commit = meta_u64(txn, s->meta, "commit");
+	s->mark_index = meta_u64(txn, s->meta, "mark_index");
+	s->mark_term = meta_u64(txn, s->meta, "mark_term");
+	s->repair.to = meta_u64(txn, s->meta, "repair_to");
+	s->repair.term = meta_u64(txn, s->meta, "repair_term");
+	s->snap_index = meta_u64(txn, s->meta, "snap_index");
+	s->snap_term = meta_u64(txn, s->meta, "snap_term");
 	MDB_stat st;
 	if (mdb_stat(txn, s->rooms, &st) == MDB_SUCCESS)
 		s->nrooms = st.ms_entries;
@@ -228,7 +239,9 @@ static pl_status load_meta(brk_store *s)
 		mdb_cursor_close(cur);
 	}
 	mdb_txn_abort(txn);
-	if (tail != s->last_index || s->applied > s->last_index) {
+	/* applied passes the log only while a repair refills lost entries */
+	if (tail != s->last_index ||
+	    (s->applied > s->last_index && s->repair.to == 0)) {
 		PL_ERROR("store",
 		    "event=open_inconsistent last_index=%llu "
 		    "log_tail=%llu",
@@ -350,12 +363,34 @@ pl_status brk_store_sync(brk_store *s)
 
 /* ---- rounds ---- */
 
+/* LMDB marks its environment fatally broken when writing a meta page
+ * fails (ENOSPC at the wrong moment); only closing and opening it again
+ * clears that. What is on disk is the last good commit. */
+static pl_status reopen(brk_store *s)
+{
+	PL_WARN("store", "event=env_reopen dir=%s", s->cfg.dir);
+	if (s->rtxn != NULL)
+		mdb_txn_abort(s->rtxn);
+	s->rtxn = NULL;
+	s->rtxn_live = false;
+	mdb_env_close(s->env);
+	s->env = NULL;
+	pl_status st = open_env(s);
+	if (st == PL_OK)
+		st = open_dbs(s);
+	if (st == PL_OK)
+		st = load_meta(s);
+	return st;
+}
+
 pl_status brk_wtxn_begin(brk_store *s, bool write, brk_wtxn **out)
 {
 	brk_wtxn *w = &s->round;
 	PL_ASSERT(w->txn == NULL); /* one round at a time */
 	MDB_txn *txn;
 	int rc = mdb_txn_begin(s->env, NULL, write ? 0 : MDB_RDONLY, &txn);
+	if (rc == MDB_PANIC && reopen(s) == PL_OK)
+		rc = mdb_txn_begin(s->env, NULL, write ? 0 : MDB_RDONLY, &txn);
 	if (rc != MDB_SUCCESS)
 		return mdb_status(rc);
 	memset(w, 0, sizeof(*w));
@@ -366,6 +401,9 @@ pl_status brk_wtxn_begin(brk_store *s, bool write, brk_wtxn **out)
 	w->room_counter = s->room_counter;
 	w->applied = s->applied;
 	w->hs = s->hs;
+	w->mark_index = s->mark_index;
+	w->mark_term = s->mark_term;
+	w->repair = s->repair;
 	*out = w;
 	return PL_OK;
 }
@@ -437,7 +475,11 @@ static pl_status write_meta(brk_wtxn *w)
 	    {"room_counter", w->room_counter, s->room_counter},
 	    {"applied", w->applied, s->applied},
 	    {"term", w->hs.term, s->hs.term}, {"vote", w->hs.vote, s->hs.vote},
-	    {"commit", w->hs.commit, s->hs.commit}};
+	    {"commit", w->hs.commit, s->hs.commit},
+	    {"mark_index", w->mark_index, s->mark_index},
+	    {"mark_term", w->mark_term, s->mark_term},
+	    {"repair_to", w->repair.to, s->repair.to},
+	    {"repair_term", w->repair.term, s->repair.term}};
 	pl_status st = PL_OK;
 	for (size_t i = 0; i < PL_ARRAY_LEN(m) && st == PL_OK; i++)
 		if (m[i].now != m[i].was)
@@ -458,6 +500,9 @@ pl_status brk_wtxn_commit(brk_wtxn *w)
 	if (st == PL_OK)
 		st = write_meta(w);
 	if (st != PL_OK) {
+		PL_ERROR("store",
+		    "event=flush_failed err=\"%s\" rooms=%d days=%d",
+		    pl_strerror(st), w->nrooms, w->ndays);
 		brk_wtxn_abort(w);
 		return st;
 	}
@@ -473,6 +518,9 @@ pl_status brk_wtxn_commit(brk_wtxn *w)
 	s->room_counter = w->room_counter;
 	s->applied = w->applied;
 	s->hs = w->hs;
+	s->mark_index = w->mark_index;
+	s->mark_term = w->mark_term;
+	s->repair = w->repair;
 	return PL_OK;
 }
 
@@ -517,14 +565,21 @@ pl_status brk_room_get(brk_wtxn *w, uint64_t room, brk_room **out)
 		uint8_t key[8];
 		MDB_val v;
 		put_be64(key, room);
-		pl_status st = get(w, w->s->rooms, key, 8, &v);
+		/* The slot first: taking it may flush the cache, and a write
+		 * in this transaction can move the page a value read before
+		 * it points into. */
+		pl_status st = cache_slot(w, &i);
 		if (st != PL_OK)
 			return st;
-		if ((st = cache_slot(w, &i)) != PL_OK)
-			return st;
-		st = brk_room_decode(
-		    v.mv_data, v.mv_size, &w->s->scratch, &w->s->cache[i]);
+		st = get(w, w->s->rooms, key, 8, &v);
+		if (st == PL_OK)
+			st = brk_room_decode(v.mv_data, v.mv_size,
+			    &w->s->scratch, &w->s->cache[i]);
 		if (st != PL_OK) {
+			if (st == PL_E_CORRUPT)
+				PL_ERROR("store",
+				    "event=room_decode_failed room=%016llx",
+				    (unsigned long long)room);
 			w->nrooms--;
 			return st;
 		}
@@ -704,9 +759,11 @@ pl_status brk_log_append(brk_wtxn *w, const raft_entry *e, size_t n)
 	if (n == 0)
 		return PL_OK;
 	uint64_t from = e[0].index;
-	/* Never below what is applied (committed entries never change), and
-	 * never leaving a hole. */
-	if (from <= w->applied || from > w->last_index + 1)
+	/* Never replacing an applied entry (committed entries never change),
+	 * never leaving a hole. Below applied only to refill entries a
+	 * repair lost (there is nothing stored there to replace). */
+	if ((from <= w->applied && from <= w->last_index) ||
+	    from > w->last_index + 1)
 		return PL_E_CORRUPT;
 	pl_status st = PL_OK;
 	for (uint64_t i = w->last_index; i >= from && st == PL_OK; i--) {
@@ -719,9 +776,152 @@ pl_status brk_log_append(brk_wtxn *w, const raft_entry *e, size_t n)
 			return PL_E_CORRUPT;
 		st = entry_put(w, &e[i]);
 	}
-	if (st == PL_OK)
+	if (st == PL_OK) {
 		w->last_index = e[n - 1].index;
+		w->mark_index = e[n - 1].index;
+		w->mark_term = e[n - 1].term;
+	}
 	return st;
+}
+
+pl_status brk_log_truncate(brk_wtxn *w, uint64_t from)
+{
+	if (from == 0 || from > w->last_index + 1)
+		return PL_E_BAD_REQUEST;
+	pl_status st = PL_OK;
+	for (uint64_t i = w->last_index; i >= from && st == PL_OK; i--) {
+		uint8_t key[8];
+		put_be64(key, i);
+		st = del(w, w->s->log, key, 8);
+	}
+	if (st != PL_OK)
+		return st;
+	w->last_index = from - 1;
+	if (w->hs.commit > from - 1)
+		w->hs.commit = from - 1;
+	/* The mark follows the last entry that is still readable. */
+	raft_entry e;
+	w->mark_index = from - 1;
+	w->mark_term = 0;
+	if (from > 1 && entry_get(w->s, w->txn, from - 1, &e) == PL_OK)
+		w->mark_term = e.term;
+	return PL_OK;
+}
+
+void brk_repair_put(brk_wtxn *w, const raft_repair *rep)
+{
+	w->repair = *rep;
+}
+
+void brk_store_repair(const brk_store *s, raft_repair *rep)
+{
+	*rep = s->repair;
+}
+
+uint64_t brk_store_first_index(const brk_store *s)
+{
+	return s->snap_index + 1;
+}
+
+void brk_store_snap(const brk_store *s, uint64_t *index, uint64_t *term)
+{
+	*index = s->snap_index;
+	*term = s->snap_term;
+}
+
+/* Moves the start of the Raft log up to after `index` (applied): the
+ * entries stay in LMDB (message bodies live in them and history reads
+ * them), but Raft no longer sends them; a follower that needs them gets
+ * a snapshot. */
+pl_status brk_log_compact(brk_store *s, uint64_t index)
+{
+	uint64_t term;
+	if (index <= s->snap_index || index > s->applied)
+		return PL_E_BAD_REQUEST;
+	pl_status st = brk_log_term(s, index, &term);
+	brk_log_release(s);
+	if (st != PL_OK)
+		return st;
+	brk_wtxn *w;
+	if ((st = brk_wtxn_begin(s, true, &w)) != PL_OK)
+		return st;
+	uint8_t b[8];
+	put_be64(b, index);
+	st = put(w, s->meta, "snap_index", 10, b, 8);
+	put_be64(b, term);
+	if (st == PL_OK)
+		st = put(w, s->meta, "snap_term", 9, b, 8);
+	if (st == PL_OK)
+		st = brk_wtxn_commit(w);
+	else
+		brk_wtxn_abort(w);
+	if (st == PL_OK) {
+		s->snap_index = index;
+		s->snap_term = term;
+	}
+	return st;
+}
+
+pl_status brk_store_copy(brk_store *s, const char *dir)
+{
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return PL_E_IO;
+	int rc = mdb_env_copy2(s->env, dir, MDB_CP_COMPACT);
+	if (rc != MDB_SUCCESS)
+		PL_ERROR("store", "event=copy_failed dir=%s err=\"%s\"", dir,
+		    mdb_strerror(rc));
+	return mdb_status(rc);
+}
+
+/* After a snapshot was swapped in: the log ends at the copy's applied
+ * index A (anything after it was not known committed), the Raft log
+ * starts after A, and the hard state is this replica's own. */
+pl_status brk_store_snapshot_adopt(
+    brk_store *s, const raft_hard_state *hs, uint64_t *index, uint64_t *term)
+{
+	uint64_t a = s->applied, t = 0;
+	pl_status st = PL_OK;
+	if (a == s->snap_index) {
+		t = s->snap_term;
+	} else {
+		st = brk_log_term(s, a, &t);
+		brk_log_release(s);
+	}
+	if (st != PL_OK)
+		return st;
+	brk_wtxn *w;
+	if ((st = brk_wtxn_begin(s, true, &w)) != PL_OK)
+		return st;
+	st = brk_log_truncate(w, a + 1);
+	raft_hard_state own = *hs;
+	own.commit = a;
+	brk_hs_put(w, &own);
+	raft_repair none = {0, 0};
+	brk_repair_put(w, &none);
+	uint8_t b[8];
+	put_be64(b, a);
+	if (st == PL_OK)
+		st = put(w, s->meta, "snap_index", 10, b, 8);
+	put_be64(b, t);
+	if (st == PL_OK)
+		st = put(w, s->meta, "snap_term", 9, b, 8);
+	if (st == PL_OK)
+		st = brk_wtxn_commit(w);
+	else
+		brk_wtxn_abort(w);
+	if (st == PL_OK) {
+		s->snap_index = a;
+		s->snap_term = t;
+		*index = a;
+		*term = t;
+	}
+	return st;
+}
+
+void brk_store_mark(const brk_store *s, uint64_t *index, uint64_t *term)
+{
+	*index = s->mark_index;
+	*term = s->mark_term;
 }
 
 void brk_hs_put(brk_wtxn *w, const raft_hard_state *hs)
@@ -769,11 +969,11 @@ pl_status brk_log_term(brk_store *s, uint64_t index, uint64_t *term)
 {
 	MDB_txn *t = NULL;
 	raft_entry e;
-	if (index == 0) {
-		*term = 0; /* the empty log starts after (0, 0) */
+	if (index == s->snap_index) {
+		*term = s->snap_term; /* the log starts after this entry */
 		return PL_OK;
 	}
-	if (index > s->last_index)
+	if (index < s->snap_index || index > s->last_index)
 		return PL_E_NOT_FOUND;
 	pl_status st = rtxn(s, &t);
 	if (st == PL_OK)
@@ -789,7 +989,7 @@ pl_status brk_log_entries(brk_store *s, uint64_t lo, uint64_t hi,
     size_t max_bytes, raft_entry *out, size_t cap, size_t *n)
 {
 	MDB_txn *t = NULL;
-	if (lo == 0 || hi > s->last_index + 1 || lo >= hi)
+	if (lo <= s->snap_index || hi > s->last_index + 1 || lo >= hi)
 		return PL_E_NOT_FOUND;
 	pl_status st = rtxn(s, &t);
 	size_t k = 0, bytes = 0;
@@ -1182,8 +1382,14 @@ pl_status brk_apply(
 		} else {
 			res->cmd = cmd;
 			st = apply_cmd(w, cmd, e->index, a, res);
-			if (storage_failure(st))
+			if (storage_failure(st)) {
+				PL_ERROR("store",
+				    "event=apply_failed index=%llu op=%d "
+				    "err=\"%s\"",
+				    (unsigned long long)e->index,
+				    (int)cmd->op_case, pl_strerror(st));
 				return st;
+			}
 			res->st = st;
 		}
 	}

@@ -9,6 +9,8 @@
 #   deploy/local/cluster.sh stop
 #   deploy/local/cluster.sh status    # processes, and every replica's role
 #   PARLEY_REPLICAS=3 deploy/local/cluster.sh start
+#   deploy/local/cluster.sh kill-leader 1   # kill -9 group 1's leader
+#   deploy/local/cluster.sh restart broker-1-2
 #
 # Ports: the gateway on 7100 (TCP) and 7180 (HTTP, WebSocket). With one
 # replica, group g's broker listens on 7400+2g-1 and serves HTTP on
@@ -204,9 +206,39 @@ status() {
 	fi
 }
 
+ops_token() {
+	"$CTL" token --key "$HOME_DIR/acme.key" --user ops --role service --ttl 60
+}
+
+# The node id of group $1's leader, as the gateway reports it.
+leader_of() {
+	PARLEY_TOKEN=$(ops_token) "$CTL" group status \
+		--url "tcp://127.0.0.1:$TCP_PORT" |
+		awk -v g="$1" '$1 == "*" && $2 == g { print $4 }'
+}
+
+# kill-leader G: kill -9 the replica leading group G (a machine dying).
+kill_leader() {
+	local g=${1:?group} n
+	n=$(leader_of "$g")
+	[ -n "$n" ] || { echo "cluster: group $g has no leader" >&2; return 1; }
+	kill -9 "$(cat "$HOME_DIR/broker-$g-$n.pid")"
+	rm -f "$HOME_DIR/broker-$g-$n.pid"
+	echo "broker-$g-$n"
+}
+
+# restart NAME: starts a stopped broker again on its data (broker-G-N).
+restart() {
+	local name=${1:?name}
+	[ -f "$HOME_DIR/$name.ini" ] || { echo "cluster: no $name" >&2; return 1; }
+	launch "$name" "$BUILD/broker/parley-broker" -c "$HOME_DIR/$name.ini"
+}
+
 case "${1:-}" in
 start) start ;;
 stop) stop ;;
 status) status ;;
-*) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+kill-leader) kill_leader "${2:-}" ;;
+restart) restart "${2:-}" ;;
+*) echo "usage: $0 start|stop|status|kill-leader GROUP|restart NAME" >&2; exit 2 ;;
 esac

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Parley's one-command demo: installs what is missing, builds, starts a
-# local cluster on loopback (2 shard groups + 1 gateway, data in .parley/)
-# and plays a short support conversation with parleyctl: a customer asks,
-# an agent joins, types and answers, read positions move, the room closes,
-# and the consultation statistics are printed. The cluster keeps running
+# local cluster on loopback (2 shard groups of 3 broker replicas each + 1
+# gateway, data in .parley/) and plays a short support conversation with
+# parleyctl: a customer asks, an agent joins, types and answers, read
+# positions move, the leader of the room's shard group is killed mid-chat
+# (kill -9) and the chat goes on after a pause, the room closes, and the
+# consultation statistics are printed. PARLEY_REPLICAS=1 runs one broker
+# per group instead. The cluster keeps running
 # afterwards for the web pages; stop it with deploy/local/cluster.sh stop.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 
+export PARLEY_REPLICAS=${PARLEY_REPLICAS:-3}
 ./deploy/local/setup.sh
 ./deploy/local/cluster.sh start
 
@@ -43,7 +47,9 @@ sleep 0.8
 
 say "agent bob joins and tails the room from seq 0 (history, then live)"
 as "$AGENT" room join "$ROOM"
-as "$AGENT" subscribe "$ROOM" --count 4 --timeout-ms 15000 > "$ROOT/.parley/demo-tail.txt" 2>&1 &
+TAIL_N=4
+[ "$PARLEY_REPLICAS" -gt 1 ] && TAIL_N=5
+as "$AGENT" subscribe "$ROOM" --count "$TAIL_N" --timeout-ms 20000 > "$ROOT/.parley/demo-tail.txt" 2>&1 &
 TAIL=$!
 sleep 0.3
 as "$AGENT" typing "$ROOM"
@@ -60,6 +66,18 @@ sleep 0.5
 pub "$AGENT" bob "$ROOM" "It is out for delivery today, before 18:00." bob-2
 echo "  a retry of bob-2 (same client_msg_id) is stored once:"
 pub "$AGENT" bob "$ROOM" "It is out for delivery today, before 18:00." bob-2
+
+if [ "$PARLEY_REPLICAS" -gt 1 ]; then
+	say "a machine dies: the leader of the room's shard group is killed (kill -9)"
+	G=$((16#${ROOM:0:4}))
+	DEAD=$(./deploy/local/cluster.sh kill-leader "$G")
+	echo "  killed $DEAD; ann writes at once:"
+	t0=$(date +%s%N)
+	pub "$CUST" ann "$ROOM" "Great, I will be home." ann-3
+	echo "        (acknowledged after $((($(date +%s%N) - t0) / 1000000)) ms: the other replicas elected a new leader and the gateway followed it)"
+	./deploy/local/cluster.sh restart "$DEAD" > /dev/null
+	echo "  $DEAD restarted: it catches up from the new leader"
+fi
 wait "$TAIL" || true
 
 say "what bob's tail printed (in seq order, each message once)"
@@ -75,8 +93,9 @@ as "$AGENT" room info "$ROOM"
 say "the tenant's day report (all shard groups, averages in ms)"
 as "$AGENT" report --days 1
 
-say "node status"
-as "$AGENT" status
+say "the shard groups' replicas (role, term, commit and applied index, lag)"
+sleep 1
+as "$AGENT" group status
 
 say "where to connect"
 cat <<TXT
@@ -85,7 +104,7 @@ cat <<TXT
   Web demo:           http://127.0.0.1:$HTTP/
   Customer widget:    http://127.0.0.1:$HTTP/customer.html#token=$CUST
   Agent console:      http://127.0.0.1:$HTTP/agent.html#token=$AGENT
-  Metrics:            http://127.0.0.1:$HTTP/metrics  (brokers: 127.0.0.1:7402, :7404)
+  Metrics:            http://127.0.0.1:$HTTP/metrics  (brokers: see deploy/local/cluster.sh status)
   Mint more tokens:   build/client/parleyctl token --key .parley/acme.key --user NAME --role customer|agent|bot|observer|service
   Stop the cluster:   deploy/local/cluster.sh stop
 TXT

@@ -35,6 +35,8 @@ typedef struct cluster {
 	nng_socket gw[N];
 } cluster;
 
+static uint64_t keep_entries; /* 0: the default */
+
 static const char *SECRET = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTEyMzQ=";
 static const char *OTHER = "b3RoZXItb3RoZXItb3RoZXItb3RoZXItb3RoZXItMTI=";
 
@@ -90,6 +92,10 @@ static pl_status cluster_start(cluster *c, int stranger)
 		cfg->http[0] = '\0';
 		cfg->election_ms = 200;
 		cfg->heartbeat_ms = 20;
+		if (keep_entries != 0) {
+			cfg->log_keep_entries = keep_entries;
+			cfg->snapshot_chunk_bytes = 8192; /* many chunks */
+		}
 		snprintf(cfg->data_dir, sizeof(cfg->data_dir), "%s/d%d", c->dir,
 		    i + 1);
 		snprintf(cfg->secret_file, sizeof(cfg->secret_file),
@@ -227,8 +233,10 @@ static uint64_t publish(
 	Parley__Internal__BrokerBatch *b;
 	p.room = (char *)room;
 	p.client_msg_id = (char *)cmid;
-	p.body.data = (uint8_t *)cmid;
-	p.body.len = strlen(cmid);
+	char body[48];
+	snprintf(body, sizeof(body), "body-%s", cmid);
+	p.body.data = (uint8_t *)body;
+	p.body.len = strlen(body);
 	f.body_case = PARLEY__CLIENT_FRAME__BODY_PUBLISH;
 	f.publish = &p;
 	Parley__ServerFrame *r = ask(c, i, &f, &b);
@@ -292,8 +300,8 @@ static bool history_is(cluster *c, int i, const char *room, int n)
 		        ? r->history->n_messages
 		        : 0);
 	for (int k = 0; ok && k < n; k++) {
-		char want[16];
-		snprintf(want, sizeof(want), "m%d", k + 1);
+		char want[32];
+		snprintf(want, sizeof(want), "body-m%d", k + 1);
 		Parley__Message *m = r->history->messages[k];
 		ok = m->seq == (uint64_t)k + 1 && m->body.len == strlen(want) &&
 		     memcmp(m->body.data, want, m->body.len) == 0;
@@ -404,4 +412,194 @@ TEST(test_replica_without_secret_cannot_vote_lead_or_inject)
 	CHECK_EQ(applied(&c, stranger), 0);
 	CHECK(history_is(&c, lead, room, 1));
 	cluster_stop(&c);
+}
+
+/* Flips one byte of every copy of needle in file path (LMDB keeps old
+ * page versions: the live one is among them). */
+static bool flip(const char *path, const char *needle)
+{
+	FILE *f = fopen(path, "r+b");
+	if (f == NULL)
+		return false;
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	char *buf = malloc((size_t)n);
+	bool ok = false;
+	fseek(f, 0, SEEK_SET);
+	if (buf != NULL && fread(buf, 1, (size_t)n, f) == (size_t)n) {
+		size_t nl = strlen(needle);
+		for (long i = 0; i + (long)nl <= n; i++) {
+			if (memcmp(buf + i, needle, nl) != 0)
+				continue;
+			char c = (char)(buf[i + nl - 1] ^ 0x01);
+			fseek(f, i + (long)nl - 1, SEEK_SET);
+			ok = fwrite(&c, 1, 1, f) == 1;
+		}
+	}
+	free(buf);
+	fclose(f);
+	return ok;
+}
+
+static bool repairing(cluster *c, int i)
+{
+	Parley__ClientFrame f = PARLEY__CLIENT_FRAME__INIT;
+	Parley__StatusRequest s = PARLEY__STATUS_REQUEST__INIT;
+	Parley__Internal__BrokerBatch *b;
+	f.body_case = PARLEY__CLIENT_FRAME__BODY_STATUS;
+	f.status = &s;
+	Parley__ServerFrame *r = ask(c, i, &f, &b);
+	bool rep = r != NULL &&
+	           r->body_case == PARLEY__SERVER_FRAME__BODY_STATUS &&
+	           r->status->n_groups == 1 && r->status->groups[0]->repairing;
+	done(b);
+	return rep;
+}
+
+TEST(test_replica_bit_flip_repaired_from_peers)
+{
+	static cluster c;
+	CHECK_EQ(cluster_start(&c, -1), PL_OK);
+	int lead = leader_wait(&c);
+	CHECK(lead >= 0);
+	char room[17];
+	CHECK(create_room(&c, lead, room));
+	int code;
+	for (int k = 1; k <= 30; k++) {
+		char id[16];
+		snprintf(id, sizeof(id), "m%d", k);
+		CHECK_EQ(publish(&c, lead, room, id, &code, NULL), (uint64_t)k);
+	}
+	int f = (lead + 1) % N;
+	uint64_t want = applied(&c, lead);
+	for (int t = 0; t < WAIT_MS / 10 && applied(&c, f) < want; t++)
+		usleep(10000);
+	/* A bit flips in a stored entry of a follower while it is down. */
+	node_stop(&c, f);
+	char path[600];
+	snprintf(path, sizeof(path), "%s/data.mdb", c.n[f].cfg.data_dir);
+	CHECK(flip(path, "body-m17"));
+	/* At start it finds the bad CRC, cuts its log there and refills it
+	 * from its peers; meanwhile it says it is repairing. */
+	CHECK_EQ(node_start(&c, f), PL_OK);
+	for (int k = 31; k <= 35; k++) {
+		char id[16];
+		snprintf(id, sizeof(id), "m%d", k);
+		CHECK_EQ(publish(&c, lead, room, id, &code, NULL), (uint64_t)k);
+	}
+	want = applied(&c, lead);
+	for (int t = 0;
+	     t < WAIT_MS / 10 && (applied(&c, f) < want || repairing(&c, f));
+	     t++)
+		usleep(10000);
+	CHECK(!repairing(&c, f));
+	CHECK(applied(&c, f) >= want);
+	/* Every replica's log verifies and is the same, byte for byte. */
+	for (int i = 0; i < N; i++)
+		node_stop(&c, i);
+	brk_store *s[N];
+	for (int i = 0; i < N; i++) {
+		brk_store_config sc = {.dir = c.n[i].cfg.data_dir,
+		    .map_bytes = 1ull << 30,
+		    .sync = true,
+		    .group = 1,
+		    .compress_bytes_min = 512,
+		    .dedup_window = 10000};
+		uint64_t entries, bad = 0;
+		CHECK_EQ(brk_store_open(&sc, &s[i]), PL_OK);
+		CHECK_EQ(brk_store_verify(s[i], &entries, &bad), PL_OK);
+	}
+	uint64_t last = brk_store_last_index(s[f]);
+	CHECK(last >= want);
+	for (uint64_t x = 1; x <= last; x++) {
+		raft_entry a, b;
+		size_t n;
+		CHECK_EQ(
+		    brk_log_entries(s[f], x, x + 1, 1 << 20, &a, 1, &n), PL_OK);
+		CHECK_EQ(brk_log_entries(s[lead], x, x + 1, 1 << 20, &b, 1, &n),
+		    PL_OK);
+		CHECK(a.term == b.term && a.len == b.len &&
+		      memcmp(a.data, b.data, a.len) == 0);
+		brk_log_release(s[f]);
+		brk_log_release(s[lead]);
+	}
+	for (int i = 0; i < N; i++)
+		brk_store_close(s[i]);
+	cluster_stop(&c);
+}
+
+/* A follower that was away longer than the log keeps gets a snapshot (a
+ * copy of the leader's environment in acknowledged chunks), installs it,
+ * and follows on; its store then holds every message, the ones from
+ * before the snapshot included. */
+TEST(test_replica_far_behind_follower_gets_snapshot)
+{
+	static cluster c;
+	keep_entries = 20;
+	CHECK_EQ(cluster_start(&c, -1), PL_OK);
+	int lead = leader_wait(&c);
+	CHECK(lead >= 0);
+	char room[17];
+	CHECK(create_room(&c, lead, room));
+	int code;
+	int f = (lead + 1) % N;
+	node_stop(&c, f);
+	for (int k = 1; k <= 200; k++) {
+		char id[16];
+		snprintf(id, sizeof(id), "m%d", k);
+		CHECK_EQ(publish(&c, lead, room, id, &code, NULL), (uint64_t)k);
+	}
+	usleep(1500000); /* the leader compacts its log once a second */
+	CHECK_GT(metric(&c.n[lead], "parley_broker_snapshots_sent_total"), -1);
+	CHECK_EQ(node_start(&c, f), PL_OK);
+	uint64_t want = applied(&c, lead);
+	for (int t = 0; t < WAIT_MS / 10 && applied(&c, f) < want; t++)
+		usleep(10000);
+	CHECK(applied(&c, f) >= want);
+	CHECK_EQ(metric(&c.n[lead], "parley_broker_snapshots_sent_total"), 1);
+	/* It follows on normally after the snapshot. */
+	for (int k = 201; k <= 205; k++) {
+		char id[16];
+		snprintf(id, sizeof(id), "m%d", k);
+		CHECK_EQ(publish(&c, lead, room, id, &code, NULL), (uint64_t)k);
+	}
+	want = applied(&c, lead);
+	for (int t = 0; t < WAIT_MS / 10 && applied(&c, f) < want; t++)
+		usleep(10000);
+	CHECK(applied(&c, f) >= want);
+	/* The follower's own store: every message, in order. */
+	for (int i = 0; i < N; i++)
+		node_stop(&c, i);
+	brk_store_config sc = {.dir = c.n[f].cfg.data_dir,
+	    .map_bytes = 1ull << 30,
+	    .sync = true,
+	    .group = 1,
+	    .compress_bytes_min = 512,
+	    .dedup_window = 10000};
+	brk_store *s;
+	CHECK_EQ(brk_store_open(&sc, &s), PL_OK);
+	uint64_t entries, bad = 0;
+	CHECK_EQ(brk_store_verify(s, &entries, &bad), PL_OK);
+	uint64_t rid;
+	CHECK_EQ(pl_room_parse(room, &rid), PL_OK);
+	brk_arena a;
+	brk_arena_init(&a, 1 << 20, 1u << 30);
+	for (uint64_t seq = 1; seq <= 205; seq++) {
+		brk_wtxn *w;
+		Parley__Message m;
+		char want_body[32];
+		CHECK_EQ(brk_wtxn_begin(s, false, &w), PL_OK);
+		pl_status st = brk_message_get(w, rid, seq, &a, &m);
+		brk_wtxn_abort(w);
+		CHECK_EQ(st, PL_OK);
+		snprintf(want_body, sizeof(want_body), "body-m%llu",
+		    (unsigned long long)seq);
+		CHECK(m.body.len == strlen(want_body) &&
+		      memcmp(m.body.data, want_body, m.body.len) == 0);
+		brk_arena_reset(&a);
+	}
+	brk_arena_fini(&a);
+	brk_store_close(s);
+	cluster_stop(&c);
+	keep_entries = 0;
 }

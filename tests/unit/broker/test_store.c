@@ -437,3 +437,34 @@ TEST(test_store_map_full_refuses_writes_serves_reads)
 	CHECK_EQ(page.messages[0]->seq, stored);
 	fx_fini(&f);
 }
+
+/* More rooms than the round's cache in one transaction: rooms evicted
+ * (flushed) mid-round are read back intact, fresh ones included. */
+TEST(test_store_round_touching_many_rooms)
+{
+	fixture f;
+	fx_init(&f);
+	CHECK_EQ(fx_open(&f, 64u << 20, 100), PL_OK);
+	brk_wtxn *w;
+	uint64_t rooms[3 * ROUND_ROOMS_CACHED_MAX];
+	CHECK_EQ(brk_wtxn_begin(f.s, true, &w), PL_OK);
+	for (size_t i = 0; i < PL_ARRAY_LEN(rooms); i++) {
+		Parley__CreateRoom cr;
+		bool existed;
+		parley__create_room__init(&cr);
+		CHECK_EQ(brk_create_room(w, &f.svc, &cr, 1000 + (int64_t)i,
+		             &rooms[i], &existed),
+		    PL_OK);
+	}
+	for (size_t i = 0; i < PL_ARRAY_LEN(rooms); i++) {
+		Parley__Publish p;
+		brk_pub_result r;
+		parley__publish__init(&p);
+		p.body.data = (uint8_t *)"x";
+		p.body.len = 1;
+		CHECK_EQ(brk_publish(w, &f.svc, rooms[i], &p, 5000, &r), PL_OK);
+		CHECK_EQ(r.seq, 1);
+	}
+	CHECK_EQ(brk_wtxn_commit(w), PL_OK);
+	fx_fini(&f);
+}
