@@ -550,13 +550,13 @@ TEST(test_replica_far_behind_follower_gets_snapshot)
 		CHECK_EQ(publish(&c, lead, room, id, &code, NULL), (uint64_t)k);
 	}
 	usleep(1500000); /* the leader compacts its log once a second */
-	CHECK_GT(metric(&c.n[lead], "parley_broker_snapshots_sent_total"), -1);
 	CHECK_EQ(node_start(&c, f), PL_OK);
 	uint64_t want = applied(&c, lead);
 	for (int t = 0; t < WAIT_MS / 10 && applied(&c, f) < want; t++)
 		usleep(10000);
 	CHECK(applied(&c, f) >= want);
-	CHECK_EQ(metric(&c.n[lead], "parley_broker_snapshots_sent_total"), 1);
+	/* It came by snapshot (from whichever replica led then). */
+	CHECK_GE(metric(&c.n[f], "parley_broker_snapshots_installed_total"), 1);
 	/* It follows on normally after the snapshot. */
 	for (int k = 201; k <= 205; k++) {
 		char id[16];
