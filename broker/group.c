@@ -2611,6 +2611,15 @@ static pl_status raft_init(brk_group *g)
 	if (rc.election_ticks <= rc.heartbeat_ticks)
 		rc.election_ticks = rc.heartbeat_ticks + 1;
 	pl_status st = raft_new(&rc, &g->raft);
+	if (st == PL_OK) {
+		/* A repairing replica asks every configured replica for what
+		 * it lost, not only the members of the configuration it
+		 * reverted to (docs/raft.md "Damaged logs"). */
+		uint64_t ids[RAFT_PEERS_MAX];
+		for (int i = 0; i < g->cfg.nreplicas; i++)
+			ids[i] = g->cfg.replicas[i].id;
+		st = raft_repair_peers(g->raft, ids, (size_t)g->cfg.nreplicas);
+	}
 	brk_log_release(g->store);
 	if (st != PL_OK)
 		PL_ERROR("group", "event=raft_start_failed err=\"%s\"",
