@@ -262,14 +262,26 @@ typedef struct brk_applied {
 pl_status brk_apply(
     brk_wtxn *w, const raft_entry *e, brk_arena *a, brk_applied *res);
 
-/* A publish retry: PL_OK and the original seq/ts in res when the room
- * remembers client_msg_id, else PL_E_NOT_FOUND. */
-pl_status brk_dedup_check(
-    brk_wtxn *w, uint64_t room, const char *cmid, brk_applied *res);
-/* Fills op->body from body, zstd-compressed when that pays (scratch
- * owned by the store: valid until the next call). PL_E_TOO_LARGE. */
-pl_status brk_body_encode(brk_store *s, Parley__Internal__PublishCmd *op,
-    const ProtobufCBinaryData *body);
+/* Storage for a command built from a client request. */
+typedef struct brk_cmd {
+	Parley__Internal__Command cmd;
+	union {
+		Parley__Internal__CreateRoomCmd create_room;
+		Parley__Internal__JoinCmd join;
+		Parley__Internal__LeaveCmd leave;
+		Parley__Internal__PublishCmd publish;
+		Parley__Internal__ReadCmd read;
+		Parley__Internal__CloseCmd close;
+	} op;
+} brk_cmd;
+
+/* The command a write request becomes (create_room, join, leave,
+ * publish, read, close_room), for the room it names (0 for a create).
+ * Strings and meta are borrowed from c and f; a publish body is
+ * compressed when that pays, into store scratch valid until the next
+ * call. PL_E_BAD_REQUEST for other requests, PL_E_TOO_LARGE. */
+pl_status brk_cmd_build(brk_store *s, const Parley__Internal__Caller *c,
+    const Parley__ClientFrame *f, uint64_t room, int64_t ts, brk_cmd *out);
 
 /* Results of writes. */
 typedef struct brk_pub_result {
@@ -282,21 +294,13 @@ typedef struct brk_pub_result {
  * Single-replica writes, for tests and tools: each builds the command,
  * appends it as the next entry and applies it at once (requires
  * applied == last_index). A replicated group proposes through Raft and
- * applies with brk_apply instead.
+ * applies with brk_apply instead. A retried client_msg_id returns the
+ * original seq without a new entry.
  */
 pl_status brk_create_room(brk_wtxn *w, const Parley__Internal__Caller *c,
     const Parley__CreateRoom *cr, int64_t ts, uint64_t *room, bool *existed);
-pl_status brk_join(
-    brk_wtxn *w, const Parley__Internal__Caller *c, uint64_t room, int64_t ts);
-pl_status brk_leave(
-    brk_wtxn *w, const Parley__Internal__Caller *c, uint64_t room, int64_t ts);
-/* A retried client_msg_id returns the original seq without a new entry. */
 pl_status brk_publish(brk_wtxn *w, const Parley__Internal__Caller *c,
     uint64_t room, const Parley__Publish *p, int64_t ts, brk_pub_result *r);
-pl_status brk_read(brk_wtxn *w, const Parley__Internal__Caller *c,
-    uint64_t room, uint64_t seq, int64_t ts);
-pl_status brk_close_room(brk_wtxn *w, const Parley__Internal__Caller *c,
-    uint64_t room, const char *reason, int64_t ts);
 
 /* Reads. Messages are built in arena a (bodies decompressed, CRC
  * verified: PL_E_CORRUPT on mismatch). */
@@ -318,6 +322,11 @@ pl_status brk_report(brk_wtxn *w, const char *tenant, uint32_t first_day,
  * For tests and `parleyctl` maintenance: PL_OK or PL_E_CORRUPT. */
 pl_status brk_store_verify(
     brk_store *s, uint64_t *entries, uint64_t *bad_index);
+/* The same over the Raft log only (after the snapshot point): what a
+ * replica checks at start, bounded by log_keep_entries rather than by
+ * every message ever stored. Entries before it are committed on every
+ * replica; damage there is reported when history reads it. */
+pl_status brk_log_verify(brk_store *s, uint64_t *bad_index);
 
 /* ------------------------------------------------------------------ */
 /* Cluster membership proof for broker-to-broker messages (auth.c): a

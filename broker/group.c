@@ -2016,83 +2016,26 @@ static pl_status propose(brk_group *g, brk_item *it,
     const Parley__Internal__GwRequest *rq, Parley__ServerFrame *rep)
 {
 	const Parley__ClientFrame *f = rq->frame;
-	Parley__Internal__Command cmd;
-	Parley__Internal__CreateRoomCmd cr;
-	Parley__Internal__JoinCmd jn;
-	Parley__Internal__LeaveCmd lv;
-	Parley__Internal__PublishCmd pb;
-	Parley__Internal__ReadCmd rdc;
-	Parley__Internal__CloseCmd cl;
+	brk_cmd bc;
 	uint64_t room = 0;
-	parley__internal__command__init(&cmd);
 	int64_t now = pl_now_us();
-	cmd.ts_us = now > g->last_ts_us ? now : g->last_ts_us + 1;
-	g->last_ts_us = cmd.ts_us;
-	cmd.caller = rq->caller;
+	int64_t ts = now > g->last_ts_us ? now : g->last_ts_us + 1;
+	g->last_ts_us = ts;
 	if (f->body_case != PARLEY__CLIENT_FRAME__BODY_CREATE_ROOM) {
 		const char *rs = pl_client_frame_room(f);
 		if (rs == NULL || pl_room_parse(rs, &room) != PL_OK ||
 		    pl_room_group(room) != g->cfg.group)
 			return PL_E_NOT_FOUND;
 	}
-	switch (f->body_case) {
-	case PARLEY__CLIENT_FRAME__BODY_CREATE_ROOM:
-		parley__internal__create_room_cmd__init(&cr);
-		cr.idempotency_key = f->create_room->idempotency_key;
-		cr.n_meta = f->create_room->n_meta;
-		cr.meta = f->create_room->meta;
-		cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_CREATE_ROOM;
-		cmd.create_room = &cr;
-		break;
-	case PARLEY__CLIENT_FRAME__BODY_JOIN:
-		parley__internal__join_cmd__init(&jn);
-		jn.room = room;
-		cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_JOIN;
-		cmd.join = &jn;
-		break;
-	case PARLEY__CLIENT_FRAME__BODY_LEAVE:
-		parley__internal__leave_cmd__init(&lv);
-		lv.room = room;
-		cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_LEAVE;
-		cmd.leave = &lv;
-		break;
-	case PARLEY__CLIENT_FRAME__BODY_PUBLISH: {
-		const Parley__Publish *p = f->publish;
-		pl_status st;
-		parley__internal__publish_cmd__init(&pb);
-		pb.room = room;
-		pb.client_msg_id = p->client_msg_id ? p->client_msg_id : "";
-		pb.kind = p->kind;
-		pb.n_meta = p->n_meta;
-		pb.meta = p->meta;
-		if ((st = brk_body_encode(g->store, &pb, &p->body)) != PL_OK)
-			return st;
-		cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_PUBLISH;
-		cmd.publish = &pb;
-		break;
-	}
-	case PARLEY__CLIENT_FRAME__BODY_READ:
-		parley__internal__read_cmd__init(&rdc);
-		rdc.room = room;
-		rdc.seq = f->read->seq;
-		cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_READ;
-		cmd.read = &rdc;
-		break;
-	case PARLEY__CLIENT_FRAME__BODY_CLOSE_ROOM:
-		parley__internal__close_cmd__init(&cl);
-		cl.room = room;
-		cl.reason = f->close_room->reason ? f->close_room->reason : "";
-		cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_CLOSE;
-		cmd.close = &cl;
-		break;
-	default:
-		return PL_E_BAD_REQUEST;
-	}
-	size_t n = parley__internal__command__get_packed_size(&cmd);
+	pl_status bst = brk_cmd_build(g->store, rq->caller, f, room, ts, &bc);
+	if (bst != PL_OK)
+		return bst;
+	Parley__Internal__Command *cmd = &bc.cmd;
+	size_t n = parley__internal__command__get_packed_size(cmd);
 	uint8_t *buf = brk_arena_alloc(&g->prop_arena, n ? n : 1);
 	if (buf == NULL)
 		return PL_E_BACKPRESSURE;
-	parley__internal__command__pack(&cmd, buf);
+	parley__internal__command__pack(cmd, buf);
 	if (g->npend == PENDING_MAX)
 		return PL_E_BACKPRESSURE;
 	uint64_t index, term;
@@ -2540,8 +2483,8 @@ static pl_status log_cut(brk_group *g, uint64_t bad, const raft_repair *rep)
  * tear; the rule is kept explicit). */
 static pl_status log_check(brk_group *g)
 {
-	uint64_t entries = 0, bad = 0;
-	if (brk_store_verify(g->store, &entries, &bad) != PL_E_CORRUPT)
+	uint64_t bad = 0;
+	if (brk_log_verify(g->store, &bad) != PL_E_CORRUPT)
 		return PL_OK;
 	uint64_t mark, mark_term;
 	raft_repair rep;
@@ -2569,8 +2512,8 @@ static void damage_check(brk_group *g)
 	if (st.storage_err != PL_E_CORRUPT || g->damage_handled)
 		return;
 	g->damage_handled = true; /* the core's error stays set */
-	uint64_t entries = 0, bad = 0;
-	if (brk_store_verify(g->store, &entries, &bad) != PL_E_CORRUPT)
+	uint64_t bad = 0;
+	if (brk_log_verify(g->store, &bad) != PL_E_CORRUPT)
 		return;
 	raft_repair rep;
 	if (raft_log_damaged(g->raft, bad, &rep) != PL_OK)

@@ -61,6 +61,7 @@ struct brk_wtxn {
 	raft_hard_state hs;
 	uint64_t mark_index, mark_term; /* last entry of the log */
 	raft_repair repair;
+	uint64_t snap_index, snap_term;
 };
 
 struct brk_store {
@@ -404,6 +405,8 @@ pl_status brk_wtxn_begin(brk_store *s, bool write, brk_wtxn **out)
 	w->mark_index = s->mark_index;
 	w->mark_term = s->mark_term;
 	w->repair = s->repair;
+	w->snap_index = s->snap_index;
+	w->snap_term = s->snap_term;
 	*out = w;
 	return PL_OK;
 }
@@ -479,7 +482,9 @@ static pl_status write_meta(brk_wtxn *w)
 	    {"mark_index", w->mark_index, s->mark_index},
 	    {"mark_term", w->mark_term, s->mark_term},
 	    {"repair_to", w->repair.to, s->repair.to},
-	    {"repair_term", w->repair.term, s->repair.term}};
+	    {"repair_term", w->repair.term, s->repair.term},
+	    {"snap_index", w->snap_index, s->snap_index},
+	    {"snap_term", w->snap_term, s->snap_term}};
 	pl_status st = PL_OK;
 	for (size_t i = 0; i < PL_ARRAY_LEN(m) && st == PL_OK; i++)
 		if (m[i].now != m[i].was)
@@ -521,6 +526,8 @@ pl_status brk_wtxn_commit(brk_wtxn *w)
 	s->mark_index = w->mark_index;
 	s->mark_term = w->mark_term;
 	s->repair = w->repair;
+	s->snap_index = w->snap_index;
+	s->snap_term = w->snap_term;
 	return PL_OK;
 }
 
@@ -845,21 +852,9 @@ pl_status brk_log_compact(brk_store *s, uint64_t index)
 	brk_wtxn *w;
 	if ((st = brk_wtxn_begin(s, true, &w)) != PL_OK)
 		return st;
-	uint8_t b[8];
-	put_be64(b, index);
-	st = put(w, s->meta, "snap_index", 10, b, 8);
-	put_be64(b, term);
-	if (st == PL_OK)
-		st = put(w, s->meta, "snap_term", 9, b, 8);
-	if (st == PL_OK)
-		st = brk_wtxn_commit(w);
-	else
-		brk_wtxn_abort(w);
-	if (st == PL_OK) {
-		s->snap_index = index;
-		s->snap_term = term;
-	}
-	return st;
+	w->snap_index = index;
+	w->snap_term = term;
+	return brk_wtxn_commit(w);
 }
 
 pl_status brk_store_copy(brk_store *s, const char *dir)
@@ -898,20 +893,13 @@ pl_status brk_store_snapshot_adopt(
 	brk_hs_put(w, &own);
 	raft_repair none = {0, 0};
 	brk_repair_put(w, &none);
-	uint8_t b[8];
-	put_be64(b, a);
-	if (st == PL_OK)
-		st = put(w, s->meta, "snap_index", 10, b, 8);
-	put_be64(b, t);
-	if (st == PL_OK)
-		st = put(w, s->meta, "snap_term", 9, b, 8);
-	if (st == PL_OK)
-		st = brk_wtxn_commit(w);
-	else
+	w->snap_index = a;
+	w->snap_term = t;
+	if (st != PL_OK) {
 		brk_wtxn_abort(w);
-	if (st == PL_OK) {
-		s->snap_index = a;
-		s->snap_term = t;
+		return st;
+	}
+	if ((st = brk_wtxn_commit(w)) == PL_OK) {
 		*index = a;
 		*term = t;
 	}
@@ -1161,7 +1149,7 @@ static size_t dedup_key(uint8_t *out, uint64_t room, const char *cmid)
 	return 8 + n;
 }
 
-pl_status brk_dedup_check(
+static pl_status dedup_check(
     brk_wtxn *w, uint64_t room, const char *cmid, brk_applied *res)
 {
 	uint8_t k[8 + PL_CLIENT_MSG_ID_CHARS_MAX];
@@ -1222,7 +1210,7 @@ static pl_status index_message(brk_wtxn *w, uint64_t room, uint64_t seq,
 	return st;
 }
 
-pl_status brk_body_encode(brk_store *s, Parley__Internal__PublishCmd *op,
+static pl_status body_encode(brk_store *s, Parley__Internal__PublishCmd *op,
     const ProtobufCBinaryData *body)
 {
 	op->body = *body;
@@ -1263,7 +1251,7 @@ static pl_status ap_publish(brk_wtxn *w, const Parley__Internal__Command *cmd,
 	if (st != PL_OK)
 		return st;
 	const char *cmid = op->client_msg_id ? op->client_msg_id : "";
-	if (brk_dedup_check(w, room, cmid, res) == PL_OK)
+	if (dedup_check(w, room, cmid, res) == PL_OK)
 		return PL_OK;
 	uint64_t seq = r->last_seq + 1;
 	if ((st = index_message(w, room, seq, cmid, cmd->ts_us, index)) !=
@@ -1402,16 +1390,93 @@ pl_status brk_apply(
 	return PL_OK;
 }
 
+/* ---- commands from requests ---- */
+
+pl_status brk_cmd_build(brk_store *s, const Parley__Internal__Caller *c,
+    const Parley__ClientFrame *f, uint64_t room, int64_t ts, brk_cmd *out)
+{
+	Parley__Internal__Command *cmd = &out->cmd;
+	parley__internal__command__init(cmd);
+	cmd->ts_us = ts;
+	cmd->caller = (Parley__Internal__Caller *)c;
+	switch (f->body_case) {
+	case PARLEY__CLIENT_FRAME__BODY_CREATE_ROOM: {
+		Parley__Internal__CreateRoomCmd *op = &out->op.create_room;
+		parley__internal__create_room_cmd__init(op);
+		op->idempotency_key = f->create_room->idempotency_key;
+		op->n_meta = f->create_room->n_meta;
+		op->meta = f->create_room->meta;
+		cmd->op_case = PARLEY__INTERNAL__COMMAND__OP_CREATE_ROOM;
+		cmd->create_room = op;
+		return PL_OK;
+	}
+	case PARLEY__CLIENT_FRAME__BODY_JOIN:
+	case PARLEY__CLIENT_FRAME__BODY_LEAVE: {
+		/* JoinCmd and LeaveCmd carry the room alone. */
+		bool join = f->body_case == PARLEY__CLIENT_FRAME__BODY_JOIN;
+		if (join) {
+			parley__internal__join_cmd__init(&out->op.join);
+			out->op.join.room = room;
+			cmd->op_case = PARLEY__INTERNAL__COMMAND__OP_JOIN;
+			cmd->join = &out->op.join;
+		} else {
+			parley__internal__leave_cmd__init(&out->op.leave);
+			out->op.leave.room = room;
+			cmd->op_case = PARLEY__INTERNAL__COMMAND__OP_LEAVE;
+			cmd->leave = &out->op.leave;
+		}
+		return PL_OK;
+	}
+	case PARLEY__CLIENT_FRAME__BODY_PUBLISH: {
+		const Parley__Publish *p = f->publish;
+		Parley__Internal__PublishCmd *op = &out->op.publish;
+		parley__internal__publish_cmd__init(op);
+		op->room = room;
+		op->client_msg_id = p->client_msg_id ? p->client_msg_id : "";
+		op->kind = p->kind;
+		op->n_meta = p->n_meta;
+		op->meta = p->meta;
+		cmd->op_case = PARLEY__INTERNAL__COMMAND__OP_PUBLISH;
+		cmd->publish = op;
+		return body_encode(s, op, &p->body);
+	}
+	case PARLEY__CLIENT_FRAME__BODY_READ: {
+		Parley__Internal__ReadCmd *op = &out->op.read;
+		parley__internal__read_cmd__init(op);
+		op->room = room;
+		op->seq = f->read->seq;
+		cmd->op_case = PARLEY__INTERNAL__COMMAND__OP_READ;
+		cmd->read = op;
+		return PL_OK;
+	}
+	case PARLEY__CLIENT_FRAME__BODY_CLOSE_ROOM: {
+		Parley__Internal__CloseCmd *op = &out->op.close;
+		parley__internal__close_cmd__init(op);
+		op->room = room;
+		op->reason = f->close_room->reason ? f->close_room->reason : "";
+		cmd->op_case = PARLEY__INTERNAL__COMMAND__OP_CLOSE;
+		cmd->close = op;
+		return PL_OK;
+	}
+	default:
+		return PL_E_BAD_REQUEST;
+	}
+}
+
 /* ---- single-replica writes (tests, tools): propose and apply at once */
 
-static pl_status local_apply(
-    brk_wtxn *w, Parley__Internal__Command *cmd, brk_applied *res)
+/* Builds the command of f, appends it as the next entry and applies it. */
+static pl_status local_apply(brk_wtxn *w, const Parley__Internal__Caller *c,
+    const Parley__ClientFrame *f, uint64_t room, int64_t ts, brk_applied *res)
 {
 	brk_store *s = w->s;
+	brk_cmd bc;
 	size_t n;
 	if (w->applied != w->last_index)
 		return PL_E_AGAIN;
-	pl_status st = pl_pb_encode(&cmd->base, s->cbuf, ENTRY_BYTES_MAX, &n);
+	pl_status st = brk_cmd_build(s, c, f, room, ts, &bc);
+	if (st == PL_OK)
+		st = pl_pb_encode(&bc.cmd.base, s->cbuf, ENTRY_BYTES_MAX, &n);
 	if (st != PL_OK)
 		return st;
 	raft_entry e = {.term = w->hs.term ? w->hs.term : 1,
@@ -1426,28 +1491,14 @@ static pl_status local_apply(
 	return res->st;
 }
 
-static void cmd_init(Parley__Internal__Command *cmd,
-    const Parley__Internal__Caller *c, int64_t ts)
-{
-	parley__internal__command__init(cmd);
-	cmd->ts_us = ts;
-	cmd->caller = (Parley__Internal__Caller *)c;
-}
-
 pl_status brk_create_room(brk_wtxn *w, const Parley__Internal__Caller *c,
     const Parley__CreateRoom *cr, int64_t ts, uint64_t *room, bool *existed)
 {
-	Parley__Internal__Command cmd;
-	Parley__Internal__CreateRoomCmd op;
+	Parley__ClientFrame f = PARLEY__CLIENT_FRAME__INIT;
 	brk_applied res;
-	cmd_init(&cmd, c, ts);
-	parley__internal__create_room_cmd__init(&op);
-	op.idempotency_key = cr->idempotency_key;
-	op.n_meta = cr->n_meta;
-	op.meta = cr->meta;
-	cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_CREATE_ROOM;
-	cmd.create_room = &op;
-	pl_status st = local_apply(w, &cmd, &res);
+	f.body_case = PARLEY__CLIENT_FRAME__BODY_CREATE_ROOM;
+	f.create_room = (Parley__CreateRoom *)cr;
+	pl_status st = local_apply(w, c, &f, 0, ts, &res);
 	if (st == PL_OK) {
 		*room = res.room;
 		*existed = res.existed;
@@ -1455,92 +1506,23 @@ pl_status brk_create_room(brk_wtxn *w, const Parley__Internal__Caller *c,
 	return st;
 }
 
-pl_status brk_join(
-    brk_wtxn *w, const Parley__Internal__Caller *c, uint64_t room, int64_t ts)
-{
-	Parley__Internal__Command cmd;
-	Parley__Internal__JoinCmd op;
-	brk_applied res;
-	cmd_init(&cmd, c, ts);
-	parley__internal__join_cmd__init(&op);
-	op.room = room;
-	cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_JOIN;
-	cmd.join = &op;
-	return local_apply(w, &cmd, &res);
-}
-
-pl_status brk_leave(
-    brk_wtxn *w, const Parley__Internal__Caller *c, uint64_t room, int64_t ts)
-{
-	Parley__Internal__Command cmd;
-	Parley__Internal__LeaveCmd op;
-	brk_applied res;
-	cmd_init(&cmd, c, ts);
-	parley__internal__leave_cmd__init(&op);
-	op.room = room;
-	cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_LEAVE;
-	cmd.leave = &op;
-	return local_apply(w, &cmd, &res);
-}
-
 pl_status brk_publish(brk_wtxn *w, const Parley__Internal__Caller *c,
     uint64_t room, const Parley__Publish *p, int64_t ts, brk_pub_result *r)
 {
-	Parley__Internal__Command cmd;
-	Parley__Internal__PublishCmd op;
+	Parley__ClientFrame f = PARLEY__CLIENT_FRAME__INIT;
 	brk_applied res;
 	memset(&res, 0, sizeof(res));
+	f.body_case = PARLEY__CLIENT_FRAME__BODY_PUBLISH;
+	f.publish = (Parley__Publish *)p;
 	/* A retry is answered from the dedup table without a log entry. */
-	pl_status st = brk_dedup_check(w, room, p->client_msg_id, &res);
-	if (st != PL_OK) {
-		cmd_init(&cmd, c, ts);
-		parley__internal__publish_cmd__init(&op);
-		op.room = room;
-		op.client_msg_id = p->client_msg_id ? p->client_msg_id : "";
-		op.kind = p->kind;
-		op.n_meta = p->n_meta;
-		op.meta = p->meta;
-		if ((st = brk_body_encode(w->s, &op, &p->body)) != PL_OK)
-			return st;
-		cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_PUBLISH;
-		cmd.publish = &op;
-		if ((st = local_apply(w, &cmd, &res)) != PL_OK)
-			return st;
-	}
+	pl_status st = dedup_check(w, room, p->client_msg_id, &res);
+	if (st != PL_OK &&
+	    (st = local_apply(w, c, &f, room, ts, &res)) != PL_OK)
+		return st;
 	r->seq = res.seq;
 	r->ts_us = res.ts_us;
 	r->duplicate = res.duplicate;
 	return PL_OK;
-}
-
-pl_status brk_read(brk_wtxn *w, const Parley__Internal__Caller *c,
-    uint64_t room, uint64_t seq, int64_t ts)
-{
-	Parley__Internal__Command cmd;
-	Parley__Internal__ReadCmd op;
-	brk_applied res;
-	cmd_init(&cmd, c, ts);
-	parley__internal__read_cmd__init(&op);
-	op.room = room;
-	op.seq = seq;
-	cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_READ;
-	cmd.read = &op;
-	return local_apply(w, &cmd, &res);
-}
-
-pl_status brk_close_room(brk_wtxn *w, const Parley__Internal__Caller *c,
-    uint64_t room, const char *reason, int64_t ts)
-{
-	Parley__Internal__Command cmd;
-	Parley__Internal__CloseCmd op;
-	brk_applied res;
-	cmd_init(&cmd, c, ts);
-	parley__internal__close_cmd__init(&op);
-	op.room = room;
-	op.reason = (char *)(reason ? reason : "");
-	cmd.op_case = PARLEY__INTERNAL__COMMAND__OP_CLOSE;
-	cmd.close = &op;
-	return local_apply(w, &cmd, &res);
 }
 
 /* ---- reads ---- */
@@ -1804,23 +1786,36 @@ pl_status brk_report(brk_wtxn *w, const char *tenant, uint32_t first_day,
 	return PL_OK;
 }
 
-pl_status brk_store_verify(brk_store *s, uint64_t *entries, uint64_t *bad_index)
+/* Checks the CRC of entries [from, last]; the first bad one in *bad. */
+static pl_status verify_range(
+    brk_store *s, uint64_t from, uint64_t *entries, uint64_t *bad)
 {
 	brk_wtxn *w;
 	pl_status st = brk_wtxn_begin(s, false, &w);
 	if (st != PL_OK)
 		return st;
 	uint64_t n = 0;
-	for (uint64_t i = 1; i <= s->last_index; i++, n++) {
+	for (uint64_t i = from; i <= s->last_index; i++, n++) {
 		raft_entry e;
 		if ((st = entry_get(s, w->txn, i, &e)) != PL_OK) {
 			if (st == PL_E_NOT_FOUND)
 				st = PL_E_CORRUPT;
-			*bad_index = i;
+			*bad = i;
 			break;
 		}
 	}
 	brk_wtxn_abort(w);
 	*entries = n;
 	return st;
+}
+
+pl_status brk_store_verify(brk_store *s, uint64_t *entries, uint64_t *bad_index)
+{
+	return verify_range(s, 1, entries, bad_index);
+}
+
+pl_status brk_log_verify(brk_store *s, uint64_t *bad_index)
+{
+	uint64_t n;
+	return verify_range(s, s->snap_index + 1, &n, bad_index);
 }
