@@ -240,7 +240,7 @@ struct brk_group {
 		pl_metric *rounds, *round_fail, *commit_s, *round_reqs;
 		pl_metric *events, *events_dropped, *rooms, *map_used,
 		    *map_size, *last_index, *gateways;
-		pl_metric *snaps_sent, *snaps_installed;
+		pl_metric *snaps_sent, *snaps_installed, *peer_dropped;
 		pl_metric *term, *is_leader, *commit, *applied, *elections,
 		    *peer_in, *peer_out, *peer_bad, *proposals, *stalls;
 	} m;
@@ -2309,6 +2309,9 @@ static void housekeeping(brk_group *g)
 		pl_metric_set(g->m.commit, (int64_t)rs.commit);
 		pl_metric_set(
 		    g->m.applied, (int64_t)brk_store_applied(g->store));
+		if (g->peers != NULL)
+			pl_metric_set(g->m.peer_dropped,
+			    (int64_t)brk_peers_dropped(g->peers));
 		g->last_gauges_us = now;
 	}
 }
@@ -2408,6 +2411,10 @@ static void metrics_register(brk_group *g, pl_metrics *r)
 	g->m.peer_bad = pl_metrics_add(r, PL_METRIC_COUNTER,
 	    "parley_broker_peer_rejected_total",
 	    "Peer batches dropped: bad MAC, replay, wrong group, malformed");
+	g->m.peer_dropped =
+	    pl_metrics_add(r, PL_METRIC_GAUGE, "parley_broker_peer_dropped",
+	        "Peer messages dropped since start: a peer down or its queue "
+	        "full (Raft sends again)");
 	g->m.snaps_sent = pl_metrics_add(r, PL_METRIC_COUNTER,
 	    "parley_broker_snapshots_sent_total",
 	    "Snapshots streamed to followers behind the log's start");
