@@ -207,7 +207,12 @@ struct brk_group {
 	int64_t last_tick_us;
 	pending *pend; /* ring */
 	size_t pend_head, npend;
-	brk_arena prop_arena; /* proposals until their ready is advanced */
+	/* Packed commands of proposals. The core borrows each payload from
+	 * raft_propose until the ready that hands it out is advanced, so the
+	 * arena is reset only when the core holds no unstable entry
+	 * (asserted in drive), and nothing allocated in it before a drive
+	 * may be used after that drive. */
+	brk_arena prop_arena;
 	brk_arena ev_arena;   /* events of applied entries until fanned out */
 	round_event *evs;
 	size_t nev;
@@ -1996,6 +2001,8 @@ static void drive(brk_group *g)
 		if (appended)
 			break;
 	}
+	/* Every ready written was advanced: the core borrows no payload. */
+	PL_ASSERT(raft_unstable_count(g->raft) == 0);
 	brk_arena_reset(&g->prop_arena);
 	leader_check(g);
 }
@@ -2030,22 +2037,23 @@ static pl_status propose(brk_group *g, brk_item *it,
 	pl_status bst = brk_cmd_build(g->store, rq->caller, f, room, ts, &bc);
 	if (bst != PL_OK)
 		return bst;
+	if (g->npend == PENDING_MAX)
+		return PL_E_BACKPRESSURE;
+	if (raft_unstable_count(g->raft) >= RAFT_UNSTABLE_MAX) {
+		/* Write out what is queued first. The drive resets the
+		 * proposal arena, so the command is packed after it. */
+		drive(g);
+		if (g->stalled || !g->leader)
+			return g->stalled ? g->stall_err : PL_E_NOT_LEADER;
+	}
 	Parley__Internal__Command *cmd = &bc.cmd;
 	size_t n = parley__internal__command__get_packed_size(cmd);
 	uint8_t *buf = brk_arena_alloc(&g->prop_arena, n ? n : 1);
 	if (buf == NULL)
 		return PL_E_BACKPRESSURE;
 	parley__internal__command__pack(cmd, buf);
-	if (g->npend == PENDING_MAX)
-		return PL_E_BACKPRESSURE;
 	uint64_t index, term;
 	pl_status st = raft_propose(g->raft, buf, n, &index, &term);
-	if (st == PL_E_BACKPRESSURE) {
-		drive(g); /* write out what is queued, then once more */
-		if (g->stalled || !g->leader)
-			return g->stalled ? g->stall_err : PL_E_NOT_LEADER;
-		st = raft_propose(g->raft, buf, n, &index, &term);
-	}
 	if (st != PL_OK)
 		return st;
 	pl_metric_inc(g->m.proposals, 1);

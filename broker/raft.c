@@ -1660,6 +1660,11 @@ bool raft_has_ready(const raft *r)
 	       apply_hi(r) > r->applied;
 }
 
+size_t raft_unstable_count(const raft *r)
+{
+	return r->u_n;
+}
+
 void raft_ready_get(raft *r, raft_ready *rd)
 {
 	PL_ASSERT(!r->in_ready);

@@ -380,6 +380,9 @@ void raft_repair_note(raft_repair *rep, uint64_t index, uint64_t term);
 
 /* True when raft_ready would return something to handle. */
 bool raft_has_ready(const raft *r);
+/* Entries appended (proposed or received) and not yet handed out by an
+ * advanced ready: their payloads are still borrowed by the core. */
+size_t raft_unstable_count(const raft *r);
 /* Fills *rd with this round's output (see raft_ready). No other raft_*
  * call but raft_status may happen until raft_advance(r). */
 void raft_ready_get(raft *r, raft_ready *rd);

@@ -84,6 +84,18 @@ typedef struct arena_chunk {
 	uint8_t buf[64 * 1024];
 } arena_chunk;
 
+/* A node's proposal arena, kept as broker/group.c keeps its own: the
+ * core borrows a payload from raft_propose until the ready that hands it
+ * out is advanced, so the arena is reset only when the core holds no
+ * unstable entry, and a reset poisons what it held. A payload the core
+ * still used after that would reach the log poisoned, and the payload
+ * check at commit (gc_extend) would name it. */
+typedef struct prop_arena {
+	arena_chunk *used, *spare;
+} prop_arena;
+
+#define POISON_BYTE 0xA5
+
 typedef struct netmsg {
 	raft_msg m;
 	raft_entry *ents; /* owned copy of the entry structs */
@@ -114,6 +126,7 @@ typedef struct snode {
 	 * leader) in term t; a fact of the past, kept across crashes. */
 	uint64_t *acked;
 	size_t cap_acked;
+	prop_arena prop;
 } snode;
 
 typedef struct sim {
@@ -133,6 +146,8 @@ typedef struct sim {
 	/* Storage faults, drawn from rng2 so that a seed without them runs
 	 * exactly as it did before they existed. */
 	uint64_t rng2;
+	/* Bursts (opts.bursts) draw from a third stream. */
+	uint64_t rng3;
 	uint32_t flip_ppm; /* chance per step of a bit flip, per million */
 	uint32_t torn_pm;  /* crashes that leave a torn tail, per mille */
 	int damage_max;    /* replicas damaged at once: a minority */
@@ -159,7 +174,6 @@ typedef struct sim {
 	uint64_t *val_floor; /* highest index acknowledged when proposed */
 	uint64_t acked_max;  /* highest index acknowledged so far */
 	size_t cap_val;
-	arena_chunk *arena;
 	bool failed;
 } sim;
 
@@ -195,17 +209,54 @@ static uint64_t rnd2_below(sim *w, uint64_t n)
 	return n ? rnd2(w) % n : 0;
 }
 
-static void *arena_alloc(sim *w, size_t n)
+/* The third stream: bursts only. */
+static uint64_t rnd3_below(sim *w, uint64_t n)
 {
-	if (w->arena == NULL || w->arena->used + n > sizeof w->arena->buf) {
-		arena_chunk *c = xrealloc(NULL, sizeof *c);
-		c->next = w->arena;
+	uint64_t z = (w->rng3 += UINT64_C(0x9E3779B97F4A7C15));
+	z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+	z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+	z ^= z >> 31;
+	return n ? z % n : 0;
+}
+
+static void *prop_alloc(prop_arena *a, size_t n)
+{
+	n = (n + 7) & ~(size_t)7;
+	if (a->used == NULL || a->used->used + n > sizeof a->used->buf) {
+		arena_chunk *c = a->spare;
+		if (c != NULL)
+			a->spare = c->next;
+		else
+			c = xrealloc(NULL, sizeof *c);
 		c->used = 0;
-		w->arena = c;
+		c->next = a->used;
+		a->used = c;
 	}
-	void *p = w->arena->buf + w->arena->used;
-	w->arena->used += (n + 7) & ~(size_t)7;
+	void *p = a->used->buf + a->used->used;
+	a->used->used += n;
 	return p;
+}
+
+static void prop_reset(prop_arena *a)
+{
+	while (a->used != NULL) {
+		arena_chunk *c = a->used;
+		a->used = c->next;
+		memset(c->buf, POISON_BYTE, c->used);
+		c->used = 0;
+		c->next = a->spare;
+		a->spare = c;
+	}
+}
+
+static void prop_fini(prop_arena *a)
+{
+	prop_reset(a);
+	while (a->spare != NULL) {
+		arena_chunk *c = a->spare;
+		a->spare = c->next;
+		free(c);
+	}
 }
 
 static void fail(sim *w, const char *fmt, ...)
@@ -245,6 +296,18 @@ static uint64_t payload_value(const raft_entry *e)
 		return 0;
 	memcpy(&v, e->data, 8);
 	return v;
+}
+
+/* What propose wrote: the value, then bytes that depend on it. */
+static bool payload_intact(const sim *w, const raft_entry *e, uint64_t v)
+{
+	const uint8_t *p = e->data;
+	if (v >= w->next_value)
+		return false;
+	for (size_t i = 8; i < e->len; i++)
+		if (p[i] != (uint8_t)(v * 7 + i))
+			return false;
+	return true;
 }
 
 static bool ent_equal(const raft_entry *a, const raft_entry *b)
@@ -316,6 +379,13 @@ static void gc_extend(sim *w, const raft_entry *e, uint64_t term)
 	uint64_t v = payload_value(e);
 	if (v == 0)
 		return;
+	if (!payload_intact(w, e, v)) {
+		fail(w,
+		    "entry %" PRIu64 " committed with a damaged payload (a "
+		    "proposal's payload outlived its arena)",
+		    e->index);
+		return;
+	}
 	if (++w->val_count[v] > 1)
 		fail(w, "value %" PRIu64 " committed twice", v);
 }
@@ -557,6 +627,13 @@ static void drain(sim *w, snode *s)
 	}
 	if (!s->up || w->failed)
 		return;
+	/* Every ready was advanced: the core borrows no payload. */
+	if (raft_unstable_count(s->r) != 0) {
+		fail(w, "node %" PRIu64 " holds unstable entries after a drain",
+		    s->id);
+		return;
+	}
+	prop_reset(&s->prop);
 	raft_status st;
 	raft_status_get(s->r, &st);
 	check_leader(w, s, &st);
@@ -632,6 +709,7 @@ static void node_crash(sim *w, snode *s)
 	raft_free(s->r);
 	s->r = NULL;
 	s->up = false;
+	prop_reset(&s->prop);
 	/* Unsynced writes are lost; or a prefix of them reached the disk,
 	 * the last one perhaps half written. */
 	size_t tear_n = 0;
@@ -904,30 +982,27 @@ static void faults(sim *w)
 	flip(w);
 }
 
-static void propose(sim *w)
+/* Proposes the next value at s, len payload bytes, packed as the group
+ * driver packs a command: after any drive that makes room, so a drive's
+ * arena reset never meets it. PL_E_BACKPRESSURE only if even a drive
+ * could not make room. */
+static pl_status propose_value(sim *w, snode *s, size_t len)
 {
-	/* Clients find the leader as a gateway would: any replica that
-	 * believes it leads; otherwise they try a random one. */
-	snode *s = &w->nodes[rnd_below(w, (uint64_t)w->n_all)];
-	for (int i = 0; i < w->n_all; i++) {
-		raft_status st;
-		if (!w->nodes[i].up)
-			continue;
-		raft_status_get(w->nodes[i].r, &st);
-		if (st.role == RAFT_LEADER && chance_pm(w, 800))
-			s = &w->nodes[i];
+	if (raft_unstable_count(s->r) >= RAFT_UNSTABLE_MAX) {
+		w->res->backpressure++;
+		drain(w, s);
+		if (!s->up || w->failed)
+			return PL_E_CLOSED;
 	}
-	if (!s->up)
-		return;
 	uint64_t v = w->next_value;
-	size_t len = 8 + (size_t)rnd_below(w, PAYLOAD_BYTES_MAX - 8);
-	uint8_t *p = arena_alloc(w, len);
+	uint8_t *p = prop_alloc(&s->prop, len);
 	memcpy(p, &v, 8);
 	for (size_t i = 8; i < len; i++)
 		p[i] = (uint8_t)(v * 7 + i);
 	uint64_t index, term;
-	if (raft_propose(s->r, p, len, &index, &term) != PL_OK)
-		return;
+	pl_status st = raft_propose(s->r, p, len, &index, &term);
+	if (st != PL_OK)
+		return st;
 	if (v >= w->cap_val) {
 		size_t n = w->cap_val;
 		w->cap_val = 2 * v + 64;
@@ -949,7 +1024,57 @@ static void propose(sim *w)
 	trace(w,
 	    "node %" PRIu64 " takes value %" PRIu64 " at %" PRIu64 "/%" PRIu64,
 	    s->id, v, index, term);
+	return PL_OK;
+}
+
+static void propose(sim *w)
+{
+	/* Clients find the leader as a gateway would: any replica that
+	 * believes it leads; otherwise they try a random one. */
+	snode *s = &w->nodes[rnd_below(w, (uint64_t)w->n_all)];
+	for (int i = 0; i < w->n_all; i++) {
+		raft_status st;
+		if (!w->nodes[i].up)
+			continue;
+		raft_status_get(w->nodes[i].r, &st);
+		if (st.role == RAFT_LEADER && chance_pm(w, 800))
+			s = &w->nodes[i];
+	}
+	if (!s->up)
+		return;
+	size_t len = 8 + (size_t)rnd_below(w, PAYLOAD_BYTES_MAX - 8);
+	if (propose_value(w, s, len) != PL_OK)
+		return;
 	drain(w, s);
+}
+
+/* A gateway batch of thousands of publishes: up to 1.5 unstable logs'
+ * worth proposed to a leader with no ready in between (the driver drives
+ * only when the core pushes back), crossing the message, inflight and
+ * apply bounds on the way. */
+static void burst(sim *w)
+{
+	snode *s = NULL;
+	for (int i = 0; i < w->n_all; i++) {
+		raft_status st;
+		if (!w->nodes[i].up)
+			continue;
+		raft_status_get(w->nodes[i].r, &st);
+		if (st.role == RAFT_LEADER)
+			s = &w->nodes[i];
+	}
+	if (s == NULL)
+		return;
+	uint64_t n = 1 + rnd3_below(w, RAFT_UNSTABLE_MAX + RAFT_UNSTABLE_MAX / 2);
+	w->res->bursts++;
+	trace(w, "node %" PRIu64 " gets a burst of %" PRIu64, s->id, n);
+	for (uint64_t k = 0; k < n && s->up && !w->failed; k++) {
+		size_t len = 8 + (size_t)rnd3_below(w, PAYLOAD_BYTES_MAX - 8);
+		if (propose_value(w, s, len) != PL_OK)
+			break;
+	}
+	if (s->up && !w->failed)
+		drain(w, s);
 }
 
 static void conf_change(sim *w)
@@ -1034,6 +1159,8 @@ static void step(sim *w)
 		faults(w);
 	if (w->live_at == 0 && chance_pm(w, w->prop_pm))
 		propose(w);
+	if (w->o.bursts && !w->healed && rnd3_below(w, 1000) < 2)
+		burst(w);
 	if (w->conf_changes && !w->healed && chance_pm(w, 3))
 		conf_change(w);
 	if (!w->healed && chance_pm(w, 1))
@@ -1247,11 +1374,18 @@ static void sim_init(sim *w, const sim_opts *o, sim_result *res)
 	w->o = *o;
 	w->res = res;
 	w->rng = o->seed;
+	w->rng3 = o->seed ^ UINT64_C(0x8CB92BA72F3D8DD7);
 	w->n = o->nodes;
 	w->n_all = o->membership ? o->nodes + 1 : o->nodes;
 	w->next_value = 1;
 	profile(w);
 	storage_profile(w);
+	/* Bursts of a thousand entries over messages of one or two entries
+	 * would take longer to replicate than the healing allows: burst
+	 * seeds use messages of many entries (the broker's are 256 KiB),
+	 * still far below RAFT_MSG_ENTRIES_MAX payloads of the largest. */
+	if (o->bursts && w->msg_bytes < 4096)
+		w->msg_bytes = 4096;
 	raft_conf boot = {.n_voters = (uint8_t)w->n};
 	for (int i = 0; i < w->n; i++)
 		boot.voters[i] = (uint64_t)i + 1;
@@ -1286,11 +1420,8 @@ static void sim_fini(sim *w)
 	free(w->val_term);
 	free(w->val_floor);
 	free(w->val_count);
-	while (w->arena != NULL) {
-		arena_chunk *c = w->arena;
-		w->arena = c->next;
-		free(c);
-	}
+	for (int i = 0; i < w->n_all; i++)
+		prop_fini(&w->nodes[i].prop);
 }
 
 void sim_run(const sim_opts *o, sim_result *res)

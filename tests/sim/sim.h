@@ -19,6 +19,11 @@ typedef struct sim_opts {
 	uint64_t steps;  /* simulated milliseconds of faults */
 	bool membership; /* also propose configuration changes */
 	bool verbose;    /* trace every event to stderr */
+	/* Clients also send bursts of proposals to a leader without a
+	 * ready in between, past the core's unstable log (RAFT_UNSTABLE_MAX)
+	 * and every message and apply batch bound, as a gateway batch of
+	 * thousands of publishes does. */
+	bool bursts;
 } sim_opts;
 
 /* Result of one seed. */
@@ -33,6 +38,8 @@ typedef struct sim_result {
 	uint64_t flips;      /* bit flips in synced entries */
 	uint64_t repairs;    /* damaged entries found (then repaired) */
 	uint64_t heal_steps; /* steps from healing to convergence */
+	uint64_t bursts;     /* bursts proposed (with opts.bursts) */
+	uint64_t backpressure; /* proposals that found the unstable log full */
 } sim_result;
 
 /* Runs one seed to the end or to the first violation. */
