@@ -143,7 +143,7 @@ INI
 wait_up() {
 	for _ in $(seq 1 100); do
 		for f in "$HOME_DIR"/*.pid; do
-			if ! kill -0 "$(cat "$f")" 2>/dev/null; then
+			if ! alive "$(cat "$f")"; then
 				echo "cluster: $(basename "$f" .pid) exited; see $HOME_DIR/$(basename "$f" .pid).log" >&2
 				tail -n 5 "$HOME_DIR/$(basename "$f" .pid).log" >&2
 				return 1
@@ -159,10 +159,20 @@ wait_up() {
 	return 1
 }
 
+# alive PID: the process exists and is not a zombie. kill -0 succeeds on
+# a killed child nobody reaped yet (where PID 1 does not reap), so the
+# state letter in /proc decides: Z (zombie) and X (dead) are not alive.
+alive() {
+	local pid=$1 state
+	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+	state=$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null) || return 1
+	[ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ]
+}
+
 launch() {
 	local name=$1
 	shift
-	if [ -f "$HOME_DIR/$name.pid" ] && kill -0 "$(cat "$HOME_DIR/$name.pid")" 2>/dev/null; then
+	if [ -f "$HOME_DIR/$name.pid" ] && alive "$(cat "$HOME_DIR/$name.pid")"; then
 		echo "cluster: $name already running (pid $(cat "$HOME_DIR/$name.pid"))"
 		return 0
 	fi
@@ -175,9 +185,9 @@ stop() {
 		[ -f "$f" ] || continue
 		local pid
 		pid=$(cat "$f")
-		if kill -0 "$pid" 2>/dev/null; then
+		if alive "$pid"; then
 			kill "$pid"
-			for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+			for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
 			kill -9 "$pid" 2>/dev/null || true
 		fi
 		rm -f "$f"
@@ -191,7 +201,7 @@ status() {
 		[ -f "$f" ] || continue
 		local pid
 		pid=$(cat "$f")
-		if kill -0 "$pid" 2>/dev/null; then state=running; else state=dead; fi
+		if alive "$pid"; then state=running; else state=dead; fi
 		[ "$(basename "$f" .pid)" = gateway ] && [ $state = running ] && up=1
 		echo "$(basename "$f" .pid): pid $pid $state"
 	done
