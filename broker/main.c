@@ -77,6 +77,7 @@ int main(int argc, char **argv)
 	sigaddset(&sigs, SIGTERM);
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	pl_crash_install();
 	pl_metrics_init(metrics);
 	pl_status st = brk_group_new(&cfg, metrics, &g);
 	if (st == PL_OK)
@@ -101,11 +102,13 @@ int main(int argc, char **argv)
 	    (int)getpid());
 	sigwait(&sigs, &sig);
 	PL_INFO("broker", "event=stopping signal=%d", sig);
+	pl_stop_deadline_arm("broker", PL_STOP_DEADLINE_MS);
 	brk_group_stop(g); /* no more replies through net, no more sends */
 	brk_peers_stop(peers);
 	brk_net_stop(net); /* no more submissions to the group */
 	brk_group_free(g);
 	pl_metrics_fini(metrics);
 	free(metrics);
+	PL_INFO("broker", "event=stopped");
 	return 0;
 }

@@ -28,6 +28,8 @@ typedef struct net_ctx {
 
 struct brk_net {
 	nng_socket sock;
+	nng_listener listener;
+	bool listening;
 	net_ctx ctxs[CONTEXTS];
 	brk_group *group;
 	pl_metrics *metrics;
@@ -154,7 +156,8 @@ static pl_status rep_start(brk_net *n, const char *addr)
 			rv = nng_aio_alloc(&c->aio, ctx_cb, c);
 	}
 	if (rv == 0)
-		rv = nng_listen(n->sock, addr, NULL, 0);
+		rv = nng_listen(n->sock, addr, &n->listener, 0);
+	n->listening = rv == 0;
 	if (rv != 0) {
 		PL_ERROR("net", "event=listen_failed addr=%s err=\"%s\"", addr,
 		    nng_strerror(rv));
@@ -195,9 +198,14 @@ void brk_net_stop(brk_net *n)
 			nng_http_server_stop(n->http);
 		nng_http_server_release(n->http);
 	}
+	/* Contexts first (no callback runs after this), then the listener
+	 * (no pipe is accepted while the socket closes), then the socket:
+	 * the order peer.c documents. */
 	for (int i = 0; i < CONTEXTS; i++)
 		if (n->ctxs[i].aio != NULL)
 			nng_aio_stop(n->ctxs[i].aio);
+	if (n->listening)
+		nng_listener_close(n->listener);
 	nng_close(n->sock);
 	for (int i = 0; i < CONTEXTS; i++)
 		nng_aio_free(n->ctxs[i].aio);

@@ -27,13 +27,15 @@
 typedef struct peer_out {
 	uint64_t id;
 	nng_socket sock;
-	bool open;
+	nng_dialer dialer;
+	bool open, dialing;
 } peer_out;
 
 struct brk_peers {
 	brk_group *group;
 	nng_socket in;
-	bool in_open;
+	nng_listener listener;
+	bool in_open, listening;
 	nng_aio *rx;
 	peer_out out[RAFT_PEERS_MAX];
 	int nout;
@@ -70,7 +72,9 @@ static int out_open(peer_out *o, const char *addr)
 	         o->sock, NNG_OPT_RECONNMAXT, PEER_RECONNECT_MAX_MS)) != 0)
 		return rv;
 	/* Non-blocking: a peer that is down is dialed again and again. */
-	return nng_dial(o->sock, addr, NULL, NNG_FLAG_NONBLOCK);
+	rv = nng_dial(o->sock, addr, &o->dialer, NNG_FLAG_NONBLOCK);
+	o->dialing = rv == 0;
+	return rv;
 }
 
 pl_status brk_peers_start(const brk_config *cfg, brk_group *g, brk_peers **out)
@@ -88,7 +92,8 @@ pl_status brk_peers_start(const brk_config *cfg, brk_group *g, brk_peers **out)
 	if (rv == 0)
 		rv = nng_aio_alloc(&p->rx, rx_cb, p);
 	if (rv == 0)
-		rv = nng_listen(p->in, cfg->peer, NULL, 0);
+		rv = nng_listen(p->in, cfg->peer, &p->listener, 0);
+	p->listening = rv == 0;
 	if (rv != 0)
 		PL_ERROR("peer", "event=listen_failed addr=%s err=\"%s\"",
 		    cfg->peer, nng_strerror(rv));
@@ -130,12 +135,26 @@ uint64_t brk_peers_dropped(brk_peers *p)
 	return p->dropped;
 }
 
+/*
+ * The close order keeps nng 1.5.2 from waiting on itself: first the
+ * receive aio (its callback is finished when nng_aio_stop returns, and no
+ * new receive starts), then the endpoints — dialers still redialing a
+ * dead peer and the listener — so no pipe is being created or started
+ * while its socket closes (nng issue 1653: a pipe destroyed while it
+ * starts), then the sockets. A close that hangs anyway is cut short by
+ * the process's stop deadline (common/deadline.c).
+ */
 void brk_peers_stop(brk_peers *p)
 {
 	if (p == NULL)
 		return;
 	if (p->rx != NULL)
 		nng_aio_stop(p->rx);
+	for (int i = 0; i < p->nout; i++)
+		if (p->out[i].dialing)
+			nng_dialer_close(p->out[i].dialer);
+	if (p->listening)
+		nng_listener_close(p->listener);
 	if (p->in_open)
 		nng_close(p->in);
 	for (int i = 0; i < p->nout; i++)

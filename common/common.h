@@ -104,6 +104,24 @@ void pl_log_configure(const char *spec);
 #define PL_ERROR(mod, ...) pl_log(PL_LOG_ERROR, mod, __VA_ARGS__)
 
 /* ------------------------------------------------------------------ */
+/* Crashes. */
+
+/* Makes a crash leave evidence: raises the core file limit to its hard
+ * limit and installs a handler for SIGSEGV, SIGBUS, SIGILL, SIGFPE and
+ * SIGABRT that writes a backtrace to stderr (the log) and re-raises.
+ * Call once, early in main, before threads start. */
+void pl_crash_install(void);
+
+/* A process stops within this long of SIGTERM or SIGINT, whatever its
+ * sockets do: below the 2 s an operator's rolling restart allows, above
+ * an orderly stop's usual tens of milliseconds. */
+#define PL_STOP_DEADLINE_MS 1500
+/* Arms the stop deadline (call when the orderly stop begins): if the
+ * process is still running ms later it logs event=stop_deadline and
+ * leaves with _exit(0). See common/deadline.c for why that is safe. */
+void pl_stop_deadline_arm(const char *module, int ms);
+
+/* ------------------------------------------------------------------ */
 /* Clocks. */
 
 int64_t pl_now_us(void);  /* wall clock, microseconds since the epoch */

@@ -107,6 +107,7 @@ static int run(const gw_config *conf, sigset_t *sigs)
 		int sig = 0;
 		sigwait(sigs, &sig);
 		PL_INFO(GW_MOD, "event=stopping signal=%d", sig);
+		pl_stop_deadline_arm(GW_MOD, PL_STOP_DEADLINE_MS);
 	} else {
 		PL_ERROR(GW_MOD, "event=start_failed reason=\"%s\"",
 		    pl_strerror(st));
@@ -126,6 +127,7 @@ int main(int argc, char **argv)
 	/* Before any thread exists, so every thread inherits the mask. */
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	pl_crash_install();
 	if (sodium_init() < 0 || gw_config_init(&conf) != PL_OK) {
 		fprintf(stderr, "parley-gateway: initialisation failed\n");
 		return 1;

@@ -1,0 +1,91 @@
+/*
+ * crash.c - what a crashing process leaves behind: a core file (the soft
+ * core limit raised to the hard one) and a backtrace on stderr, the
+ * process's log. The handler uses only async-signal-safe calls, runs on
+ * its own stack (a stack overflow still reports) and re-raises the signal
+ * with the default action, so the exit status and the core are the
+ * signal's. Under AddressSanitizer the sanitizer's own report is better,
+ * so the handler is not installed for the signals it handles.
+ */
+#include <execinfo.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "common/common.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define CRASH_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CRASH_UNDER_ASAN 1
+#endif
+#endif
+
+/* Frames printed: enough for nng's callback chains. */
+#define CRASH_FRAMES_MAX 64
+/* The handler's own stack: a crash from a stack overflow needs one. */
+#define CRASH_STACK_BYTES (64 * 1024)
+
+static void write_str(const char *s)
+{
+	ssize_t rv = write(STDERR_FILENO, s, strlen(s));
+	(void)rv;
+}
+
+/* Decimal of v into buf (async-signal-safe, no printf). */
+static const char *udec(unsigned long v, char buf[24])
+{
+	char *p = buf + 23;
+	*p = '\0';
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	return p;
+}
+
+static void on_crash(int sig)
+{
+	char b1[24], b2[24];
+	void *frames[CRASH_FRAMES_MAX];
+	write_str("level=fatal module=crash event=crash signal=");
+	write_str(udec((unsigned long)sig, b1));
+	write_str(" pid=");
+	write_str(udec((unsigned long)getpid(), b2));
+	write_str(" backtrace follows (resolve with addr2line -e BINARY)\n");
+	int n = backtrace(frames, CRASH_FRAMES_MAX);
+	backtrace_symbols_fd(frames, n, STDERR_FILENO);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+void pl_crash_install(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_CORE, &rl) == 0 && rl.rlim_cur != rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_CORE, &rl);
+	}
+	/* backtrace() loads libgcc on first use: do it now, not in the
+	 * handler, where malloc may be what crashed. */
+	void *warm[1];
+	(void)backtrace(warm, 1);
+	static _Alignas(16) unsigned char alt[CRASH_STACK_BYTES];
+	stack_t ss = {.ss_sp = alt, .ss_size = sizeof(alt), .ss_flags = 0};
+	(void)sigaltstack(&ss, NULL);
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_crash;
+	sa.sa_flags = SA_ONSTACK | SA_RESETHAND;
+	sigemptyset(&sa.sa_mask);
+#ifdef CRASH_UNDER_ASAN
+	static const int sigs[] = {SIGABRT};
+#else
+	static const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT};
+#endif
+	for (size_t i = 0; i < PL_ARRAY_LEN(sigs); i++)
+		(void)sigaction(sigs[i], &sa, NULL);
+}
