@@ -2037,6 +2037,8 @@ static pl_status propose(brk_group *g, brk_item *it,
 	pl_status bst = brk_cmd_build(g->store, rq->caller, f, room, ts, &bc);
 	if (bst != PL_OK)
 		return bst;
+	if (bc.cmd.op_case == PARLEY__INTERNAL__COMMAND__OP_PUBLISH)
+		bc.cmd.publish->origin = rq->origin;
 	if (g->npend == PENDING_MAX)
 		return PL_E_BACKPRESSURE;
 	if (raft_unstable_count(g->raft) >= RAFT_UNSTABLE_MAX) {

@@ -1149,8 +1149,16 @@ static size_t dedup_key(uint8_t *out, uint64_t room, const char *cmid)
 	return 8 + n;
 }
 
-static pl_status dedup_check(
-    brk_wtxn *w, uint64_t room, const char *cmid, brk_applied *res)
+/* A dedup record is seq | ts | origin (origin since resends were told
+ * apart; older records of 16 bytes have none). A hit is the client's
+ * duplicate unless the stored message came from this very request
+ * (origin, non-zero, equal): then the gateway resent it after a
+ * failover and the client sent it once. */
+#define DEDUP_VALUE_BYTES 24
+#define DEDUP_VALUE_BYTES_V1 16
+
+static pl_status dedup_check(brk_wtxn *w, uint64_t room, const char *cmid,
+    uint64_t origin, brk_applied *res)
 {
 	uint8_t k[8 + PL_CLIENT_MSG_ID_CHARS_MAX];
 	MDB_val v;
@@ -1158,12 +1166,16 @@ static pl_status dedup_check(
 	    strlen(cmid) > PL_CLIENT_MSG_ID_CHARS_MAX)
 		return PL_E_NOT_FOUND;
 	pl_status st = get(w, w->s->dedup, k, dedup_key(k, room, cmid), &v);
-	if (st != PL_OK || v.mv_size != 16)
+	if (st != PL_OK || (v.mv_size != DEDUP_VALUE_BYTES &&
+	                       v.mv_size != DEDUP_VALUE_BYTES_V1))
 		return PL_E_NOT_FOUND;
+	uint64_t stored = v.mv_size == DEDUP_VALUE_BYTES
+	                      ? get_be64((uint8_t *)v.mv_data + 16)
+	                      : 0;
 	res->room = room;
 	res->seq = get_be64(v.mv_data);
 	res->ts_us = (int64_t)get_be64((uint8_t *)v.mv_data + 8);
-	res->duplicate = true;
+	res->duplicate = stored == 0 || stored != origin;
 	return PL_OK;
 }
 
@@ -1187,7 +1199,7 @@ static pl_status dedup_forget(brk_wtxn *w, uint64_t room, uint64_t seq)
 
 /* Writes the seq index (-> log index + client_msg_id) and dedup entry. */
 static pl_status index_message(brk_wtxn *w, uint64_t room, uint64_t seq,
-    const char *cmid, int64_t ts, uint64_t index)
+    const char *cmid, uint64_t origin, int64_t ts, uint64_t index)
 {
 	brk_store *s = w->s;
 	uint8_t k[16], v[8 + PL_CLIENT_MSG_ID_CHARS_MAX];
@@ -1201,10 +1213,11 @@ static pl_status index_message(brk_wtxn *w, uint64_t room, uint64_t seq,
 	pl_status st = put(w, s->seq, k, 16, v, 8 + cl);
 	if (st != PL_OK || cl == 0)
 		return st;
-	uint8_t dk[8 + PL_CLIENT_MSG_ID_CHARS_MAX], dv[16];
+	uint8_t dk[8 + PL_CLIENT_MSG_ID_CHARS_MAX], dv[DEDUP_VALUE_BYTES];
 	put_be64(dv, seq);
 	put_be64(dv + 8, (uint64_t)ts);
-	st = put(w, s->dedup, dk, dedup_key(dk, room, cmid), dv, 16);
+	put_be64(dv + 16, origin);
+	st = put(w, s->dedup, dk, dedup_key(dk, room, cmid), dv, sizeof(dv));
 	if (st == PL_OK && s->cfg.dedup_window && seq > s->cfg.dedup_window)
 		st = dedup_forget(w, room, seq - s->cfg.dedup_window);
 	return st;
@@ -1251,11 +1264,11 @@ static pl_status ap_publish(brk_wtxn *w, const Parley__Internal__Command *cmd,
 	if (st != PL_OK)
 		return st;
 	const char *cmid = op->client_msg_id ? op->client_msg_id : "";
-	if (dedup_check(w, room, cmid, res) == PL_OK)
+	if (dedup_check(w, room, cmid, op->origin, res) == PL_OK)
 		return PL_OK;
 	uint64_t seq = r->last_seq + 1;
-	if ((st = index_message(w, room, seq, cmid, cmd->ts_us, index)) !=
-	    PL_OK)
+	if ((st = index_message(w, room, seq, cmid, op->origin, cmd->ts_us,
+	         index)) != PL_OK)
 		return st;
 	brk_day_delta d;
 	brk_day_delta_init(&d, cmd->ts_us);
@@ -1515,7 +1528,7 @@ pl_status brk_publish(brk_wtxn *w, const Parley__Internal__Caller *c,
 	f.body_case = PARLEY__CLIENT_FRAME__BODY_PUBLISH;
 	f.publish = (Parley__Publish *)p;
 	/* A retry is answered from the dedup table without a log entry. */
-	pl_status st = dedup_check(w, room, p->client_msg_id, &res);
+	pl_status st = dedup_check(w, room, p->client_msg_id, 0, &res);
 	if (st != PL_OK &&
 	    (st = local_apply(w, c, &f, room, ts, &res)) != PL_OK)
 		return st;

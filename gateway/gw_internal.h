@@ -153,6 +153,7 @@ struct gw {
 	/* client_msg_ids the gateway makes for publishes without one. */
 	uint64_t msg_id_boot; /* random, 48 bits */
 	_Atomic uint64_t msg_ids;
+	_Atomic uint64_t origins; /* publishes given an origin */
 
 	/* Decode arenas for client frames, one per concurrent reader. */
 	pthread_mutex_t arena_mu;
@@ -381,6 +382,10 @@ void gw_conn_destroy(gw_conn *c);
 
 /* request.c */
 void gw_request_handle(gw_conn *c, const uint8_t *payload, size_t len);
+/* The next GwRequest.origin: distinct for every request of this
+ * gateway process (a bijection of a counter), random across gateways
+ * and restarts (keyed by the boot value), never 0. */
+uint64_t gw_origin_next(gw *g);
 /* Packs GwRequest{caller of c, frame, watch} into a new request. */
 gw_req *gw_req_new(gw_conn *c, gw_req_kind kind, const Parley__ClientFrame *f,
     const Parley__Internal__Watch *w);

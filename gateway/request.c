@@ -53,6 +53,16 @@ static uint32_t reply_estimate(const gw_conn *c, const Parley__ClientFrame *f)
 	return lim * (c->g->conf->body_bytes_max + 512);
 }
 
+uint64_t gw_origin_next(gw *g)
+{
+	uint64_t z = g->msg_id_boot * UINT64_C(0x100000001B3) +
+	             atomic_fetch_add(&g->origins, 1) * UINT64_C(0x9E3779B97F4A7C15);
+	z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
+	z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
+	z ^= z >> 31;
+	return z != 0 ? z : 1;
+}
+
 static bool resend_safe(const Parley__ClientFrame *f)
 {
 	bool id = f->body_case == PARLEY__CLIENT_FRAME__BODY_PUBLISH &&
@@ -73,6 +83,9 @@ gw_req *gw_req_new(gw_conn *c, gw_req_kind kind, const Parley__ClientFrame *f,
 	req.caller = &caller;
 	req.frame = (Parley__ClientFrame *)f;
 	req.watch = (Parley__Internal__Watch *)w;
+	/* Resends carry the same packed body, so the same origin. */
+	if (f != NULL && f->body_case == PARLEY__CLIENT_FRAME__BODY_PUBLISH)
+		req.origin = gw_origin_next(c->g);
 	size_t size = protobuf_c_message_get_packed_size(&req.base);
 	gw_req *r = malloc(sizeof(*r) + size);
 	if (r == NULL)
