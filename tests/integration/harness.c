@@ -374,21 +374,69 @@ void hx_resume(hx_proc *p)
 		kill(p->pid, SIGCONT);
 }
 
-void hx_kill(hx_proc *p, int sig)
+/* Processes of this test binary that died without being asked (found
+ * when the test stops them), and SIGTERM stops that took too long: each
+ * fails the binary in hx_fini, like a sanitizer report. */
+static int unasked_deaths, slow_stops;
+static int64_t stop_us_max;
+
+static void describe_status(char *out, size_t cap, int status)
+{
+	if (WIFSIGNALED(status))
+		snprintf(out, cap, "killed by signal %d", WTERMSIG(status));
+	else if (WIFEXITED(status))
+		snprintf(out, cap, "exited with status %d", WEXITSTATUS(status));
+	else
+		snprintf(out, cap, "status %d", status);
+}
+
+int64_t hx_kill(hx_proc *p, int sig)
 {
 	if (p->pid <= 0)
-		return;
+		return 0;
+	int status = 0;
+	if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
+		char why[64];
+		describe_status(why, sizeof(why), status);
+		fprintf(stderr, "  %s (pid %d) died unasked: %s; see %s\n",
+		    p->name, (int)p->pid, why, p->log);
+		unasked_deaths++;
+		live_del(p->pid);
+		p->pid = 0;
+		return 0;
+	}
+	int64_t t0 = pl_mono_us(), took = -1;
 	kill(p->pid, sig);
 	kill(p->pid, SIGCONT); /* a paused process takes its signal */
-	for (int i = 0; i < 200; i++) {
-		if (waitpid(p->pid, NULL, WNOHANG) == p->pid)
+	for (int i = 0; i < 400; i++) {
+		if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
+			took = pl_mono_us() - t0;
 			break;
-		if (i == 100)
+		}
+		if (i == 250)
 			kill(p->pid, SIGKILL);
-		usleep(20000);
+		usleep(i < 50 ? 2000 : 20000);
+	}
+	if (sig == SIGTERM) {
+		if (took < 0 || took > HX_STOP_US_MAX) {
+			fprintf(stderr,
+			    "  %s did not stop within %d ms of SIGTERM "
+			    "(%s)\n",
+			    p->name, HX_STOP_US_MAX / 1000,
+			    took < 0 ? "needed SIGKILL" : "late");
+			slow_stops++;
+		}
+		if (took > stop_us_max)
+			stop_us_max = took;
 	}
 	live_del(p->pid);
 	p->pid = 0;
+	return took;
+}
+
+int64_t hx_stop_us_max(void)
+{
+	return stop_us_max;
 }
 
 static void dump_log(const hx_proc *p)
@@ -439,9 +487,13 @@ void hx_fini(hx_cluster *c, bool failed)
 	bool dirty = log_has_sanitizer_report(&c->gateway);
 	for (int i = 0; i < nb; i++)
 		dirty = dirty || log_has_sanitizer_report(brokers[i]);
-	if (dirty) {
+	if (dirty || unasked_deaths > 0 || slow_stops > 0) {
 		/* Fail the test binary and keep the logs for reading. */
-		fprintf(stderr, "  sanitizer report in %s/*.log\n", c->dir);
+		fprintf(stderr,
+		    "  %s%d processes died unasked, %d stopped slowly; logs "
+		    "in %s/*.log\n",
+		    dirty ? "sanitizer report; " : "", unasked_deaths,
+		    slow_stops, c->dir);
 		exit(1);
 	}
 	if (failed) {

@@ -71,8 +71,17 @@ void hx_resume(hx_proc *p);
 bool hx_start(hx_cluster *c);
 bool hx_start_broker(hx_cluster *c, int group);
 bool hx_start_gateway(hx_cluster *c);
-/* SIGKILL (hard) or SIGTERM and wait. */
-void hx_kill(hx_proc *p, int sig);
+/* A process stops within this long of SIGTERM (the broker's and the
+ * gateway's stop deadline, PL_STOP_DEADLINE_MS, plus time to exit). */
+#define HX_STOP_US_MAX (2 * 1000 * 1000)
+/* Sends sig (SIGKILL: a hard kill; SIGTERM: an orderly stop) and waits
+ * for the process; returns the microseconds it took to exit. A process
+ * found already dead was not killed by the test: it is reported and
+ * fails the binary at hx_fini, as does a SIGTERM stop slower than
+ * HX_STOP_US_MAX. */
+int64_t hx_kill(hx_proc *p, int sig);
+/* The slowest SIGTERM stop so far, in microseconds. */
+int64_t hx_stop_us_max(void);
 /* Stops everything and removes the dir (kept when the environment has
  * PARLEY_IT_KEEP); on failure the logs' tails are printed. */
 void hx_fini(hx_cluster *c, bool failed);

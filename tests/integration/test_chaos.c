@@ -4,14 +4,20 @@
  * every replica's own LMDB store.
  *   load: ROOMS publishers, one per room, one publish at a time with a
  *   client_msg_id, and one subscriber per room;
- *   faults, ROUNDS times, alternating: kill -9 of the leader (restarted
- *   after a while), SIGSTOP of a follower (SIGCONT after a while), and
- *   SIGSTOP of the leader (a hung machine);
- *   invariant: no client sees an error; every subscriber sees every seq
- *   once, in order; after the faults heal and the brokers stop, each
- *   replica's store holds, for every room, exactly the acked messages,
- *   once, in order (seq k = the k-th publish), and the replicas' logs
- *   are byte-identical up to the shortest one, which holds every ack.
+ *   faults, from a fixed cycle until LEADER_KILLS leaders were killed:
+ *   kill -9 of the leader (restarted once another leads), kill -9 of a
+ *   follower, SIGSTOP of a follower and of the leader (a hung machine),
+ *   and a quorum loss (both followers stopped at once);
+ *   invariant: no client sees an error or a duplicate it did not cause;
+ *   no process dies unless the test killed it (the harness fails the
+ *   binary otherwise); every subscriber sees every seq once, in order;
+ *   after the faults heal and the brokers stop, each replica's store
+ *   holds, for every room, exactly the acked messages, once, in order
+ *   (seq k = the k-th publish), and the replicas' logs are
+ *   byte-identical up to the shortest one, which holds every ack.
+ * The same binary is the long soak: PARLEY_CHAOS_LEADER_KILLS (default
+ * 50) and PARLEY_CHAOS_MINUTES (default none) set its length;
+ * bench/soak.sh runs it for 30 minutes and 500 kills.
  */
 #define CHECK_MAIN
 #include <pthread.h>
@@ -25,8 +31,11 @@
 #define T 20000
 #define REPLICAS 3
 #define ROOMS 3
-#define ROUNDS 6
-#define PUBS_MAX 50000
+#define LEADER_KILLS_DEFAULT 50
+/* A publisher stops here (a soak's rooms hold at most this many). */
+#define PUBS_MAX 10000000
+/* Pauses measured, one per leader kill. */
+#define PAUSES_MAX 100000
 
 typedef struct pubber {
 	parley_conn *conn, *sub;
@@ -35,7 +44,8 @@ typedef struct pubber {
 	_Atomic bool stop;    /* publisher */
 	_Atomic bool drained; /* subscriber: stop once caught up */
 	_Atomic int acked;
-	_Atomic uint64_t seen; /* subscriber: last seq received */
+	_Atomic int64_t ack_us; /* pl_mono_us() of the last ack */
+	_Atomic uint64_t seen;  /* subscriber: last seq received */
 	char error[160];
 	pthread_t pth, sth;
 } pubber;
@@ -50,6 +60,13 @@ static void *pub_main(void *arg)
 		parley_ack a;
 		pl_status st = parley_publish(p->conn, p->room, id,
 		    PARLEY__KIND__TEXT, id, strlen(id), T, &a);
+		if (st == PL_OK && a.duplicate) {
+			snprintf(p->error, sizeof(p->error),
+			    "room %d: publish %d, sent once, acked as a "
+			    "duplicate",
+			    p->idx, i + 1);
+			return NULL;
+		}
 		if (st == PL_OK && a.seq != (uint64_t)i + 1) {
 			snprintf(p->error, sizeof(p->error),
 			    "room %d: publish %d acked as seq %llu", p->idx,
@@ -62,6 +79,7 @@ static void *pub_main(void *arg)
 			    pl_strerror(st), parley_last_error(p->conn, NULL));
 			return NULL;
 		}
+		atomic_store(&p->ack_us, pl_mono_us());
 		atomic_store(&p->acked, i + 1);
 	}
 	return NULL;
@@ -70,13 +88,23 @@ static void *pub_main(void *arg)
 static void *sub_main(void *arg)
 {
 	pubber *p = arg;
-	int64_t deadline = 0;
+	int64_t deadline = 0, ping_at = pl_mono_us();
 	while (!atomic_load(&p->drained) ||
 	       atomic_load(&p->seen) < (uint64_t)atomic_load(&p->acked)) {
 		if (atomic_load(&p->drained) && deadline == 0)
 			deadline = pl_mono_us() + 30000000;
 		if (deadline != 0 && pl_mono_us() > deadline)
 			return NULL; /* the check below reports it */
+		/* A listener still pings: the gateway closes connections
+		 * that send nothing for idle_ms. */
+		if (pl_mono_us() - ping_at > 10000000) {
+			ping_at = pl_mono_us();
+			if (parley_ping(p->sub, T, NULL, NULL) != PL_OK) {
+				snprintf(p->error, sizeof(p->error),
+				    "room %d subscriber: ping failed", p->idx);
+				return NULL;
+			}
+		}
 		Parley__ServerFrame *f;
 		pl_status st = parley_next_event(p->sub, 100, &f);
 		if (st == PL_E_TIMEOUT)
@@ -248,7 +276,6 @@ static int follower_of(int leader)
 	return leader % REPLICAS + 1;
 }
 
-/* Every replica up with lag 0 and one leader. */
 static bool healthy(parley_conn *conn, int timeout_ms)
 {
 	int64_t end = pl_mono_us() + (int64_t)timeout_ms * 1000;
@@ -267,9 +294,166 @@ static bool healthy(parley_conn *conn, int timeout_ms)
 		}
 		if (ok == REPLICAS && leaders == 1)
 			return true;
-		usleep(100000);
+		usleep(50000);
 	}
 	return false;
+}
+
+typedef enum fault {
+	KILL_LEADER,
+	KILL_FOLLOWER,
+	STOP_LEADER,
+	STOP_FOLLOWER,
+	QUORUM_LOSS,
+} fault;
+
+static const char *const fault_names[] = {"kill -9 leader",
+    "kill -9 follower", "SIGSTOP leader", "SIGSTOP follower",
+    "quorum loss"};
+
+/* One cycle of faults. Leader kills dominate, as they decide failover;
+ * the rest keep every other path warm. */
+static const fault cycle[] = {KILL_LEADER, KILL_FOLLOWER, KILL_LEADER,
+    STOP_FOLLOWER, KILL_LEADER, STOP_LEADER, KILL_LEADER, QUORUM_LOSS};
+
+typedef struct chaos {
+	hx_cluster *c;
+	parley_conn *ctl;
+	pubber *p;
+	int counts[5];
+	int64_t pauses[PAUSES_MAX]; /* us from a leader kill to acks again */
+	int npauses;
+} chaos;
+
+/* Microseconds from t0 until every room had an ack after t0; -1 when
+ * that took longer than timeout_ms. */
+static int64_t pause_after(chaos *ch, int64_t t0, int timeout_ms)
+{
+	int64_t end = t0 + (int64_t)timeout_ms * 1000, worst = 0;
+	bool seen[ROOMS] = {false};
+	int left = ROOMS;
+	while (left > 0 && pl_mono_us() < end) {
+		for (int r = 0; r < ROOMS; r++) {
+			int64_t a = atomic_load(&ch->p[r].ack_us);
+			if (!seen[r] && a > t0) {
+				seen[r] = true;
+				left--;
+				if (a - t0 > worst)
+					worst = a - t0;
+			}
+		}
+		usleep(1000);
+	}
+	return left == 0 ? worst : -1;
+}
+
+/* Injects fault f and heals it; false (with a line saying why) when the
+ * group does not recover. */
+static bool inject(chaos *ch, fault f)
+{
+	hx_cluster *c = ch->c;
+	int leader = hx_leader(c, ch->ctl, 1, T);
+	if (leader <= 0) {
+		fprintf(stderr, "  no leader within %d ms\n", T);
+		return false;
+	}
+	int f1 = follower_of(leader), f2 = follower_of(f1);
+	int restart = 0;
+	switch (f) {
+	case KILL_LEADER: {
+		int64_t t0 = pl_mono_us();
+		hx_kill(hx_replica(c, 1, leader), SIGKILL);
+		int64_t pause = pause_after(ch, t0, T);
+		if (pause < 0) {
+			fprintf(stderr, "  no ack within %d ms of a kill\n", T);
+			for (int r = 0; r < ROOMS; r++)
+				if (ch->p[r].error[0] != '\0')
+					fprintf(stderr, "  %s\n", ch->p[r].error);
+			return false;
+		}
+		if (ch->npauses < PAUSES_MAX)
+			ch->pauses[ch->npauses++] = pause;
+		restart = leader;
+		break;
+	}
+	case KILL_FOLLOWER:
+		hx_kill(hx_replica(c, 1, f1), SIGKILL);
+		usleep(300000);
+		restart = f1;
+		break;
+	case STOP_LEADER:
+	case STOP_FOLLOWER: {
+		hx_proc *v = hx_replica(c, 1, f == STOP_LEADER ? leader : f1);
+		hx_pause(v);
+		usleep(1000000);
+		hx_resume(v);
+		break;
+	}
+	case QUORUM_LOSS:
+		hx_pause(hx_replica(c, 1, f1));
+		hx_pause(hx_replica(c, 1, f2));
+		usleep(700000);
+		hx_resume(hx_replica(c, 1, f1));
+		hx_resume(hx_replica(c, 1, f2));
+		break;
+	}
+	if (restart > 0 && !hx_start_replica(c, 1, restart)) {
+		fprintf(stderr, "  replica %d did not restart\n", restart);
+		return false;
+	}
+	ch->counts[f]++;
+	if (!healthy(ch->ctl, T)) {
+		fprintf(stderr, "  group not healthy within %d ms\n", T);
+		return false;
+	}
+	return true;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static int env_int(const char *name, int dflt)
+{
+	const char *v = getenv(name);
+	return v != NULL && atoi(v) > 0 ? atoi(v) : dflt;
+}
+
+/* Faults from the cycle until kills leaders were killed or minutes
+ * passed (0: no limit); prints the counts and the pauses. */
+static bool run_faults(chaos *ch, int kills, int minutes)
+{
+	int64_t end = minutes > 0 ? pl_mono_us() + minutes * 60000000LL : 0;
+	bool ok = true;
+	for (size_t k = 0; ok && ch->counts[KILL_LEADER] < kills; k++) {
+		if (end != 0 && pl_mono_us() > end)
+			break;
+		usleep(200000); /* load between faults */
+		fault f = cycle[k % PL_ARRAY_LEN(cycle)];
+		ok = inject(ch, f);
+		if (!ok || k % 10 == 9)
+			fprintf(stderr, "  fault %zu (%s)%s: acked %d %d %d\n",
+			    k + 1, fault_names[f], ok ? "" : " FAILED",
+			    atomic_load(&ch->p[0].acked),
+			    atomic_load(&ch->p[1].acked),
+			    atomic_load(&ch->p[2].acked));
+	}
+	fprintf(stderr, "  faults:");
+	for (size_t f = 0; f < PL_ARRAY_LEN(fault_names); f++)
+		fprintf(stderr, " %s %d%s", fault_names[f], ch->counts[f],
+		    f + 1 < PL_ARRAY_LEN(fault_names) ? "," : "\n");
+	if (ch->npauses > 0) {
+		qsort(ch->pauses, (size_t)ch->npauses, sizeof(int64_t), cmp_i64);
+		fprintf(stderr,
+		    "  pause after a leader kill (all rooms acked again): "
+		    "p50 %.0f ms, p99 %.0f ms, max %.0f ms over %d kills\n",
+		    (double)ch->pauses[ch->npauses / 2] / 1000,
+		    (double)ch->pauses[ch->npauses * 99 / 100] / 1000,
+		    (double)ch->pauses[ch->npauses - 1] / 1000, ch->npauses);
+	}
+	return ok;
 }
 
 TEST(test_chaos_kill_and_stop_replicas_checker_reads_every_store)
@@ -302,42 +486,14 @@ TEST(test_chaos_kill_and_stop_replicas_checker_reads_every_store)
 		CHECK_EQ(pthread_create(&p[r].pth, NULL, pub_main, &p[r]), 0);
 		CHECK_EQ(pthread_create(&p[r].sth, NULL, sub_main, &p[r]), 0);
 	}
-	bool ok = true;
-	for (int k = 0; ok && k < ROUNDS; k++) {
-		usleep(600000);
-		int leader = hx_leader(&c, ctl, 1, T);
-		ok = leader > 0;
-		if (!ok)
-			break;
-		hx_proc *victim;
-		switch (k % 3) {
-		case 0: /* the leader dies */
-			victim = hx_replica(&c, 1, leader);
-			hx_kill(victim, SIGKILL);
-			usleep(1200000);
-			ok = hx_start_replica(&c, 1, leader);
-			break;
-		case 1: /* a follower hangs */
-			victim = hx_replica(&c, 1, follower_of(leader));
-			hx_pause(victim);
-			usleep(1500000);
-			hx_resume(victim);
-			break;
-		default: /* the leader hangs */
-			victim = hx_replica(&c, 1, leader);
-			hx_pause(victim);
-			usleep(1500000);
-			hx_resume(victim);
-			break;
-		}
-		ok = ok && healthy(ctl, 20000);
-		fprintf(stderr, "  round %d (%s): acked %d %d %d\n", k + 1,
-		    k % 3 == 0   ? "kill -9 leader"
-		    : k % 3 == 1 ? "SIGSTOP follower"
-		                 : "SIGSTOP leader",
-		    atomic_load(&p[0].acked), atomic_load(&p[1].acked),
-		    atomic_load(&p[2].acked));
-	}
+	static chaos ch;
+	memset(&ch, 0, sizeof(ch));
+	ch.c = &c;
+	ch.ctl = ctl;
+	ch.p = p;
+	bool ok = run_faults(&ch,
+	    env_int("PARLEY_CHAOS_LEADER_KILLS", LEADER_KILLS_DEFAULT),
+	    env_int("PARLEY_CHAOS_MINUTES", 0));
 	CHECK(ok);
 	for (int r = 0; r < ROOMS; r++)
 		atomic_store(&p[r].stop, true);
