@@ -2,7 +2,8 @@
  * crash.c - what a crashing process leaves behind: a core file (the soft
  * core limit raised to the hard one) and a backtrace on stderr, the
  * process's log. The handler uses only async-signal-safe calls, runs on
- * its own stack (a stack overflow still reports) and re-raises the signal
+ * its own stack on the main thread (a stack overflow there still
+ * reports; other threads use their own stacks) and re-raises the signal
  * with the default action, so the exit status and the core are the
  * signal's. Under AddressSanitizer the sanitizer's own report is better,
  * so the handler is not installed for the signals it handles.
@@ -51,7 +52,7 @@ static void on_crash(int sig)
 {
 	char b1[24], b2[24];
 	void *frames[CRASH_FRAMES_MAX];
-	write_str("level=fatal module=crash event=crash signal=");
+	write_str("level=fatal mod=crash event=crash signal=");
 	write_str(udec((unsigned long)sig, b1));
 	write_str(" pid=");
 	write_str(udec((unsigned long)getpid(), b2));

@@ -114,6 +114,8 @@ static int run(const gw_config *conf, sigset_t *sigs)
 	}
 	gw_stop(g);
 	gw_free(g);
+	if (st == PL_OK)
+		PL_INFO(GW_MOD, "event=stopped");
 	return st == PL_OK ? 0 : 1;
 }
 

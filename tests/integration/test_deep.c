@@ -39,7 +39,7 @@ typedef struct lane {
 	char rooms[ROOMS_PER_LANE][PL_ROOM_ID_CHARS + 1];
 	uint8_t *state; /* 0 to send, 1 in flight, 2 acked */
 	uint64_t *seq;  /* acked seq of each publish */
-	int acked, retried;
+	int acked, retried, overloaded;
 	char error[200];
 	pthread_t th;
 } lane;
@@ -115,6 +115,7 @@ static bool lane_collect(lane *ln, int64_t wait_us)
 	if (retryable(&cp)) {
 		ln->state[i] = 0; /* same client_msg_id: stored at most once */
 		ln->retried++;
+		ln->overloaded += cp.code == PARLEY__ERROR_CODE__OVERLOADED;
 		usleep(50); /* a refusal is instant: do not spin on it */
 		return true;
 	}
@@ -153,6 +154,70 @@ static void *lane_main(void *arg)
 		    ln->npubs);
 out:
 	free(body);
+	return NULL;
+}
+
+/*
+ * Another tenant's traffic while a lane floods: one publish at a time
+ * from globex, each answered. A bystander may be told overloaded (the
+ * gateway's link to the group is shared) but must not stall: it runs
+ * until the flood ends and every publish it sent is acknowledged.
+ */
+typedef struct bystander {
+	hx_cluster *c;
+	atomic_bool stop;
+	int acked, refused;
+	int64_t worst_us;
+	char error[200];
+	pthread_t th;
+} bystander;
+
+static void *bystander_main(void *arg)
+{
+	bystander *b = arg;
+	parley_conn *conn =
+	    hx_client(b->c, false, "globex", "calm", PARLEY__ROLE__SERVICE);
+	char room[PL_ROOM_ID_CHARS + 1];
+	if (conn == NULL ||
+	    parley_create_room(conn, NULL, NULL, 0, T, room, NULL) != PL_OK) {
+		snprintf(b->error, sizeof(b->error), "bystander: set-up failed");
+		parley_close(conn);
+		return NULL;
+	}
+	int64_t end = pl_mono_us() + LANE_US;
+	while (!atomic_load(&b->stop) && pl_mono_us() < end) {
+		char id[32], body[64];
+		snprintf(id, sizeof(id), "calm-%d", b->acked);
+		int n = snprintf(body, sizeof(body), "bystander %d", b->acked);
+		int64_t t0 = pl_mono_us();
+		uint64_t rid;
+		parley_completion cp;
+		pl_status st = parley_publish_send(conn, room, id,
+		    PARLEY__KIND__TEXT, body, (size_t)n, 0, &rid);
+		if (st == PL_OK)
+			st = parley_collect(conn, (int64_t)T * 1000, &cp);
+		if (st != PL_OK) {
+			snprintf(b->error, sizeof(b->error), "bystander: %s",
+			    pl_strerror(st));
+			break;
+		}
+		parley_frame_free(cp.reply);
+		if (cp.status != PL_OK && !retryable(&cp)) {
+			snprintf(b->error, sizeof(b->error),
+			    "bystander: publish %d: %s", b->acked,
+			    pl_strerror(cp.status));
+			break;
+		}
+		if (cp.status == PL_OK) {
+			b->acked++;
+			int64_t d = pl_mono_us() - t0;
+			b->worst_us = d > b->worst_us ? d : b->worst_us;
+		} else {
+			b->refused++;
+			usleep(1000);
+		}
+	}
+	parley_close(conn);
 	return NULL;
 }
 
@@ -223,9 +288,10 @@ static bool check_room(lane *ln, int r, char *err, size_t cap)
 /* Runs nlanes connections, each with npubs publishes over its own
  * rooms at most depth in flight, and checks every room. */
 static bool run_lanes(hx_cluster *c, int nlanes, int npubs, int depth,
-    int sizes, char *err, size_t cap)
+    int sizes, int *overloaded, char *err, size_t cap)
 {
 	static lane lanes[LANES_MAX];
+	static bystander by;
 	bool ok = true;
 	parley_conn *svc = hx_client(c, false, "acme", "deep", PARLEY__ROLE__SERVICE);
 	if (svc == NULL) {
@@ -253,23 +319,40 @@ static bool run_lanes(hx_cluster *c, int nlanes, int npubs, int depth,
 			return false;
 		}
 	}
+	memset(&by, 0, sizeof(by));
+	by.c = c;
+	pthread_create(&by.th, NULL, bystander_main, &by);
 	for (int l = 0; l < nlanes; l++)
 		pthread_create(&lanes[l].th, NULL, lane_main, &lanes[l]);
 	int retried = 0;
+	*overloaded = 0;
 	for (int l = 0; l < nlanes; l++) {
 		pthread_join(lanes[l].th, NULL);
 		retried += lanes[l].retried;
+		*overloaded += lanes[l].overloaded;
 		if (ok && lanes[l].error[0] != '\0') {
 			snprintf(err, cap, "%s", lanes[l].error);
 			ok = false;
 		}
 	}
+	atomic_store(&by.stop, true);
+	pthread_join(by.th, NULL);
+	if (ok && by.error[0] != '\0') {
+		snprintf(err, cap, "%s", by.error);
+		ok = false;
+	}
+	if (ok && by.acked == 0) {
+		snprintf(err, cap, "bystander: no publish acked during the flood");
+		ok = false;
+	}
 	fprintf(stderr,
 	    "    %d connections x %d publishes (%s bodies), %d in flight "
-	    "each: %d refusals retried\n",
+	    "each: %d refusals retried (%d overloaded); another tenant: "
+	    "%d acked one at a time, %d refused, slowest %.1f ms\n",
 	    nlanes, npubs,
 	    sizes == BODY_SMALL ? "small" : sizes == BODY_LARGEST ? "max" : "mixed",
-	    depth, retried);
+	    depth, retried, *overloaded, by.acked, by.refused,
+	    (double)by.worst_us / 1000.0);
 	for (int l = 0; ok && l < nlanes; l++)
 		for (int r = 0; ok && r < ROOMS_PER_LANE; r++)
 			ok = check_room(&lanes[l], r, err, cap);
@@ -440,14 +523,24 @@ static void deep(int *check_failed_, int replicas)
 	hx_cluster c;
 	CHECK(start(&c, replicas));
 	char err[256] = "";
-	/* Few connections, the gateway's per-connection bound crossed. */
-	bool ok = run_lanes(&c, 4, 8000, 3000, BODY_SMALL, err, sizeof(err));
+	int over = 0;
+	/* Few connections, the gateway's per-connection bound crossed:
+	 * past GW_CONN_INFLIGHT_MAX the answer is overloaded. */
+	bool ok = run_lanes(
+	    &c, 4, 8000, 3000, BODY_SMALL, &over, err, sizeof(err));
+	if (ok && over == 0) {
+		snprintf(err, sizeof(err),
+		    "3000 in flight per connection: never told overloaded");
+		ok = false;
+	}
 	if (ok)
-		ok = run_lanes(&c, 2, 3000, 2000, BODY_MIXED, err, sizeof(err));
+		ok = run_lanes(
+		    &c, 2, 3000, 2000, BODY_MIXED, &over, err, sizeof(err));
 	if (ok) /* rounds of the largest bodies */
-		ok = run_lanes(&c, 4, 600, 600, BODY_LARGEST, err, sizeof(err));
+		ok = run_lanes(
+		    &c, 4, 600, 600, BODY_LARGEST, &over, err, sizeof(err));
 	if (ok) /* many connections */
-		ok = run_lanes(&c, LANES_MAX, 500, 500, BODY_SMALL, err,
+		ok = run_lanes(&c, LANES_MAX, 500, 500, BODY_SMALL, &over, err,
 		    sizeof(err));
 	if (ok)
 		ok = run_mixed(&c, 1000, err, sizeof(err));
