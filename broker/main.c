@@ -12,6 +12,7 @@
 #include <nng/nng.h>
 
 #include "broker/broker.h"
+#include "common/nng_close.h"
 
 static void usage(void)
 {
@@ -110,5 +111,9 @@ int main(int argc, char **argv)
 	pl_metrics_fini(metrics);
 	free(metrics);
 	PL_INFO("broker", "event=stopped");
+	if (pl_nng_close_abandoned()) {
+		fflush(NULL);
+		_exit(0);
+	}
 	return 0;
 }

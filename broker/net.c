@@ -13,6 +13,7 @@
 #include <nng/supplemental/http/http.h>
 
 #include "broker/broker.h"
+#include "common/nng_close.h"
 
 /* Contexts = batches in flight; matches the group's item pool. */
 #define CONTEXTS 128
@@ -206,7 +207,7 @@ void brk_net_stop(brk_net *n)
 			nng_aio_stop(n->ctxs[i].aio);
 	if (n->listening)
 		nng_listener_close(n->listener);
-	nng_close(n->sock);
+	(void)pl_nng_close_bounded(&n->sock, 1, "net", PL_NNG_CLOSE_MS);
 	for (int i = 0; i < CONTEXTS; i++)
 		nng_aio_free(n->ctxs[i].aio);
 	free(n);

@@ -15,6 +15,7 @@
 #include <nng/protocol/pipeline0/push.h>
 
 #include "broker/broker.h"
+#include "common/nng_close.h"
 
 /* A PeerBatch is bounded by the group (append bytes per message times the
  * in-flight window); anything larger is refused by nng before we see it. */
@@ -142,7 +143,9 @@ uint64_t brk_peers_dropped(brk_peers *p)
  * dead peer and the listener — so no pipe is being created or started
  * while its socket closes (nng issue 1653: a pipe destroyed while it
  * starts), then the sockets. A close that hangs anyway is cut short by
- * the process's stop deadline (common/deadline.c).
+ * pl_nng_close_bounded, which gives up on it after PL_NNG_CLOSE_MS
+ * (a unit test's node is stopped in process), and then by the process's
+ * stop deadline (common/deadline.c).
  */
 void brk_peers_stop(brk_peers *p)
 {
@@ -155,11 +158,14 @@ void brk_peers_stop(brk_peers *p)
 			nng_dialer_close(p->out[i].dialer);
 	if (p->listening)
 		nng_listener_close(p->listener);
+	nng_socket socks[RAFT_PEERS_MAX + 1];
+	int n = 0;
 	if (p->in_open)
-		nng_close(p->in);
+		socks[n++] = p->in;
 	for (int i = 0; i < p->nout; i++)
 		if (p->out[i].open)
-			nng_close(p->out[i].sock);
+			socks[n++] = p->out[i].sock;
+	(void)pl_nng_close_bounded(socks, n, "peer", PL_NNG_CLOSE_MS);
 	nng_aio_free(p->rx);
 	free(p);
 }

@@ -23,6 +23,7 @@
 #include <nng/supplemental/util/platform.h>
 #include <sodium.h>
 
+#include "common/nng_close.h"
 #include "gateway/gw_internal.h"
 
 #define RECONNECT_MIN_MS 100
@@ -983,16 +984,21 @@ void gw_link_free(gw_link *l)
 	nng_aio_free(l->paio);
 	nng_aio_free(l->psaio);
 	nng_aio_free(l->kaio);
+	/* Closing ends the pipes; their callbacks may still start naio,
+	 * which is stopped (refused), so it is freed after. The replicas'
+	 * sockets close together, under one bound. */
+	nng_socket socks[GW_REPLICAS_MAX];
+	int n = 0;
 	for (int i = 0; i < l->nrep; i++) {
 		gw_replica *rp = &l->reps[i];
 		if (rp->pctx_open)
 			nng_ctx_close(rp->pctx);
-		/* Closing ends the pipes; their callbacks may still start
-		 * naio, which is stopped (refused), so it is freed after. */
 		if (rp->sock_open)
-			nng_close(rp->sock);
-		nng_aio_free(rp->naio);
+			socks[n++] = rp->sock;
 	}
+	(void)pl_nng_close_bounded(socks, n, GW_MOD, PL_NNG_CLOSE_MS);
+	for (int i = 0; i < l->nrep; i++)
+		nng_aio_free(l->reps[i].naio);
 	pthread_mutex_destroy(&l->mu);
 	pthread_mutex_destroy(&l->feed_mu);
 	free(l->ctxs);

@@ -9,9 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
+#include "common/nng_close.h"
 #include "gateway/gw_internal.h"
 
 static void usage(FILE *f)
@@ -116,6 +118,10 @@ static int run(const gw_config *conf, sigset_t *sigs)
 	gw_free(g);
 	if (st == PL_OK)
 		PL_INFO(GW_MOD, "event=stopped");
+	if (pl_nng_close_abandoned()) {
+		fflush(NULL);
+		_exit(st == PL_OK ? 0 : 1);
+	}
 	return st == PL_OK ? 0 : 1;
 }
 
