@@ -2735,10 +2735,16 @@ void brk_group_free(brk_group *g)
 	for (int b = 0; b < WATCH_BUCKETS; b++)
 		while (g->watch[b] != NULL)
 			watch_drop_room(g, g->watch[b]);
-	for (int i = 0; i < ITEMS_MAX; i++)
+	/* An item still waiting at stop (its writes uncommitted, so never
+	 * answered) still owns the request it was given. */
+	for (int i = 0; i < ITEMS_MAX; i++) {
+		nng_msg_free(g->items[i].msg);
 		brk_arena_fini(&g->items[i].arena);
-	for (int i = 0; i < PEER_ITEMS_MAX; i++)
+	}
+	for (int i = 0; i < PEER_ITEMS_MAX; i++) {
+		nng_msg_free(g->pitems[i].msg);
 		brk_arena_fini(&g->pitems[i].arena);
+	}
 	brk_arena_fini(&g->prop_arena);
 	brk_arena_fini(&g->ev_arena);
 	brk_arena_fini(&g->send_arena);
