@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -50,22 +51,37 @@ static void live_del(pid_t pid)
 			live[i] = 0;
 }
 
-/* A loopback port that was free a moment ago. Ports are taken from
- * distinct sockets held open together so one call never repeats. */
+/* Ports are taken below the kernel's ephemeral range (32768-60999 by
+ * default): a port from that range, left free while its server is down
+ * for a restart, can become the local port of some outgoing connection
+ * (a peer redialing, a client) and the restart then cannot bind it.
+ * Outside the range only another test's choice can collide; the start
+ * is random per process and every port is checked free by binding it. */
+#define PORT_LOW 12000
+#define PORT_HIGH 32767
+
+/* A loopback port below the ephemeral range that was free a moment ago,
+ * -1 when none was found. */
 static int free_port(void)
 {
-	int s = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET};
-	socklen_t len = sizeof(a);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-	    getsockname(s, (struct sockaddr *)&a, &len) != 0) {
-		if (s >= 0)
-			close(s);
-		return -1;
+	static unsigned next;
+	if (next == 0)
+		next = (unsigned)getpid() * 7919u + (unsigned)time(NULL);
+	for (int tries = 0; tries < 500; tries++) {
+		next = next * 1103515245u + 12345u;
+		int port = PORT_LOW + (int)((next >> 8) % (PORT_HIGH - PORT_LOW + 1));
+		int s = socket(AF_INET, SOCK_STREAM, 0);
+		if (s < 0)
+			return -1;
+		struct sockaddr_in a = {.sin_family = AF_INET,
+		    .sin_port = htons((uint16_t)port)};
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		int ok = bind(s, (struct sockaddr *)&a, sizeof(a)) == 0;
+		close(s);
+		if (ok)
+			return port;
 	}
-	close(s);
-	return ntohs(a.sin_port);
+	return -1;
 }
 
 static bool write_file(const char *path, const char *text)
@@ -208,6 +224,8 @@ static bool port_open(int port)
 	return ok;
 }
 
+static void dump_log(const hx_proc *p);
+
 static bool wait_port(hx_proc *p, int port)
 {
 	for (int i = 0; i < 200; i++) {
@@ -222,6 +240,9 @@ static bool wait_port(hx_proc *p, int port)
 		}
 		usleep(25000);
 	}
+	fprintf(stderr, "  %s (pid %d) did not open port %d within 5 s\n",
+	    p->name, (int)p->pid, port);
+	dump_log(p);
 	return false;
 }
 
