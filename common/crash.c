@@ -8,11 +8,15 @@
  * signal's. Under AddressSanitizer the sanitizer's own report is better,
  * so the handler is not installed for the signals it handles.
  */
+#define _GNU_SOURCE /* REG_RIP */
 #include <execinfo.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "common/common.h"
@@ -48,7 +52,64 @@ static const char *udec(unsigned long v, char buf[24])
 	return p;
 }
 
-static void on_crash(int sig)
+/* Hex of v into buf (async-signal-safe). */
+static const char *uhex(uintptr_t v, char buf[24])
+{
+	char *p = buf + 23;
+	*p = '\0';
+	do {
+		*--p = "0123456789abcdef"[v & 15];
+		v >>= 4;
+	} while (v != 0);
+	*--p = 'x';
+	*--p = '0';
+	return p;
+}
+
+/* The line of /proc/self/maps whose range holds pc: which library (and
+ * at what base) the crashing instruction is in, when the backtrace
+ * cannot unwind from it. Only open/read/write, so async-signal-safe. */
+static void write_mapping(uintptr_t pc)
+{
+	int fd = open("/proc/self/maps", O_RDONLY);
+	if (fd < 0)
+		return;
+	char buf[4096], line[512];
+	size_t n = 0;
+	ssize_t got;
+	while ((got = read(fd, buf, sizeof(buf))) > 0) {
+		for (ssize_t i = 0; i < got; i++) {
+			if (buf[i] != '\n') {
+				if (n < sizeof(line) - 1)
+					line[n++] = buf[i];
+				continue;
+			}
+			line[n] = '\0';
+			uintptr_t lo = 0, hi = 0;
+			size_t k = 0;
+			for (; k < n && line[k] != '-'; k++)
+				lo = lo * 16 + (uintptr_t)(line[k] <= '9'
+				                               ? line[k] - '0'
+				                               : (line[k] | 32) - 'a' + 10);
+			for (k++; k < n && line[k] != ' '; k++)
+				hi = hi * 16 + (uintptr_t)(line[k] <= '9'
+				                               ? line[k] - '0'
+				                               : (line[k] | 32) - 'a' + 10);
+			if (pc >= lo && pc < hi) {
+				write_str("  pc is in: ");
+				write_str(line);
+				write_str("\n");
+				close(fd);
+				return;
+			}
+			n = 0;
+		}
+	}
+	write_str("  pc is in no mapping\n");
+	close(fd);
+}
+
+static void on_crash(int sig, siginfo_t *si, void *uctx)
 {
 	char b1[24], b2[24];
 	void *frames[CRASH_FRAMES_MAX];
@@ -56,7 +117,21 @@ static void on_crash(int sig)
 	write_str(udec((unsigned long)sig, b1));
 	write_str(" pid=");
 	write_str(udec((unsigned long)getpid(), b2));
+	write_str(" addr=");
+	write_str(uhex((uintptr_t)si->si_addr, b1));
+	uintptr_t pc = 0;
+#if defined(__x86_64__) && defined(REG_RIP)
+	pc = (uintptr_t)((ucontext_t *)uctx)->uc_mcontext.gregs[REG_RIP];
+#elif defined(__aarch64__)
+	pc = (uintptr_t)((ucontext_t *)uctx)->uc_mcontext.pc;
+#else
+	(void)uctx;
+#endif
+	write_str(" pc=");
+	write_str(uhex(pc, b2));
 	write_str(" backtrace follows (resolve with addr2line -e BINARY)\n");
+	if (pc != 0)
+		write_mapping(pc);
 	int n = backtrace(frames, CRASH_FRAMES_MAX);
 	backtrace_symbols_fd(frames, n, STDERR_FILENO);
 	signal(sig, SIG_DFL);
@@ -79,8 +154,8 @@ void pl_crash_install(void)
 	(void)sigaltstack(&ss, NULL);
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_crash;
-	sa.sa_flags = SA_ONSTACK | SA_RESETHAND;
+	sa.sa_sigaction = on_crash;
+	sa.sa_flags = SA_ONSTACK | SA_RESETHAND | SA_SIGINFO;
 	sigemptyset(&sa.sa_mask);
 #ifdef CRASH_UNDER_ASAN
 	static const int sigs[] = {SIGABRT};

@@ -321,13 +321,17 @@ static bool crash_logged(hx_proc *p, int sig, char *err, size_t cap)
 {
 	char want[64];
 	snprintf(want, sizeof(want), "event=crash signal=%d ", sig);
-	bool line = count_in_log(p->log, want) == 1;
+	bool line = count_in_log(p->log, want) == 1 &&
+	            count_in_log(p->log, " pc=0x") == 1;
+	/* Where the crashing instruction is, even when nothing unwinds. */
+	bool where = count_in_log(p->log, "  pc is in: ") == 1;
 	/* backtrace_symbols_fd writes "binary(function+0x..)[0x...]". */
 	bool frames = count_in_log(p->log, ")[0x") > 0;
-	if (!line || !frames)
-		snprintf(err, cap, "%s: crash line %s, backtrace %s", p->name,
-		    line ? "found" : "missing", frames ? "found" : "missing");
-	return line && frames;
+	if (!line || !where || !frames)
+		snprintf(err, cap, "%s: crash line %s, pc mapping %s, backtrace %s",
+		    p->name, line ? "found" : "missing",
+		    where ? "found" : "missing", frames ? "found" : "missing");
+	return line && where && frames;
 }
 
 TEST(test_stop_a_crashing_process_leaves_its_backtrace_in_the_log)
