@@ -439,7 +439,7 @@ void brk_group_free(brk_group *g);
  * when the queue is full (msg stays with the caller). */
 pl_status brk_group_submit(brk_group *g, void *ctx, nng_msg *msg);
 
-/* Broker-to-broker transport (peer.c): pull0 in, push0 out per peer;
+/* Broker-to-broker transport (peer.c): bus0 in, bus0 out per peer;
  * sends take the message and never block (dropped when a queue is full
  * or the peer is down). Received messages go to brk_group_submit_peer. */
 pl_status brk_peers_start(const brk_config *cfg, brk_group *g, brk_peers **out);

@@ -52,7 +52,7 @@
 #define TICK_US 5000
 /* Raft's logical clock: election and heartbeat are counted in ticks. */
 #define RAFT_TICK_MS 10
-/* Peer messages held at once (the nng pull socket's receive side). */
+/* Peer messages held at once (the nng peer socket's receive side). */
 #define PEER_ITEMS_MAX 128
 /* Writes proposed and not yet applied. */
 #define PENDING_MAX 65536

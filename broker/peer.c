@@ -1,18 +1,29 @@
 /*
  * peer.c - the broker-to-broker transport of a replicated group. Each
- * broker listens with one nng pull0 socket on its peer address and pushes
- * to every other replica with a push0 socket of its own. Sends never
- * block: Raft tolerates loss, so a full queue or an unreachable peer drops
- * the message and the core sends again (heartbeats, append retries). What
- * is sent is sealed by the group (auth.c): this file moves bytes only.
+ * broker listens with one nng bus0 socket on its peer address (it only
+ * receives there) and sends to every other replica through a bus0 socket
+ * of its own that dials only that replica, so a send reaches exactly one
+ * peer. Sends never block: Raft tolerates loss, so a full queue or an
+ * unreachable peer drops the message and the core sends again
+ * (heartbeats, append retries). What is sent is sealed by the group
+ * (auth.c): this file moves bytes only.
+ *
+ * Why bus0 and not push0/pull0: nng 1.5.2's push0 starts a new pipe's
+ * receive before it puts the pipe on its ready list, so a connection that
+ * its peer resets at once (a replica killed or stopping while it is being
+ * dialed) is closed and freed while it is still on that list, and the next
+ * send uses the freed pipe (heap-use-after-free in push0_sock_send, found
+ * with ASan builds of the broker and of nng under the stop loop of
+ * tests/integration/test_stop.c; in a release build a segfault or general
+ * protection fault inside libnng). bus0 lists a pipe before it starts any
+ * operation on it and unlists it on close, under one lock.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <nng/nng.h>
-#include <nng/protocol/pipeline0/pull.h>
-#include <nng/protocol/pipeline0/push.h>
+#include <nng/protocol/bus0/bus.h>
 
 #include "broker/broker.h"
 #include "common/nng_close.h"
@@ -61,7 +72,7 @@ static void rx_cb(void *arg)
 
 static int out_open(peer_out *o, const char *addr)
 {
-	int rv = nng_push0_open(&o->sock);
+	int rv = nng_bus0_open(&o->sock);
 	if (rv != 0)
 		return rv;
 	o->open = true;
@@ -84,7 +95,7 @@ pl_status brk_peers_start(const brk_config *cfg, brk_group *g, brk_peers **out)
 	if (p == NULL)
 		return PL_E_NOMEM;
 	p->group = g;
-	int rv = nng_pull0_open(&p->in);
+	int rv = nng_bus0_open(&p->in);
 	if (rv == 0) {
 		p->in_open = true;
 		rv = nng_socket_set_size(
