@@ -2063,6 +2063,59 @@ static pl_status propose(brk_group *g, brk_item *it,
 	return PL_OK;
 }
 
+/* Lanes of one batch whose writes are refused from some request on
+ * (internals.md "Request order"): a write refused before entering the
+ * log, for a reason that passes (backpressure, a stalled disk, no
+ * leadership), makes every later write of its lane in the batch refused
+ * with the same answer, so that on the retry a later write cannot land
+ * before the earlier one. A lane of 0 is no lane. */
+typedef struct lane_block {
+	uint64_t *lane;
+	pl_status *st;
+	size_t n, cap;
+} lane_block;
+
+static bool refusal_passes(pl_status st)
+{
+	int code = pl_status_to_code(st);
+	return code == PARLEY__ERROR_CODE__OVERLOADED ||
+	       code == PARLEY__ERROR_CODE__UNAVAILABLE ||
+	       code == PARLEY__ERROR_CODE__RATE_LIMITED ||
+	       code == PARLEY__ERROR_CODE__INTERNAL;
+}
+
+static pl_status lane_blocked(const lane_block *lb, uint64_t lane)
+{
+	for (size_t i = 0; lane != 0 && i < lb->n; i++)
+		if (lb->lane[i] == lane)
+			return lb->st[i];
+	return PL_OK;
+}
+
+static void lane_block_add(lane_block *lb, uint64_t lane, pl_status st)
+{
+	if (lane == 0 || !refusal_passes(st) || lb->n == lb->cap ||
+	    lane_blocked(lb, lane) != PL_OK)
+		return;
+	lb->lane[lb->n] = lane;
+	lb->st[lb->n] = st;
+	lb->n++;
+}
+
+/* A write of rq: proposed, or refused as its lane already is. */
+static pl_status write_propose(brk_group *g, brk_item *it,
+    const Parley__Internal__GwRequest *rq, Parley__ServerFrame *rep,
+    lane_block *lb)
+{
+	pl_status st = lane_blocked(lb, rq->lane);
+	if (st != PL_OK)
+		return st;
+	st = g->stalled ? g->stall_err : propose(g, it, rq, rep);
+	if (st != PL_OK)
+		lane_block_add(lb, rq->lane, st);
+	return st;
+}
+
 /* First pass over a gateway batch: status is answered at once, writes
  * are proposed, reads wait for the end of the round (deferred). */
 static void handle_item(brk_group *g, brk_item *it, round *rd, size_t *reads)
@@ -2073,7 +2126,11 @@ static void handle_item(brk_group *g, brk_item *it, round *rd, size_t *reads)
 	it->npending = 1; /* held until this pass ends */
 	it->replies = ralloc(rd, sizeof(*it->replies) * (b->n_reqs + 1));
 	it->deferred = ralloc(rd, b->n_reqs + 1);
-	if (it->replies == NULL || it->deferred == NULL)
+	lane_block lb = {.cap = b->n_reqs};
+	lb.lane = ralloc(rd, sizeof(*lb.lane) * (b->n_reqs + 1));
+	lb.st = ralloc(rd, sizeof(*lb.st) * (b->n_reqs + 1));
+	if (it->replies == NULL || it->deferred == NULL || lb.lane == NULL ||
+	    lb.st == NULL)
 		return; /* empty reply: the gateway answers unavailable */
 	for (size_t i = 0; i < b->n_reqs; i++) {
 		Parley__ServerFrame *rep = ralloc(rd, sizeof(*rep));
@@ -2103,10 +2160,8 @@ static void handle_item(brk_group *g, brk_item *it, round *rd, size_t *reads)
 				continue;
 			}
 			st = PL_E_UNAVAILABLE; /* a new leader catching up */
-		} else if (g->stalled) {
-			st = g->stall_err;
 		} else {
-			st = propose(g, it, rq, rep);
+			st = write_propose(g, it, rq, rep, &lb);
 		}
 		if (st == PL_E_NOT_LEADER) {
 			rep_fail(&it->arena, rep, st, true, leader_hint(g));
