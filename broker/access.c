@@ -106,7 +106,7 @@ pl_status brk_access(
     const brk_room *r, const Parley__Internal__Caller *c, int op)
 {
 	const access_rule *rule = rule_find(op);
-	if (rule == NULL || rule->room != (r != NULL))
+	if (rule == NULL || (rule->room && r == NULL))
 		return PL_E_FORBIDDEN;
 	if (r != NULL && strcmp(r->tenant, c->tenant) != 0)
 		return PL_E_NOT_FOUND; /* another tenant's room does not exist */

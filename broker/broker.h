@@ -112,7 +112,8 @@ typedef enum brk_right {
 } brk_right;
 /* Whether caller c may make request op (a Parley__ClientFrame__BodyCase)
  * on room r, or, for a tenant-wide request (create_room, list_rooms,
- * report, status), with r NULL. PL_E_NOT_FOUND for another tenant's
+ * report, status), with r NULL; list_rooms with a room r: whether r
+ * may appear in the caller's list. PL_E_NOT_FOUND for another tenant's
  * room, PL_E_FORBIDDEN otherwise, and for any request type the table
  * does not name. */
 pl_status brk_access(
