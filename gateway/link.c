@@ -418,7 +418,9 @@ static void batch_settle(gw_bctx *b, gw_req **again, uint32_t nagain)
 			gw_req_complete(l->g, again[i], NULL,
 			    PARLEY__ERROR_CODE__UNAVAILABLE);
 	}
-	if (!stopping && nagain > 0)
+	/* Released lanes may have requests waiting: idle slots take them
+	 * too, not only the slot this batch frees. */
+	if (!stopping)
 		link_pump(l);
 }
 
