@@ -19,8 +19,8 @@
 enum { R_CUSTOMER, R_AGENT, R_BOT, R_OBSERVER, R_SERVICE, ROLES };
 
 typedef struct access_rule {
-	int op; /* Parley__ClientFrame__BodyCase */
-	bool room; /* about one room (else tenant-wide) */
+	int op;      /* Parley__ClientFrame__BodyCase */
+	bool room;   /* about one room (else tenant-wide) */
 	bool scoped; /* a room-scoped token may make it */
 	uint8_t right[ROLES];
 } access_rule;
@@ -109,7 +109,8 @@ pl_status brk_access(
 	if (rule == NULL || (rule->room && r == NULL))
 		return PL_E_FORBIDDEN;
 	if (r != NULL && strcmp(r->tenant, c->tenant) != 0)
-		return PL_E_NOT_FOUND; /* another tenant's room does not exist */
+		return PL_E_NOT_FOUND; /* another tenant's room does not exist
+		                        */
 	bool in_scope = false;
 	if (r != NULL && scoped(c)) {
 		char id[PL_ROOM_ID_CHARS + 1];

@@ -323,9 +323,8 @@ pl_status brk_list_rooms(brk_wtxn *w, const char *tenant, uint64_t after,
     uint32_t limit, brk_arena *a, Parley__RoomList *out);
 /* The same, of the rooms user is or was a member of (the user_rooms
  * index: a join or a create as a member adds a room, leaving keeps it). */
-pl_status brk_list_user_rooms(brk_wtxn *w, const char *tenant,
-    const char *user, uint64_t after, uint32_t limit, brk_arena *a,
-    Parley__RoomList *out);
+pl_status brk_list_user_rooms(brk_wtxn *w, const char *tenant, const char *user,
+    uint64_t after, uint32_t limit, brk_arena *a, Parley__RoomList *out);
 
 /* The tenant's day aggregates for days [first_day, last_day] (days since
  * the epoch), oldest first, built in a. Days of the current round that are

@@ -904,7 +904,8 @@ static pl_status h_list(round *rd, const Parley__Internal__Caller *c,
 	if (l->after != NULL && l->after[0] != '\0' &&
 	    pl_room_parse(l->after, &after) != PL_OK)
 		return PL_E_BAD_REQUEST;
-	pl_status st = brk_access(NULL, c, PARLEY__CLIENT_FRAME__BODY_LIST_ROOMS);
+	pl_status st =
+	    brk_access(NULL, c, PARLEY__CLIENT_FRAME__BODY_LIST_ROOMS);
 	if (st != PL_OK)
 		return st;
 	Parley__RoomList *rl = ralloc(rd, sizeof(*rl));
@@ -914,7 +915,8 @@ static pl_status h_list(round *rd, const Parley__Internal__Caller *c,
 		st = list_scoped(rd, c, after, rl);
 	else if (brk_access_right(c, PARLEY__CLIENT_FRAME__BODY_LIST_ROOMS) ==
 	         BRK_RIGHT_ANY)
-		st = brk_list_rooms(rd->w, c->tenant, after, l->limit, rd->a, rl);
+		st = brk_list_rooms(
+		    rd->w, c->tenant, after, l->limit, rd->a, rl);
 	else
 		st = brk_list_user_rooms(
 		    rd->w, c->tenant, c->user, after, l->limit, rd->a, rl);

@@ -189,9 +189,8 @@ static pl_status open_dbs(brk_store *s)
 		MDB_dbi *dbi;
 	} dbs[] = {{"log", &s->log}, {"seq", &s->seq}, {"rooms", &s->rooms},
 	    {"dedup", &s->dedup}, {"idem", &s->idem},
-	    {"tenant_rooms", &s->tenant_rooms},
-	    {"user_rooms", &s->user_rooms}, {"days", &s->days},
-	    {"meta", &s->meta}};
+	    {"tenant_rooms", &s->tenant_rooms}, {"user_rooms", &s->user_rooms},
+	    {"days", &s->days}, {"meta", &s->meta}};
 	for (size_t i = 0; i < PL_ARRAY_LEN(dbs) && rc == 0; i++)
 		rc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE, dbs[i].dbi);
 	if (rc != MDB_SUCCESS) {
@@ -1132,7 +1131,8 @@ static pl_status ap_join(brk_wtxn *w, const Parley__Internal__Command *cmd,
 {
 	const Parley__Internal__Caller *c = cmd->caller;
 	brk_room *r;
-	pl_status st = room_for_write(w, c, room, PARLEY__CLIENT_FRAME__BODY_JOIN, &r);
+	pl_status st =
+	    room_for_write(w, c, room, PARLEY__CLIENT_FRAME__BODY_JOIN, &r);
 	if (st != PL_OK)
 		return st;
 	brk_member *m = brk_room_member(r, c->user);
@@ -1290,7 +1290,8 @@ static pl_status ap_publish(brk_wtxn *w, const Parley__Internal__Command *cmd,
 	if (op->kind == PARLEY__KIND__SYSTEM &&
 	    c->role != PARLEY__ROLE__SERVICE)
 		return PL_E_FORBIDDEN;
-	pl_status st = room_for_write(w, c, room, PARLEY__CLIENT_FRAME__BODY_PUBLISH, &r);
+	pl_status st =
+	    room_for_write(w, c, room, PARLEY__CLIENT_FRAME__BODY_PUBLISH, &r);
 	if (st != PL_OK)
 		return st;
 	const char *cmid = op->client_msg_id ? op->client_msg_id : "";
@@ -1349,9 +1350,8 @@ static pl_status ap_close(brk_wtxn *w, const Parley__Internal__Command *cmd,
     uint64_t room, brk_applied *res)
 {
 	brk_room *r;
-	pl_status st =
-	    room_for_write(w, cmd->caller, room,
-	        PARLEY__CLIENT_FRAME__BODY_CLOSE_ROOM, &r);
+	pl_status st = room_for_write(
+	    w, cmd->caller, room, PARLEY__CLIENT_FRAME__BODY_CLOSE_ROOM, &r);
 	if (st != PL_OK)
 		return st;
 	const char *reason = cmd->close->reason ? cmd->close->reason : "";
@@ -1762,9 +1762,8 @@ pl_status brk_list_rooms(brk_wtxn *w, const char *tenant, uint64_t after,
 	return st;
 }
 
-pl_status brk_list_user_rooms(brk_wtxn *w, const char *tenant,
-    const char *user, uint64_t after, uint32_t limit, brk_arena *a,
-    Parley__RoomList *out)
+pl_status brk_list_user_rooms(brk_wtxn *w, const char *tenant, const char *user,
+    uint64_t after, uint32_t limit, brk_arena *a, Parley__RoomList *out)
 {
 	uint8_t k[PL_TENANT_CHARS_MAX + PL_USER_CHARS_MAX + 10];
 	MDB_cursor *cur;

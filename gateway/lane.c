@@ -157,9 +157,9 @@ static bool batch_fits(
 {
 	if (n >= max)
 		return false;
-	return n == 0 || (bytes + r->len + GW_REQ_OVERHEAD_BYTES <=
-	                         GW_BATCH_BYTES_MAX &&
-	                     reply + r->reply_est <= GW_BATCH_BYTES_MAX);
+	return n == 0 ||
+	       (bytes + r->len + GW_REQ_OVERHEAD_BYTES <= GW_BATCH_BYTES_MAX &&
+	           reply + r->reply_est <= GW_BATCH_BYTES_MAX);
 }
 
 uint32_t gw_lanes_take(gw_lanes *t, gw_req **out, uint32_t max)

@@ -73,7 +73,7 @@ static const char *TARGET_NAME[TARGETS] = {
 
 typedef struct env {
 	hx_cluster c;
-	parley_conn *svc;     /* acme's backend: makes rooms */
+	parley_conn *svc;                   /* acme's backend: makes rooms */
 	char foreign[PL_ROOM_ID_CHARS + 1]; /* a globex room */
 	int cells, users;
 	bool ws;
@@ -85,7 +85,8 @@ static pl_status expect_room(const row *rw, int role, bool scoped, int tg)
 	if (rw->op == PARLEY__CLIENT_FRAME__BODY_UNSUBSCRIBE)
 		return PL_OK; /* undoes only the caller's own subscription */
 	if (tg == FOREIGN)
-		return PL_E_NOT_FOUND; /* another tenant's room does not exist */
+		return PL_E_NOT_FOUND; /* another tenant's room does not exist
+		                        */
 	if (tg == OUTSIDE || (scoped && !rw->scoped))
 		return PL_E_FORBIDDEN;
 	switch (rw->right[role]) {
@@ -106,8 +107,8 @@ static parley_conn *connect_as(
 {
 	parley_conn *conn;
 	e->ws = !e->ws;
-	if (parley_connect(e->ws ? e->c.ws_url : e->c.tcp_url, T, NULL,
-	        &conn) != PL_OK)
+	if (parley_connect(
+	        e->ws ? e->c.ws_url : e->c.tcp_url, T, NULL, &conn) != PL_OK)
 		return NULL;
 	const char *tok = hx_token(&e->c, "acme", user, role, 3600, scope);
 	if (parley_hello(conn, tok, T, NULL) != PL_OK) {
@@ -165,8 +166,8 @@ static bool room_new(env *e, char *room)
 
 /* The caller becomes a member of room: an unscoped customer only by
  * creating it (on its own connection), everyone else by joining. */
-static bool member_make(parley_conn *conn, int role, bool scoped,
-    bool leave, env *e, char *room)
+static bool member_make(
+    parley_conn *conn, int role, bool scoped, bool leave, env *e, char *room)
 {
 	if (role == CUSTOMER && !scoped) {
 		if (parley_create_room(conn, NULL, NULL, 0, T, room, NULL) !=
@@ -185,11 +186,11 @@ static bool room_cell(env *e, const row *rw, int role, bool scoped, int tg)
 {
 	char user[32], room[PL_ROOM_ID_CHARS + 1], other[PL_ROOM_ID_CHARS + 1];
 	snprintf(user, sizeof(user), "u%d", ++e->users);
-	bool own_create = role == CUSTOMER && !scoped &&
-	                  (tg == JOINED || tg == LEFT);
+	bool own_create =
+	    role == CUSTOMER && !scoped && (tg == JOINED || tg == LEFT);
 	if ((!own_create && !room_new(e, room)) || !room_new(e, other))
 		return false;
-	const char *scope = !scoped             ? ""
+	const char *scope = !scoped                          ? ""
 	                    : tg == OUTSIDE || tg == FOREIGN ? other
 	                                                     : room;
 	parley_conn *conn = connect_as(e, user, ROLE[role], scope);
@@ -205,8 +206,9 @@ static bool room_cell(env *e, const row *rw, int role, bool scoped, int tg)
 		fprintf(stderr,
 		    "  %s by %s (%s token) on a room %s: got %s, table says "
 		    "%s%s\n",
-		    rw->name, ROLE_NAME[role], scoped ? "room-scoped" : "tenant",
-		    TARGET_NAME[tg], pl_strerror(got), pl_strerror(want),
+		    rw->name, ROLE_NAME[role],
+		    scoped ? "room-scoped" : "tenant", TARGET_NAME[tg],
+		    pl_strerror(got), pl_strerror(want),
 		    ok ? "" : " (set-up failed)");
 	parley_close(conn);
 	e->cells++;
@@ -326,8 +328,9 @@ static bool tenant_cell(env *e, const row *rw, int role, bool scoped)
 	parley_close(conn);
 	e->cells++;
 	if (got != want)
-		fprintf(stderr, "  %s by %s (%s token): got %s, table says %s\n",
-		    rw->name, ROLE_NAME[role], scoped ? "room-scoped" : "tenant",
+		fprintf(stderr,
+		    "  %s by %s (%s token): got %s, table says %s\n", rw->name,
+		    ROLE_NAME[role], scoped ? "room-scoped" : "tenant",
 		    pl_strerror(got), pl_strerror(want));
 	return got == want;
 }
@@ -337,12 +340,13 @@ TEST(test_access_every_cell_of_the_role_table)
 	static env e;
 	CHECK(hx_init(&e.c, 2));
 	CHECK(hx_start(&e.c));
-	e.svc = hx_client(&e.c, false, "acme", "backend", PARLEY__ROLE__SERVICE);
+	e.svc =
+	    hx_client(&e.c, false, "acme", "backend", PARLEY__ROLE__SERVICE);
 	parley_conn *gx =
 	    hx_client(&e.c, false, "globex", "backend", PARLEY__ROLE__SERVICE);
 	CHECK(e.svc != NULL && gx != NULL);
-	CHECK_EQ(parley_create_room(gx, NULL, NULL, 0, T, e.foreign, NULL),
-	    PL_OK);
+	CHECK_EQ(
+	    parley_create_room(gx, NULL, NULL, 0, T, e.foreign, NULL), PL_OK);
 	int bad = 0;
 	for (size_t i = 0; i < PL_ARRAY_LEN(TABLE); i++) {
 		const row *rw = &TABLE[i];
@@ -354,7 +358,8 @@ TEST(test_access_every_cell_of_the_role_table)
 				}
 				for (int tg = 0; tg < TARGETS; tg++) {
 					if (tg == OUTSIDE && !sc)
-						continue; /* no scope to be out of */
+						continue; /* no scope to be out
+						             of */
 					bad += !room_cell(&e, rw, role, sc, tg);
 				}
 			}

@@ -57,14 +57,13 @@ static bool sender_connect(sender *s, int64_t end)
 	parley_close(s->conn);
 	s->conn = NULL;
 	while (pl_mono_us() < end) {
-		s->conn = hx_client(
-		    s->c, s->ws, "acme", user, PARLEY__ROLE__SERVICE);
+		s->conn =
+		    hx_client(s->c, s->ws, "acme", user, PARLEY__ROLE__SERVICE);
 		if (s->conn != NULL)
 			return true;
 		usleep(20000);
 	}
-	snprintf(s->error, sizeof(s->error), "sender %d: no reconnect",
-	    s->idx);
+	snprintf(s->error, sizeof(s->error), "sender %d: no reconnect", s->idx);
 	return false;
 }
 
@@ -149,8 +148,9 @@ static void *sender_main(void *arg)
 			break;
 	}
 	if (atomic_load(&s->acked) < PUBS && s->error[0] == '\0')
-		snprintf(s->error, sizeof(s->error), "sender %d: %d of %d acked",
-		    s->idx, atomic_load(&s->acked), PUBS);
+		snprintf(s->error, sizeof(s->error),
+		    "sender %d: %d of %d acked", s->idx, atomic_load(&s->acked),
+		    PUBS);
 	return NULL;
 }
 
@@ -221,8 +221,9 @@ static bool room_check(parley_conn *svc, sender *s, int r, int *seen,
 				parley_frame_free(rep);
 				return false;
 			}
-			bool bad = found[k][i] || i <= last[k] ||
-			           (s[k].state[i] == 2 && s[k].seq[i] != m->seq);
+			bool bad =
+			    found[k][i] || i <= last[k] ||
+			    (s[k].state[i] == 2 && s[k].seq[i] != m->seq);
 			if (bad) {
 				snprintf(err, cap,
 				    "room %s: seq %llu is sender %d's publish "
@@ -244,8 +245,8 @@ static bool room_check(parley_conn *svc, sender *s, int r, int *seen,
 	}
 }
 
-static bool senders_start(hx_cluster *c, sender *s,
-    char (*rooms)[PL_ROOM_ID_CHARS + 1])
+static bool senders_start(
+    hx_cluster *c, sender *s, char (*rooms)[PL_ROOM_ID_CHARS + 1])
 {
 	for (int k = 0; k < SENDERS; k++) {
 		s[k].c = c;

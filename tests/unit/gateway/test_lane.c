@@ -48,9 +48,9 @@ typedef struct slot {
 typedef struct model {
 	gw_lanes t;
 	slot s[SLOTS];
-	uint64_t next_sent[LANES + 1];    /* next number to queue */
-	uint64_t applied[LANES + 1];      /* numbers applied, in order */
-	uint32_t in_batches[LANES + 1];   /* batches holding the lane */
+	uint64_t next_sent[LANES + 1];  /* next number to queue */
+	uint64_t applied[LANES + 1];    /* numbers applied, in order */
+	uint32_t in_batches[LANES + 1]; /* batches holding the lane */
 	int bad_order, double_flight;
 } model;
 
@@ -123,8 +123,8 @@ static void model_run(model *m, uint64_t seed)
 		for (int k = 0; k < 20; k++) {
 			uint64_t l = 1 + rnd(&st) % LANES;
 			if (m->next_sent[l] < PER_LANE &&
-			    gw_lanes_push(&m->t, req_make(l, m->next_sent[l]++,
-			                             16)) != PL_OK)
+			    gw_lanes_push(&m->t,
+			        req_make(l, m->next_sent[l]++, 16)) != PL_OK)
 				abort();
 		}
 		/* Idle slots take batches. */
