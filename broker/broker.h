@@ -101,16 +101,26 @@ void brk_room_close(
     brk_room *r, const char *reason, int64_t ts, brk_day_delta *d);
 void brk_day_delta_init(brk_day_delta *d, int64_t ts);
 
-/* Who may do what in a room (docs/internals.md "Authorization").
- * PL_E_NOT_FOUND for another tenant's room, PL_E_FORBIDDEN otherwise. */
-typedef enum brk_access {
-	BRK_ACCESS_READ, /* history, subscribe, info, presence */
-	BRK_ACCESS_JOIN,
-	BRK_ACCESS_WRITE, /* publish, read position, typing */
-	BRK_ACCESS_CLOSE,
-} brk_access;
-pl_status brk_room_access(
-    const brk_room *r, const Parley__Internal__Caller *c, brk_access what);
+/* Who may do what (access.c; docs/internals.md "Authorization", the
+ * README's role table). A right of a role for a request type: */
+typedef enum brk_right {
+	BRK_RIGHT_NONE,   /* forbidden */
+	BRK_RIGHT_ANY,    /* any room of the tenant; tenant-wide: allowed */
+	BRK_RIGHT_MEMBER, /* a room the caller is or was a member of (a
+	                   * room-scoped token: its room) */
+	BRK_RIGHT_JOINED, /* a room the caller has joined and not left */
+} brk_right;
+/* Whether caller c may make request op (a Parley__ClientFrame__BodyCase)
+ * on room r, or, for a tenant-wide request (create_room, list_rooms,
+ * report, status), with r NULL; list_rooms with a room r: whether r
+ * may appear in the caller's list. PL_E_NOT_FOUND for another tenant's
+ * room, PL_E_FORBIDDEN otherwise, and for any request type the table
+ * does not name. */
+pl_status brk_access(
+    const brk_room *r, const Parley__Internal__Caller *c, int op);
+/* c's right for op from the table alone (scope applied: a room-scoped
+ * token has none for a tenant-wide request other than list_rooms). */
+brk_right brk_access_right(const Parley__Internal__Caller *c, int op);
 
 /* Room record <-> plain struct. decode unpacks in scratch (reset first;
  * at least PL_ARENA_BYTES_FOR(ROOM_REC_BYTES_MAX)) and writes *r only on
@@ -311,6 +321,10 @@ pl_status brk_message_get(brk_wtxn *w, uint64_t room, uint64_t seq,
     brk_arena *a, Parley__Message *out);
 pl_status brk_list_rooms(brk_wtxn *w, const char *tenant, uint64_t after,
     uint32_t limit, brk_arena *a, Parley__RoomList *out);
+/* The same, of the rooms user is or was a member of (the user_rooms
+ * index: a join or a create as a member adds a room, leaving keeps it). */
+pl_status brk_list_user_rooms(brk_wtxn *w, const char *tenant, const char *user,
+    uint64_t after, uint32_t limit, brk_arena *a, Parley__RoomList *out);
 
 /* The tenant's day aggregates for days [first_day, last_day] (days since
  * the epoch), oldest first, built in a. Days of the current round that are

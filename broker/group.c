@@ -718,13 +718,13 @@ static void watch_defer(round *rd, gw_state *gw, uint64_t room,
 	w->on = on;
 }
 
-/* Loads a room and checks read access. */
-static pl_status room_readable(
-    round *rd, const Parley__Internal__Caller *c, uint64_t room, brk_room **r)
+/* Loads a room and checks that c may make request op on it. */
+static pl_status room_allowed(round *rd, const Parley__Internal__Caller *c,
+    uint64_t room, int op, brk_room **r)
 {
 	pl_status st = brk_room_get(rd->w, room, r);
 	if (st == PL_OK)
-		st = brk_room_access(*r, c, BRK_ACCESS_READ);
+		st = brk_access(*r, c, op);
 	return st;
 }
 
@@ -733,7 +733,8 @@ static pl_status h_subscribe(round *rd, brk_item *it,
     Parley__ServerFrame *rep)
 {
 	brk_room *r;
-	pl_status st = room_readable(rd, rq->caller, room, &r);
+	pl_status st = room_allowed(
+	    rd, rq->caller, room, PARLEY__CLIENT_FRAME__BODY_SUBSCRIBE, &r);
 	if (st != PL_OK)
 		return st;
 	Parley__Subscribed *s = ralloc(rd, sizeof(*s));
@@ -754,7 +755,8 @@ static pl_status h_history(round *rd, const Parley__Internal__Caller *c,
     uint64_t room, const Parley__History *h, Parley__ServerFrame *rep)
 {
 	brk_room *r;
-	pl_status st = room_readable(rd, c, room, &r);
+	pl_status st =
+	    room_allowed(rd, c, room, PARLEY__CLIENT_FRAME__BODY_HISTORY, &r);
 	if (st != PL_OK)
 		return st;
 	Parley__HistoryPage *page = ralloc(rd, sizeof(*page));
@@ -771,9 +773,8 @@ static pl_status h_typing(round *rd, const Parley__Internal__Caller *c,
     uint64_t room, const Parley__Typing *t, Parley__ServerFrame *rep)
 {
 	brk_room *r;
-	pl_status st = brk_room_get(rd->w, room, &r);
-	if (st == PL_OK)
-		st = brk_room_access(r, c, BRK_ACCESS_WRITE);
+	pl_status st =
+	    room_allowed(rd, c, room, PARLEY__CLIENT_FRAME__BODY_TYPING, &r);
 	if (st == PL_OK && r->closed)
 		st = PL_E_ROOM_CLOSED;
 	if (st != PL_OK)
@@ -796,7 +797,8 @@ static pl_status h_presence(round *rd, const Parley__Internal__Caller *c,
     uint64_t room, Parley__ServerFrame *rep)
 {
 	brk_room *r;
-	pl_status st = room_readable(rd, c, room, &r);
+	pl_status st =
+	    room_allowed(rd, c, room, PARLEY__CLIENT_FRAME__BODY_PRESENCE, &r);
 	if (st != PL_OK)
 		return st;
 	room_watch *rw = watch_find(rd->g, room, false);
@@ -846,7 +848,8 @@ static pl_status h_room_info(round *rd, const Parley__Internal__Caller *c,
     uint64_t room, Parley__ServerFrame *rep)
 {
 	brk_room *r;
-	pl_status st = room_readable(rd, c, room, &r);
+	pl_status st =
+	    room_allowed(rd, c, room, PARLEY__CLIENT_FRAME__BODY_ROOM_INFO, &r);
 	if (st != PL_OK)
 		return st;
 	Parley__RoomInfo *info = ralloc(rd, sizeof(*info));
@@ -868,6 +871,32 @@ static pl_status h_room_info(round *rd, const Parley__Internal__Caller *c,
 	return PL_OK;
 }
 
+/* A room-scoped token's list: its room, when it is in this group, after
+ * `after` and visible to it. */
+static pl_status list_scoped(round *rd, const Parley__Internal__Caller *c,
+    uint64_t after, Parley__RoomList *rl)
+{
+	uint64_t room;
+	brk_room *r;
+	parley__room_list__init(rl);
+	rl->rooms = ralloc(rd, sizeof(char *));
+	if (rl->rooms == NULL)
+		return PL_E_NOMEM;
+	if (pl_room_parse(c->room_scope, &room) != PL_OK ||
+	    pl_room_group(room) != rd->g->cfg.group || room <= after ||
+	    room_allowed(rd, c, room, PARLEY__CLIENT_FRAME__BODY_LIST_ROOMS,
+	        &r) != PL_OK)
+		return PL_OK;
+	char *id = ralloc(rd, PL_ROOM_ID_CHARS + 1);
+	if (id == NULL)
+		return PL_E_NOMEM;
+	pl_room_format(room, id);
+	rl->rooms[rl->n_rooms++] = id;
+	return PL_OK;
+}
+
+/* The rooms the caller may see (access.c): every room of the tenant, the
+ * rooms it is or was a member of, or a scoped token's room. */
 static pl_status h_list(round *rd, const Parley__Internal__Caller *c,
     const Parley__ListRooms *l, Parley__ServerFrame *rep)
 {
@@ -875,11 +904,22 @@ static pl_status h_list(round *rd, const Parley__Internal__Caller *c,
 	if (l->after != NULL && l->after[0] != '\0' &&
 	    pl_room_parse(l->after, &after) != PL_OK)
 		return PL_E_BAD_REQUEST;
+	pl_status st =
+	    brk_access(NULL, c, PARLEY__CLIENT_FRAME__BODY_LIST_ROOMS);
+	if (st != PL_OK)
+		return st;
 	Parley__RoomList *rl = ralloc(rd, sizeof(*rl));
 	if (rl == NULL)
 		return PL_E_NOMEM;
-	pl_status st =
-	    brk_list_rooms(rd->w, c->tenant, after, l->limit, rd->a, rl);
+	if (c->room_scope != NULL && c->room_scope[0] != '\0')
+		st = list_scoped(rd, c, after, rl);
+	else if (brk_access_right(c, PARLEY__CLIENT_FRAME__BODY_LIST_ROOMS) ==
+	         BRK_RIGHT_ANY)
+		st = brk_list_rooms(
+		    rd->w, c->tenant, after, l->limit, rd->a, rl);
+	else
+		st = brk_list_user_rooms(
+		    rd->w, c->tenant, c->user, after, l->limit, rd->a, rl);
 	if (st != PL_OK)
 		return st;
 	rep->body_case = PARLEY__SERVER_FRAME__BODY_ROOM_LIST;
@@ -888,15 +928,13 @@ static pl_status h_list(round *rd, const Parley__Internal__Caller *c,
 }
 
 /* Tenant statistics are for the tenant's staff and backend, not for
- * customers or bots. */
+ * customers or bots (access.c). */
 static pl_status h_report(round *rd, const Parley__Internal__Caller *c,
     const Parley__ReportRequest *rq, Parley__ServerFrame *rep)
 {
-	if (c->role != PARLEY__ROLE__SERVICE &&
-	    c->role != PARLEY__ROLE__AGENT && c->role != PARLEY__ROLE__OBSERVER)
-		return PL_E_FORBIDDEN;
-	if (c->room_scope != NULL && c->room_scope[0] != '\0')
-		return PL_E_FORBIDDEN;
+	pl_status ast = brk_access(NULL, c, PARLEY__CLIENT_FRAME__BODY_REPORT);
+	if (ast != PL_OK)
+		return ast;
 	uint32_t days = rq->days ? rq->days : REPORT_DAYS_DEFAULT;
 	uint32_t today = (uint32_t)(rd->ts_us / (86400LL * 1000000));
 	uint32_t first = days > today + 1 ? 0 : today + 1 - days;
@@ -958,6 +996,9 @@ static pl_status dispatch_room(round *rd, brk_item *it,
 	case PARLEY__CLIENT_FRAME__BODY_SUBSCRIBE:
 		return h_subscribe(rd, it, rq, room, rep);
 	case PARLEY__CLIENT_FRAME__BODY_UNSUBSCRIBE:
+		/* No room load: it only undoes the caller's own watch. */
+		if (brk_access_right(c, f->body_case) == BRK_RIGHT_NONE)
+			return PL_E_FORBIDDEN;
 		watch_defer(rd, it->gw, room, c, false);
 		rep_ok(rd, rep);
 		return PL_OK;
@@ -2063,6 +2104,59 @@ static pl_status propose(brk_group *g, brk_item *it,
 	return PL_OK;
 }
 
+/* Lanes of one batch whose writes are refused from some request on
+ * (internals.md "Request order"): a write refused before entering the
+ * log, for a reason that passes (backpressure, a stalled disk, no
+ * leadership), makes every later write of its lane in the batch refused
+ * with the same answer, so that on the retry a later write cannot land
+ * before the earlier one. A lane of 0 is no lane. */
+typedef struct lane_block {
+	uint64_t *lane;
+	pl_status *st;
+	size_t n, cap;
+} lane_block;
+
+static bool refusal_passes(pl_status st)
+{
+	int code = pl_status_to_code(st);
+	return code == PARLEY__ERROR_CODE__OVERLOADED ||
+	       code == PARLEY__ERROR_CODE__UNAVAILABLE ||
+	       code == PARLEY__ERROR_CODE__RATE_LIMITED ||
+	       code == PARLEY__ERROR_CODE__INTERNAL;
+}
+
+static pl_status lane_blocked(const lane_block *lb, uint64_t lane)
+{
+	for (size_t i = 0; lane != 0 && i < lb->n; i++)
+		if (lb->lane[i] == lane)
+			return lb->st[i];
+	return PL_OK;
+}
+
+static void lane_block_add(lane_block *lb, uint64_t lane, pl_status st)
+{
+	if (lane == 0 || !refusal_passes(st) || lb->n == lb->cap ||
+	    lane_blocked(lb, lane) != PL_OK)
+		return;
+	lb->lane[lb->n] = lane;
+	lb->st[lb->n] = st;
+	lb->n++;
+}
+
+/* A write of rq: proposed, or refused as its lane already is. */
+static pl_status write_propose(brk_group *g, brk_item *it,
+    const Parley__Internal__GwRequest *rq, Parley__ServerFrame *rep,
+    lane_block *lb)
+{
+	pl_status st = lane_blocked(lb, rq->lane);
+	if (st != PL_OK)
+		return st;
+	st = g->stalled ? g->stall_err : propose(g, it, rq, rep);
+	if (st != PL_OK)
+		lane_block_add(lb, rq->lane, st);
+	return st;
+}
+
 /* First pass over a gateway batch: status is answered at once, writes
  * are proposed, reads wait for the end of the round (deferred). */
 static void handle_item(brk_group *g, brk_item *it, round *rd, size_t *reads)
@@ -2073,7 +2167,11 @@ static void handle_item(brk_group *g, brk_item *it, round *rd, size_t *reads)
 	it->npending = 1; /* held until this pass ends */
 	it->replies = ralloc(rd, sizeof(*it->replies) * (b->n_reqs + 1));
 	it->deferred = ralloc(rd, b->n_reqs + 1);
-	if (it->replies == NULL || it->deferred == NULL)
+	lane_block lb = {.cap = b->n_reqs};
+	lb.lane = ralloc(rd, sizeof(*lb.lane) * (b->n_reqs + 1));
+	lb.st = ralloc(rd, sizeof(*lb.st) * (b->n_reqs + 1));
+	if (it->replies == NULL || it->deferred == NULL || lb.lane == NULL ||
+	    lb.st == NULL)
 		return; /* empty reply: the gateway answers unavailable */
 	for (size_t i = 0; i < b->n_reqs; i++) {
 		Parley__ServerFrame *rep = ralloc(rd, sizeof(*rep));
@@ -2091,7 +2189,9 @@ static void handle_item(brk_group *g, brk_item *it, round *rd, size_t *reads)
 		    pl_client_frame_validate(f) != PL_OK) {
 			st = PL_E_BAD_REQUEST;
 		} else if (f->body_case == PARLEY__CLIENT_FRAME__BODY_STATUS) {
-			st = h_status(rd, rep);
+			st = brk_access(NULL, rq->caller, f->body_case);
+			if (st == PL_OK)
+				st = h_status(rd, rep);
 		} else if (!g->leader) {
 			rep_fail(&it->arena, rep, PL_E_NOT_LEADER, true,
 			    leader_hint(g));
@@ -2103,10 +2203,8 @@ static void handle_item(brk_group *g, brk_item *it, round *rd, size_t *reads)
 				continue;
 			}
 			st = PL_E_UNAVAILABLE; /* a new leader catching up */
-		} else if (g->stalled) {
-			st = g->stall_err;
 		} else {
-			st = propose(g, it, rq, rep);
+			st = write_propose(g, it, rq, rep, &lb);
 		}
 		if (st == PL_E_NOT_LEADER) {
 			rep_fail(&it->arena, rep, st, true, leader_hint(g));

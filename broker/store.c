@@ -66,7 +66,8 @@ struct brk_wtxn {
 
 struct brk_store {
 	MDB_env *env;
-	MDB_dbi log, seq, rooms, dedup, idem, tenant_rooms, days, meta;
+	MDB_dbi log, seq, rooms, dedup, idem, tenant_rooms, user_rooms, days,
+	    meta;
 	brk_store_config cfg;
 	uint64_t last_index;
 	uint64_t room_counter;
@@ -188,8 +189,8 @@ static pl_status open_dbs(brk_store *s)
 		MDB_dbi *dbi;
 	} dbs[] = {{"log", &s->log}, {"seq", &s->seq}, {"rooms", &s->rooms},
 	    {"dedup", &s->dedup}, {"idem", &s->idem},
-	    {"tenant_rooms", &s->tenant_rooms}, {"days", &s->days},
-	    {"meta", &s->meta}};
+	    {"tenant_rooms", &s->tenant_rooms}, {"user_rooms", &s->user_rooms},
+	    {"days", &s->days}, {"meta", &s->meta}};
 	for (size_t i = 0; i < PL_ARRAY_LEN(dbs) && rc == 0; i++)
 		rc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE, dbs[i].dbi);
 	if (rc != MDB_SUCCESS) {
@@ -1005,6 +1006,31 @@ pl_status brk_log_entries(brk_store *s, uint64_t lo, uint64_t hi,
 
 /* ---- applying commands ---- */
 
+/* The user_rooms key: tenant NUL user NUL room u64 BE. 0 when too long. */
+static size_t user_room_key(uint8_t *out, size_t cap, const char *tenant,
+    const char *user, uint64_t room)
+{
+	uint8_t sfx[PL_USER_CHARS_MAX + 1 + 8];
+	size_t ul = strlen(user);
+	if (ul > PL_USER_CHARS_MAX)
+		return 0;
+	memcpy(sfx, user, ul);
+	sfx[ul] = 0;
+	put_be64(sfx + ul + 1, room);
+	return tenant_key(out, cap, tenant, sfx, ul + 1 + 8);
+}
+
+/* Indexes room under its new member (list_rooms of members). */
+static pl_status user_room_add(
+    brk_wtxn *w, const char *tenant, const char *user, uint64_t room)
+{
+	uint8_t k[PL_TENANT_CHARS_MAX + PL_USER_CHARS_MAX + 10];
+	size_t kl = user_room_key(k, sizeof(k), tenant, user, room);
+	if (kl == 0)
+		return PL_E_BAD_REQUEST;
+	return put(w, w->s->user_rooms, k, kl, "", 0);
+}
+
 static pl_status room_insert(brk_wtxn *w, const Parley__Internal__Caller *c,
     Parley__MetaEntry **meta, size_t n_meta, int64_t ts, uint64_t room)
 {
@@ -1029,7 +1055,8 @@ static pl_status room_insert(brk_wtxn *w, const Parley__Internal__Caller *c,
 	brk_day_delta_init(&d, ts);
 	d.rooms_created = 1;
 	if (c->role != PARLEY__ROLE__SERVICE &&
-	    (st = brk_room_join(r, c->user, c->role, ts, &d)) != PL_OK)
+	    ((st = brk_room_join(r, c->user, c->role, ts, &d)) != PL_OK ||
+	        (st = user_room_add(w, c->tenant, c->user, room)) != PL_OK))
 		return st;
 	w->dirty[i] = true;
 	return apply_day(w, c->tenant, &d);
@@ -1050,10 +1077,10 @@ static pl_status ap_create(
 	uint8_t ik[PL_TENANT_CHARS_MAX + PL_IDEMPOTENCY_KEY_CHARS_MAX + 2];
 	size_t ikl = 0;
 	MDB_val v;
-	if (c->room_scope != NULL && c->room_scope[0] != '\0')
-		return PL_E_FORBIDDEN;
-	if (c->role == PARLEY__ROLE__OBSERVER)
-		return PL_E_FORBIDDEN;
+	pl_status ast =
+	    brk_access(NULL, c, PARLEY__CLIENT_FRAME__BODY_CREATE_ROOM);
+	if (ast != PL_OK)
+		return ast;
 	if (op->idempotency_key != NULL && op->idempotency_key[0] != '\0') {
 		ikl = idem_key(ik, sizeof(ik), c->tenant, op->idempotency_key);
 		if (ikl == 0)
@@ -1085,13 +1112,13 @@ static pl_status ap_create(
 
 /* Loads a room for a write: tenant and access checked, open required. */
 static pl_status room_for_write(brk_wtxn *w, const Parley__Internal__Caller *c,
-    uint64_t room, brk_access what, brk_room **out)
+    uint64_t room, int op, brk_room **out)
 {
 	brk_room *r;
 	pl_status st = brk_room_get(w, room, &r);
 	if (st != PL_OK)
 		return st;
-	if ((st = brk_room_access(r, c, what)) != PL_OK)
+	if ((st = brk_access(r, c, op)) != PL_OK)
 		return st;
 	if (r->closed)
 		return PL_E_ROOM_CLOSED;
@@ -1104,7 +1131,8 @@ static pl_status ap_join(brk_wtxn *w, const Parley__Internal__Command *cmd,
 {
 	const Parley__Internal__Caller *c = cmd->caller;
 	brk_room *r;
-	pl_status st = room_for_write(w, c, room, BRK_ACCESS_JOIN, &r);
+	pl_status st =
+	    room_for_write(w, c, room, PARLEY__CLIENT_FRAME__BODY_JOIN, &r);
 	if (st != PL_OK)
 		return st;
 	brk_member *m = brk_room_member(r, c->user);
@@ -1114,7 +1142,9 @@ static pl_status ap_join(brk_wtxn *w, const Parley__Internal__Command *cmd,
 	brk_day_delta_init(&d, cmd->ts_us);
 	brk_room probe = *r; /* capacity first: nothing half-done */
 	if ((st = brk_room_join(&probe, c->user, c->role, cmd->ts_us, &d)) !=
-	    PL_OK)
+	        PL_OK ||
+	    (m == NULL &&
+	        (st = user_room_add(w, c->tenant, c->user, room)) != PL_OK))
 		return st;
 	*r = probe;
 	mark_dirty(w, r);
@@ -1130,7 +1160,7 @@ static pl_status ap_leave(brk_wtxn *w, const Parley__Internal__Command *cmd,
 	pl_status st = brk_room_get(w, room, &r);
 	if (st != PL_OK)
 		return st;
-	if ((st = brk_room_access(r, c, BRK_ACCESS_READ)) != PL_OK)
+	if ((st = brk_access(r, c, PARLEY__CLIENT_FRAME__BODY_LEAVE)) != PL_OK)
 		return st;
 	brk_member *m = brk_room_member(r, c->user);
 	if (m == NULL || !m->joined)
@@ -1260,7 +1290,8 @@ static pl_status ap_publish(brk_wtxn *w, const Parley__Internal__Command *cmd,
 	if (op->kind == PARLEY__KIND__SYSTEM &&
 	    c->role != PARLEY__ROLE__SERVICE)
 		return PL_E_FORBIDDEN;
-	pl_status st = room_for_write(w, c, room, BRK_ACCESS_WRITE, &r);
+	pl_status st =
+	    room_for_write(w, c, room, PARLEY__CLIENT_FRAME__BODY_PUBLISH, &r);
 	if (st != PL_OK)
 		return st;
 	const char *cmid = op->client_msg_id ? op->client_msg_id : "";
@@ -1298,7 +1329,7 @@ static pl_status ap_read(brk_wtxn *w, const Parley__Internal__Command *cmd,
 	pl_status st = brk_room_get(w, room, &r);
 	if (st != PL_OK)
 		return st;
-	if ((st = brk_room_access(r, c, BRK_ACCESS_WRITE)) != PL_OK)
+	if ((st = brk_access(r, c, PARLEY__CLIENT_FRAME__BODY_READ)) != PL_OK)
 		return st;
 	brk_member *m = brk_room_member(r, c->user);
 	if (seq > r->last_seq)
@@ -1319,8 +1350,8 @@ static pl_status ap_close(brk_wtxn *w, const Parley__Internal__Command *cmd,
     uint64_t room, brk_applied *res)
 {
 	brk_room *r;
-	pl_status st =
-	    room_for_write(w, cmd->caller, room, BRK_ACCESS_CLOSE, &r);
+	pl_status st = room_for_write(
+	    w, cmd->caller, room, PARLEY__CLIENT_FRAME__BODY_CLOSE_ROOM, &r);
 	if (st != PL_OK)
 		return st;
 	const char *reason = cmd->close->reason ? cmd->close->reason : "";
@@ -1707,6 +1738,44 @@ pl_status brk_list_rooms(brk_wtxn *w, const char *tenant, uint64_t after,
 	if (kl == 0 || out->rooms == NULL)
 		return kl == 0 ? PL_E_BAD_REQUEST : PL_E_NOMEM;
 	if (mdb_cursor_open(w->txn, w->s->tenant_rooms, &cur) != MDB_SUCCESS)
+		return PL_E_IO;
+	key.mv_size = kl;
+	key.mv_data = k;
+	int rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
+	pl_status st = PL_OK;
+	while (rc == MDB_SUCCESS && key.mv_size == kl &&
+	       memcmp(key.mv_data, k, kl - 8) == 0) {
+		if (out->n_rooms == limit) {
+			out->more = true;
+			break;
+		}
+		char *id = brk_arena_alloc(a, PL_ROOM_ID_CHARS + 1);
+		if (id == NULL) {
+			st = PL_E_NOMEM;
+			break;
+		}
+		pl_room_format(get_be64((uint8_t *)key.mv_data + kl - 8), id);
+		out->rooms[out->n_rooms++] = id;
+		rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
+	}
+	mdb_cursor_close(cur);
+	return st;
+}
+
+pl_status brk_list_user_rooms(brk_wtxn *w, const char *tenant, const char *user,
+    uint64_t after, uint32_t limit, brk_arena *a, Parley__RoomList *out)
+{
+	uint8_t k[PL_TENANT_CHARS_MAX + PL_USER_CHARS_MAX + 10];
+	MDB_cursor *cur;
+	MDB_val key, val;
+	if (limit == 0 || limit > LIST_LIMIT_MAX)
+		limit = limit ? LIST_LIMIT_MAX : LIST_LIMIT_DEFAULT;
+	size_t kl = user_room_key(k, sizeof(k), tenant, user, after + 1);
+	parley__room_list__init(out);
+	out->rooms = brk_arena_alloc(a, limit * sizeof(char *));
+	if (kl == 0 || out->rooms == NULL)
+		return kl == 0 ? PL_E_BAD_REQUEST : PL_E_NOMEM;
+	if (mdb_cursor_open(w->txn, w->s->user_rooms, &cur) != MDB_SUCCESS)
 		return PL_E_IO;
 	key.mv_size = kl;
 	key.mv_data = k;

@@ -75,6 +75,12 @@
 _Static_assert(
     2 + GW_MSG_ID_GWID_CHARS + 1 + 12 + 1 + 20 <= PL_CLIENT_MSG_ID_CHARS_MAX,
     "a gateway-made client_msg_id fits the protocol's bound");
+/* Idle lanes kept for reuse per link (lane.c), so a steady load of
+ * connections allocates no lane per batch. */
+#define GW_LANES_SPARE_MAX 1024
+/* Bytes a request adds to a GwBatch beyond its packed body (its id and
+ * the field headers), counted when a batch is sized. */
+#define GW_REQ_OVERHEAD_BYTES 32
 /* Error codes are parley.ErrorCode values 0..INTERNAL. */
 #define GW_CODES 11
 
@@ -241,9 +247,35 @@ struct gw_req {
 	/* >= 0: for this replica only (a status part), never re-sent. */
 	int8_t pin;
 	uint16_t part;
+	/* Its lane (lane.c): the connection's id, 0 for watch changes. */
+	uint64_t lane;
 	uint32_t len;
 	uint8_t body[];
 };
+
+/* One lane of a link (lane.c): a connection's queued requests to one
+ * shard group, in send order, and how many of its requests are in
+ * batches now (busy while > 0). */
+typedef struct gw_lane {
+	uint64_t id;
+	gw_req *head, *tail;
+	uint32_t inflight;
+	bool ready; /* in the ready list */
+	struct gw_lane *next_ready;
+	struct gw_lane *hnext; /* hash chain, or the spare list */
+} gw_lane;
+
+/* A link's lanes: a hash of lanes by id and a FIFO of the lanes that
+ * may send (queued requests, nothing in flight). Under link->mu. */
+typedef struct gw_lanes {
+	gw_lane **buckets;
+	size_t nbuckets; /* power of two */
+	gw_lane *ready_head, *ready_tail;
+	gw_lane *spare;
+	uint32_t nspare;
+	uint32_t nlanes;
+	uint32_t queued;
+} gw_lanes;
 
 /* list_rooms and report fan out to every group, status to every
  * replica of every group; the parts are merged. */
@@ -275,6 +307,10 @@ typedef struct gw_bctx {
 	nng_ctx ctx[GW_REPLICAS_MAX];
 	nng_aio *aio;
 	gw_req *reqs[GW_BATCH_REQS_MAX];
+	/* The lane of each request taken (reqs[i] may be gone): released
+	 * when the batch is settled. */
+	uint64_t lanes[GW_BATCH_REQS_MAX];
+	uint32_t nlanes;
 	uint32_t n;
 	uint64_t base; /* GwRequest.id of reqs[0]; reqs[i] is base + i */
 	int64_t t0_us;
@@ -314,7 +350,7 @@ struct gw_link {
 	int nrep;
 	uint32_t timeout_ms; /* per batch: shorter with several replicas */
 	pthread_mutex_t mu;  /* queues, idle contexts, leader, stopping */
-	gw_req *qhead, *qtail;
+	gw_lanes lanes;      /* the main queue (lane.c) */
 	uint32_t qlen; /* main and pinned queues together */
 	gw_bctx *idle;
 	bool stopping;
@@ -394,6 +430,28 @@ void gw_req_free(gw_req *r);
  * and frees r. */
 void gw_req_complete(gw *g, gw_req *r, Parley__ServerFrame *f, int code);
 void gw_caller_fill(const gw_conn *c, Parley__Internal__Caller *caller);
+
+/* lane.c: all under the link's mutex. */
+pl_status gw_lanes_init(gw_lanes *t, size_t nbuckets);
+void gw_lanes_fini(gw_lanes *t);
+/* Queues r (taken on success) at the back of lane r->lane. */
+pl_status gw_lanes_push(gw_lanes *t, gw_req *r);
+/* Puts rs[0..n) back at the front of their lanes, in that order (they
+ * came back from a batch). Taken ones are set to NULL; on PL_E_NOMEM
+ * the rest are still the caller's. */
+pl_status gw_lanes_push_front(gw_lanes *t, gw_req **rs, uint32_t n);
+bool gw_lanes_has_ready(const gw_lanes *t);
+/* Takes up to max requests for one batch (bounded by GW_BATCH_BYTES_MAX
+ * in requests and in the replies they may produce): whole runs of ready
+ * lanes, each in order; the lanes become busy. Returns how many. */
+uint32_t gw_lanes_take(gw_lanes *t, gw_req **out, uint32_t max);
+/* A batch is settled: its requests of lanes[0..n) left flight (each
+ * entry one request). Called after the batch's requests to be sent
+ * again were put back with gw_lanes_push_front, under the same lock,
+ * so no later request of a lane can overtake them. */
+void gw_lanes_release(gw_lanes *t, const uint64_t *lanes, uint32_t n);
+/* Empties every lane; returns the requests as one list (next). */
+gw_req *gw_lanes_drain(gw_lanes *t);
 
 /* link.c */
 pl_status gw_link_new(gw *g, const gw_group_conf *conf, gw_link **out);

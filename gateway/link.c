@@ -2,9 +2,14 @@
  * link.c - the gateway's link to one shard group (internals.md): an nng
  * req0 socket per replica, each with several contexts, and the replica
  * believed to lead. Requests from every connection wait in one bounded
- * queue; a free batch slot takes up to GW_BATCH_REQS_MAX of them into
- * one GwBatch for the leader and maps the BrokerBatch replies back by
- * id. One more context keeps a live-feed poll in flight at the leader.
+ * queue of lanes (lane.c: one per connection, in send order); a free
+ * batch slot takes up to GW_BATCH_REQS_MAX of them into one GwBatch for
+ * the leader and maps the BrokerBatch replies back by id. A lane with
+ * requests in a batch sends nothing more until that batch is settled,
+ * and what comes back to be sent again goes to its lane's front: a
+ * connection's requests reach the leader in the order it sent them
+ * (internals.md "Request order"). One more context keeps a live-feed
+ * poll in flight at the leader.
  *
  * Following the leader (docs/replication.md "Gateways follow
  * leadership"): a replica that does not lead answers not_leader, with
@@ -58,7 +63,9 @@ pl_status gw_link_new(gw *g, const gw_group_conf *conf, gw_link **out)
 	pthread_mutex_init(&l->mu, NULL);
 	pthread_mutex_init(&l->feed_mu, NULL);
 	l->ctxs = calloc(l->nctx, sizeof(*l->ctxs));
-	if (l->ctxs == NULL) {
+	if (l->ctxs == NULL ||
+	    gw_lanes_init(&l->lanes, (size_t)l->nctx * GW_BATCH_REQS_MAX) !=
+	        PL_OK) {
 		gw_link_free(l);
 		return PL_E_NOMEM;
 	}
@@ -297,15 +304,18 @@ static void batch_write(const gw_bctx *b, const char *gwid, uint8_t *p)
 	}
 }
 
-/* With l->mu held: moves up to a batch's worth from a queue into b. */
-static void queue_take_locked(
+/* With l->mu held: moves up to a batch's worth from a replica's pinned
+ * queue into b. Pinned requests (status parts) are in no lane. */
+static void pinned_take_locked(
     gw_link *l, gw_req **head, gw_req **tail, gw_bctx *b)
 {
 	size_t bytes = 0, reply = 0;
 	b->n = 0;
+	b->nlanes = 0;
 	while (*head != NULL && b->n < GW_BATCH_REQS_MAX) {
 		gw_req *r = *head;
-		if (b->n > 0 && (bytes + r->len + 32 > GW_BATCH_BYTES_MAX ||
+		if (b->n > 0 && (bytes + r->len + GW_REQ_OVERHEAD_BYTES >
+		                        GW_BATCH_BYTES_MAX ||
 		                    reply + r->reply_est > GW_BATCH_BYTES_MAX))
 			break;
 		*head = r->next;
@@ -313,10 +323,21 @@ static void queue_take_locked(
 			*tail = NULL;
 		l->qlen--;
 		r->next = NULL;
-		bytes += r->len + 32;
+		bytes += r->len + GW_REQ_OVERHEAD_BYTES;
 		reply += r->reply_est;
 		b->reqs[b->n++] = r;
 	}
+}
+
+/* With l->mu held: the next batch from the lanes; its lanes are busy
+ * until batch_settle. */
+static void lanes_take_locked(gw_link *l, gw_bctx *b)
+{
+	b->n = gw_lanes_take(&l->lanes, b->reqs, GW_BATCH_REQS_MAX);
+	for (uint32_t i = 0; i < b->n; i++)
+		b->lanes[i] = b->reqs[i]->lane;
+	b->nlanes = b->n;
+	l->qlen -= b->n;
 }
 
 /* With l->mu held: wakes the idle contexts when the hold ends. Started
@@ -340,12 +361,12 @@ static bool work_take_locked(gw_link *l, gw_bctx *b)
 		gw_replica *rp = &l->reps[i];
 		if (rp->pq_head == NULL)
 			continue;
-		queue_take_locked(l, &rp->pq_head, &rp->pq_tail, b);
+		pinned_take_locked(l, &rp->pq_head, &rp->pq_tail, b);
 		b->pinned = true;
 		b->rep = (int8_t)i;
 		return true;
 	}
-	if (l->qhead == NULL)
+	if (!gw_lanes_has_ready(&l->lanes))
 		return false;
 	int64_t now = pl_mono_us();
 	if (now < l->hold_until_us) {
@@ -354,7 +375,7 @@ static bool work_take_locked(gw_link *l, gw_bctx *b)
 	}
 	b->pinned = false;
 	b->rep = (int8_t)leader_dest_locked(l);
-	queue_take_locked(l, &l->qhead, &l->qtail, b);
+	lanes_take_locked(l, b);
 	return true;
 }
 
@@ -367,6 +388,41 @@ static void batch_fail(gw_bctx *b, int code)
 		b->reqs[i] = NULL;
 	}
 	b->n = 0;
+}
+
+static void link_pump(gw_link *l);
+
+/* A batch is over: what is to be sent again goes back to the front of
+ * its lanes, in its order, and only then are the batch's lanes released,
+ * under one lock, so no later request of a lane can slip in before the
+ * ones that came back. When stopping, they are failed instead. */
+static void batch_settle(gw_bctx *b, gw_req **again, uint32_t nagain)
+{
+	gw_link *l = b->link;
+	pthread_mutex_lock(&l->mu);
+	bool stopping = l->stopping;
+	if (!stopping && nagain > 0) {
+		uint32_t before = l->lanes.queued;
+		if (gw_lanes_push_front(&l->lanes, again, nagain) != PL_OK)
+			stopping = true; /* what is left is failed below */
+		/* Counted against broker_queue_max when first queued and not
+		 * refused now: at most nctx batches come back at once, so
+		 * the queue stays within broker_queue_max + nctx x
+		 * GW_BATCH_REQS_MAX. */
+		l->qlen += l->lanes.queued - before;
+	}
+	gw_lanes_release(&l->lanes, b->lanes, b->nlanes);
+	b->nlanes = 0;
+	pthread_mutex_unlock(&l->mu);
+	for (uint32_t i = 0; i < nagain; i++) {
+		if (again[i] != NULL)
+			gw_req_complete(l->g, again[i], NULL,
+			    PARLEY__ERROR_CODE__UNAVAILABLE);
+	}
+	/* Released lanes may have requests waiting: idle slots take them
+	 * too, not only the slot this batch frees. */
+	if (!stopping)
+		link_pump(l);
 }
 
 /* With l->mu held, so batches reach the sockets in queue order and one
@@ -410,6 +466,7 @@ static void bctx_next(gw_bctx *b)
 		if (sent)
 			return;
 		batch_fail(b, PARLEY__ERROR_CODE__INTERNAL);
+		batch_settle(b, NULL, 0);
 	}
 }
 
@@ -428,6 +485,7 @@ static void link_pump(gw_link *l)
 		pthread_mutex_unlock(&l->mu);
 		if (!sent) {
 			batch_fail(b, PARLEY__ERROR_CODE__INTERNAL);
+			batch_settle(b, NULL, 0);
 			bctx_next(b);
 		}
 	}
@@ -454,49 +512,26 @@ pl_status gw_link_submit(gw_link *l, gw_req *r)
 		pthread_mutex_unlock(&l->mu);
 		return PL_E_BACKPRESSURE;
 	}
-	gw_req **head = &l->qhead, **tail = &l->qtail;
 	if (r->pin >= 0) {
 		gw_replica *rp = &l->reps[r->pin];
 		if (!replica_up(rp)) {
 			pthread_mutex_unlock(&l->mu);
 			return PL_E_UNAVAILABLE;
 		}
-		head = &rp->pq_head;
-		tail = &rp->pq_tail;
+		r->next = NULL;
+		if (rp->pq_tail != NULL)
+			rp->pq_tail->next = r;
+		else
+			rp->pq_head = r;
+		rp->pq_tail = r;
+	} else if (gw_lanes_push(&l->lanes, r) != PL_OK) {
+		pthread_mutex_unlock(&l->mu);
+		return PL_E_NOMEM;
 	}
-	r->next = NULL;
-	if (*tail != NULL)
-		(*tail)->next = r;
-	else
-		*head = r;
-	*tail = r;
 	l->qlen++;
 	pthread_mutex_unlock(&l->mu);
 	link_pump(l);
 	return PL_OK;
-}
-
-/* Puts requests back at the head of the queue, in their order, for the
- * leader. They were counted against broker_queue_max when first queued
- * and are not refused now: at most nctx batches come back at once, so
- * the queue stays within broker_queue_max + nctx x GW_BATCH_REQS_MAX. */
-static void requeue_front(gw_link *l, gw_req **rs, uint32_t n)
-{
-	pthread_mutex_lock(&l->mu);
-	bool stopping = l->stopping;
-	for (uint32_t i = n; !stopping && i-- > 0;) {
-		rs[i]->next = l->qhead;
-		l->qhead = rs[i];
-		if (l->qtail == NULL)
-			l->qtail = rs[i];
-		l->qlen++;
-	}
-	pthread_mutex_unlock(&l->mu);
-	for (uint32_t i = 0; stopping && i < n; i++)
-		gw_req_complete(
-		    l->g, rs[i], NULL, PARLEY__ERROR_CODE__UNAVAILABLE);
-	if (!stopping)
-		link_pump(l);
 }
 
 /* Checks a reply's epoch; a change means the broker restarted and forgot
@@ -589,6 +624,7 @@ static void batch_reply(gw_bctx *b, nng_msg *m)
 	if (bb == NULL) {
 		batch_fail(b, PARLEY__ERROR_CODE__INTERNAL);
 		pl_arena_fini(&a);
+		batch_settle(b, NULL, 0);
 		return;
 	}
 	reply_leadership(b, bb);
@@ -617,8 +653,7 @@ static void batch_reply(gw_bctx *b, nng_msg *m)
 	}
 	batch_fail(b, PARLEY__ERROR_CODE__INTERNAL); /* unanswered ones */
 	pl_arena_fini(&a);
-	if (nagain > 0)
-		requeue_front(l, again, nagain);
+	batch_settle(b, again, nagain);
 }
 
 /* The batch got no answer: its outcome is unknown. With several
@@ -650,8 +685,7 @@ static void batch_lost(gw_bctx *b)
 			    l->g, r, NULL, PARLEY__ERROR_CODE__UNAVAILABLE);
 	}
 	b->n = 0;
-	if (nagain > 0)
-		requeue_front(l, again, nagain);
+	batch_settle(b, again, nagain);
 }
 
 static void bctx_cb(void *arg)
@@ -924,8 +958,7 @@ void gw_link_stop(gw_link *l)
 {
 	pthread_mutex_lock(&l->mu);
 	l->stopping = true;
-	gw_req *q = l->qhead;
-	l->qhead = l->qtail = NULL;
+	gw_req *q = gw_lanes_drain(&l->lanes);
 	for (int i = 0; i < l->nrep; i++) {
 		/* Pinned requests join the main list to be failed. */
 		gw_replica *rp = &l->reps[i];
@@ -999,6 +1032,7 @@ void gw_link_free(gw_link *l)
 	(void)pl_nng_close_bounded(socks, n, GW_MOD, PL_NNG_CLOSE_MS);
 	for (int i = 0; i < l->nrep; i++)
 		nng_aio_free(l->reps[i].naio);
+	gw_lanes_fini(&l->lanes);
 	pthread_mutex_destroy(&l->mu);
 	pthread_mutex_destroy(&l->feed_mu);
 	free(l->ctxs);

@@ -86,6 +86,10 @@ gw_req *gw_req_new(gw_conn *c, gw_req_kind kind, const Parley__ClientFrame *f,
 	/* Resends carry the same packed body, so the same origin. */
 	if (f != NULL && f->body_case == PARLEY__CLIENT_FRAME__BODY_PUBLISH)
 		req.origin = gw_origin_next(c->g);
+	/* The connection's lane: its requests keep their order through
+	 * batching and resends, and the broker keeps it within a batch. */
+	uint64_t lane = kind != GW_REQ_WATCH ? c->id : 0;
+	req.lane = lane;
 	size_t size = protobuf_c_message_get_packed_size(&req.base);
 	gw_req *r = malloc(sizeof(*r) + size);
 	if (r == NULL)
@@ -94,7 +98,8 @@ gw_req *gw_req_new(gw_conn *c, gw_req_kind kind, const Parley__ClientFrame *f,
 	*r = (gw_req){.kind = (uint8_t)kind,
 	    .t0_us = pl_mono_us(),
 	    .reply_est = reply_estimate(c, f),
-	    .pin = -1};
+	    .pin = -1,
+	    .lane = lane};
 	r->deadline_us = r->t0_us + (int64_t)c->g->conf->failover_ms * 1000;
 	size_t n;
 	if (pl_pb_encode(&req.base, r->body, size, &n) != PL_OK) {

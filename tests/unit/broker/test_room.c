@@ -154,7 +154,7 @@ typedef struct access_case {
 	bool member;
 	const char *tenant;
 	const char *scope;
-	brk_access what;
+	int what; /* a request type */
 	pl_status want;
 } access_case;
 
@@ -170,22 +170,34 @@ TEST(test_room_access_table)
 	brk_day_delta_init(&d, 1);
 	brk_room_join(&r, "member", C, 1, &d);
 	const access_case cases_[] = {
-	    {C, true, "acme", "", BRK_ACCESS_READ, PL_OK},
-	    {C, false, "acme", "", BRK_ACCESS_READ, PL_E_FORBIDDEN},
-	    {C, false, "acme", own, BRK_ACCESS_JOIN, PL_OK},
-	    {C, false, "acme", "0001000000000008", BRK_ACCESS_READ,
+	    {C, true, "acme", "", PARLEY__CLIENT_FRAME__BODY_HISTORY, PL_OK},
+	    {C, false, "acme", "", PARLEY__CLIENT_FRAME__BODY_HISTORY,
 	        PL_E_FORBIDDEN},
-	    {C, true, "other", "", BRK_ACCESS_READ, PL_E_NOT_FOUND},
-	    {A, false, "other", "", BRK_ACCESS_READ, PL_E_NOT_FOUND},
-	    {A, false, "acme", "", BRK_ACCESS_READ, PL_OK},
-	    {A, false, "acme", "", BRK_ACCESS_WRITE, PL_E_FORBIDDEN},
-	    {PARLEY__ROLE__SERVICE, false, "acme", "", BRK_ACCESS_WRITE, PL_OK},
-	    {PARLEY__ROLE__OBSERVER, false, "acme", "", BRK_ACCESS_WRITE,
+	    {C, false, "acme", own, PARLEY__CLIENT_FRAME__BODY_JOIN, PL_OK},
+	    {C, false, "acme", "0001000000000008",
+	        PARLEY__CLIENT_FRAME__BODY_HISTORY, PL_E_FORBIDDEN},
+	    {C, true, "other", "", PARLEY__CLIENT_FRAME__BODY_HISTORY,
+	        PL_E_NOT_FOUND},
+	    {A, false, "other", "", PARLEY__CLIENT_FRAME__BODY_HISTORY,
+	        PL_E_NOT_FOUND},
+	    {A, false, "acme", "", PARLEY__CLIENT_FRAME__BODY_HISTORY, PL_OK},
+	    {A, false, "acme", "", PARLEY__CLIENT_FRAME__BODY_PUBLISH,
 	        PL_E_FORBIDDEN},
-	    {C, true, "acme", "", BRK_ACCESS_WRITE, PL_OK},
-	    {C, true, "acme", "", BRK_ACCESS_CLOSE, PL_OK},
-	    {C, false, "acme", own, BRK_ACCESS_CLOSE, PL_E_FORBIDDEN},
-	    {A, false, "acme", "", BRK_ACCESS_CLOSE, PL_OK},
+	    {PARLEY__ROLE__SERVICE, false, "acme", "",
+	        PARLEY__CLIENT_FRAME__BODY_PUBLISH, PL_OK},
+	    {PARLEY__ROLE__OBSERVER, false, "acme", "",
+	        PARLEY__CLIENT_FRAME__BODY_PUBLISH, PL_E_FORBIDDEN},
+	    {C, true, "acme", "", PARLEY__CLIENT_FRAME__BODY_PUBLISH, PL_OK},
+	    {C, true, "acme", "", PARLEY__CLIENT_FRAME__BODY_CLOSE_ROOM, PL_OK},
+	    {C, false, "acme", own, PARLEY__CLIENT_FRAME__BODY_CLOSE_ROOM,
+	        PL_E_FORBIDDEN},
+	    {A, false, "acme", "", PARLEY__CLIENT_FRAME__BODY_CLOSE_ROOM,
+	        PL_OK},
+	    /* A request type the table does not name is nobody's. */
+	    {PARLEY__ROLE__SERVICE, false, "acme", "",
+	        PARLEY__CLIENT_FRAME__BODY_PING, PL_E_FORBIDDEN},
+	    {PARLEY__ROLE__SERVICE, false, "acme", "",
+	        PARLEY__CLIENT_FRAME__BODY_HELLO, PL_E_FORBIDDEN},
 	};
 	for (size_t i = 0; i < PL_ARRAY_LEN(cases_); i++) {
 		const access_case *ac = &cases_[i];
@@ -195,7 +207,7 @@ TEST(test_room_access_table)
 		c.user = ac->member ? "member" : "stranger";
 		c.role = ac->role;
 		c.room_scope = (char *)ac->scope;
-		pl_status got = brk_room_access(&r, &c, ac->what);
+		pl_status got = brk_access(&r, &c, ac->what);
 		if (got != ac->want)
 			fprintf(stderr, "  access case %zu\n", i);
 		CHECK_EQ(got, ac->want);
