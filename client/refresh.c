@@ -25,23 +25,23 @@ struct parley_refresher {
 	pthread_cond_t cv; /* CLOCK_REALTIME: expiries are wall-clock */
 	bool stop;
 	int64_t exp_s;
-	int64_t retry_at_s; /* 0: none pending */
+	int64_t due_s; /* when to ask next: set with each new exp_s */
 	pthread_t thread;
 	char token[PL_TOKEN_CHARS_MAX + 1];
 };
 
-/* When to ask: ahead_s before the expiry, but never earlier than half
- * the time left, so a short-lived token is not refreshed in a loop. */
-static int64_t due_s(const parley_refresher *r, int64_t now_s)
+/* A new expiry (under mu): ask ahead_s before it, but never earlier
+ * than half the time left, so a short-lived token is not refreshed in a
+ * loop. Fixed once per expiry: recomputed as time passes, half the time
+ * left would never arrive. */
+static void schedule_locked(parley_refresher *r, int64_t exp_s)
 {
-	int64_t left = r->exp_s - now_s;
+	int64_t left = exp_s - pl_now_us() / 1000000;
 	int64_t lead = r->ahead_s;
 	if (lead > left / 2)
 		lead = left / 2;
-	int64_t due = r->exp_s - lead;
-	if (r->retry_at_s != 0 && r->retry_at_s > due)
-		due = r->retry_at_s;
-	return due;
+	r->exp_s = exp_s;
+	r->due_s = exp_s - lead;
 }
 
 /* One refresh, without r->mu held: the callback and the request may take
@@ -55,12 +55,10 @@ static void refresh_once(parley_refresher *r)
 		ok = parley_refresh(r->c, r->token, REFRESH_TIMEOUT_MS, &exp) ==
 		     PL_OK;
 	pthread_mutex_lock(&r->mu);
-	if (ok && exp > r->exp_s) {
-		r->exp_s = exp;
-		r->retry_at_s = 0;
-	} else {
-		r->retry_at_s = pl_now_us() / 1000000 + REFRESH_RETRY_S;
-	}
+	if (ok && exp > r->exp_s)
+		schedule_locked(r, exp);
+	else if (r->due_s <= pl_now_us() / 1000000)
+		r->due_s = pl_now_us() / 1000000 + REFRESH_RETRY_S;
 	pthread_mutex_unlock(&r->mu);
 }
 
@@ -72,9 +70,8 @@ static void *refresher_main(void *arg)
 		int64_t now = pl_now_us() / 1000000;
 		if (now >= r->exp_s || parley_is_closed(r->c))
 			break; /* expired: the server says goodbye */
-		int64_t due = due_s(r, now);
-		if (now < due) {
-			struct timespec ts = {.tv_sec = (time_t)due};
+		if (now < r->due_s) {
+			struct timespec ts = {.tv_sec = (time_t)r->due_s};
 			pthread_cond_timedwait(&r->cv, &r->mu, &ts);
 			continue;
 		}
@@ -96,7 +93,7 @@ pl_status parley_refresher_start(parley_conn *c, parley_token_fn fn,
 	r->fn = fn;
 	r->arg = arg;
 	r->ahead_s = ahead_s;
-	r->exp_s = exp_s;
+	schedule_locked(r, exp_s); /* not shared yet */
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->cv, NULL);
 	if (pthread_create(&r->thread, NULL, refresher_main, r) != 0) {
@@ -115,7 +112,7 @@ void parley_refresher_note(parley_refresher *r, int64_t exp_s)
 		return;
 	pthread_mutex_lock(&r->mu);
 	if (exp_s > r->exp_s)
-		r->exp_s = exp_s;
+		schedule_locked(r, exp_s);
 	pthread_cond_signal(&r->cv);
 	pthread_mutex_unlock(&r->mu);
 }
