@@ -283,7 +283,7 @@ static pl_status check_meta(const char *op, size_t n,
 		    PL_META_ENTRIES_MAX);
 	for (size_t i = 0; i < n; i++) {
 		if (meta[i] == NULL)
-			return PL_E_PROTO;
+			return say(why, PL_E_PROTO, "%s.meta has an empty entry", op);
 		pl_status st = check_chars(
 		    meta[i]->key, PL_META_CHARS_MAX, "meta key", why);
 		if (st == PL_OK)
@@ -642,6 +642,8 @@ pl_status pl_client_frame_decode_why(const uint8_t *buf, size_t len,
 		    len, max);
 	st = pl_wire_strings_check(&parley__client_frame__descriptor, buf,
 	    len, why);
+	if (st == PL_E_PROTO) /* protobuf-c took what the walk cannot read */
+		return say(why, st, "undecodable frame: a field is malformed");
 	if (st == PL_OK)
 		st = pl_client_frame_check((const Parley__ClientFrame *)m, why);
 	if (st == PL_OK)
