@@ -60,6 +60,11 @@
 /* What an overloaded answer suggests as retry_after_ms: a broker round
  * at load is a few milliseconds, so a queue has room again soon. */
 #define GW_RETRY_AFTER_MS 50
+/* At stop, connections get this long to receive their goodbye: a small
+ * part of the stop deadline (PL_STOP_DEADLINE_MS). */
+#define GW_STOP_GOODBYE_MS 250
+_Static_assert(GW_STOP_GOODBYE_MS < PL_STOP_DEADLINE_MS / 4,
+    "goodbyes leave most of the stop deadline to the rest of the stop");
 /* Failed hello attempts before the connection is closed. */
 #define GW_HELLO_FAILS_MAX 3
 /* Sweeper period: idle, hello and close deadlines, catch-up retries. */

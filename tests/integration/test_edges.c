@@ -10,6 +10,7 @@
  */
 #define CHECK_MAIN
 #include <poll.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "tests/check.h"
@@ -679,5 +680,35 @@ TEST(test_edges_slow_consumer_goodbye_at_frame_boundary)
 		rw_close(r);
 	}
 	parley_close(svc);
+	hx_fini(&c, false);
+}
+
+/* fault: the gateway is stopped (SIGTERM) with clients connected over
+ * TCP and WebSocket.
+ * invariant: each gets goodbye(unavailable, "gateway stopping") before
+ * its socket closes. */
+TEST(test_edges_gateway_stop_says_goodbye)
+{
+	hx_cluster c;
+	CHECK(hx_init(&c, 1));
+	CHECK(hx_start(&c));
+	parley_conn *a[2];
+	for (int ws = 0; ws < 2; ws++) {
+		a[ws] = hx_client(&c, ws, "acme", "ann", PARLEY__ROLE__AGENT);
+		CHECK(a[ws] != NULL);
+	}
+	hx_kill(&c.gateway, SIGTERM);
+	for (int ws = 0; ws < 2; ws++) {
+		Parley__ServerFrame *gb = next_goodbye(a[ws], T);
+		CHECK(gb != NULL);
+		CHECK_EQ(gb->goodbye->code, PARLEY__ERROR_CODE__UNAVAILABLE);
+		CHECK_STR_EQ(gb->goodbye->reason, "gateway stopping");
+		parley_frame_free(gb);
+		Parley__ServerFrame *ev = NULL;
+		CHECK_EQ(parley_next_event(a[ws], T, &ev), PL_E_CLOSED);
+		CHECK(parley_is_closed(a[ws]));
+		parley_close(a[ws]);
+		fprintf(stderr, "  %s: goodbye before the close\n", transport(ws));
+	}
 	hx_fini(&c, false);
 }
