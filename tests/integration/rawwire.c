@@ -3,9 +3,11 @@
  * WebSocket alike, a protobuf writer, and server frames decoded one by
  * one from what arrived.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <nng/nng.h>
 #include <sodium.h>
@@ -15,13 +17,20 @@
 #define RECV_CHUNK (64 * 1024)
 #define RECV_BYTES_MAX (32u * 1024 * 1024)
 
+/* A receive is always pending (as in libparley): nng's WebSocket may not
+ * report a peer's close to a receive posted after the close arrived. */
 struct rw_conn {
 	nng_stream_dialer *d;
 	nng_stream *s;
-	nng_aio *aio;
-	uint8_t *buf;
+	nng_aio *aio;  /* dial and send */
+	nng_aio *raio; /* the pending receive */
+	uint8_t chunk[RECV_CHUNK];
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint8_t *buf; /* under mu: bytes received, not yet framed */
 	size_t len, cap;
 	bool closed;
+	bool paused, posted; /* under mu: rw_pause; a receive is pending */
 	pl_arena arena; /* the last frame returned */
 };
 
@@ -83,14 +92,74 @@ void rw_frame(rw_pb *out, uint64_t id, uint32_t op_field, const rw_pb *body)
 
 /* ---- connection ---- */
 
+static void recv_post(rw_conn *r)
+{
+	nng_iov iov = {.iov_buf = r->chunk, .iov_len = sizeof(r->chunk)};
+	nng_aio_set_iov(r->raio, 1, &iov);
+	nng_stream_recv(r->s, r->raio);
+}
+
+/* Appends what arrived (mu held); false when it does not fit. */
+static bool buf_append(rw_conn *r, const uint8_t *p, size_t n)
+{
+	if (r->cap - r->len < n) {
+		size_t cap = r->cap;
+		while (cap - r->len < n)
+			cap *= 2;
+		uint8_t *nb = cap <= RECV_BYTES_MAX ? realloc(r->buf, cap) : NULL;
+		if (nb == NULL)
+			return false;
+		r->buf = nb;
+		r->cap = cap;
+	}
+	memcpy(r->buf + r->len, p, n);
+	r->len += n;
+	return true;
+}
+
+static void recv_cb(void *arg)
+{
+	rw_conn *r = arg;
+	int rv = nng_aio_result(r->raio);
+	pthread_mutex_lock(&r->mu);
+	if (rv != 0 ||
+	    !buf_append(r, r->chunk, nng_aio_count(r->raio)))
+		r->closed = true;
+	bool more = !r->closed && !r->paused;
+	r->posted = more;
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	if (more)
+		recv_post(r);
+}
+
+void rw_pause(rw_conn *r, bool paused)
+{
+	pthread_mutex_lock(&r->mu);
+	r->paused = paused;
+	bool post = !paused && !r->posted && !r->closed;
+	if (post)
+		r->posted = true;
+	pthread_mutex_unlock(&r->mu);
+	if (post)
+		recv_post(r);
+}
+
 rw_conn *rw_open(hx_cluster *c, bool ws)
 {
 	rw_conn *r = calloc(1, sizeof(*r));
 	if (r == NULL)
 		return NULL;
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&r->cv, &ca);
+	pthread_condattr_destroy(&ca);
 	r->cap = RECV_CHUNK * 2;
 	r->buf = malloc(r->cap);
 	if (r->buf == NULL || nng_aio_alloc(&r->aio, NULL, NULL) != 0 ||
+	    nng_aio_alloc(&r->raio, recv_cb, r) != 0 ||
 	    nng_stream_dialer_alloc(&r->d, ws ? c->ws_url : c->tcp_url) != 0)
 		goto fail;
 	(void)nng_stream_dialer_set_size(
@@ -101,6 +170,8 @@ rw_conn *rw_open(hx_cluster *c, bool ws)
 	if (nng_aio_result(r->aio) != 0)
 		goto fail;
 	r->s = nng_aio_get_output(r->aio, 0);
+	r->posted = true;
+	recv_post(r);
 	return r;
 fail:
 	rw_close(r);
@@ -111,16 +182,20 @@ void rw_close(rw_conn *r)
 {
 	if (r == NULL)
 		return;
-	if (r->s != NULL) {
+	if (r->s != NULL)
 		nng_stream_close(r->s);
+	if (r->raio != NULL)
+		nng_aio_stop(r->raio); /* no callback runs after this */
+	if (r->s != NULL)
 		nng_stream_free(r->s);
-	}
-	if (r->aio != NULL)
-		nng_aio_free(r->aio);
+	nng_aio_free(r->raio);
+	nng_aio_free(r->aio);
 	if (r->d != NULL)
 		nng_stream_dialer_free(r->d);
 	free(r->buf);
 	pl_arena_fini(&r->arena);
+	pthread_cond_destroy(&r->cv);
+	pthread_mutex_destroy(&r->mu);
 	free(r);
 }
 
@@ -145,38 +220,8 @@ bool rw_send(rw_conn *r, const rw_pb *frame)
 	return true;
 }
 
-/* Reads once, waiting up to timeout_ms. */
-static pl_status recv_some(rw_conn *r, int timeout_ms)
-{
-	if (r->closed)
-		return PL_E_CLOSED;
-	if (r->cap - r->len < RECV_CHUNK) {
-		if (r->cap >= RECV_BYTES_MAX)
-			return PL_E_TOO_LARGE;
-		uint8_t *p = realloc(r->buf, r->cap * 2);
-		if (p == NULL)
-			return PL_E_NOMEM;
-		r->buf = p;
-		r->cap *= 2;
-	}
-	nng_iov iov = {.iov_buf = r->buf + r->len, .iov_len = r->cap - r->len};
-	nng_aio_set_iov(r->aio, 1, &iov);
-	nng_aio_set_timeout(r->aio, timeout_ms);
-	nng_stream_recv(r->s, r->aio);
-	nng_aio_wait(r->aio);
-	int rv = nng_aio_result(r->aio);
-	if (rv == NNG_ETIMEDOUT)
-		return PL_E_TIMEOUT;
-	if (rv != 0) {
-		r->closed = true;
-		return PL_E_CLOSED;
-	}
-	r->len += nng_aio_count(r->aio);
-	return PL_OK;
-}
-
 /* Decodes the next whole frame into r's arena (the previous frame's
- * memory goes). */
+ * memory goes). mu held. */
 static pl_status take_frame(rw_conn *r, Parley__ServerFrame **out)
 {
 	size_t n;
@@ -196,18 +241,33 @@ static pl_status take_frame(rw_conn *r, Parley__ServerFrame **out)
 
 pl_status rw_next(rw_conn *r, int timeout_ms, Parley__ServerFrame **out)
 {
-	int64_t end = pl_mono_us() + (int64_t)timeout_ms * 1000;
-	for (;;) {
-		pl_status st = take_frame(r, out);
-		if (st != PL_E_AGAIN)
-			return st;
-		int64_t left = (end - pl_mono_us()) / 1000;
-		if (left <= 0)
-			return PL_E_TIMEOUT;
-		st = recv_some(r, (int)left);
-		if (st != PL_OK)
-			return st;
+	struct timespec dl;
+	clock_gettime(CLOCK_MONOTONIC, &dl);
+	dl.tv_sec += timeout_ms / 1000;
+	dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (dl.tv_nsec >= 1000000000L) {
+		dl.tv_sec++;
+		dl.tv_nsec -= 1000000000L;
 	}
+	pthread_mutex_lock(&r->mu);
+	pl_status st;
+	for (;;) {
+		st = take_frame(r, out);
+		if (st != PL_E_AGAIN)
+			break;
+		if (r->closed) {
+			st = PL_E_CLOSED;
+			break;
+		}
+		if (pthread_cond_timedwait(&r->cv, &r->mu, &dl) != 0) {
+			st = take_frame(r, out);
+			if (st == PL_E_AGAIN)
+				st = r->closed ? PL_E_CLOSED : PL_E_TIMEOUT;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&r->mu);
+	return st;
 }
 
 Parley__ServerFrame *rw_reply(rw_conn *r, uint64_t id, int timeout_ms)
@@ -238,9 +298,12 @@ bool rw_hello(rw_conn *r, const char *token, Parley__ServerFrame **welcome)
 	return ok;
 }
 
-size_t rw_leftover(const rw_conn *r)
+size_t rw_leftover(rw_conn *r)
 {
-	return r->len;
+	pthread_mutex_lock(&r->mu);
+	size_t n = r->len;
+	pthread_mutex_unlock(&r->mu);
+	return n;
 }
 
 const char *rw_token_raw(hx_cluster *c, const char *tenant, const rw_pb *claims)

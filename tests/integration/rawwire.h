@@ -48,8 +48,11 @@ pl_status rw_next(rw_conn *r, int timeout_ms, Parley__ServerFrame **out);
 /* The reply to request id, skipping events, within timeout_ms; NULL on
  * timeout or close. */
 Parley__ServerFrame *rw_reply(rw_conn *r, uint64_t id, int timeout_ms);
+/* paused: the socket is no longer read once the receive in progress
+ * completes (a client that stops reading); false reads on. */
+void rw_pause(rw_conn *r, bool paused);
 /* Bytes received that do not make a whole frame. */
-size_t rw_leftover(const rw_conn *r);
+size_t rw_leftover(rw_conn *r);
 
 /* A token over hand-built claims bytes, signed with tenant's key in the
  * cluster dir (the claims are signed exactly as given). Static buffer. */

@@ -47,9 +47,12 @@ static const char *transport(bool ws)
 static rw_conn *raw_authed(hx_cluster *c, bool ws, int role)
 {
 	rw_conn *r = rw_open(c, ws);
-	if (r == NULL)
+	if (r == NULL) {
+		fprintf(stderr, "  %s: cannot connect\n", transport(ws));
 		return NULL;
+	}
 	if (!rw_hello(r, hx_token(c, "acme", "raw", role, 3600, ""), NULL)) {
+		fprintf(stderr, "  %s: no welcome\n", transport(ws));
 		rw_close(r);
 		return NULL;
 	}
@@ -634,6 +637,7 @@ TEST(test_edges_slow_consumer_goodbye_at_frame_boundary)
 		Parley__ServerFrame *rep = rw_reply(r, 2, T);
 		CHECK(rep != NULL);
 		CHECK_EQ(rep->body_case, PARLEY__SERVER_FRAME__BODY_SUBSCRIBED);
+		rw_pause(r, true);
 		/* Flood until the gateway gives up on it (at most 64 MB). */
 		int sent = 0;
 		while (metric(&c, "parley_gateway_slow_consumers_total") == slow0) {
@@ -649,6 +653,7 @@ TEST(test_edges_slow_consumer_goodbye_at_frame_boundary)
 		}
 		/* Past the grace the gateway used to give a closing socket. */
 		usleep(2500 * 1000);
+		rw_pause(r, false);
 		int frames = 0, goodbyes = 0, after_goodbye = 0;
 		char reason[64] = "";
 		for (;;) {
