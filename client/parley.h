@@ -206,7 +206,8 @@ typedef struct parley_welcome {
 	char tenant[PL_TENANT_CHARS_MAX + 1];
 	char user[PL_USER_CHARS_MAX + 1];
 	int role; /* parley.Role */
-	int64_t token_exp_s; /* the token's expiry, Unix seconds (0: none said) */
+	int64_t
+	    token_exp_s; /* the token's expiry, Unix seconds (0: none said) */
 	uint32_t history_limit_max;
 	uint32_t send_queue_bytes_max;
 } parley_welcome;

@@ -83,8 +83,8 @@ static void *refresher_main(void *arg)
 	return NULL;
 }
 
-pl_status parley_refresher_start(parley_conn *c, parley_token_fn fn,
-    void *arg, uint32_t ahead_s, int64_t exp_s, parley_refresher **out)
+pl_status parley_refresher_start(parley_conn *c, parley_token_fn fn, void *arg,
+    uint32_t ahead_s, int64_t exp_s, parley_refresher **out)
 {
 	parley_refresher *r = calloc(1, sizeof(*r));
 	if (r == NULL)

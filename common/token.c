@@ -230,7 +230,8 @@ pl_status pl_token_verify_why(const pl_keyring *kr, const char *token,
 	if (rule != NULL)
 		return refuse(why, rule);
 	const pl_tenant *t = pl_keyring_find(kr, pb->tenant);
-	/* One answer for both: which tenants exist is not a client's business. */
+	/* One answer for both: which tenants exist is not a client's business.
+	 */
 	if (t == NULL || !signature_ok(t, pb->key_id, sig, body, blen))
 		return refuse(why, "token signature does not verify with the "
 		                   "tenant's keys");

@@ -249,8 +249,8 @@ void gw_conn_send_error(gw_conn *c, uint64_t id, int code, const char *msg)
 	(void)gw_conn_send(c, &f);
 }
 
-void gw_conn_send_retry(gw_conn *c, uint64_t id, int code, const char *msg,
-    uint32_t retry_after_ms)
+void gw_conn_send_retry(
+    gw_conn *c, uint64_t id, int code, const char *msg, uint32_t retry_after_ms)
 {
 	Parley__Error e = PARLEY__ERROR__INIT;
 	e.code = code;

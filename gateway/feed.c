@@ -415,7 +415,8 @@ void gw_subs_on_subscribed(gw *g, gw_req *r, Parley__ServerFrame *f, int code)
 	bool ok = f->body_case == PARLEY__SERVER_FRAME__BODY_SUBSCRIBED;
 	/* A since past the head would wait for seqs that the room will
 	 * number differently: refused, not a silent subscription. */
-	if (ok && s != NULL && gw_cursor_after(&s->cur) > f->subscribed->last_seq) {
+	if (ok && s != NULL &&
+	    gw_cursor_after(&s->cur) > f->subscribed->last_seq) {
 		snprintf(msg, sizeof(msg),
 		    "since %" PRIu64 " is past the room's last seq %" PRIu64,
 		    gw_cursor_after(&s->cur), f->subscribed->last_seq);

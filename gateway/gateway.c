@@ -252,8 +252,8 @@ static void conns_goodbye_all(gw *g)
 {
 	pthread_mutex_lock(&g->conns_mu);
 	for (gw_conn *c = g->conns; c != NULL; c = c->next)
-		gw_conn_goodbye(c, PARLEY__ERROR_CODE__UNAVAILABLE,
-		    "gateway stopping");
+		gw_conn_goodbye(
+		    c, PARLEY__ERROR_CODE__UNAVAILABLE, "gateway stopping");
 	pthread_mutex_unlock(&g->conns_mu);
 	for (int waited = 0; waited < GW_STOP_GOODBYE_MS; waited++) {
 		pthread_mutex_lock(&g->conns_mu);

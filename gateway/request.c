@@ -224,7 +224,8 @@ static void handle_hello(gw_conn *c, const Parley__ClientFrame *f)
 	if (pl_token_verify_why(conf->keys,
 	        f->hello->token ? f->hello->token : "", pl_now_us() / 1000000,
 	        &cl, &why) != PL_OK) {
-		PL_INFO(GW_MOD, "event=hello_refused conn=%llu fails=%u why=\"%s\"",
+		PL_INFO(GW_MOD,
+		    "event=hello_refused conn=%llu fails=%u why=\"%s\"",
 		    (unsigned long long)c->id, c->hello_fails + 1u, why);
 		reply_hello_fail(c, f->id, why);
 		return;
@@ -279,7 +280,8 @@ static void handle_refresh(gw_conn *c, const Parley__ClientFrame *f)
 	        f->refresh->token ? f->refresh->token : "",
 	        pl_now_us() / 1000000, &cl, &why) != PL_OK) {
 		snprintf(msg, sizeof(msg), "refresh refused: %s", why);
-		gw_conn_send_error(c, f->id, PARLEY__ERROR_CODE__UNAUTHORIZED, msg);
+		gw_conn_send_error(
+		    c, f->id, PARLEY__ERROR_CODE__UNAUTHORIZED, msg);
 		return;
 	}
 	if (!same_identity(&cl, &c->claims)) {
@@ -356,7 +358,8 @@ static gw_link *route_room(gw_conn *c, const Parley__ClientFrame *f)
 		snprintf(msg, sizeof(msg),
 		    "room not found: no shard group %u serves it",
 		    (unsigned)pl_room_group(room));
-		gw_conn_send_error(c, f->id, PARLEY__ERROR_CODE__NOT_FOUND, msg);
+		gw_conn_send_error(
+		    c, f->id, PARLEY__ERROR_CODE__NOT_FOUND, msg);
 	}
 	return l;
 }
@@ -405,7 +408,8 @@ static bool publish_allowed(gw_conn *c, const Parley__ClientFrame *f)
 		snprintf(msg, sizeof(msg),
 		    "publish.body of %zu bytes exceeds body_bytes_max %u",
 		    f->publish->body.len, conf->body_bytes_max);
-		gw_conn_send_error(c, f->id, PARLEY__ERROR_CODE__TOO_LARGE, msg);
+		gw_conn_send_error(
+		    c, f->id, PARLEY__ERROR_CODE__TOO_LARGE, msg);
 		return false;
 	}
 	if (!rate_take(c, &wait_ms)) {
@@ -500,8 +504,8 @@ static void dispatch(gw_conn *c, const Parley__ClientFrame *f)
 	if (pl_now_us() / 1000000 >= atomic_load(&c->exp_s)) {
 		gw_conn_send_error(c, f->id, PARLEY__ERROR_CODE__UNAUTHORIZED,
 		    "token expired");
-		gw_conn_goodbye(c, PARLEY__ERROR_CODE__UNAUTHORIZED,
-		    "token expired");
+		gw_conn_goodbye(
+		    c, PARLEY__ERROR_CODE__UNAUTHORIZED, "token expired");
 		return;
 	}
 	if (f->body_case == PARLEY__CLIENT_FRAME__BODY_REFRESH) {
@@ -517,8 +521,8 @@ static void dispatch(gw_conn *c, const Parley__ClientFrame *f)
 		snprintf(msg, sizeof(msg),
 		    "too many requests in flight (limit %d)",
 		    GW_CONN_INFLIGHT_MAX);
-		gw_conn_send_retry(c, f->id, PARLEY__ERROR_CODE__OVERLOADED, msg,
-		    GW_RETRY_AFTER_MS);
+		gw_conn_send_retry(c, f->id, PARLEY__ERROR_CODE__OVERLOADED,
+		    msg, GW_RETRY_AFTER_MS);
 		return;
 	}
 	dispatch_authed(c, f);

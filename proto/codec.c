@@ -161,8 +161,7 @@ static bool wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 #define WIRE_PATH_CHARS_MAX 96
 
 static pl_status wire_walk(const ProtobufCMessageDescriptor *d,
-    const uint8_t *p, const uint8_t *end, char *path, size_t plen,
-    pl_why *why);
+    const uint8_t *p, const uint8_t *end, char *path, size_t plen, pl_why *why);
 
 /* One length-delimited field of d: a string is checked, a message is
  * walked, anything else (bytes, packed numbers, unknown) is skipped. */
@@ -194,8 +193,7 @@ static pl_status wire_len_field(const ProtobufCMessageDescriptor *d,
 }
 
 static pl_status wire_walk(const ProtobufCMessageDescriptor *d,
-    const uint8_t *p, const uint8_t *end, char *path, size_t plen,
-    pl_why *why)
+    const uint8_t *p, const uint8_t *end, char *path, size_t plen, pl_why *why)
 {
 	while (p < end) {
 		uint64_t key, n;
@@ -274,8 +272,8 @@ static bool enum_ok(int v, int max)
 	return v >= 0 && v <= max;
 }
 
-static pl_status check_meta(const char *op, size_t n,
-    Parley__MetaEntry *const *meta, pl_why *why)
+static pl_status check_meta(
+    const char *op, size_t n, Parley__MetaEntry *const *meta, pl_why *why)
 {
 	if (n > PL_META_ENTRIES_MAX)
 		return say(why, PL_E_TOO_LARGE,
@@ -283,12 +281,16 @@ static pl_status check_meta(const char *op, size_t n,
 		    PL_META_ENTRIES_MAX);
 	for (size_t i = 0; i < n; i++) {
 		if (meta[i] == NULL)
-			return say(why, PL_E_PROTO, "%s.meta has an empty entry", op);
-		pl_status st = check_chars(
-		    meta[i]->key, PL_META_CHARS_MAX, "meta key", why);
+			return say(
+			    why, PL_E_PROTO, "%s.meta has an empty entry", op);
+		char key[48], value[48];
+		snprintf(key, sizeof(key), "%s.meta.key", op);
+		snprintf(value, sizeof(value), "%s.meta.value", op);
+		pl_status st =
+		    check_chars(meta[i]->key, PL_META_CHARS_MAX, key, why);
 		if (st == PL_OK)
-			st = check_chars(meta[i]->value, PL_META_CHARS_MAX,
-			    "meta value", why);
+			st = check_chars(
+			    meta[i]->value, PL_META_CHARS_MAX, value, why);
 		if (st != PL_OK)
 			return st;
 	}
@@ -408,8 +410,8 @@ pl_status pl_client_frame_check(const Parley__ClientFrame *f, pl_why *why)
 	case PARLEY__CLIENT_FRAME__BODY_HELLO:
 		return check_hello(f->hello, why);
 	case PARLEY__CLIENT_FRAME__BODY_REFRESH:
-		return check_chars(
-		    f->refresh->token, PL_TOKEN_CHARS_MAX, "refresh.token", why);
+		return check_chars(f->refresh->token, PL_TOKEN_CHARS_MAX,
+		    "refresh.token", why);
 	case PARLEY__CLIENT_FRAME__BODY_CREATE_ROOM:
 		return check_create_room(f->create_room, why);
 	case PARLEY__CLIENT_FRAME__BODY_PUBLISH:
@@ -471,7 +473,8 @@ static pl_status check_caller(const Parley__Internal__Caller *c)
 	if (c == NULL)
 		return PL_OK;
 	if (!enum_ok((int)c->role, PARLEY__ROLE__SERVICE) ||
-	    check_chars(c->tenant, PL_TENANT_CHARS_MAX, "tenant", NULL) != PL_OK ||
+	    check_chars(c->tenant, PL_TENANT_CHARS_MAX, "tenant", NULL) !=
+	        PL_OK ||
 	    check_chars(c->user, PL_USER_CHARS_MAX, "user", NULL) != PL_OK ||
 	    check_room_opt(c->room_scope, "room_scope", NULL) != PL_OK)
 		return PL_E_PROTO;
@@ -484,7 +487,8 @@ static pl_status check_watch(const Parley__Internal__Watch *w)
 		return PL_OK;
 	if (check_room(w->room, "room", NULL) != PL_OK ||
 	    !enum_ok((int)w->role, PARLEY__ROLE__SERVICE) ||
-	    check_chars(w->tenant, PL_TENANT_CHARS_MAX, "tenant", NULL) != PL_OK ||
+	    check_chars(w->tenant, PL_TENANT_CHARS_MAX, "tenant", NULL) !=
+	        PL_OK ||
 	    check_chars(w->user, PL_USER_CHARS_MAX, "user", NULL) != PL_OK)
 		return PL_E_PROTO;
 	return PL_OK;
@@ -538,7 +542,8 @@ static pl_status check_command(const Parley__Internal__Command *c)
 
 static pl_status check_room_rec(const Parley__Internal__RoomRec *r)
 {
-	if (check_chars(r->tenant, PL_TENANT_CHARS_MAX, "tenant", NULL) != PL_OK ||
+	if (check_chars(r->tenant, PL_TENANT_CHARS_MAX, "tenant", NULL) !=
+	        PL_OK ||
 	    !enum_ok((int)r->last_role, PARLEY__ROLE__SERVICE))
 		return PL_E_PROTO;
 	for (size_t i = 0; i < r->n_members; i++) {
@@ -628,8 +633,8 @@ static pl_status check_none(const void *m)
 	return PL_OK; /* token.c checks claims against its own rules */
 }
 
-pl_status pl_client_frame_decode_why(const uint8_t *buf, size_t len,
-    size_t max, pl_arena *a, Parley__ClientFrame **out, pl_why *why)
+pl_status pl_client_frame_decode_why(const uint8_t *buf, size_t len, size_t max,
+    pl_arena *a, Parley__ClientFrame **out, pl_why *why)
 {
 	ProtobufCMessage *m;
 	pl_status st =
@@ -640,8 +645,8 @@ pl_status pl_client_frame_decode_why(const uint8_t *buf, size_t len,
 		                         : "undecodable frame (%zu bytes, "
 		                           "limit %zu): not a ClientFrame",
 		    len, max);
-	st = pl_wire_strings_check(&parley__client_frame__descriptor, buf,
-	    len, why);
+	st = pl_wire_strings_check(
+	    &parley__client_frame__descriptor, buf, len, why);
 	if (st == PL_E_PROTO) /* protobuf-c took what the walk cannot read */
 		return say(why, st, "undecodable frame: a field is malformed");
 	if (st == PL_OK)
@@ -737,5 +742,6 @@ pl_status pl_claims_decode(
     const uint8_t *buf, size_t len, pl_arena *a, Parley__Internal__Claims **out)
 {
 	DECODE_TEXT(parley__internal__claims__descriptor,
-	    Parley__Internal__Claims, check_none, buf, len, PL_FRAME_BYTES_CEIL, a, out);
+	    Parley__Internal__Claims, check_none, buf, len, PL_FRAME_BYTES_CEIL,
+	    a, out);
 }

@@ -114,8 +114,8 @@ pl_status pl_client_frame_decode(const uint8_t *buf, size_t len, size_t max,
 /* The same, saying in *why (may be NULL) what was wrong on failure:
  * every string checked on the wire (pl_wire_strings_check), then every
  * field (pl_client_frame_check). */
-pl_status pl_client_frame_decode_why(const uint8_t *buf, size_t len,
-    size_t max, pl_arena *a, Parley__ClientFrame **out, pl_why *why);
+pl_status pl_client_frame_decode_why(const uint8_t *buf, size_t len, size_t max,
+    pl_arena *a, Parley__ClientFrame **out, pl_why *why);
 pl_status pl_server_frame_decode(const uint8_t *buf, size_t len, size_t max,
     pl_arena *a, Parley__ServerFrame **out);
 pl_status pl_gw_batch_decode(const uint8_t *buf, size_t len, pl_arena *a,

@@ -48,12 +48,14 @@ static void fuzz_client_frame(const uint8_t *data, size_t size)
 	pl_why why = {{0}};
 	if (pl_client_frame_decode_why(data, size,
 	        PL_CLIENT_FRAME_BYTES_DEFAULT, &a, &f, &why) == PL_OK) {
-		PL_ASSERT(pl_wire_strings_check(&parley__client_frame__descriptor,
-		              data, size, NULL) == PL_OK);
+		PL_ASSERT(
+		    pl_wire_strings_check(&parley__client_frame__descriptor,
+		        data, size, NULL) == PL_OK);
 		client_frame_reencode(f, size);
 	} else {
-		PL_ASSERT(why.text[0] != '\0' &&
-		          strnlen(why.text, sizeof(why.text)) < sizeof(why.text));
+		PL_ASSERT(
+		    why.text[0] != '\0' &&
+		    strnlen(why.text, sizeof(why.text)) < sizeof(why.text));
 	}
 	pl_arena_fini(&a);
 }

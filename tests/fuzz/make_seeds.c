@@ -79,8 +79,8 @@ static int seeds_client(const char *dir)
 /* Replaces the first occurrence of the n bytes from in buf by to (same
  * length): how a seed gets bytes that protobuf-c cannot write from a C
  * string, a NUL inside a string among them. */
-static void patch(uint8_t *buf, size_t len, const char *from, const char *to,
-    size_t n)
+static void patch(
+    uint8_t *buf, size_t len, const char *from, const char *to, size_t n)
 {
 	for (size_t i = 0; i + n <= len; i++) {
 		if (memcmp(buf + i, from, n) == 0) {
@@ -126,8 +126,8 @@ static int seeds_strings(const char *dir)
 	rc |= seed_patched(dir, "str_room_trailing_nul", FUZZ_CLIENT_FRAME,
 	    &f.base, ROOM "Z", ROOM "\0", 17);
 	pub.room = ROOM;
-	rc |= seed_patched(dir, "str_id_nul", FUZZ_CLIENT_FRAME, &f.base, "nXa",
-	    "n\0a", 3);
+	rc |= seed_patched(
+	    dir, "str_id_nul", FUZZ_CLIENT_FRAME, &f.base, "nXa", "n\0a", 3);
 	rc |= seed_patched(dir, "str_meta_key_ff", FUZZ_CLIENT_FRAME, &f.base,
 	    "kQk", "k\xffk", 3);
 	rc |= seed_patched(dir, "str_meta_value_overlong", FUZZ_CLIENT_FRAME,
@@ -276,8 +276,8 @@ int main(int argc, char **argv)
 	}
 	PL_ASSERT(sodium_init() >= 0);
 	int rc = seeds_client(argv[1]) | seeds_strings(argv[1]) |
-	         seeds_server(argv[1]) |
-	         seeds_internal(argv[1]) | seeds_token(argv[1]);
+	         seeds_server(argv[1]) | seeds_internal(argv[1]) |
+	         seeds_token(argv[1]);
 	if (rc != 0)
 		perror("make_seeds");
 	return rc != 0;

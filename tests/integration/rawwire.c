@@ -31,7 +31,7 @@ struct rw_conn {
 	size_t len, cap;
 	bool closed;
 	bool paused, posted; /* under mu: rw_pause; a receive is pending */
-	pl_arena arena; /* the last frame returned */
+	pl_arena arena;      /* the last frame returned */
 };
 
 /* ---- protobuf writer ---- */
@@ -106,7 +106,8 @@ static bool buf_append(rw_conn *r, const uint8_t *p, size_t n)
 		size_t cap = r->cap;
 		while (cap - r->len < n)
 			cap *= 2;
-		uint8_t *nb = cap <= RECV_BYTES_MAX ? realloc(r->buf, cap) : NULL;
+		uint8_t *nb =
+		    cap <= RECV_BYTES_MAX ? realloc(r->buf, cap) : NULL;
 		if (nb == NULL)
 			return false;
 		r->buf = nb;
@@ -122,8 +123,7 @@ static void recv_cb(void *arg)
 	rw_conn *r = arg;
 	int rv = nng_aio_result(r->raio);
 	pthread_mutex_lock(&r->mu);
-	if (rv != 0 ||
-	    !buf_append(r, r->chunk, nng_aio_count(r->raio)))
+	if (rv != 0 || !buf_append(r, r->chunk, nng_aio_count(r->raio)))
 		r->closed = true;
 	bool more = !r->closed && !r->paused;
 	r->posted = more;
@@ -291,8 +291,8 @@ bool rw_hello(rw_conn *r, const char *token, Parley__ServerFrame **welcome)
 	if (!rw_send(r, &f))
 		return false;
 	Parley__ServerFrame *rep = rw_reply(r, 1, 5000);
-	bool ok = rep != NULL &&
-	          rep->body_case == PARLEY__SERVER_FRAME__BODY_WELCOME;
+	bool ok =
+	    rep != NULL && rep->body_case == PARLEY__SERVER_FRAME__BODY_WELCOME;
 	if (ok && welcome != NULL)
 		*welcome = rep;
 	return ok;
@@ -309,7 +309,8 @@ size_t rw_leftover(rw_conn *r)
 const char *rw_token_raw(hx_cluster *c, const char *tenant, const rw_pb *claims)
 {
 	static char out[PL_TOKEN_CHARS_MAX + 1];
-	char path[256], t[PL_TENANT_CHARS_MAX + 1], kid[PL_KEY_ID_CHARS_MAX + 1];
+	char path[256], t[PL_TENANT_CHARS_MAX + 1],
+	    kid[PL_KEY_ID_CHARS_MAX + 1];
 	uint8_t sk[64], pk[32], sig[crypto_sign_BYTES];
 	snprintf(path, sizeof(path), "%s/%s.key", c->dir, tenant);
 	if (pl_keyfile_load(path, t, sizeof(t), kid, sizeof(kid), sk, pk) !=

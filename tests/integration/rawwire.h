@@ -56,6 +56,7 @@ size_t rw_leftover(rw_conn *r);
 
 /* A token over hand-built claims bytes, signed with tenant's key in the
  * cluster dir (the claims are signed exactly as given). Static buffer. */
-const char *rw_token_raw(hx_cluster *c, const char *tenant, const rw_pb *claims);
+const char *rw_token_raw(
+    hx_cluster *c, const char *tenant, const rw_pb *claims);
 
 #endif

@@ -29,14 +29,14 @@ enum {
 	OP_REFRESH = 19,
 };
 
-#define CHECK_HAS(s, sub)                                                   \
-	do {                                                                \
-		const char *s_ = (s);                                       \
-		if (s_ == NULL || strstr(s_, (sub)) == NULL) {              \
-			CHECK_FAIL_("\"%s\" does not contain \"%s\"",       \
-			    s_ ? s_ : "(null)", (sub));                     \
-			return;                                             \
-		}                                                           \
+#define CHECK_HAS(s, sub)                                                      \
+	do {                                                                   \
+		const char *s_ = (s);                                          \
+		if (s_ == NULL || strstr(s_, (sub)) == NULL) {                 \
+			CHECK_FAIL_("\"%s\" does not contain \"%s\"",          \
+			    s_ ? s_ : "(null)", (sub));                        \
+			return;                                                \
+		}                                                              \
 	} while (0)
 
 static const char *transport(bool ws)
@@ -98,10 +98,12 @@ TEST(test_edges_nul_in_client_msg_id_is_refused_not_cut)
 		    PL_OK);
 		rw_conn *r = raw_authed(&c, ws, PARLEY__ROLE__SERVICE);
 		CHECK(r != NULL);
-		const char ids[3][3] = {{'n', 0, 'a'}, {'n', 0, 'b'}, {'n', 0, 'c'}};
+		const char ids[3][3] = {
+		    {'n', 0, 'a'}, {'n', 0, 'b'}, {'n', 0, 'c'}};
 		for (int i = 0; i < 3; i++) {
 			rw_pb f;
-			publish_frame(&f, 10 + (uint64_t)i, room, 16, ids[i], 3);
+			publish_frame(
+			    &f, 10 + (uint64_t)i, room, 16, ids[i], 3);
 			CHECK(rw_send(r, &f));
 			const Parley__Error *e = raw_error(r, 10 + (uint64_t)i);
 			CHECK(e != NULL);
@@ -112,8 +114,8 @@ TEST(test_edges_nul_in_client_msg_id_is_refused_not_cut)
 		rw_close(r);
 		/* Nothing was stored: "n" is a new id, seq 1. */
 		parley_ack a;
-		CHECK_EQ(parley_publish(svc, room, "n", PARLEY__KIND__TEXT, "y",
-		             1, T, &a),
+		CHECK_EQ(parley_publish(
+		             svc, room, "n", PARLEY__KIND__TEXT, "y", 1, T, &a),
 		    PL_OK);
 		CHECK_EQ(a.seq, 1);
 		CHECK(!a.duplicate);
@@ -165,7 +167,8 @@ TEST(test_edges_bad_ids_and_strings_name_field_and_rule)
 		uint64_t id = 100;
 		for (size_t i = 0; i < PL_ARRAY_LEN(cases); i++, id++) {
 			rw_pb f;
-			publish_frame(&f, id, cases[i].room, cases[i].len, "k", 1);
+			publish_frame(
+			    &f, id, cases[i].room, cases[i].len, "k", 1);
 			CHECK(rw_send(r, &f));
 			const Parley__Error *e = raw_error(r, id);
 			CHECK(e != NULL);
@@ -184,7 +187,8 @@ TEST(test_edges_bad_ids_and_strings_name_field_and_rule)
 		CHECK(e != NULL);
 		CHECK_EQ(e->code, PARLEY__ERROR_CODE__BAD_REQUEST);
 		CHECK_HAS(e->message, "publish.meta.value is not valid UTF-8");
-		/* An overlong (3-byte) encoding of '/' in an idempotency key. */
+		/* An overlong (3-byte) encoding of '/' in an idempotency key.
+		 */
 		rw_pb cr = {0};
 		rw_pb_bytes(&cr, 1, "k\xe0\x80\xaf", 4);
 		rw_frame(&f, id, OP_CREATE_ROOM, &cr);
@@ -201,8 +205,8 @@ TEST(test_edges_bad_ids_and_strings_name_field_and_rule)
 		e = raw_error(r, id++);
 		CHECK(e != NULL);
 		CHECK_EQ(e->code, PARLEY__ERROR_CODE__TOO_LARGE);
-		CHECK_HAS(e->message,
-		    "publish.client_msg_id of 65 bytes exceeds 64");
+		CHECK_HAS(
+		    e->message, "publish.client_msg_id of 65 bytes exceeds 64");
 		rw_close(r);
 		fprintf(stderr, "  %s: every rule named\n", transport(ws));
 	}
@@ -217,8 +221,8 @@ TEST(test_edges_bad_ids_and_strings_name_field_and_rule)
 }
 
 /* Claims{tenant, user, role, exp_s, key_id} exactly as given. */
-static void claims(rw_pb *m, const char *tenant, size_t tlen,
-    const char *user, size_t ulen, const char *kid, size_t klen)
+static void claims(rw_pb *m, const char *tenant, size_t tlen, const char *user,
+    size_t ulen, const char *kid, size_t klen)
 {
 	memset(m, 0, sizeof(*m));
 	rw_pb_bytes(m, 1, tenant, tlen);
@@ -245,7 +249,8 @@ TEST(test_edges_claims_with_nul_are_refused)
 		for (int i = 0; i < 3; i++) {
 			rw_conn *r = rw_open(&c, ws);
 			CHECK(r != NULL);
-			CHECK(!rw_hello(r, rw_token_raw(&c, "acme", &cl[i]), NULL));
+			CHECK(!rw_hello(
+			    r, rw_token_raw(&c, "acme", &cl[i]), NULL));
 			rw_close(r);
 			/* The refusal says why. */
 			r = rw_open(&c, ws);
@@ -296,14 +301,18 @@ TEST(test_edges_limits_are_named_in_errors)
 		CHECK_EQ(parley_history(a, room, &q, T, &page), PL_OK);
 		parley_frame_free(page);
 		q.limit = 501;
-		CHECK_EQ(parley_history(a, room, &q, T, &page), PL_E_BAD_REQUEST);
-		CHECK_HAS(parley_last_error(a, NULL), "history limit 501 exceeds 500");
+		CHECK_EQ(
+		    parley_history(a, room, &q, T, &page), PL_E_BAD_REQUEST);
+		CHECK_HAS(parley_last_error(a, NULL),
+		    "history limit 501 exceeds 500");
 		q.limit = 4000000000u;
-		CHECK_EQ(parley_history(a, room, &q, T, &page), PL_E_BAD_REQUEST);
+		CHECK_EQ(
+		    parley_history(a, room, &q, T, &page), PL_E_BAD_REQUEST);
 		CHECK_HAS(parley_last_error(a, NULL),
 		    "history limit 4000000000 exceeds 500");
 		CHECK_EQ(parley_report(a, 367, T, &page), PL_E_BAD_REQUEST);
-		CHECK_HAS(parley_last_error(a, NULL), "report days 367 exceeds 366");
+		CHECK_HAS(
+		    parley_last_error(a, NULL), "report days 367 exceeds 366");
 		parley_close(a);
 	}
 	parley_close(svc);
@@ -316,8 +325,8 @@ static int limits_unset(const Parley__Limits *l)
 	int unset = 0;
 	const ProtobufCMessageDescriptor *d = l->base.descriptor;
 	for (unsigned i = 0; i < d->n_fields; i++) {
-		const uint32_t *v = (const uint32_t *)((const char *)l +
-		                                       d->fields[i].offset);
+		const uint32_t *v =
+		    (const uint32_t *)((const char *)l + d->fields[i].offset);
 		if (*v == 0) {
 			fprintf(stderr, "  limit %s is 0\n", d->fields[i].name);
 			unset++;
@@ -339,10 +348,12 @@ TEST(test_edges_welcome_states_every_limit_and_expiry)
 		Parley__ServerFrame *w = NULL;
 		int64_t now = pl_now_us() / 1000000;
 		CHECK(rw_hello(r,
-		    hx_token(&c, "acme", "ann", PARLEY__ROLE__AGENT, 600, ""), &w));
+		    hx_token(&c, "acme", "ann", PARLEY__ROLE__AGENT, 600, ""),
+		    &w));
 		CHECK(w->welcome->limits != NULL);
 		CHECK_EQ(limits_unset(w->welcome->limits), 0);
-		CHECK_EQ(w->welcome->limits->history_limit_max, PL_HISTORY_LIMIT_MAX);
+		CHECK_EQ(w->welcome->limits->history_limit_max,
+		    PL_HISTORY_LIMIT_MAX);
 		CHECK_GE(w->welcome->token_exp_s, now + 599);
 		CHECK_LE(w->welcome->token_exp_s, now + 601);
 		rw_close(r);
@@ -371,8 +382,8 @@ TEST(test_edges_subscribe_past_head_is_bad_request)
 		parley_conn *a =
 		    hx_client(&c, ws, "acme", "agent", PARLEY__ROLE__SERVICE);
 		CHECK(a != NULL);
-		CHECK_EQ(parley_subscribe(a, room, 1000, T, NULL),
-		    PL_E_BAD_REQUEST);
+		CHECK_EQ(
+		    parley_subscribe(a, room, 1000, T, NULL), PL_E_BAD_REQUEST);
 		CHECK_HAS(parley_last_error(a, NULL),
 		    "since 1000 is past the room's last seq 1");
 		uint64_t last = 0;
@@ -395,7 +406,8 @@ static Parley__ServerFrame *next_goodbye(parley_conn *conn, int timeout_ms)
 	for (;;) {
 		int left = (int)((end - pl_mono_us()) / 1000);
 		Parley__ServerFrame *ev = NULL;
-		if (left <= 0 || parley_next_event(conn, left, &ev) == PL_E_CLOSED)
+		if (left <= 0 ||
+		    parley_next_event(conn, left, &ev) == PL_E_CLOSED)
 			return NULL;
 		if (ev == NULL)
 			continue;
@@ -429,8 +441,8 @@ TEST(test_edges_token_expiry_closes_with_goodbye)
 	for (int ws = 0; ws < 2; ws++) {
 		parley_welcome w;
 		parley_conn *a = client_with(&c, ws,
-		    hx_token(&c, "acme", "ann", PARLEY__ROLE__AGENT, 2, ""), NULL,
-		    &w);
+		    hx_token(&c, "acme", "ann", PARLEY__ROLE__AGENT, 2, ""),
+		    NULL, &w);
 		CHECK(a != NULL);
 		CHECK_GT(w.token_exp_s, 0);
 		Parley__ServerFrame *rep = NULL;
@@ -469,13 +481,13 @@ TEST(test_edges_refresh_extends_the_connection)
 	for (int ws = 0; ws < 2; ws++) {
 		parley_welcome w;
 		parley_conn *a = client_with(&c, ws,
-		    hx_token(&c, "acme", "ann", PARLEY__ROLE__AGENT, 3, ""), NULL,
-		    &w);
+		    hx_token(&c, "acme", "ann", PARLEY__ROLE__AGENT, 3, ""),
+		    NULL, &w);
 		CHECK(a != NULL);
 		int64_t exp = 0;
 		CHECK_EQ(parley_refresh(a,
-		             hx_token(&c, "acme", "bob", PARLEY__ROLE__AGENT, 600,
-		                 ""),
+		             hx_token(&c, "acme", "bob", PARLEY__ROLE__AGENT,
+		                 600, ""),
 		             T, &exp),
 		    PL_E_UNAUTHORIZED);
 		CHECK_HAS(parley_last_error(a, NULL), "differs");
@@ -485,8 +497,8 @@ TEST(test_edges_refresh_extends_the_connection)
 		             T, &exp),
 		    PL_E_UNAUTHORIZED);
 		CHECK_EQ(parley_refresh(a,
-		             hx_token(&c, "acme", "ann", PARLEY__ROLE__AGENT, 600,
-		                 ""),
+		             hx_token(&c, "acme", "ann", PARLEY__ROLE__AGENT,
+		                 600, ""),
 		             T, &exp),
 		    PL_OK);
 		CHECK_GE(exp, w.token_exp_s + 590);
@@ -526,7 +538,8 @@ TEST(test_edges_libparley_refreshes_through_callback)
 		    .token_refresh = mint_again, .token_refresh_arg = &ra};
 		parley_welcome w;
 		parley_conn *a = client_with(&c, ws,
-		    hx_token(&c, "acme", "ann", PARLEY__ROLE__AGENT, 4, ""), &o, &w);
+		    hx_token(&c, "acme", "ann", PARLEY__ROLE__AGENT, 4, ""), &o,
+		    &w);
 		CHECK(a != NULL);
 		/* Two lifetimes of the first token. */
 		wait_past(w.token_exp_s + 4);
@@ -640,14 +653,15 @@ TEST(test_edges_slow_consumer_goodbye_at_frame_boundary)
 		rw_pause(r, true);
 		/* Flood until the gateway gives up on it (at most 64 MB). */
 		int sent = 0;
-		while (metric(&c, "parley_gateway_slow_consumers_total") == slow0) {
+		while (metric(&c, "parley_gateway_slow_consumers_total") ==
+		       slow0) {
 			CHECK_LT(sent, 8000);
 			for (int k = 0; k < 50; k++, sent++) {
 				char id[16];
 				snprintf(id, sizeof(id), "f%d", sent);
 				CHECK_EQ(parley_publish(svc, room, id,
-				             PARLEY__KIND__TEXT, body, sizeof(body),
-				             T, NULL),
+				             PARLEY__KIND__TEXT, body,
+				             sizeof(body), T, NULL),
 				    PL_OK);
 			}
 		}
@@ -666,7 +680,8 @@ TEST(test_edges_slow_consumer_goodbye_at_frame_boundary)
 			frames++;
 			if (goodbyes > 0)
 				after_goodbye++;
-			if (x->body_case == PARLEY__SERVER_FRAME__BODY_GOODBYE) {
+			if (x->body_case ==
+			    PARLEY__SERVER_FRAME__BODY_GOODBYE) {
 				goodbyes++;
 				CHECK_EQ(x->goodbye->code,
 				    PARLEY__ERROR_CODE__OVERLOADED);
@@ -713,7 +728,8 @@ TEST(test_edges_gateway_stop_says_goodbye)
 		CHECK_EQ(parley_next_event(a[ws], T, &ev), PL_E_CLOSED);
 		CHECK(parley_is_closed(a[ws]));
 		parley_close(a[ws]);
-		fprintf(stderr, "  %s: goodbye before the close\n", transport(ws));
+		fprintf(
+		    stderr, "  %s: goodbye before the close\n", transport(ws));
 	}
 	hx_fini(&c, false);
 }

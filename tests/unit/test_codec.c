@@ -755,7 +755,8 @@ TEST(test_codec_room_rule_table)
 		} else {
 			CHECK(r != NULL);
 			if (strstr(r, cases[i].rule) == NULL) {
-				fprintf(stderr, "  \"%s\" for case %zu\n", r, i);
+				fprintf(
+				    stderr, "  \"%s\" for case %zu\n", r, i);
 				CHECK(strstr(r, cases[i].rule) != NULL);
 			}
 		}
@@ -810,8 +811,8 @@ TEST(test_codec_wire_strings_table)
 		const char *why;
 	} cases[] = {
 	    {"valid", ROOM_OK, "n", "k", "v", 16, 1, 1, 1, PL_OK, NULL},
-	    {"id NUL", ROOM_OK, "n\0a", "k", "v", 16, 3, 1, 1,
-	        PL_E_BAD_REQUEST, "publish.client_msg_id contains a NUL byte"},
+	    {"id NUL", ROOM_OK, "n\0a", "k", "v", 16, 3, 1, 1, PL_E_BAD_REQUEST,
+	        "publish.client_msg_id contains a NUL byte"},
 	    {"room trailing NUL", ROOM_OK "\0", "n", "k", "v", 17, 1, 1, 1,
 	        PL_E_BAD_REQUEST, "publish.room contains a NUL byte"},
 	    {"meta key bad", ROOM_OK, "n", "\xc0\x80", "v", 16, 1, 2, 1,
@@ -822,9 +823,9 @@ TEST(test_codec_wire_strings_table)
 	        "publish.room: room id is shorter than 16"},
 	    {"room counter 0", "0001000000000000", "n", "k", "v", 16, 1, 1, 1,
 	        PL_E_BAD_REQUEST, "counter 0"},
-	    {"id too long",
-	        ROOM_OK,
-	        "0123456789012345678901234567890123456789012345678901234567890123"
+	    {"id too long", ROOM_OK,
+	        "01234567890123456789012345678901234567890123456789012345678901"
+	        "23"
 	        "4",
 	        "k", "v", 16, 65, 1, 1, PL_E_TOO_LARGE,
 	        "publish.client_msg_id of 65 bytes exceeds 64"},
@@ -843,8 +844,8 @@ TEST(test_codec_wire_strings_table)
 		    pl_client_frame_decode_why(buf, n, FRAME_CAP, &a, &f, &why);
 		if (st != cases[i].want ||
 		    (cases[i].why && strstr(why.text, cases[i].why) == NULL))
-			fprintf(stderr, "  case \"%s\": \"%s\"\n", cases[i].name,
-			    why.text);
+			fprintf(stderr, "  case \"%s\": \"%s\"\n",
+			    cases[i].name, why.text);
 		CHECK_EQ(st, cases[i].want);
 		CHECK((f != NULL) == (st == PL_OK));
 		if (cases[i].why != NULL)
@@ -862,8 +863,7 @@ TEST(test_codec_wire_strings_table)
 TEST(test_codec_gw_batch_nested_nul_refused)
 {
 	uint8_t frame[256], req[300], batch[320];
-	size_t fn = pack_publish(
-	    frame, ROOM_OK, 16, "n\0a", 3, "k", 1, "v", 1);
+	size_t fn = pack_publish(frame, ROOM_OK, 16, "n\0a", 3, "k", 1, "v", 1);
 	size_t rn = 0, bn = 0;
 	req[rn++] = 0x1a; /* GwRequest.frame = 3 */
 	req[rn++] = (uint8_t)fn;
@@ -878,10 +878,11 @@ TEST(test_codec_gw_batch_nested_nul_refused)
 	CHECK_EQ(pl_arena_init(&a, NULL, PL_ARENA_BYTES_FOR(512)), PL_OK);
 	CHECK_EQ(pl_gw_batch_decode(batch, bn, &a, &b), PL_E_PROTO);
 	pl_why why = {{0}};
-	CHECK_EQ(pl_wire_strings_check(&parley__internal__gw_batch__descriptor,
-	             batch, bn, &why),
+	CHECK_EQ(pl_wire_strings_check(
+	             &parley__internal__gw_batch__descriptor, batch, bn, &why),
 	    PL_E_BAD_REQUEST);
-	CHECK_STR_EQ(why.text, "reqs.frame.publish.client_msg_id contains a NUL byte");
+	CHECK_STR_EQ(
+	    why.text, "reqs.frame.publish.client_msg_id contains a NUL byte");
 	/* Without the NUL it decodes. */
 	fn = pack_publish(frame, ROOM_OK, 16, "nxa", 3, "k", 1, "v", 1);
 	memcpy(batch + 4, frame, fn);
@@ -904,4 +905,30 @@ TEST(test_codec_history_limit_named)
 	CHECK_STR_EQ(why.text, "history limit 501 exceeds 500");
 	h.limit = 500;
 	CHECK_EQ(pl_client_frame_check(&f, &why), PL_OK);
+}
+
+TEST(test_codec_meta_bounds_named)
+{
+	static char big[PL_META_CHARS_MAX + 2];
+	memset(big, 'v', sizeof(big) - 1);
+	Parley__MetaEntry me = PARLEY__META_ENTRY__INIT;
+	Parley__MetaEntry *meta[PL_META_ENTRIES_MAX + 1];
+	for (size_t i = 0; i < PL_ARRAY_LEN(meta); i++)
+		meta[i] = &me;
+	me.key = "k";
+	me.value = big;
+	Parley__Publish p = PARLEY__PUBLISH__INIT;
+	Parley__ClientFrame f = PARLEY__CLIENT_FRAME__INIT;
+	p.room = ROOM_OK;
+	p.n_meta = 1;
+	p.meta = meta;
+	f.body_case = PARLEY__CLIENT_FRAME__BODY_PUBLISH;
+	f.publish = &p;
+	pl_why why = {{0}};
+	CHECK_EQ(pl_client_frame_check(&f, &why), PL_E_TOO_LARGE);
+	CHECK_STR_EQ(why.text, "publish.meta.value of 257 bytes exceeds 256");
+	me.value = "v";
+	p.n_meta = PL_ARRAY_LEN(meta);
+	CHECK_EQ(pl_client_frame_check(&f, &why), PL_E_TOO_LARGE);
+	CHECK_STR_EQ(why.text, "publish.meta has 17 entries, limit 16");
 }

@@ -438,8 +438,8 @@ TEST(test_token_b64_decode_key)
 }
 
 /* Signs exactly the claims bytes given (n <= 200) with sk. */
-static void token_over(const uint8_t *claims, size_t n, const uint8_t *sk,
-    char *out, size_t cap)
+static void token_over(
+    const uint8_t *claims, size_t n, const uint8_t *sk, char *out, size_t cap)
 {
 	uint8_t sig[crypto_sign_BYTES];
 	const int v = sodium_base64_VARIANT_URLSAFE_NO_PADDING;
@@ -452,8 +452,8 @@ static void token_over(const uint8_t *claims, size_t n, const uint8_t *sk,
 }
 
 /* Claims{tenant, user, role agent, exp, key_id} with exact bytes. */
-static size_t claims_bytes(uint8_t *b, const char *t, size_t tn,
-    const char *u, size_t un, const char *k, size_t kn)
+static size_t claims_bytes(uint8_t *b, const char *t, size_t tn, const char *u,
+    size_t un, const char *k, size_t kn)
 {
 	size_t n = 0;
 	b[n++] = 0x0a;
@@ -506,7 +506,8 @@ TEST(test_token_claims_with_nul_or_bad_utf8_refused)
 		token_over(b, n, acme_k1.sk, tok, sizeof(tok));
 		pl_claims got;
 		const char *why = NULL;
-		pl_status st = pl_token_verify_why(ring, tok, NOW_S, &got, &why);
+		pl_status st =
+		    pl_token_verify_why(ring, tok, NOW_S, &got, &why);
 		if (st != cases[i].want)
 			fprintf(stderr, "  case \"%s\": %s\n", cases[i].name,
 			    why ? why : "-");
