@@ -733,3 +733,31 @@ TEST(test_edges_gateway_stop_says_goodbye)
 	}
 	hx_fini(&c, false);
 }
+
+/* invariant: the broker's refusals say their cause, over TCP and
+ * WebSocket: a room that does not exist, a write to a closed room. */
+TEST(test_edges_broker_refusals_name_their_cause)
+{
+	hx_cluster c;
+	char room[17];
+	CHECK(hx_init(&c, 1));
+	CHECK(hx_start(&c));
+	for (int ws = 0; ws < 2; ws++) {
+		parley_conn *a =
+		    hx_client(&c, ws, "acme", "backend", PARLEY__ROLE__SERVICE);
+		CHECK(a != NULL);
+		Parley__ServerFrame *page = NULL;
+		parley_history_query q = {0};
+		CHECK_EQ(parley_history(a, "0001000fffffffff", &q, T, &page),
+		    PL_E_NOT_FOUND);
+		CHECK_HAS(parley_last_error(a, NULL), "room not found");
+		CHECK_EQ(parley_create_room(a, NULL, NULL, 0, T, room, NULL), PL_OK);
+		CHECK_EQ(parley_close_room(a, room, "done", T), PL_OK);
+		CHECK_EQ(parley_publish(a, room, "late", PARLEY__KIND__TEXT, "x", 1,
+		             T, NULL),
+		    PL_E_ROOM_CLOSED);
+		CHECK_HAS(parley_last_error(a, NULL), "takes no more writes");
+		parley_close(a);
+	}
+	hx_fini(&c, false);
+}
