@@ -156,44 +156,63 @@ static bool wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 	return false;
 }
 
-/* Field paths are at most a few names deep ("reqs.frame.publish.meta
- * .key"): the schemas are not recursive. */
-#define WIRE_PATH_CHARS_MAX 96
+/* The fields a walk is in, outermost first: the schemas are not
+ * recursive, and the deepest path is reqs.frame.publish.meta.key. */
+#define WIRE_DEPTH_MAX 8
+typedef struct wire_path {
+	const ProtobufCFieldDescriptor *fd[WIRE_DEPTH_MAX];
+	int depth;
+} wire_path;
+
+/* "reqs.frame.publish.meta.key contains a NUL byte": built only when a
+ * string is refused, so a good frame costs no formatting. */
+static pl_status wire_refuse(const wire_path *wp, pl_text_verdict v, pl_why *why)
+{
+	if (why != NULL) {
+		size_t off = 0;
+		why->text[0] = '\0';
+		for (int i = 0; i < wp->depth && off < sizeof(why->text); i++) {
+			int w = snprintf(why->text + off, sizeof(why->text) - off,
+			    "%s%s", i > 0 ? "." : "", wp->fd[i]->name);
+			off += w > 0 ? (size_t)w : 0;
+		}
+		if (off < sizeof(why->text))
+			snprintf(why->text + off, sizeof(why->text) - off, " %s",
+			    pl_text_verdict_name(v));
+	}
+	return PL_E_BAD_REQUEST;
+}
 
 static pl_status wire_walk(const ProtobufCMessageDescriptor *d,
-    const uint8_t *p, const uint8_t *end, char *path, size_t plen, pl_why *why);
+    const uint8_t *p, const uint8_t *end, wire_path *wp, pl_why *why);
 
 /* One length-delimited field of d: a string is checked, a message is
  * walked, anything else (bytes, packed numbers, unknown) is skipped. */
 static pl_status wire_len_field(const ProtobufCMessageDescriptor *d,
-    uint32_t num, const uint8_t *p, size_t n, char *path, size_t plen,
-    pl_why *why)
+    uint32_t num, const uint8_t *p, size_t n, wire_path *wp, pl_why *why)
 {
 	const ProtobufCFieldDescriptor *fd =
 	    protobuf_c_message_descriptor_get_field(d, num);
 	if (fd == NULL || (fd->type != PROTOBUF_C_TYPE_STRING &&
 	                      fd->type != PROTOBUF_C_TYPE_MESSAGE))
 		return PL_OK;
-	int w = snprintf(path + plen, WIRE_PATH_CHARS_MAX + 1 - plen, "%s%s",
-	    plen > 0 ? "." : "", fd->name);
-	size_t nlen = plen + (w > 0 ? (size_t)w : 0);
-	if (nlen > WIRE_PATH_CHARS_MAX)
-		nlen = WIRE_PATH_CHARS_MAX;
+	if (wp->depth == WIRE_DEPTH_MAX)
+		return PL_E_PROTO;
+	wp->fd[wp->depth++] = fd;
 	pl_status st = PL_OK;
 	if (fd->type == PROTOBUF_C_TYPE_MESSAGE) {
-		st = wire_walk(fd->descriptor, p, p + n, path, nlen, why);
+		st = wire_walk(fd->descriptor, p, p + n, wp, why);
 	} else {
 		pl_text_verdict v = pl_text_check(p, n);
 		if (v != PL_TEXT_OK)
-			st = say(why, PL_E_BAD_REQUEST, "%s %s", path,
-			    pl_text_verdict_name(v));
+			st = wire_refuse(wp, v, why);
 	}
-	path[plen] = '\0';
+	wp->depth--;
 	return st;
 }
 
 static pl_status wire_walk(const ProtobufCMessageDescriptor *d,
-    const uint8_t *p, const uint8_t *end, char *path, size_t plen, pl_why *why)
+    const uint8_t *p, const uint8_t *end, wire_path *wp, pl_why *why)
 {
 	while (p < end) {
 		uint64_t key, n;
@@ -217,8 +236,8 @@ static pl_status wire_walk(const ProtobufCMessageDescriptor *d,
 			if (!wire_varint(&p, end, &n) ||
 			    n > (uint64_t)(end - p))
 				return PL_E_PROTO;
-			pl_status st = wire_len_field(d, (uint32_t)(key >> 3),
-			    p, (size_t)n, path, plen, why);
+			pl_status st = wire_len_field(
+			    d, (uint32_t)(key >> 3), p, (size_t)n, wp, why);
 			if (st != PL_OK)
 				return st;
 			p += n;
@@ -234,8 +253,8 @@ static pl_status wire_walk(const ProtobufCMessageDescriptor *d,
 pl_status pl_wire_strings_check(const ProtobufCMessageDescriptor *d,
     const uint8_t *buf, size_t len, pl_why *why)
 {
-	char path[WIRE_PATH_CHARS_MAX + 1] = "";
-	return wire_walk(d, buf, buf + len, path, 0, why);
+	wire_path wp = {.depth = 0};
+	return wire_walk(d, buf, buf + len, &wp, why);
 }
 
 /* ---- field checks ---- */
