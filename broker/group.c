@@ -657,6 +657,32 @@ static void *ralloc(round *rd, size_t n)
 	return p;
 }
 
+/* What a client is told for st: the cause and what to do, where the
+ * status alone would only name a class. */
+static const char *client_text(pl_status st)
+{
+	switch (st) {
+	case PL_E_NOT_FOUND:
+		return "room not found (no such room of the token's tenant)";
+	case PL_E_FORBIDDEN:
+		return "forbidden: the token's role or room scope does not "
+		       "allow this";
+	case PL_E_ROOM_CLOSED:
+		return "room closed: it takes no more writes";
+	case PL_E_NOT_LEADER:
+		return "this replica does not lead the room's shard group";
+	case PL_E_MAP_FULL:
+		return "storage map full (map_size_mb): writes refused, reads "
+		       "go on";
+	case PL_E_DISK_FULL:
+		return "disk full: writes refused, reads go on";
+	case PL_E_BACKPRESSURE:
+		return "shard group queue full, retry";
+	default:
+		return pl_strerror(st);
+	}
+}
+
 /* An error reply built in a. not_applied: the request never entered
  * the log, so sending it again cannot repeat it. */
 static void rep_fail(brk_arena *a, Parley__ServerFrame *rep, pl_status st,
@@ -667,7 +693,7 @@ static void rep_fail(brk_arena *a, Parley__ServerFrame *rep, pl_status st,
 		return; /* the empty reply still carries the id */
 	parley__error__init(e);
 	e->code = pl_status_to_code(st);
-	e->message = (char *)pl_strerror(st);
+	e->message = (char *)client_text(st);
 	e->not_applied = not_applied;
 	e->leader_hint = (char *)(hint != NULL ? hint : "");
 	rep->body_case = PARLEY__SERVER_FRAME__BODY_ERROR;

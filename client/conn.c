@@ -25,6 +25,9 @@
 #define SEND_TIMEOUT_MS_DEFAULT 10000
 #define BOX_MAGIC 0x706c6278u /* "plbx" */
 #define ARENA_RETRIES 3       /* arena sizes x1, x4, x16 the estimate */
+/* A token is refreshed this long before it expires: enough for a token
+ * service round trip and a retry or two. */
+#define REFRESH_AHEAD_S_DEFAULT 30
 
 _Static_assert(sizeof(uintptr_t) >= sizeof(uint64_t),
     "the uint64 ring also carries pointers");
@@ -90,6 +93,13 @@ struct parley_conn {
 	pl_status close_status;
 	int err_code;
 	char err_msg[PARLEY_ERROR_CHARS_MAX + 1];
+
+	/* Token refresh (refresh.c): fixed at connect; refresher is set by
+	 * the first successful hello, under mu. */
+	parley_token_fn token_fn;
+	void *token_arg;
+	uint32_t refresh_ahead_s;
+	parley_refresher *refresher;
 };
 
 /* ------------------------------------------------------------------ */
@@ -550,6 +560,10 @@ static void opts_apply(parley_conn *c, const parley_opts *o)
 		c->send_max = PL_FRAME_BYTES_CEIL;
 	c->send_timeout_ms =
 	    o->send_timeout_ms ? o->send_timeout_ms : SEND_TIMEOUT_MS_DEFAULT;
+	c->token_fn = o->token_refresh;
+	c->token_arg = o->token_refresh_arg;
+	c->refresh_ahead_s =
+	    o->refresh_ahead_s ? o->refresh_ahead_s : REFRESH_AHEAD_S_DEFAULT;
 }
 
 static pl_status conn_init(parley_conn *c)
@@ -686,6 +700,8 @@ void parley_close(parley_conn *c)
 		return;
 	if (c->stream != NULL)
 		nng_stream_close(c->stream);
+	/* Its requests fail now that the socket is closed. */
+	parley_refresher_stop(c->refresher);
 	if (c->recv_aio != NULL)
 		nng_aio_stop(c->recv_aio);
 	if (c->send_aio != NULL)
@@ -876,11 +892,29 @@ static void welcome_copy(const Parley__Welcome *w, parley_welcome *out)
 		r.publish_per_sec = w->limits->publish_per_sec;
 		r.subscriptions_max = w->limits->subscriptions_max;
 		r.idle_ms = w->limits->idle_ms;
+		r.history_limit_max = w->limits->history_limit_max;
+		r.send_queue_bytes_max = w->limits->send_queue_bytes_max;
 	}
+	r.token_exp_s = w->token_exp_s;
 	snprintf(r.tenant, sizeof(r.tenant), "%s", w->tenant);
 	snprintf(r.user, sizeof(r.user), "%s", w->user);
 	r.role = (int)w->role;
 	*out = r;
+}
+
+/* Starts the token refresher after the first welcome that names an
+ * expiry, when the application gave a callback. */
+static pl_status refresher_arm(parley_conn *c, int64_t exp_s)
+{
+	if (c->token_fn == NULL || exp_s <= 0)
+		return PL_OK;
+	pl_status st = PL_OK;
+	pthread_mutex_lock(&c->mu);
+	if (c->refresher == NULL)
+		st = parley_refresher_start(c, c->token_fn, c->token_arg,
+		    c->refresh_ahead_s, exp_s, &c->refresher);
+	pthread_mutex_unlock(&c->mu);
+	return st == PL_OK ? PL_OK : parley_local_error(c, st, NULL);
 }
 
 pl_status parley_hello(
@@ -908,8 +942,39 @@ pl_status parley_hello(
 			c->send_max = l->frame_bytes_max;
 		pthread_mutex_unlock(&c->send_mu);
 	}
+	int64_t exp = rep->welcome->token_exp_s;
 	if (out != NULL)
 		welcome_copy(rep->welcome, out);
 	parley_frame_free(rep);
+	return refresher_arm(c, exp);
+}
+
+pl_status parley_refresh(
+    parley_conn *c, const char *token, int timeout_ms, int64_t *exp_s)
+{
+	Parley__Refresh r = PARLEY__REFRESH__INIT;
+	r.token = (char *)(token ? token : "");
+	Parley__ClientFrame req = PARLEY__CLIENT_FRAME__INIT;
+	req.body_case = PARLEY__CLIENT_FRAME__BODY_REFRESH;
+	req.refresh = &r;
+	Parley__ServerFrame *rep = NULL;
+	pl_status st = parley_request(c, &req, timeout_ms, &rep);
+	if (st != PL_OK)
+		return st;
+	if (rep->body_case != PARLEY__SERVER_FRAME__BODY_REFRESHED) {
+		parley_frame_free(rep);
+		return parley_local_error(
+		    c, PL_E_PROTO, "refresh: reply is no refreshed");
+	}
+	int64_t exp = rep->refreshed->token_exp_s;
+	parley_frame_free(rep);
+	/* Set once and freed only by parley_close; noted without c->mu,
+	 * which the refresher takes under its own lock. */
+	pthread_mutex_lock(&c->mu);
+	parley_refresher *rf = c->refresher;
+	pthread_mutex_unlock(&c->mu);
+	parley_refresher_note(rf, exp);
+	if (exp_s != NULL)
+		*exp_s = exp;
 	return PL_OK;
 }

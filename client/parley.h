@@ -56,6 +56,12 @@ _Static_assert((PARLEY_INFLIGHT_MAX & (PARLEY_INFLIGHT_MAX - 1)) == 0,
 
 typedef struct parley_conn parley_conn;
 
+/* Supplies a new token for an open connection: writes it (NUL-terminated,
+ * at most cap bytes) into out and returns true, or returns false (no new
+ * token now: asked again a second later while the old one lasts). Called
+ * on a library thread, never while the library holds a lock. */
+typedef bool (*parley_token_fn)(void *arg, char *out, size_t cap);
+
 /* Connection options; zeroed fields take the defaults. */
 typedef struct parley_opts {
 	uint32_t events_max; /* event queue bound (PARLEY_EVENTS_DEFAULT) */
@@ -73,6 +79,13 @@ typedef struct parley_opts {
 	 * TLS engine matches DNS names, not IP addresses: dial
 	 * wss://127.0.0.1 with tls_server_name "localhost".) */
 	const char *tls_server_name;
+	/* Token refresh: with a callback, after hello the library refreshes
+	 * the connection's token refresh_ahead_s (30) before it expires (or
+	 * at half its remaining life when that is sooner), so the gateway
+	 * never closes it with goodbye "token expired". */
+	parley_token_fn token_refresh;
+	void *token_refresh_arg;
+	uint32_t refresh_ahead_s;
 } parley_opts;
 
 /* ------------------------------------------------------------------ */
@@ -193,12 +206,23 @@ typedef struct parley_welcome {
 	char tenant[PL_TENANT_CHARS_MAX + 1];
 	char user[PL_USER_CHARS_MAX + 1];
 	int role; /* parley.Role */
+	int64_t
+	    token_exp_s; /* the token's expiry, Unix seconds (0: none said) */
+	uint32_t history_limit_max;
+	uint32_t send_queue_bytes_max;
 } parley_welcome;
 
 /* Authenticates with a token (borrowed). Must be the first request.
  * out may be NULL. Lowers the connection's frame limit to the server's. */
 pl_status parley_hello(
     parley_conn *c, const char *token, int timeout_ms, parley_welcome *out);
+
+/* Replaces the connection's token with a new one (borrowed) of the same
+ * tenant, user, role and room scope; *exp_s (may be NULL) receives the
+ * connection's new expiry. PL_E_UNAUTHORIZED when the gateway refuses it
+ * (the old token stays in force until it expires). */
+pl_status parley_refresh(
+    parley_conn *c, const char *token, int timeout_ms, int64_t *exp_s);
 
 typedef struct parley_meta {
 	const char *key;   /* borrowed */

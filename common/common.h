@@ -149,9 +149,28 @@ static inline uint16_t pl_room_group(uint64_t room)
 }
 /* out must hold PL_ROOM_ID_CHARS + 1 bytes. */
 void pl_room_format(uint64_t room, char *out);
-/* Exactly 16 hex digits, group != 0, counter != 0; else PL_E_BAD_REQUEST.
- * *room is written only on success. */
+/* Exactly 16 lowercase hex digits, group != 0, counter != 0; else
+ * PL_E_BAD_REQUEST. *room is written only on success. */
 pl_status pl_room_parse(const char *s, uint64_t *room);
+/* The rule the len bytes at s break as a room id ("must be 16 lowercase
+ * hex digits, not 4 bytes", "has shard group 0", ...; a static text), or
+ * NULL when they are a room id. Reads exactly len bytes: a NUL is just a
+ * byte that is not a hex digit. */
+const char *pl_room_rule(const char *s, size_t len);
+
+/* ------------------------------------------------------------------ */
+/* Text: every string from a socket or a token is UTF-8 without NUL. */
+
+typedef enum pl_text_verdict {
+	PL_TEXT_OK = 0,
+	PL_TEXT_NUL = 1,      /* a NUL byte inside */
+	PL_TEXT_BAD_UTF8 = 2, /* not well-formed UTF-8 (RFC 3629) */
+} pl_text_verdict;
+
+/* Checks the n bytes at s (no terminator needed). */
+pl_text_verdict pl_text_check(const void *s, size_t n);
+/* "contains a NUL byte", "is not valid UTF-8" (static). */
+const char *pl_text_verdict_name(pl_text_verdict v);
 
 /* Roles are parley.Role values. */
 const char *pl_role_name(int role); /* "customer", "agent", ... */
@@ -210,9 +229,13 @@ pl_status pl_token_mint(const pl_claims *c, const uint8_t sk[64], char *out,
 
 /* Verifies a token against the keyring at time now_s. On success fills
  * *out. Errors: PL_E_UNAUTHORIZED (malformed, unknown tenant or key, bad
- * signature, expired, bad role). Never reads past the NUL of token. */
+ * signature, expired, bad role, a claim that is not UTF-8 without NUL).
+ * Never reads past the NUL of token. pl_token_verify_why also says which
+ * of those it was in *why (a static text; why may be NULL). */
 pl_status pl_token_verify(const pl_keyring *kr, const char *token,
     int64_t now_s, pl_claims *out);
+pl_status pl_token_verify_why(const pl_keyring *kr, const char *token,
+    int64_t now_s, pl_claims *out, const char **why);
 
 /*
  * Key files: text, key=value lines:

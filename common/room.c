@@ -35,21 +35,46 @@ static int hex_digit(char c)
 	return -1;
 }
 
-pl_status pl_room_parse(const char *s, uint64_t *room)
+/* The value of 16 hex digits at s, or a rule they break. */
+static const char *room_value(const char *s, size_t len, uint64_t *out)
 {
 	uint64_t v = 0;
-
-	if (s == NULL)
-		return PL_E_BAD_REQUEST;
-	for (int i = 0; i < PL_ROOM_ID_CHARS; i++) {
-		int d = hex_digit(s[i]); /* stops at the NUL: -1 */
+	if (len == 0)
+		return "is empty (16 lowercase hex digits required)";
+	if (len != PL_ROOM_ID_CHARS)
+		return len < PL_ROOM_ID_CHARS
+		           ? "is shorter than 16 lowercase hex digits"
+		           : "is longer than 16 lowercase hex digits";
+	for (size_t i = 0; i < PL_ROOM_ID_CHARS; i++) {
+		int d = hex_digit(s[i]);
 		if (d < 0)
-			return PL_E_BAD_REQUEST;
+			return "must be 16 lowercase hex digits (0-9, a-f)";
 		v = v << 4 | (uint64_t)d;
 	}
-	if (s[PL_ROOM_ID_CHARS] != '\0')
+	if (pl_room_group(v) == 0)
+		return "names shard group 0 (its first 4 digits must not be 0)";
+	if ((v & PL_ROOM_COUNTER_MAX) == 0)
+		return "has counter 0 (its last 12 digits must not all be 0)";
+	*out = v;
+	return NULL;
+}
+
+const char *pl_room_rule(const char *s, size_t len)
+{
+	uint64_t v;
+	if (s == NULL)
+		return "is missing";
+	return room_value(s, len, &v);
+}
+
+pl_status pl_room_parse(const char *s, uint64_t *room)
+{
+	uint64_t v;
+	if (s == NULL)
 		return PL_E_BAD_REQUEST;
-	if (pl_room_group(v) == 0 || (v & PL_ROOM_COUNTER_MAX) == 0)
+	/* One byte past the digits is enough to see a longer string. */
+	size_t len = strnlen(s, PL_ROOM_ID_CHARS + 1);
+	if (room_value(s, len, &v) != NULL)
 		return PL_E_BAD_REQUEST;
 	*room = v;
 	return PL_OK;

@@ -136,19 +136,27 @@ static bool b64url_decode(
 	       sodium_base642bin(out, cap, s, len, NULL, n, NULL, B64URL) == 0;
 }
 
-static bool claims_fields_ok(const Parley__Internal__Claims *pb)
+/* The claims' strings passed pl_text_check on the wire (pl_claims_decode),
+ * so each C string is the whole signed value and lengths are exact. NULL
+ * when the claims are usable, else what is wrong with them. */
+static const char *claims_fields_rule(const Parley__Internal__Claims *pb)
 {
-	uint64_t room;
 	int role = (int)pb->role;
 	if (role <= PARLEY__ROLE__ROLE_NONE || role > PARLEY__ROLE__SERVICE)
-		return false;
-	if (!slug_ok(pb->tenant, PL_TENANT_CHARS_MAX) ||
-	    strnlen(pb->key_id, PL_KEY_ID_CHARS_MAX + 1) > PL_KEY_ID_CHARS_MAX)
-		return false;
+		return "token role is not a role";
+	if (!slug_ok(pb->tenant, PL_TENANT_CHARS_MAX))
+		return "token tenant is not a slug of [A-Za-z0-9._-] of 1-63 "
+		       "bytes";
+	if (strnlen(pb->key_id, PL_KEY_ID_CHARS_MAX + 1) > PL_KEY_ID_CHARS_MAX)
+		return "token key id exceeds 31 bytes";
 	size_t ulen = strnlen(pb->user, PL_USER_CHARS_MAX + 1);
 	if (ulen == 0 || ulen > PL_USER_CHARS_MAX)
-		return false;
-	return pb->room[0] == '\0' || pl_room_parse(pb->room, &room) == PL_OK;
+		return "token user must be 1-127 bytes";
+	if (pb->room[0] != '\0' &&
+	    pl_room_rule(pb->room, strnlen(pb->room, PL_ROOM_ID_CHARS + 1)) !=
+	        NULL)
+		return "token room scope is not a room id";
+	return NULL;
 }
 
 /* An empty key_id means "any key of the tenant": tokens minted before the
@@ -177,8 +185,22 @@ static void claims_from_pb(const Parley__Internal__Claims *pb, pl_claims *c)
 	strcpy(c->key_id, pb->key_id);
 }
 
+/* Sets *why (when why is not NULL) and answers unauthorized. */
+static pl_status refuse(const char **why, const char *text)
+{
+	if (why != NULL)
+		*why = text;
+	return PL_E_UNAUTHORIZED;
+}
+
 pl_status pl_token_verify(
     const pl_keyring *kr, const char *token, int64_t now_s, pl_claims *out)
+{
+	return pl_token_verify_why(kr, token, now_s, out, NULL);
+}
+
+pl_status pl_token_verify_why(const pl_keyring *kr, const char *token,
+    int64_t now_s, pl_claims *out, const char **why)
 {
 	uint8_t body[PL_TOKEN_CHARS_MAX], sig[SIG_BYTES + 1];
 	uint8_t arena_buf[PL_ARENA_BYTES_FOR(PL_TOKEN_CHARS_MAX)];
@@ -189,22 +211,32 @@ pl_status pl_token_verify(
 	crypto_ready();
 	size_t len = token != NULL ? strnlen(token, PL_TOKEN_CHARS_MAX + 1) : 0;
 	const char *dot = len > 0 ? memchr(token, '.', len) : NULL;
-	if (len > PL_TOKEN_CHARS_MAX || dot == NULL)
-		return PL_E_UNAUTHORIZED;
+	if (len == 0)
+		return refuse(why, "no token");
+	if (len > PL_TOKEN_CHARS_MAX)
+		return refuse(why, "token exceeds 1024 bytes");
+	if (dot == NULL)
+		return refuse(why, "token is not claims.signature");
 	size_t dpos = (size_t)(dot - token);
 	if (!b64url_decode(token, dpos, body, sizeof(body), &blen) ||
 	    !b64url_decode(dot + 1, len - dpos - 1, sig, sizeof(sig), &slen) ||
 	    slen != SIG_BYTES)
-		return PL_E_UNAUTHORIZED;
+		return refuse(why, "token is not base64url claims.signature");
 	PL_ASSERT(pl_arena_init(&a, arena_buf, sizeof(arena_buf)) == PL_OK);
-	if (pl_claims_decode(body, blen, &a, &pb) != PL_OK ||
-	    !claims_fields_ok(pb))
-		return PL_E_UNAUTHORIZED;
+	if (pl_claims_decode(body, blen, &a, &pb) != PL_OK)
+		return refuse(why, "token claims are undecodable or hold a "
+		                   "string that is not UTF-8 without NUL");
+	const char *rule = claims_fields_rule(pb);
+	if (rule != NULL)
+		return refuse(why, rule);
 	const pl_tenant *t = pl_keyring_find(kr, pb->tenant);
+	/* One answer for both: which tenants exist is not a client's business.
+	 */
 	if (t == NULL || !signature_ok(t, pb->key_id, sig, body, blen))
-		return PL_E_UNAUTHORIZED;
+		return refuse(why, "token signature does not verify with the "
+		                   "tenant's keys");
 	if (pb->exp_s <= now_s)
-		return PL_E_UNAUTHORIZED;
+		return refuse(why, "token expired");
 	claims_from_pb(pb, out);
 	return PL_OK;
 }

@@ -6,6 +6,7 @@
  * and lock rules are in gw_internal.h; each outstanding read or write
  * holds a reference so a callback never outlives its connection.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -188,16 +189,21 @@ static void goodbye_locked(gw_conn *c, int code, const char *reason)
 	f.goodbye = &gb;
 	(void)append_frame_locked(c, &f, true);
 	c->closing = true;
-	c->close_at_us = pl_mono_us() + (int64_t)GW_CLOSE_GRACE_MS * 1000;
+	c->close_at_us = pl_mono_us() + (int64_t)GW_CLOSE_FLUSH_MS * 1000;
 	PL_INFO(GW_MOD, "event=goodbye conn=%llu code=%s reason=\"%s\"",
 	    (unsigned long long)c->id, pl_code_name(code), reason);
 	if (c->pend_len > 0)
 		kick_locked(c);
 }
 
+/* The frames not yet handed to the socket are dropped (the client is
+ * leaving; it resumes from its last seq): what is on its way finishes,
+ * whole frames only, then the Goodbye, then the close. */
 static void slow_locked(gw_conn *c)
 {
 	pl_metric_inc(c->g->m.slow, 1);
+	if (!c->closing && !c->closed)
+		c->pend_len = 0;
 	goodbye_locked(c, PARLEY__ERROR_CODE__OVERLOADED, "slow consumer");
 }
 
@@ -236,6 +242,21 @@ void gw_conn_send_error(gw_conn *c, uint64_t id, int code, const char *msg)
 	Parley__Error e = PARLEY__ERROR__INIT;
 	e.code = code;
 	e.message = (char *)msg;
+	Parley__ServerFrame f = PARLEY__SERVER_FRAME__INIT;
+	f.id = id;
+	f.body_case = PARLEY__SERVER_FRAME__BODY_ERROR;
+	f.error = &e;
+	(void)gw_conn_send(c, &f);
+}
+
+void gw_conn_send_retry(
+    gw_conn *c, uint64_t id, int code, const char *msg, uint32_t retry_after_ms)
+{
+	Parley__Error e = PARLEY__ERROR__INIT;
+	e.code = code;
+	e.message = (char *)msg;
+	e.not_applied = true;
+	e.retry_after_ms = retry_after_ms;
 	Parley__ServerFrame f = PARLEY__SERVER_FRAME__INIT;
 	f.id = id;
 	f.body_case = PARLEY__SERVER_FRAME__BODY_ERROR;
@@ -312,13 +333,21 @@ static bool conn_closing(gw_conn *c)
 }
 
 /* A framing error leaves the byte stream unparseable: say why, close. */
-static void framing_error(gw_conn *c, pl_status st)
+static void framing_error(gw_conn *c, const uint8_t *hdr, pl_status st)
 {
 	bool big = st == PL_E_TOO_LARGE;
 	int code = big ? PARLEY__ERROR_CODE__TOO_LARGE
 	               : PARLEY__ERROR_CODE__BAD_REQUEST;
-	gw_conn_send_error(
-	    c, 0, code, big ? "frame over frame_bytes_max" : "empty frame");
+	char msg[96];
+	uint32_t n = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 |
+	             (uint32_t)hdr[2] << 8 | hdr[3];
+	if (big)
+		snprintf(msg, sizeof(msg),
+		    "frame of %u bytes exceeds frame_bytes_max %u", n,
+		    c->g->conf->frame_bytes_max);
+	else
+		snprintf(msg, sizeof(msg), "empty frame (length 0)");
+	gw_conn_send_error(c, 0, code, msg);
 	gw_conn_goodbye(c, code, big ? "frame too large" : "bad framing");
 }
 
@@ -361,7 +390,7 @@ static bool read_frames(gw_conn *c)
 		if (st == PL_E_AGAIN)
 			break;
 		if (st != PL_OK) {
-			framing_error(c, st);
+			framing_error(c, c->rbuf + off, st);
 			return false;
 		}
 		gw_request_handle(
@@ -449,6 +478,10 @@ void gw_conn_sweep(gw_conn *c, int64_t now_us, bool *close_now)
 	               (int64_t)conf->hello_timeout_ms * 1000) {
 		goodbye_locked(
 		    c, PARLEY__ERROR_CODE__UNAUTHORIZED, "hello timeout");
+	} else if (atomic_load(&c->authed) &&
+	           pl_now_us() / 1000000 >= atomic_load(&c->exp_s)) {
+		goodbye_locked(
+		    c, PARLEY__ERROR_CODE__UNAUTHORIZED, "token expired");
 	} else if (idle_us >= (int64_t)conf->idle_ms * 1000) {
 		goodbye_locked(c, PARLEY__ERROR_CODE__E_NONE, "idle");
 	}

@@ -5,6 +5,7 @@
  * Everything here runs under g->subs_mu (see gw_internal.h for order);
  * sends to connections take conn->mu inside it.
  */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -271,14 +272,19 @@ static void subscribe_locked(
 {
 	gw *g = c->g;
 	const Parley__Subscribe *sb = f->subscribe;
+	char msg[96];
 	if (c->nsubs >= g->conf->subscriptions_max) {
-		gw_conn_send_error(c, f->id, PARLEY__ERROR_CODE__RATE_LIMITED,
-		    "subscriptions_max reached");
+		/* Waiting does not help; unsubscribing does. */
+		snprintf(msg, sizeof(msg),
+		    "subscriptions_max %u reached: unsubscribe first",
+		    g->conf->subscriptions_max);
+		gw_conn_send_retry(
+		    c, f->id, PARLEY__ERROR_CODE__RATE_LIMITED, msg, 0);
 		return;
 	}
 	if (conn_sub_by_room(c, room) != NULL) {
 		gw_conn_send_error(c, f->id, PARLEY__ERROR_CODE__BAD_REQUEST,
-		    "already subscribed");
+		    "already subscribed to this room on this connection");
 		return;
 	}
 	gw_sub *s = sub_add(g, c, room, sb->room, sb->since_seq);
@@ -300,24 +306,30 @@ static void subscribe_locked(
 	if (st != PL_OK) {
 		sub_remove(g, s);
 		gw_req_free(r);
-		gw_conn_send_error(c, f->id,
+		gw_conn_send_retry(c, f->id,
 		    st == PL_E_BACKPRESSURE ? PARLEY__ERROR_CODE__OVERLOADED
 		                            : PARLEY__ERROR_CODE__UNAVAILABLE,
-		    "broker queue full, retry");
+		    st == PL_E_BACKPRESSURE ? "broker queue full, retry"
+		                            : "gateway stopping",
+		    st == PL_E_BACKPRESSURE ? GW_RETRY_AFTER_MS : 0);
 	}
 }
 
 /* Routes and validates first, so subs_mu is only held for the update. */
 static bool sub_room(gw_conn *c, uint64_t id, const char *s, uint64_t *room)
 {
+	/* The codec checked the id already. */
 	if (s == NULL || pl_room_parse(s, room) != PL_OK) {
-		gw_conn_send_error(
-		    c, id, PARLEY__ERROR_CODE__BAD_REQUEST, "bad room id");
+		gw_conn_send_error(c, id, PARLEY__ERROR_CODE__BAD_REQUEST,
+		    "room: not a room id (16 lowercase hex digits)");
 		return false;
 	}
 	if (gw_link_find(c->g, pl_room_group(*room)) == NULL) {
-		gw_conn_send_error(
-		    c, id, PARLEY__ERROR_CODE__NOT_FOUND, "room not found");
+		char msg[96];
+		snprintf(msg, sizeof(msg),
+		    "room not found: no shard group %u serves it",
+		    (unsigned)pl_room_group(*room));
+		gw_conn_send_error(c, id, PARLEY__ERROR_CODE__NOT_FOUND, msg);
 		return false;
 	}
 	return true;
@@ -397,9 +409,26 @@ void gw_subs_on_subscribed(gw *g, gw_req *r, Parley__ServerFrame *f, int code)
 		f = &ef;
 	}
 	f->id = r->client_id;
+	char msg[96];
 	pthread_mutex_lock(&g->subs_mu);
 	gw_sub *s = conn_sub_by_id(r->conn, r->sub_id);
 	bool ok = f->body_case == PARLEY__SERVER_FRAME__BODY_SUBSCRIBED;
+	/* A since past the head would wait for seqs that the room will
+	 * number differently: refused, not a silent subscription. */
+	if (ok && s != NULL &&
+	    gw_cursor_after(&s->cur) > f->subscribed->last_seq) {
+		snprintf(msg, sizeof(msg),
+		    "since %" PRIu64 " is past the room's last seq %" PRIu64,
+		    gw_cursor_after(&s->cur), f->subscribed->last_seq);
+		e.code = PARLEY__ERROR_CODE__BAD_REQUEST;
+		e.message = msg;
+		ef.body_case = PARLEY__SERVER_FRAME__BODY_ERROR;
+		ef.error = &e;
+		ef.id = r->client_id;
+		f = &ef;
+		ok = false;
+		watch_send(g, s, false);
+	}
 	if (s != NULL && !ok)
 		sub_remove(g, s);
 	/* Sent under subs_mu so it precedes the catch-up's events. */

@@ -245,6 +245,26 @@ pl_status gw_start(gw *g)
 	return PL_OK;
 }
 
+/* Every connection gets goodbye(unavailable, "gateway stopping") and a
+ * moment to receive it (each closes itself once it is written); what is
+ * left is closed by conns_close_all. */
+static void conns_goodbye_all(gw *g)
+{
+	pthread_mutex_lock(&g->conns_mu);
+	for (gw_conn *c = g->conns; c != NULL; c = c->next)
+		gw_conn_goodbye(
+		    c, PARLEY__ERROR_CODE__UNAVAILABLE, "gateway stopping");
+	pthread_mutex_unlock(&g->conns_mu);
+	for (int waited = 0; waited < GW_STOP_GOODBYE_MS; waited++) {
+		pthread_mutex_lock(&g->conns_mu);
+		bool none = g->conns == NULL;
+		pthread_mutex_unlock(&g->conns_mu);
+		if (none)
+			return;
+		usleep(1000);
+	}
+}
+
 /* Closes every connection; their broker replies are still delivered (to
  * nobody) while the links run, which releases the references. */
 static void conns_close_all(gw *g)
@@ -278,6 +298,7 @@ void gw_stop(gw *g)
 {
 	atomic_store(&g->stopping, true);
 	gw_listen_stop(g);
+	conns_goodbye_all(g);
 	conns_close_all(g);
 	/* Stopping a link fails what is queued or in flight, which drops
 	 * the last references of closed connections. */

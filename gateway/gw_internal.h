@@ -53,8 +53,18 @@
 /* Receive buffer starts small (idle connections are the common case)
  * and grows to the largest frame, then shrinks back when empty. */
 #define GW_RBUF_BYTES_MIN 512
-/* A connection being closed with a Goodbye gets this long to flush. */
-#define GW_CLOSE_GRACE_MS 1000
+/* A connection being closed with a Goodbye gets this long to flush what
+ * is already on its way to the socket, then the Goodbye: a close comes
+ * at a frame boundary unless the client reads nothing for this long. */
+#define GW_CLOSE_FLUSH_MS 10000
+/* What an overloaded answer suggests as retry_after_ms: a broker round
+ * at load is a few milliseconds, so a queue has room again soon. */
+#define GW_RETRY_AFTER_MS 50
+/* At stop, connections get this long to receive their goodbye: a small
+ * part of the stop deadline (PL_STOP_DEADLINE_MS). */
+#define GW_STOP_GOODBYE_MS 250
+_Static_assert(GW_STOP_GOODBYE_MS < PL_STOP_DEADLINE_MS / 4,
+    "goodbyes leave most of the stop deadline to the rest of the stop");
 /* Failed hello attempts before the connection is closed. */
 #define GW_HELLO_FAILS_MAX 3
 /* Sweeper period: idle, hello and close deadlines, catch-up retries. */
@@ -189,6 +199,9 @@ struct gw_conn {
 	/* Written once by hello before authed is set, read-only after. */
 	pl_claims claims;
 	char session[33];
+	/* The token's expiry, Unix seconds: hello sets it, refresh moves it
+	 * later, the sweeper says goodbye once it passes. */
+	_Atomic int64_t exp_s;
 
 	/* Under mu: the send queue and the close state. pending collects
 	 * frames while out is on the wire; their bytes together are bounded
@@ -411,6 +424,11 @@ pl_status gw_conn_send_bytes(gw_conn *c, const uint8_t *buf, size_t n);
 /* Bytes queued and not yet written to the socket. */
 size_t gw_conn_unsent(gw_conn *c);
 void gw_conn_send_error(gw_conn *c, uint64_t id, int code, const char *msg);
+/* A retryable error (rate_limited, overloaded, unavailable) the gateway
+ * gives before the request went anywhere: not_applied is set, and
+ * retry_after_ms (0: none) says when to try again. */
+void gw_conn_send_retry(gw_conn *c, uint64_t id, int code, const char *msg,
+    uint32_t retry_after_ms);
 void gw_conn_goodbye(gw_conn *c, int code, const char *reason);
 void gw_conn_close(gw_conn *c, const char *reason);
 void gw_conn_sweep(gw_conn *c, int64_t now_us, bool *close_now);

@@ -185,43 +185,65 @@ void gw_req_complete(gw *g, gw_req *r, Parley__ServerFrame *f, int code)
 
 /* ---- local requests ---- */
 
-static void reply_hello_fail(gw_conn *c, uint64_t id)
+static void reply_hello_fail(gw_conn *c, uint64_t id, const char *why)
 {
-	gw_conn_send_error(c, id, PARLEY__ERROR_CODE__UNAUTHORIZED,
-	    "invalid or expired token");
+	char msg[PL_WHY_CHARS_MAX + 1];
+	snprintf(msg, sizeof(msg), "hello refused: %s", why);
+	gw_conn_send_error(c, id, PARLEY__ERROR_CODE__UNAUTHORIZED, msg);
 	if (++c->hello_fails >= GW_HELLO_FAILS_MAX)
 		gw_conn_goodbye(c, PARLEY__ERROR_CODE__UNAUTHORIZED,
 		    "too many failed hellos");
+}
+
+/* Every bound a client can meet, as this gateway applies it. */
+static void limits_fill(const gw_config *conf, Parley__Limits *lim)
+{
+	lim->frame_bytes_max = conf->frame_bytes_max;
+	lim->body_bytes_max = conf->body_bytes_max;
+	lim->publish_per_sec = conf->publish_per_sec;
+	lim->publish_burst = 2 * conf->publish_per_sec; /* rate_take */
+	lim->subscriptions_max = conf->subscriptions_max;
+	lim->idle_ms = conf->idle_ms;
+	lim->history_limit_max = PL_HISTORY_LIMIT_MAX;
+	lim->client_msg_id_bytes_max = PL_CLIENT_MSG_ID_CHARS_MAX;
+	lim->idempotency_key_bytes_max = PL_IDEMPOTENCY_KEY_CHARS_MAX;
+	lim->meta_entries_max = PL_META_ENTRIES_MAX;
+	lim->meta_bytes_max = PL_META_CHARS_MAX;
+	lim->reason_bytes_max = PL_REASON_CHARS_MAX;
+	lim->report_days_max = PL_REPORT_DAYS_MAX;
+	lim->send_queue_bytes_max = conf->send_queue_bytes_max;
+	lim->inflight_max = GW_CONN_INFLIGHT_MAX;
+	lim->token_bytes_max = PL_TOKEN_CHARS_MAX;
 }
 
 static void handle_hello(gw_conn *c, const Parley__ClientFrame *f)
 {
 	const gw_config *conf = c->g->conf;
 	pl_claims cl;
+	const char *why = "invalid token";
 	if (atomic_load(&c->authed)) {
 		gw_conn_send_error(c, f->id, PARLEY__ERROR_CODE__BAD_REQUEST,
-		    "already authenticated");
+		    "already authenticated: use refresh for a new token");
 		return;
 	}
-	if (pl_token_verify(conf->keys, f->hello->token ? f->hello->token : "",
-	        pl_now_us() / 1000000, &cl) != PL_OK) {
-		PL_INFO(GW_MOD, "event=hello_refused conn=%llu fails=%u",
-		    (unsigned long long)c->id, c->hello_fails + 1u);
-		reply_hello_fail(c, f->id);
+	if (pl_token_verify_why(conf->keys,
+	        f->hello->token ? f->hello->token : "", pl_now_us() / 1000000,
+	        &cl, &why) != PL_OK) {
+		PL_INFO(GW_MOD,
+		    "event=hello_refused conn=%llu fails=%u why=\"%s\"",
+		    (unsigned long long)c->id, c->hello_fails + 1u, why);
+		reply_hello_fail(c, f->id, why);
 		return;
 	}
 	c->claims = cl;
+	atomic_store(&c->exp_s, cl.exp_s);
 	uint8_t rnd[16];
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(c->session, sizeof(c->session), rnd, sizeof(rnd));
 	atomic_store(&c->authed, true);
 
 	Parley__Limits lim = PARLEY__LIMITS__INIT;
-	lim.frame_bytes_max = conf->frame_bytes_max;
-	lim.body_bytes_max = conf->body_bytes_max;
-	lim.publish_per_sec = conf->publish_per_sec;
-	lim.subscriptions_max = conf->subscriptions_max;
-	lim.idle_ms = conf->idle_ms;
+	limits_fill(conf, &lim);
 	Parley__Welcome w = PARLEY__WELCOME__INIT;
 	w.session = c->session;
 	w.server_time_us = pl_now_us();
@@ -229,6 +251,7 @@ static void handle_hello(gw_conn *c, const Parley__ClientFrame *f)
 	w.tenant = c->claims.tenant;
 	w.user = c->claims.user;
 	w.role = c->claims.role;
+	w.token_exp_s = cl.exp_s;
 	Parley__ServerFrame sf = PARLEY__SERVER_FRAME__INIT;
 	sf.id = f->id;
 	sf.body_case = PARLEY__SERVER_FRAME__BODY_WELCOME;
@@ -237,6 +260,52 @@ static void handle_hello(gw_conn *c, const Parley__ClientFrame *f)
 	    "event=hello conn=%llu tenant=%s user=%s role=%s scope=%s",
 	    (unsigned long long)c->id, cl.tenant, cl.user,
 	    pl_role_name(cl.role), cl.room[0] ? cl.room : "-");
+	(void)gw_conn_send(c, &sf);
+}
+
+/* The identity a refresh may not change. Claims strings are NUL-free
+ * (checked on the wire), so comparing the C strings compares the whole
+ * signed values. */
+static bool same_identity(const pl_claims *a, const pl_claims *b)
+{
+	return strcmp(a->tenant, b->tenant) == 0 &&
+	       strcmp(a->user, b->user) == 0 && a->role == b->role &&
+	       strcmp(a->room, b->room) == 0;
+}
+
+/* A new token for an open connection: it moves the expiry, nothing else.
+ * A refused refresh leaves the connection as it was (it expires at its
+ * old time). */
+static void handle_refresh(gw_conn *c, const Parley__ClientFrame *f)
+{
+	pl_claims cl;
+	const char *why = "invalid token";
+	char msg[PL_WHY_CHARS_MAX + 1];
+	if (pl_token_verify_why(c->g->conf->keys,
+	        f->refresh->token ? f->refresh->token : "",
+	        pl_now_us() / 1000000, &cl, &why) != PL_OK) {
+		snprintf(msg, sizeof(msg), "refresh refused: %s", why);
+		gw_conn_send_error(
+		    c, f->id, PARLEY__ERROR_CODE__UNAUTHORIZED, msg);
+		return;
+	}
+	if (!same_identity(&cl, &c->claims)) {
+		gw_conn_send_error(c, f->id, PARLEY__ERROR_CODE__UNAUTHORIZED,
+		    "refresh refused: the token's tenant, user, role or room "
+		    "scope differs from the connection's");
+		return;
+	}
+	/* Never earlier: a replayed old token cannot shorten a session. */
+	int64_t cur = atomic_load(&c->exp_s);
+	while (cl.exp_s > cur &&
+	       !atomic_compare_exchange_weak(&c->exp_s, &cur, cl.exp_s)) {
+	}
+	Parley__Refreshed r = PARLEY__REFRESHED__INIT;
+	r.token_exp_s = atomic_load(&c->exp_s);
+	Parley__ServerFrame sf = PARLEY__SERVER_FRAME__INIT;
+	sf.id = f->id;
+	sf.body_case = PARLEY__SERVER_FRAME__BODY_REFRESHED;
+	sf.refreshed = &r;
 	(void)gw_conn_send(c, &sf);
 }
 
@@ -253,8 +322,9 @@ static void handle_ping(gw_conn *c, const Parley__ClientFrame *f)
 }
 
 /* Token bucket: publish_per_sec refill, burst of two seconds' worth.
- * Read-path state, so no lock. */
-static bool rate_take(gw_conn *c)
+ * Read-path state, so no lock. On refusal *wait_ms is when one publish
+ * will be in the bucket again. */
+static bool rate_take(gw_conn *c, uint32_t *wait_ms)
 {
 	const int64_t unit = 1000000;
 	int64_t rate = c->g->conf->publish_per_sec;
@@ -263,8 +333,12 @@ static bool rate_take(gw_conn *c)
 	c->tokens_us = now;
 	if (c->tokens > 2 * rate * unit)
 		c->tokens = 2 * rate * unit;
-	if (c->tokens < unit)
+	if (c->tokens < unit) {
+		/* tokens grow by rate per microsecond */
+		int64_t us = (unit - c->tokens + rate - 1) / rate;
+		*wait_ms = (uint32_t)((us + 999) / 1000);
 		return false;
+	}
 	c->tokens -= unit;
 	return true;
 }
@@ -277,29 +351,40 @@ static gw_link *route_room(gw_conn *c, const Parley__ClientFrame *f)
 {
 	const char *s = pl_client_frame_room(f);
 	uint64_t room;
+	/* The codec checked the id; a frame without a room has none. */
 	if (s == NULL || pl_room_parse(s, &room) != PL_OK) {
-		gw_conn_send_error(
-		    c, f->id, PARLEY__ERROR_CODE__BAD_REQUEST, "bad room id");
+		gw_conn_send_error(c, f->id, PARLEY__ERROR_CODE__BAD_REQUEST,
+		    "room: not a room id (16 lowercase hex digits)");
 		return NULL;
 	}
 	gw_link *l = gw_link_find(c->g, pl_room_group(room));
-	if (l == NULL)
+	if (l == NULL) {
+		char msg[96];
+		snprintf(msg, sizeof(msg),
+		    "room not found: no shard group %u serves it",
+		    (unsigned)pl_room_group(room));
 		gw_conn_send_error(
-		    c, f->id, PARLEY__ERROR_CODE__NOT_FOUND, "room not found");
+		    c, f->id, PARLEY__ERROR_CODE__NOT_FOUND, msg);
+	}
 	return l;
 }
 
 static void submit_error(gw_conn *c, uint64_t id, pl_status st)
 {
-	if (st == PL_E_BACKPRESSURE)
-		gw_conn_send_error(c, id, PARLEY__ERROR_CODE__OVERLOADED,
-		    "broker queue full, retry");
-	else if (st == PL_E_NOMEM)
+	char msg[96];
+	if (st == PL_E_BACKPRESSURE) {
+		snprintf(msg, sizeof(msg),
+		    "broker queue full (broker_queue_max %u), retry",
+		    c->g->conf->broker_queue_max);
+		gw_conn_send_retry(c, id, PARLEY__ERROR_CODE__OVERLOADED, msg,
+		    GW_RETRY_AFTER_MS);
+	} else if (st == PL_E_NOMEM) {
 		gw_conn_send_error(
 		    c, id, PARLEY__ERROR_CODE__INTERNAL, "out of memory");
-	else
-		gw_conn_send_error(
-		    c, id, PARLEY__ERROR_CODE__UNAVAILABLE, "gateway stopping");
+	} else {
+		gw_conn_send_retry(c, id, PARLEY__ERROR_CODE__UNAVAILABLE,
+		    "gateway stopping: retry on another gateway", 0);
+	}
 }
 
 static void forward(
@@ -320,15 +405,24 @@ static void forward(
 
 static bool publish_allowed(gw_conn *c, const Parley__ClientFrame *f)
 {
+	const gw_config *conf = c->g->conf;
+	char msg[96];
+	uint32_t wait_ms = 0;
 	pl_metric_inc(c->g->m.publishes, 1);
-	if (f->publish->body.len > c->g->conf->body_bytes_max) {
-		gw_conn_send_error(c, f->id, PARLEY__ERROR_CODE__TOO_LARGE,
-		    "body over body_bytes_max");
+	if (f->publish->body.len > conf->body_bytes_max) {
+		snprintf(msg, sizeof(msg),
+		    "publish.body of %zu bytes exceeds body_bytes_max %u",
+		    f->publish->body.len, conf->body_bytes_max);
+		gw_conn_send_error(
+		    c, f->id, PARLEY__ERROR_CODE__TOO_LARGE, msg);
 		return false;
 	}
-	if (!rate_take(c)) {
-		gw_conn_send_error(c, f->id, PARLEY__ERROR_CODE__RATE_LIMITED,
-		    "publish_per_sec exceeded");
+	if (!rate_take(c, &wait_ms)) {
+		snprintf(msg, sizeof(msg),
+		    "publish_per_sec %u exceeded (burst %u): retry in %u ms",
+		    conf->publish_per_sec, 2 * conf->publish_per_sec, wait_ms);
+		gw_conn_send_retry(
+		    c, f->id, PARLEY__ERROR_CODE__RATE_LIMITED, msg, wait_ms);
 		return false;
 	}
 	return true;
@@ -381,9 +475,10 @@ static void dispatch_authed(gw_conn *c, const Parley__ClientFrame *f)
 		l = gw_link_pick(
 		    c->g, c->claims.tenant, f->create_room->idempotency_key);
 		if (l == NULL) {
-			gw_conn_send_error(c, f->id,
+			gw_conn_send_retry(c, f->id,
 			    PARLEY__ERROR_CODE__UNAVAILABLE,
-			    "no shard group accepts new rooms");
+			    "no shard group accepts new rooms (all draining)",
+			    0);
 			return;
 		}
 		forward(c, l, f, 0);
@@ -405,8 +500,21 @@ static void dispatch(gw_conn *c, const Parley__ClientFrame *f)
 		return;
 	}
 	if (!atomic_load(&c->authed)) {
-		gw_conn_send_error(
-		    c, f->id, PARLEY__ERROR_CODE__UNAUTHORIZED, "hello first");
+		gw_conn_send_error(c, f->id, PARLEY__ERROR_CODE__UNAUTHORIZED,
+		    "hello first: no request is served before a welcome");
+		return;
+	}
+	/* The sweeper says goodbye within GW_SWEEP_MS of the expiry; no
+	 * request is served in between. */
+	if (pl_now_us() / 1000000 >= atomic_load(&c->exp_s)) {
+		gw_conn_send_error(c, f->id, PARLEY__ERROR_CODE__UNAUTHORIZED,
+		    "token expired");
+		gw_conn_goodbye(
+		    c, PARLEY__ERROR_CODE__UNAUTHORIZED, "token expired");
+		return;
+	}
+	if (f->body_case == PARLEY__CLIENT_FRAME__BODY_REFRESH) {
+		handle_refresh(c, f);
 		return;
 	}
 	if (f->body_case == PARLEY__CLIENT_FRAME__BODY_PING) {
@@ -414,8 +522,12 @@ static void dispatch(gw_conn *c, const Parley__ClientFrame *f)
 		return;
 	}
 	if (atomic_load(&c->inflight) >= GW_CONN_INFLIGHT_MAX) {
-		gw_conn_send_error(c, f->id, PARLEY__ERROR_CODE__OVERLOADED,
-		    "too many requests in flight");
+		char msg[80];
+		snprintf(msg, sizeof(msg),
+		    "too many requests in flight (limit %d)",
+		    GW_CONN_INFLIGHT_MAX);
+		gw_conn_send_retry(c, f->id, PARLEY__ERROR_CODE__OVERLOADED,
+		    msg, GW_RETRY_AFTER_MS);
 		return;
 	}
 	dispatch_authed(c, f);
@@ -433,14 +545,14 @@ void gw_request_handle(gw_conn *c, const uint8_t *payload, size_t len)
 		    PARLEY__ERROR_CODE__INTERNAL, "out of memory");
 		return;
 	}
-	pl_status st = pl_client_frame_decode(
-	    payload, len, g->conf->frame_bytes_max, &a->a, &f);
+	pl_why why = {.text = "undecodable frame"};
+	pl_status st = pl_client_frame_decode_why(
+	    payload, len, g->conf->frame_bytes_max, &a->a, &f, &why);
 	if (st != PL_OK) {
 		gw_conn_send_error(c, peek_id(payload, len),
 		    st == PL_E_TOO_LARGE ? PARLEY__ERROR_CODE__TOO_LARGE
 		                         : PARLEY__ERROR_CODE__BAD_REQUEST,
-		    st == PL_E_TOO_LARGE ? "frame too large"
-		                         : "undecodable or invalid frame");
+		    why.text);
 	} else {
 		dispatch(c, f);
 	}

@@ -122,24 +122,168 @@ pl_status pl_frame_encode(
 	return PL_OK;
 }
 
+/* ---- strings on the wire ---- */
+
+#include <stdarg.h>
+#include <stdio.h>
+
+/* Why a check failed; st returned for the caller's convenience. */
+static pl_status say(pl_why *why, pl_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static pl_status say(pl_why *why, pl_status st, const char *fmt, ...)
+{
+	if (why != NULL) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(why->text, sizeof(why->text), fmt, ap);
+		va_end(ap);
+	}
+	return st;
+}
+
+/* A varint at *p (below end); false when it runs past end or 10 bytes. */
+static bool wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+	uint64_t x = 0;
+	for (int i = 0; i < 10 && *p < end; i++) {
+		uint8_t b = *(*p)++;
+		x |= (uint64_t)(b & 0x7f) << (7 * i);
+		if ((b & 0x80) == 0) {
+			*v = x;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* The fields a walk is in, outermost first: the schemas are not
+ * recursive, and the deepest path is reqs.frame.publish.meta.key. */
+#define WIRE_DEPTH_MAX 8
+typedef struct wire_path {
+	const ProtobufCFieldDescriptor *fd[WIRE_DEPTH_MAX];
+	int depth;
+} wire_path;
+
+/* "reqs.frame.publish.meta.key contains a NUL byte": built only when a
+ * string is refused, so a good frame costs no formatting. */
+static pl_status wire_refuse(const wire_path *wp, pl_text_verdict v, pl_why *why)
+{
+	if (why != NULL) {
+		size_t off = 0;
+		why->text[0] = '\0';
+		for (int i = 0; i < wp->depth && off < sizeof(why->text); i++) {
+			int w = snprintf(why->text + off, sizeof(why->text) - off,
+			    "%s%s", i > 0 ? "." : "", wp->fd[i]->name);
+			off += w > 0 ? (size_t)w : 0;
+		}
+		if (off < sizeof(why->text))
+			snprintf(why->text + off, sizeof(why->text) - off, " %s",
+			    pl_text_verdict_name(v));
+	}
+	return PL_E_BAD_REQUEST;
+}
+
+static pl_status wire_walk(const ProtobufCMessageDescriptor *d,
+    const uint8_t *p, const uint8_t *end, wire_path *wp, pl_why *why);
+
+/* One length-delimited field of d: a string is checked, a message is
+ * walked, anything else (bytes, packed numbers, unknown) is skipped. */
+static pl_status wire_len_field(const ProtobufCMessageDescriptor *d,
+    uint32_t num, const uint8_t *p, size_t n, wire_path *wp, pl_why *why)
+{
+	const ProtobufCFieldDescriptor *fd =
+	    protobuf_c_message_descriptor_get_field(d, num);
+	if (fd == NULL || (fd->type != PROTOBUF_C_TYPE_STRING &&
+	                      fd->type != PROTOBUF_C_TYPE_MESSAGE))
+		return PL_OK;
+	if (wp->depth == WIRE_DEPTH_MAX)
+		return PL_E_PROTO;
+	wp->fd[wp->depth++] = fd;
+	pl_status st = PL_OK;
+	if (fd->type == PROTOBUF_C_TYPE_MESSAGE) {
+		st = wire_walk(fd->descriptor, p, p + n, wp, why);
+	} else {
+		pl_text_verdict v = pl_text_check(p, n);
+		if (v != PL_TEXT_OK)
+			st = wire_refuse(wp, v, why);
+	}
+	wp->depth--;
+	return st;
+}
+
+static pl_status wire_walk(const ProtobufCMessageDescriptor *d,
+    const uint8_t *p, const uint8_t *end, wire_path *wp, pl_why *why)
+{
+	while (p < end) {
+		uint64_t key, n;
+		if (!wire_varint(&p, end, &key) || (key >> 3) == 0 ||
+		    (key >> 3) > UINT32_MAX)
+			return PL_E_PROTO;
+		switch (key & 7) {
+		case 0:
+			if (!wire_varint(&p, end, &n))
+				return PL_E_PROTO;
+			break;
+		case 1:
+		case 5: {
+			size_t k = (key & 7) == 1 ? 8 : 4;
+			if ((size_t)(end - p) < k)
+				return PL_E_PROTO;
+			p += k;
+			break;
+		}
+		case 2: {
+			if (!wire_varint(&p, end, &n) ||
+			    n > (uint64_t)(end - p))
+				return PL_E_PROTO;
+			pl_status st = wire_len_field(
+			    d, (uint32_t)(key >> 3), p, (size_t)n, wp, why);
+			if (st != PL_OK)
+				return st;
+			p += n;
+			break;
+		}
+		default:
+			return PL_E_PROTO; /* groups: not in our schemas */
+		}
+	}
+	return PL_OK;
+}
+
+pl_status pl_wire_strings_check(const ProtobufCMessageDescriptor *d,
+    const uint8_t *buf, size_t len, pl_why *why)
+{
+	wire_path wp = {.depth = 0};
+	return wire_walk(d, buf, buf + len, &wp, why);
+}
+
 /* ---- field checks ---- */
 
-static pl_status check_chars(const char *s, size_t max)
+/* A string within max bytes (UTF-8 and NUL were checked on the wire). */
+static pl_status check_chars(
+    const char *s, size_t max, const char *name, pl_why *why)
 {
 	if (s == NULL)
 		return PL_OK; /* a hand-built message may leave strings NULL */
-	return strnlen(s, max + 1) <= max ? PL_OK : PL_E_TOO_LARGE;
+	if (strnlen(s, max + 1) <= max)
+		return PL_OK;
+	/* Bounded by the frame it came in. */
+	return say(why, PL_E_TOO_LARGE, "%s of %zu bytes exceeds %zu", name,
+	    strlen(s), max);
 }
 
-static pl_status check_room(const char *s)
+static pl_status check_room(const char *s, const char *name, pl_why *why)
 {
-	uint64_t room;
-	return pl_room_parse(s, &room);
+	const char *rule =
+	    pl_room_rule(s, s != NULL ? strnlen(s, PL_ROOM_ID_CHARS + 1) : 0);
+	if (rule == NULL)
+		return PL_OK;
+	return say(why, PL_E_BAD_REQUEST, "%s: room id %s", name, rule);
 }
 
-static pl_status check_room_opt(const char *s)
+static pl_status check_room_opt(const char *s, const char *name, pl_why *why)
 {
-	return s == NULL || s[0] == '\0' ? PL_OK : check_room(s);
+	return s == NULL || s[0] == '\0' ? PL_OK : check_room(s, name, why);
 }
 
 static bool enum_ok(int v, int max)
@@ -147,57 +291,87 @@ static bool enum_ok(int v, int max)
 	return v >= 0 && v <= max;
 }
 
-static pl_status check_meta(size_t n, Parley__MetaEntry *const *meta)
+static pl_status check_meta(
+    const char *op, size_t n, Parley__MetaEntry *const *meta, pl_why *why)
 {
 	if (n > PL_META_ENTRIES_MAX)
-		return PL_E_TOO_LARGE;
+		return say(why, PL_E_TOO_LARGE,
+		    "%s.meta has %zu entries, limit %d", op, n,
+		    PL_META_ENTRIES_MAX);
 	for (size_t i = 0; i < n; i++) {
 		if (meta[i] == NULL)
-			return PL_E_PROTO;
-		if (check_chars(meta[i]->key, PL_META_CHARS_MAX) != PL_OK ||
-		    check_chars(meta[i]->value, PL_META_CHARS_MAX) != PL_OK)
-			return PL_E_TOO_LARGE;
+			return say(
+			    why, PL_E_PROTO, "%s.meta has an empty entry", op);
+		char key[48], value[48];
+		snprintf(key, sizeof(key), "%s.meta.key", op);
+		snprintf(value, sizeof(value), "%s.meta.value", op);
+		pl_status st =
+		    check_chars(meta[i]->key, PL_META_CHARS_MAX, key, why);
+		if (st == PL_OK)
+			st = check_chars(
+			    meta[i]->value, PL_META_CHARS_MAX, value, why);
+		if (st != PL_OK)
+			return st;
 	}
 	return PL_OK;
 }
 
 /* ---- client frames ---- */
 
-static pl_status check_hello(const Parley__Hello *h)
-{
-	pl_status st = check_chars(h->token, PL_TOKEN_CHARS_MAX);
-	return st != PL_OK ? st : check_chars(h->client, CLIENT_NAME_CHARS_MAX);
-}
-
-static pl_status check_create_room(const Parley__CreateRoom *c)
+static pl_status check_hello(const Parley__Hello *h, pl_why *why)
 {
 	pl_status st =
-	    check_chars(c->idempotency_key, PL_IDEMPOTENCY_KEY_CHARS_MAX);
-	return st != PL_OK ? st : check_meta(c->n_meta, c->meta);
+	    check_chars(h->token, PL_TOKEN_CHARS_MAX, "hello.token", why);
+	return st != PL_OK ? st
+	                   : check_chars(h->client, CLIENT_NAME_CHARS_MAX,
+	                         "hello.client", why);
 }
 
-static pl_status check_publish(const Parley__Publish *p)
+static pl_status check_create_room(const Parley__CreateRoom *c, pl_why *why)
 {
-	pl_status st = check_room(p->room);
+	pl_status st = check_chars(c->idempotency_key,
+	    PL_IDEMPOTENCY_KEY_CHARS_MAX, "create_room.idempotency_key", why);
+	return st != PL_OK ? st
+	                   : check_meta("create_room", c->n_meta, c->meta, why);
+}
+
+static pl_status check_publish(const Parley__Publish *p, pl_why *why)
+{
+	pl_status st = check_room(p->room, "publish.room", why);
 	if (st == PL_OK)
-		st = check_chars(p->client_msg_id, PL_CLIENT_MSG_ID_CHARS_MAX);
+		st = check_chars(p->client_msg_id, PL_CLIENT_MSG_ID_CHARS_MAX,
+		    "publish.client_msg_id", why);
 	if (st == PL_OK && !enum_ok((int)p->kind, PARLEY__KIND__SYSTEM))
-		st = PL_E_BAD_REQUEST;
-	return st != PL_OK ? st : check_meta(p->n_meta, p->meta);
+		st = say(why, PL_E_BAD_REQUEST,
+		    "publish.kind %d is not a kind (0 text, 1 event, 2 system)",
+		    (int)p->kind);
+	return st != PL_OK ? st
+	                   : check_meta("publish", p->n_meta, p->meta, why);
 }
 
-static pl_status check_history(const Parley__History *h)
+static pl_status check_history(const Parley__History *h, pl_why *why)
 {
-	pl_status st = check_room(h->room);
+	pl_status st = check_room(h->room, "history.room", why);
 	if (st == PL_OK && h->limit > PL_HISTORY_LIMIT_MAX)
-		st = PL_E_BAD_REQUEST;
+		st = say(why, PL_E_BAD_REQUEST, "history limit %u exceeds %d",
+		    h->limit, PL_HISTORY_LIMIT_MAX);
 	return st;
 }
 
-static pl_status check_close_room(const Parley__CloseRoom *c)
+static pl_status check_close_room(const Parley__CloseRoom *c, pl_why *why)
 {
-	pl_status st = check_room(c->room);
-	return st != PL_OK ? st : check_chars(c->reason, PL_REASON_CHARS_MAX);
+	pl_status st = check_room(c->room, "close_room.room", why);
+	return st != PL_OK ? st
+	                   : check_chars(c->reason, PL_REASON_CHARS_MAX,
+	                         "close_room.reason", why);
+}
+
+static pl_status check_report(const Parley__ReportRequest *r, pl_why *why)
+{
+	if (r->days <= PL_REPORT_DAYS_MAX)
+		return PL_OK;
+	return say(why, PL_E_BAD_REQUEST, "report days %u exceeds %d", r->days,
+	    PL_REPORT_DAYS_MAX);
 }
 
 const char *pl_client_frame_room(const Parley__ClientFrame *f)
@@ -230,6 +404,15 @@ const char *pl_client_frame_room(const Parley__ClientFrame *f)
 	}
 }
 
+/* The op's name as in the schema ("publish"), for error texts. */
+static const char *op_name(const Parley__ClientFrame *f)
+{
+	const ProtobufCFieldDescriptor *fd =
+	    protobuf_c_message_descriptor_get_field(
+	        &parley__client_frame__descriptor, (unsigned)f->body_case);
+	return fd != NULL ? fd->name : "request";
+}
+
 /* Every oneof member is a pointer in the same union: one check covers the
  * body whichever op is set. */
 static bool client_frame_has_body(const Parley__ClientFrame *f)
@@ -238,39 +421,50 @@ static bool client_frame_has_body(const Parley__ClientFrame *f)
 	       f->hello != NULL;
 }
 
-pl_status pl_client_frame_validate(const Parley__ClientFrame *f)
+pl_status pl_client_frame_check(const Parley__ClientFrame *f, pl_why *why)
 {
 	if (f == NULL || !client_frame_has_body(f))
-		return PL_E_PROTO;
+		return say(why, PL_E_PROTO, "frame has no request set");
 	switch (f->body_case) {
 	case PARLEY__CLIENT_FRAME__BODY_HELLO:
-		return check_hello(f->hello);
+		return check_hello(f->hello, why);
+	case PARLEY__CLIENT_FRAME__BODY_REFRESH:
+		return check_chars(f->refresh->token, PL_TOKEN_CHARS_MAX,
+		    "refresh.token", why);
 	case PARLEY__CLIENT_FRAME__BODY_CREATE_ROOM:
-		return check_create_room(f->create_room);
+		return check_create_room(f->create_room, why);
 	case PARLEY__CLIENT_FRAME__BODY_PUBLISH:
-		return check_publish(f->publish);
+		return check_publish(f->publish, why);
 	case PARLEY__CLIENT_FRAME__BODY_HISTORY:
-		return check_history(f->history);
+		return check_history(f->history, why);
 	case PARLEY__CLIENT_FRAME__BODY_CLOSE_ROOM:
-		return check_close_room(f->close_room);
+		return check_close_room(f->close_room, why);
 	case PARLEY__CLIENT_FRAME__BODY_LIST_ROOMS:
-		return check_room_opt(f->list_rooms->after);
+		return check_room_opt(
+		    f->list_rooms->after, "list_rooms.after", why);
 	case PARLEY__CLIENT_FRAME__BODY_PING:
 	case PARLEY__CLIENT_FRAME__BODY_STATUS:
 		return PL_OK;
 	case PARLEY__CLIENT_FRAME__BODY_REPORT:
-		return f->report->days <= PL_REPORT_DAYS_MAX ? PL_OK
-		                                             : PL_E_BAD_REQUEST;
+		return check_report(f->report, why);
 	default:
 		break;
 	}
 	/* The ops whose only string is their room id. */
 	const char *room = pl_client_frame_room(f);
-	if (room != NULL)
-		return check_room(room);
+	if (room != NULL) {
+		char name[48];
+		snprintf(name, sizeof(name), "%s.room", op_name(f));
+		return check_room(room, name, why);
+	}
 	/* A body_case protobuf-c set that nothing here knows: the schema
 	 * grew without this validator. */
-	return PL_E_PROTO;
+	return say(why, PL_E_PROTO, "unknown request");
+}
+
+pl_status pl_client_frame_validate(const Parley__ClientFrame *f)
+{
+	return pl_client_frame_check(f, NULL);
 }
 
 /* ---- server frames and internal records: structure only ---- */
@@ -298,9 +492,10 @@ static pl_status check_caller(const Parley__Internal__Caller *c)
 	if (c == NULL)
 		return PL_OK;
 	if (!enum_ok((int)c->role, PARLEY__ROLE__SERVICE) ||
-	    check_chars(c->tenant, PL_TENANT_CHARS_MAX) != PL_OK ||
-	    check_chars(c->user, PL_USER_CHARS_MAX) != PL_OK ||
-	    check_room_opt(c->room_scope) != PL_OK)
+	    check_chars(c->tenant, PL_TENANT_CHARS_MAX, "tenant", NULL) !=
+	        PL_OK ||
+	    check_chars(c->user, PL_USER_CHARS_MAX, "user", NULL) != PL_OK ||
+	    check_room_opt(c->room_scope, "room_scope", NULL) != PL_OK)
 		return PL_E_PROTO;
 	return PL_OK;
 }
@@ -309,10 +504,11 @@ static pl_status check_watch(const Parley__Internal__Watch *w)
 {
 	if (w == NULL)
 		return PL_OK;
-	if (check_room(w->room) != PL_OK ||
+	if (check_room(w->room, "room", NULL) != PL_OK ||
 	    !enum_ok((int)w->role, PARLEY__ROLE__SERVICE) ||
-	    check_chars(w->tenant, PL_TENANT_CHARS_MAX) != PL_OK ||
-	    check_chars(w->user, PL_USER_CHARS_MAX) != PL_OK)
+	    check_chars(w->tenant, PL_TENANT_CHARS_MAX, "tenant", NULL) !=
+	        PL_OK ||
+	    check_chars(w->user, PL_USER_CHARS_MAX, "user", NULL) != PL_OK)
 		return PL_E_PROTO;
 	return PL_OK;
 }
@@ -365,7 +561,8 @@ static pl_status check_command(const Parley__Internal__Command *c)
 
 static pl_status check_room_rec(const Parley__Internal__RoomRec *r)
 {
-	if (check_chars(r->tenant, PL_TENANT_CHARS_MAX) != PL_OK ||
+	if (check_chars(r->tenant, PL_TENANT_CHARS_MAX, "tenant", NULL) !=
+	        PL_OK ||
 	    !enum_ok((int)r->last_role, PARLEY__ROLE__SERVICE))
 		return PL_E_PROTO;
 	for (size_t i = 0; i < r->n_members; i++) {
@@ -455,12 +652,49 @@ static pl_status check_none(const void *m)
 	return PL_OK; /* token.c checks claims against its own rules */
 }
 
+pl_status pl_client_frame_decode_why(const uint8_t *buf, size_t len, size_t max,
+    pl_arena *a, Parley__ClientFrame **out, pl_why *why)
+{
+	ProtobufCMessage *m;
+	pl_status st =
+	    unpack(&parley__client_frame__descriptor, buf, len, max, a, &m);
+	if (st != PL_OK)
+		return say(why, st,
+		    st == PL_E_TOO_LARGE ? "frame of %zu bytes exceeds %zu"
+		                         : "undecodable frame (%zu bytes, "
+		                           "limit %zu): not a ClientFrame",
+		    len, max);
+	st = pl_wire_strings_check(
+	    &parley__client_frame__descriptor, buf, len, why);
+	if (st == PL_E_PROTO) /* protobuf-c took what the walk cannot read */
+		return say(why, st, "undecodable frame: a field is malformed");
+	if (st == PL_OK)
+		st = pl_client_frame_check((const Parley__ClientFrame *)m, why);
+	if (st == PL_OK)
+		*out = (Parley__ClientFrame *)m;
+	return st;
+}
+
 pl_status pl_client_frame_decode(const uint8_t *buf, size_t len, size_t max,
     pl_arena *a, Parley__ClientFrame **out)
 {
-	DECODE(parley__client_frame__descriptor, Parley__ClientFrame,
-	    pl_client_frame_validate, buf, len, max, a, out);
+	return pl_client_frame_decode_why(buf, len, max, a, out, NULL);
 }
+
+/* The record's strings checked on the wire, then check(record). */
+#define DECODE_TEXT(desc, type, check, buf, len, max, a, out)                  \
+	do {                                                                   \
+		ProtobufCMessage *m_;                                          \
+		pl_status st_ = unpack(&(desc), buf, len, max, a, &m_);        \
+		if (st_ == PL_OK &&                                            \
+		    pl_wire_strings_check(&(desc), buf, len, NULL) != PL_OK)   \
+			st_ = PL_E_PROTO;                                      \
+		if (st_ == PL_OK)                                              \
+			st_ = check((const type *)m_);                         \
+		if (st_ == PL_OK)                                              \
+			*(out) = (type *)m_;                                   \
+		return st_;                                                    \
+	} while (0)
 
 pl_status pl_server_frame_decode(const uint8_t *buf, size_t len, size_t max,
     pl_arena *a, Parley__ServerFrame **out)
@@ -472,7 +706,7 @@ pl_status pl_server_frame_decode(const uint8_t *buf, size_t len, size_t max,
 pl_status pl_gw_batch_decode(const uint8_t *buf, size_t len, pl_arena *a,
     Parley__Internal__GwBatch **out)
 {
-	DECODE(parley__internal__gw_batch__descriptor,
+	DECODE_TEXT(parley__internal__gw_batch__descriptor,
 	    Parley__Internal__GwBatch, check_gw_batch, buf, len,
 	    PL_FRAME_BYTES_CEIL, a, out);
 }
@@ -526,6 +760,7 @@ pl_status pl_room_rec_decode(const uint8_t *buf, size_t len, pl_arena *a,
 pl_status pl_claims_decode(
     const uint8_t *buf, size_t len, pl_arena *a, Parley__Internal__Claims **out)
 {
-	DECODE(parley__internal__claims__descriptor, Parley__Internal__Claims,
-	    check_none, buf, len, PL_FRAME_BYTES_CEIL, a, out);
+	DECODE_TEXT(parley__internal__claims__descriptor,
+	    Parley__Internal__Claims, check_none, buf, len, PL_FRAME_BYTES_CEIL,
+	    a, out);
 }

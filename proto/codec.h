@@ -24,7 +24,7 @@
 /* Client bodies default to 16 KiB: chat text plus small attachments' refs. */
 #define PL_BODY_BYTES_DEFAULT (16u * 1024)
 #define PL_CLIENT_FRAME_BYTES_DEFAULT (64u * 1024)
-/* Validation bounds for strings inside frames. */
+/* Validation bounds for strings inside frames, in bytes of UTF-8. */
 #define PL_CLIENT_MSG_ID_CHARS_MAX 64
 #define PL_IDEMPOTENCY_KEY_CHARS_MAX 128
 #define PL_META_ENTRIES_MAX 16
@@ -82,6 +82,25 @@ pl_status pl_frame_encode(
 pl_status pl_pb_encode(
     const ProtobufCMessage *m, uint8_t *out, size_t cap, size_t *n);
 
+/* Why a frame was refused, for the error a client gets: the field and
+ * the rule or bound it broke ("publish.client_msg_id contains a NUL
+ * byte", "history.limit 501 exceeds 500"). */
+#define PL_WHY_CHARS_MAX 191
+typedef struct pl_why {
+	char text[PL_WHY_CHARS_MAX + 1];
+} pl_why;
+
+/*
+ * Every string field in the packed message buf (len bytes) of type d,
+ * nested messages included, is UTF-8 without a NUL byte (pl_text_check).
+ * It reads the wire bytes because protobuf-c hands strings over as C
+ * strings: after unpacking, a NUL inside a value is invisible and the
+ * value silently ends there. PL_E_BAD_REQUEST naming the field (why may
+ * be NULL); PL_E_PROTO when the bytes are not a well-formed message.
+ */
+pl_status pl_wire_strings_check(const ProtobufCMessageDescriptor *d,
+    const uint8_t *buf, size_t len, pl_why *why);
+
 /*
  * Decoding of a payload (no header). max is checked before unpacking.
  * *out points into the arena and is valid until the arena is reset.
@@ -92,6 +111,11 @@ pl_status pl_pb_encode(
  */
 pl_status pl_client_frame_decode(const uint8_t *buf, size_t len, size_t max,
     pl_arena *a, Parley__ClientFrame **out);
+/* The same, saying in *why (may be NULL) what was wrong on failure:
+ * every string checked on the wire (pl_wire_strings_check), then every
+ * field (pl_client_frame_check). */
+pl_status pl_client_frame_decode_why(const uint8_t *buf, size_t len, size_t max,
+    pl_arena *a, Parley__ClientFrame **out, pl_why *why);
 pl_status pl_server_frame_decode(const uint8_t *buf, size_t len, size_t max,
     pl_arena *a, Parley__ServerFrame **out);
 pl_status pl_gw_batch_decode(const uint8_t *buf, size_t len, pl_arena *a,
@@ -104,14 +128,20 @@ pl_status pl_peer_batch_decode(const uint8_t *buf, size_t len, pl_arena *a,
     Parley__Internal__PeerBatch **out);
 pl_status pl_room_rec_decode(const uint8_t *buf, size_t len, pl_arena *a,
     Parley__Internal__RoomRec **out);
+/* Claims: every string checked on the wire too (a NUL inside a claim
+ * would make the identity used differ from the one signed). */
 pl_status pl_claims_decode(const uint8_t *buf, size_t len, pl_arena *a,
     Parley__Internal__Claims **out);
 
 /* Field validation used by the decoders, exposed for tests.
  *   PL_E_PROTO       not a request we understand: no body set
  *   PL_E_TOO_LARGE   a string or a count over its bound (meta, ids, token)
- *   PL_E_BAD_REQUEST a value out of range: room id, enum, history limit */
+ *   PL_E_BAD_REQUEST a value out of range: room id, enum, history limit
+ * The strings of f are C strings: a NUL inside a wire value is caught by
+ * pl_wire_strings_check before this runs. pl_client_frame_check also
+ * names the field and the rule in *why (may be NULL). */
 pl_status pl_client_frame_validate(const Parley__ClientFrame *f);
+pl_status pl_client_frame_check(const Parley__ClientFrame *f, pl_why *why);
 
 /* The room id a client frame names, or NULL for ops without a room
  * (hello, create_room, ping, list_rooms, status). Borrowed from f. */

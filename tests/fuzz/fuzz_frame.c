@@ -39,13 +39,24 @@ static void client_frame_reencode(const Parley__ClientFrame *f, size_t orig)
 	free(buf);
 }
 
+/* An accepted frame's strings are whole on the wire: none holds a NUL
+ * or invalid UTF-8. A refused one says why in a terminated text. */
 static void fuzz_client_frame(const uint8_t *data, size_t size)
 {
 	pl_arena a = arena_new(size);
 	Parley__ClientFrame *f;
-	if (pl_client_frame_decode(
-	        data, size, PL_CLIENT_FRAME_BYTES_DEFAULT, &a, &f) == PL_OK)
+	pl_why why = {{0}};
+	if (pl_client_frame_decode_why(data, size,
+	        PL_CLIENT_FRAME_BYTES_DEFAULT, &a, &f, &why) == PL_OK) {
+		PL_ASSERT(
+		    pl_wire_strings_check(&parley__client_frame__descriptor,
+		        data, size, NULL) == PL_OK);
 		client_frame_reencode(f, size);
+	} else {
+		PL_ASSERT(
+		    why.text[0] != '\0' &&
+		    strnlen(why.text, sizeof(why.text)) < sizeof(why.text));
+	}
 	pl_arena_fini(&a);
 }
 

@@ -76,6 +76,71 @@ static int seeds_client(const char *dir)
 	return rc;
 }
 
+/* Replaces the first occurrence of the n bytes from in buf by to (same
+ * length): how a seed gets bytes that protobuf-c cannot write from a C
+ * string, a NUL inside a string among them. */
+static void patch(
+    uint8_t *buf, size_t len, const char *from, const char *to, size_t n)
+{
+	for (size_t i = 0; i + n <= len; i++) {
+		if (memcmp(buf + i, from, n) == 0) {
+			memcpy(buf + i, to, n);
+			return;
+		}
+	}
+	PL_ASSERT(!"patch target not found");
+}
+
+static int seed_patched(const char *dir, const char *name, int sel,
+    const ProtobufCMessage *m, const char *from, const char *to, size_t n)
+{
+	uint8_t buf[SEED_BYTES_MAX];
+	size_t len;
+	PL_ASSERT(pl_pb_encode(m, buf, sizeof(buf), &len) == PL_OK);
+	patch(buf, len, from, to, n);
+	return seed_write(dir, name, sel, buf, len);
+}
+
+/* Strings the codec must refuse, naming the field: a NUL inside an id,
+ * a room id with a trailing NUL, invalid UTF-8 (a stray 0xff, an
+ * overlong '/', a surrogate) and an id over its bound. */
+static int seeds_strings(const char *dir)
+{
+	Parley__MetaEntry me = PARLEY__META_ENTRY__INIT;
+	Parley__MetaEntry *meta[] = {&me};
+	Parley__Publish pub = PARLEY__PUBLISH__INIT;
+	Parley__ClientFrame f = PARLEY__CLIENT_FRAME__INIT;
+	char overlong[PL_CLIENT_MSG_ID_CHARS_MAX + 2];
+	int rc = 0;
+	me.key = "kQk";
+	me.value = "vQQv";
+	pub.room = ROOM "Z"; /* 17 bytes: the Z becomes a NUL */
+	pub.client_msg_id = "nXa";
+	pub.body.data = (uint8_t *)"hello";
+	pub.body.len = 5;
+	pub.n_meta = 1;
+	pub.meta = meta;
+	f.id = 1;
+	f.body_case = PARLEY__CLIENT_FRAME__BODY_PUBLISH;
+	f.publish = &pub;
+	rc |= seed_patched(dir, "str_room_trailing_nul", FUZZ_CLIENT_FRAME,
+	    &f.base, ROOM "Z", ROOM "\0", 17);
+	pub.room = ROOM;
+	rc |= seed_patched(
+	    dir, "str_id_nul", FUZZ_CLIENT_FRAME, &f.base, "nXa", "n\0a", 3);
+	rc |= seed_patched(dir, "str_meta_key_ff", FUZZ_CLIENT_FRAME, &f.base,
+	    "kQk", "k\xffk", 3);
+	rc |= seed_patched(dir, "str_meta_value_overlong", FUZZ_CLIENT_FRAME,
+	    &f.base, "vQQv", "\xe0\x80\xaf", 3);
+	rc |= seed_patched(dir, "str_meta_value_surrogate", FUZZ_CLIENT_FRAME,
+	    &f.base, "vQQv", "\xed\xa0\x80", 3);
+	memset(overlong, 'o', sizeof(overlong) - 1);
+	overlong[sizeof(overlong) - 1] = '\0';
+	pub.client_msg_id = overlong;
+	rc |= seed_msg(dir, "str_id_overlong", FUZZ_CLIENT_FRAME, &f.base);
+	return rc;
+}
+
 static int seeds_server(const char *dir)
 {
 	Parley__Message msg = PARLEY__MESSAGE__INIT;
@@ -184,7 +249,23 @@ static int seeds_token(const char *dir)
 	cl.user = "alice";
 	cl.role = PARLEY__ROLE__AGENT;
 	cl.exp_s = FUZZ_NOW_S;
-	return rc | seed_msg(dir, "claims", FUZZ_CLAIMS, &cl.base);
+	rc |= seed_msg(dir, "claims", FUZZ_CLAIMS, &cl.base);
+	/* A user "ali\0e": the identity used must be the one signed. */
+	rc |= seed_patched(dir, "claims_user_nul", FUZZ_CLAIMS, &cl.base,
+	    "alice", "ali\0e", 5);
+	/* The same inside a token signed over exactly those bytes. */
+	uint8_t body[256], sig[crypto_sign_BYTES];
+	size_t n;
+	PL_ASSERT(pl_pb_encode(&cl.base, body, sizeof(body), &n) == PL_OK);
+	patch(body, n, "alice", "ali\0e", 5);
+	crypto_sign_detached(sig, NULL, body, n, sk);
+	const int v = sodium_base64_VARIANT_URLSAFE_NO_PADDING;
+	size_t bl = sodium_base64_ENCODED_LEN(n, v);
+	sodium_bin2base64(tok, bl, body, n, v);
+	tok[bl - 1] = '.';
+	sodium_bin2base64(tok + bl, sizeof(tok) - bl, sig, sizeof(sig), v);
+	return rc | seed_write(dir, "token_user_nul", FUZZ_TOKEN,
+	                (const uint8_t *)tok, strlen(tok));
 }
 
 int main(int argc, char **argv)
@@ -194,8 +275,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	PL_ASSERT(sodium_init() >= 0);
-	int rc = seeds_client(argv[1]) | seeds_server(argv[1]) |
-	         seeds_internal(argv[1]) | seeds_token(argv[1]);
+	int rc = seeds_client(argv[1]) | seeds_strings(argv[1]) |
+	         seeds_server(argv[1]) | seeds_internal(argv[1]) |
+	         seeds_token(argv[1]);
 	if (rc != 0)
 		perror("make_seeds");
 	return rc != 0;

@@ -436,3 +436,86 @@ TEST(test_token_b64_decode_key)
 	CHECK_EQ(pl_b64_decode_key("not base64!", out, 32), PL_E_BAD_REQUEST);
 	CHECK_EQ(pl_b64_decode_key(NULL, out, 32), PL_E_BAD_REQUEST);
 }
+
+/* Signs exactly the claims bytes given (n <= 200) with sk. */
+static void token_over(
+    const uint8_t *claims, size_t n, const uint8_t *sk, char *out, size_t cap)
+{
+	uint8_t sig[crypto_sign_BYTES];
+	const int v = sodium_base64_VARIANT_URLSAFE_NO_PADDING;
+	crypto_sign_detached(sig, NULL, claims, n, sk);
+	size_t bl = sodium_base64_ENCODED_LEN(n, v);
+	PL_ASSERT(bl + sodium_base64_ENCODED_LEN(sizeof(sig), v) <= cap);
+	sodium_bin2base64(out, bl, claims, n, v);
+	out[bl - 1] = '.';
+	sodium_bin2base64(out + bl, cap - bl, sig, sizeof(sig), v);
+}
+
+/* Claims{tenant, user, role agent, exp, key_id} with exact bytes. */
+static size_t claims_bytes(uint8_t *b, const char *t, size_t tn, const char *u,
+    size_t un, const char *k, size_t kn)
+{
+	size_t n = 0;
+	b[n++] = 0x0a;
+	b[n++] = (uint8_t)tn;
+	memcpy(b + n, t, tn);
+	n += tn;
+	b[n++] = 0x12;
+	b[n++] = (uint8_t)un;
+	memcpy(b + n, u, un);
+	n += un;
+	b[n++] = 0x18;
+	b[n++] = 2;
+	uint64_t exp = NOW_S + 3600;
+	b[n++] = 0x20;
+	while (exp >= 0x80) {
+		b[n++] = (uint8_t)(exp | 0x80);
+		exp >>= 7;
+	}
+	b[n++] = (uint8_t)exp;
+	b[n++] = 0x32;
+	b[n++] = (uint8_t)kn;
+	memcpy(b + n, k, kn);
+	return n + kn;
+}
+
+/* A validly signed claim holding a NUL (or invalid UTF-8) is refused:
+ * the identity used must be the one signed, not its prefix. */
+TEST(test_token_claims_with_nul_or_bad_utf8_refused)
+{
+	fixture_setup();
+	static const struct {
+		const char *name;
+		const char *t, *u, *k;
+		size_t tn, un, kn;
+		pl_status want;
+	} cases[] = {
+	    {"clean", "acme", "ann", "k1", 4, 3, 2, PL_OK},
+	    {"user NUL", "acme", "ann\0x", "k1", 4, 5, 2, PL_E_UNAUTHORIZED},
+	    {"tenant NUL", "acme\0beta", "ann", "k1", 9, 3, 2,
+	        PL_E_UNAUTHORIZED},
+	    {"key id NUL", "acme", "ann", "k1\0zz", 4, 3, 5, PL_E_UNAUTHORIZED},
+	    {"user bad UTF-8", "acme", "ann\xff", "k1", 4, 4, 2,
+	        PL_E_UNAUTHORIZED},
+	};
+	for (size_t i = 0; i < PL_ARRAY_LEN(cases); i++) {
+		uint8_t b[256];
+		char tok[TOKEN_CAP];
+		size_t n = claims_bytes(b, cases[i].t, cases[i].tn, cases[i].u,
+		    cases[i].un, cases[i].k, cases[i].kn);
+		token_over(b, n, acme_k1.sk, tok, sizeof(tok));
+		pl_claims got;
+		const char *why = NULL;
+		pl_status st =
+		    pl_token_verify_why(ring, tok, NOW_S, &got, &why);
+		if (st != cases[i].want)
+			fprintf(stderr, "  case \"%s\": %s\n", cases[i].name,
+			    why ? why : "-");
+		CHECK_EQ(st, cases[i].want);
+		if (st == PL_OK) {
+			CHECK_STR_EQ(got.user, "ann");
+		} else {
+			CHECK(why != NULL && strstr(why, "NUL") != NULL);
+		}
+	}
+}

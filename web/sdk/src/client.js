@@ -22,12 +22,16 @@ export const ERROR_CODES = Object.freeze([
 const RETRYABLE = new Set(['unavailable', 'timeout']);
 
 export class ParleyError extends Error {
-  constructor(code, message, { requestId = 0, leaderHint = '', room } = {}) {
+  constructor(code, message, { requestId = 0, leaderHint = '', room, notApplied = false, retryAfterMs = 0 } = {}) {
     super(message || code);
     this.name = 'ParleyError';
     this.code = code;
     this.requestId = requestId;
     this.retryable = RETRYABLE.has(code);
+    // The request was certainly not applied: sending it again is safe.
+    this.notApplied = Boolean(notApplied);
+    // rate_limited: when the gateway will accept it again.
+    if (retryAfterMs > 0) this.retryAfterMs = retryAfterMs;
     if (leaderHint) this.leaderHint = leaderHint;
     if (room !== undefined) this.room = room;
   }
@@ -87,6 +91,11 @@ export class ParleyClient {
    * @param {number} [opts.publishRetries=8] retries of a publish failing with a retryable error
    * @param {number} [opts.pingIntervalMs] keepalive interval (default: a third of Welcome.limits.idle_ms)
    * @param {string} [opts.clientName] sent in Hello.client
+   * @param {() => Promise<string>|string} [opts.tokenRefresh] supplies a new token (same tenant,
+   *   user, role and room scope) before the current one expires; without it the gateway closes
+   *   the connection with goodbye "token expired" at the token's expiry
+   * @param {number} [opts.refreshAheadMs=30000] how long before the expiry tokenRefresh is called
+   *   (at most half the token's remaining life)
    * @param {{setTimeout:Function, clearTimeout:Function}} [opts.timers]
    */
   constructor(opts = {}) {
@@ -97,6 +106,8 @@ export class ParleyClient {
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 15000;
     this.publishRetries = opts.publishRetries ?? 8;
     this.pingIntervalMs = opts.pingIntervalMs;
+    this.tokenRefresh = opts.tokenRefresh || null;
+    this.refreshAheadMs = opts.refreshAheadMs ?? 30000;
     this.clientName = opts.clientName || `@parley/client/${VERSION}`;
     const timers = opts.timers || globalThis;
     this._setTimeout = (fn, ms) => timers.setTimeout(fn, ms);
@@ -113,6 +124,7 @@ export class ParleyClient {
     this._listeners = new Map(); // type -> Set<fn>
     this._readyWaiters = new Set();
     this._pingTimer = null;
+    this._refreshTimer = null;
     this._reconnectTimer = null;
     this._generation = 0; // bumps on every new socket
     this._goodbye = null;
@@ -200,6 +212,7 @@ export class ParleyClient {
     this.state = 'closed';
     this._generation++;
     this._stopPing();
+    this._stopRefresh();
     if (this._reconnectTimer !== null) this._clearTimeout(this._reconnectTimer);
     this._reconnectTimer = null;
     this._failPending(new ParleyError('closed', reason));
@@ -333,6 +346,7 @@ export class ParleyClient {
       this._splitter.maxFrameBytes = Math.max(DEFAULT_FRAME_BYTES_MAX, lim.frameBytesMax * 2);
     }
     this._startPing();
+    this._scheduleRefresh(welcome.tokenExpS);
     for (const w of [...this._readyWaiters]) w.resolve();
     this._readyWaiters.clear();
   }
@@ -341,6 +355,7 @@ export class ParleyClient {
     if (this._ws === ws) this._ws = null;
     this._detach(ws);
     this._stopPing();
+    this._stopRefresh();
     if (this.state === 'reconnecting') {
       // Lost during a reconnect attempt: failing its hello makes the
       // attempt schedule the next one.
@@ -453,6 +468,47 @@ export class ParleyClient {
     this._pingTimer = null;
   }
 
+  /**
+   * Replaces the connection's token (same tenant, user, role and room scope) and moves its
+   * expiry; resolves with the new expiry in Unix seconds. The new token is also the one a
+   * reconnect says hello with.
+   */
+  async refresh(token) {
+    const r = await this._request('refresh', { token }, { expect: 'refreshed' });
+    this.token = token;
+    if (this.welcome) this.welcome.tokenExpS = r.tokenExpS;
+    this._scheduleRefresh(r.tokenExpS);
+    return r.tokenExpS;
+  }
+
+  // Asks tokenRefresh refreshAheadMs before expS (at most half the time left); a failed
+  // refresh is tried again a second later while the token lasts.
+  _scheduleRefresh(expS, retry = false) {
+    this._stopRefresh();
+    const exp = Number(expS || 0) * 1000;
+    if (!this.tokenRefresh || !(exp > 0)) return;
+    const left = exp - Date.now();
+    if (left <= 0) return;
+    const delay = retry ? Math.min(1000, left / 2) : left - Math.min(this.refreshAheadMs, left / 2);
+    const gen = this._generation;
+    this._refreshTimer = this._setTimeout(async () => {
+      this._refreshTimer = null;
+      if (gen !== this._generation || this.state !== 'ready') return;
+      try {
+        await this.refresh(await this.tokenRefresh());
+      } catch (err) {
+        if (gen !== this._generation || this.state !== 'ready') return;
+        this._emit('error', err);
+        this._scheduleRefresh(expS, true);
+      }
+    }, Math.max(0, delay));
+  }
+
+  _stopRefresh() {
+    if (this._refreshTimer !== null) this._clearTimeout(this._refreshTimer);
+    this._refreshTimer = null;
+  }
+
   _failPending(err) {
     const pending = [...this._pending.entries()];
     this._pending.clear();
@@ -531,7 +587,7 @@ export class ParleyClient {
       if (f.body === 'error') {
         const e = f.error;
         p.reject(new ParleyError(e.code === 'none' ? 'internal' : String(e.code), e.message,
-          { requestId: id, leaderHint: e.leaderHint }));
+          { requestId: id, leaderHint: e.leaderHint, notApplied: e.notApplied, retryAfterMs: e.retryAfterMs }));
       } else if (p.expect && f.body !== p.expect) {
         p.reject(new ParleyError('internal', `${p.bodyName}: unexpected reply ${f.body}`, { requestId: id }));
       } else {

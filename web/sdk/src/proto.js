@@ -73,7 +73,12 @@ export const SCHEMA = {
   Limits: [
     [1, 'frameBytesMax', 'uint32'], [2, 'bodyBytesMax', 'uint32'],
     [3, 'publishPerSec', 'uint32'], [4, 'subscriptionsMax', 'uint32'],
-    [5, 'idleMs', 'uint32'],
+    [5, 'idleMs', 'uint32'], [6, 'historyLimitMax', 'uint32'],
+    [7, 'clientMsgIdBytesMax', 'uint32'], [8, 'idempotencyKeyBytesMax', 'uint32'],
+    [9, 'metaEntriesMax', 'uint32'], [10, 'metaBytesMax', 'uint32'],
+    [11, 'reasonBytesMax', 'uint32'], [12, 'reportDaysMax', 'uint32'],
+    [13, 'sendQueueBytesMax', 'uint32'], [14, 'inflightMax', 'uint32'],
+    [15, 'tokenBytesMax', 'uint32'], [16, 'publishBurst', 'uint32'],
   ],
   // requests
   Hello: [[1, 'token', 'string'], [2, 'client', 'string']],
@@ -99,6 +104,7 @@ export const SCHEMA = {
   ListRooms: [[1, 'limit', 'uint32'], [2, 'after', 'string']],
   StatusRequest: [],
   ReportRequest: [[1, 'days', 'uint32']],
+  Refresh: [[1, 'token', 'string']],
   ClientFrame: [
     [1, 'id', 'uint64'],
     [2, 'hello', 'Hello', { oneof: 'body' }],
@@ -118,12 +124,15 @@ export const SCHEMA = {
     [16, 'listRooms', 'ListRooms', { oneof: 'body' }],
     [17, 'status', 'StatusRequest', { oneof: 'body' }],
     [18, 'report', 'ReportRequest', { oneof: 'body' }],
+    [19, 'refresh', 'Refresh', { oneof: 'body' }],
   ],
   // replies and events
   Welcome: [
     [1, 'session', 'string'], [2, 'serverTimeUs', 'int64'], [3, 'limits', 'Limits'],
     [4, 'tenant', 'string'], [5, 'user', 'string'], [6, 'role', 'enum:Role'],
+    [7, 'tokenExpS', 'int64'],
   ],
+  Refreshed: [[1, 'tokenExpS', 'int64']],
   RoomCreated: [[1, 'room', 'string'], [2, 'existed', 'bool']],
   Ack: [[1, 'room', 'string'], [2, 'seq', 'uint64'], [3, 'tsUs', 'int64'], [4, 'duplicate', 'bool']],
   Ok: [],
@@ -186,7 +195,7 @@ export const SCHEMA = {
   ],
   Error: [
     [1, 'code', 'enum:ErrorCode'], [2, 'message', 'string'], [3, 'leaderHint', 'string'],
-    [4, 'notApplied', 'bool'],
+    [4, 'notApplied', 'bool'], [5, 'retryAfterMs', 'uint32'],
   ],
   Goodbye: [[1, 'code', 'enum:ErrorCode'], [2, 'reason', 'string']],
   ServerFrame: [
@@ -206,6 +215,7 @@ export const SCHEMA = {
     [14, 'error', 'Error', { oneof: 'body' }],
     [15, 'goodbye', 'Goodbye', { oneof: 'body' }],
     [16, 'report', 'Report', { oneof: 'body' }],
+    [17, 'refreshed', 'Refreshed', { oneof: 'body' }],
   ],
 };
 

@@ -471,3 +471,56 @@ test('an error after open without a close event counts as a lost connection', as
   await until(() => FakeWebSocket.sockets.length === 2, 'reconnect attempt');
   c.close();
 });
+
+test('tokenRefresh is called ahead of the expiry and the new token is sent as refresh', async () => {
+  let calls = 0;
+  const c = newClient({ tokenRefresh: async () => `tok${++calls}`, refreshAheadMs: 60000 });
+  const p = c.open('ws://gw/ws', 'tok0');
+  await until(() => FakeWebSocket.sockets.length > 0);
+  const ws = FakeWebSocket.last;
+  ws.open();
+  const hello = await ws.request(1);
+  const exp = Math.floor(Date.now() / 1000) + 2;
+  ws.reply(hello, { welcome: { ...WELCOME, tokenExpS: exp } });
+  const w = await p;
+  assert.equal(w.tokenExpS, exp);
+  // Asked at half the remaining life, well before the expiry.
+  const req = await (async () => {
+    await until(() => ws.sent.length >= 2, 'refresh request', 3000);
+    return ws.sent[1];
+  })();
+  assert.ok(Date.now() < exp * 1000);
+  assert.equal(req.body, 'refresh');
+  assert.equal(req.refresh.token, 'tok1');
+  ws.reply(req, { refreshed: { tokenExpS: exp + 600 } });
+  await until(() => c.welcome.tokenExpS === exp + 600, 'new expiry');
+  assert.equal(c.token, 'tok1'); // a reconnect says hello with it
+  assert.equal(calls, 1);
+  c.close();
+});
+
+test('refresh(token) resolves with the new expiry; a refusal rejects with the reason', async () => {
+  const c = newClient();
+  const ws = await openClient(c);
+  const p = c.refresh('other');
+  const req = await ws.request(2);
+  ws.reply(req, { error: { code: 'unauthorized', message: 'refresh refused: the token\'s tenant, user, role or room scope differs' } });
+  await assert.rejects(p, (err) => err.code === 'unauthorized' && /differs/.test(err.message));
+  assert.equal(c.token, 'tok');
+  const p2 = c.refresh('tok2');
+  const req2 = await ws.request(3);
+  ws.reply(req2, { refreshed: { tokenExpS: 1900000000 } });
+  assert.equal(await p2, 1900000000);
+  assert.equal(c.token, 'tok2');
+  c.close();
+});
+
+test('retryable errors carry notApplied and retryAfterMs', async () => {
+  const c = newClient({ publishRetries: 0 });
+  const ws = await openClient(c);
+  const p = c.closeRoom('r1', 'x');
+  const req = await ws.request(2);
+  ws.reply(req, { error: { code: 'rate_limited', message: 'publish_per_sec 20 exceeded (burst 40): retry in 40 ms', notApplied: true, retryAfterMs: 40 } });
+  await assert.rejects(p, (err) => err.code === 'rate_limited' && err.notApplied === true && err.retryAfterMs === 40);
+  c.close();
+});

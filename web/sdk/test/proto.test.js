@@ -92,7 +92,7 @@ test('error frame bytes and enum names', () => {
   assert.equal(hex(b), '0804720a08051206636c6f736564');
   assert.deepEqual(decodeServerFrame(b), {
     id: 4, body: 'error',
-    error: { code: 'room_closed', message: 'closed', leaderHint: '', notApplied: false },
+    error: { code: 'room_closed', message: 'closed', leaderHint: '', notApplied: false, retryAfterMs: 0 },
   });
   // An enum number the SDK does not know decodes to the number.
   assert.equal(decode('Error', unhex('0863')).code, 99);
@@ -171,6 +171,7 @@ test('every ClientFrame body round-trips', () => {
     listRooms: { limit: 10, after: 'r0' },
     status: {},
     report: { days: 30 },
+    refresh: { token: 'tok2' },
   };
   assert.deepEqual(Object.keys(bodies).sort(), [...CLIENT_BODIES].sort());
   for (const [name, body] of Object.entries(bodies)) {
@@ -195,8 +196,15 @@ test('every ServerFrame body round-trips', () => {
   const bodies = {
     welcome: {
       session: 's', serverTimeUs: 1800000000000000, tenant: 'acme', user: 'ann', role: 'customer',
-      limits: { frameBytesMax: 65536, bodyBytesMax: 16384, publishPerSec: 20, subscriptionsMax: 64, idleMs: 60000 },
+      limits: {
+        frameBytesMax: 65536, bodyBytesMax: 16384, publishPerSec: 20, subscriptionsMax: 64, idleMs: 60000,
+        historyLimitMax: 500, clientMsgIdBytesMax: 64, idempotencyKeyBytesMax: 128, metaEntriesMax: 16,
+        metaBytesMax: 256, reasonBytesMax: 256, reportDaysMax: 366, sendQueueBytesMax: 1048576,
+        inflightMax: 1024, tokenBytesMax: 1024, publishBurst: 40,
+      },
+      tokenExpS: 1800000600,
     },
+    refreshed: { tokenExpS: 1800000900 },
     roomCreated: { room: 'r', existed: true },
     report: {
       days: [{
@@ -226,7 +234,7 @@ test('every ServerFrame body round-trips', () => {
       }],
     },
     event: { room: 'r', ev: 'message', message },
-    error: { code: 'unavailable', message: 'retry', leaderHint: 'tcp://y', notApplied: true },
+    error: { code: 'unavailable', message: 'retry', leaderHint: 'tcp://y', notApplied: true, retryAfterMs: 0 },
     goodbye: { code: 'overloaded', reason: 'slow consumer' },
   };
   assert.deepEqual(Object.keys(bodies).sort(), [...SERVER_BODIES].sort());
