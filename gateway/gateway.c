@@ -217,6 +217,7 @@ static void *sweeper_main(void *arg)
 		pthread_mutex_unlock(&g->reap_mu);
 		reap_all(g);
 		sweep_conns(g);
+		gw_httpd_sweep(g);
 		gw_subs_retry(g);
 		pthread_mutex_lock(&g->reap_mu);
 	}

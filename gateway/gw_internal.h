@@ -466,6 +466,8 @@ void gw_listen_stop(gw *g);
 pl_status gw_httpd_start(gw *g);
 void gw_httpd_stop(gw *g);
 void gw_httpd_free(gw *g);
+/* From the sweeper: ends reads past their deadline (408 or a close). */
+void gw_httpd_sweep(gw *g);
 /* A connection counted for p ended (p->len 0: none was counted). */
 void gw_httpd_peer_put(gw *g, const gw_peer *p);
 

@@ -13,10 +13,14 @@
  *   - GET /ws with a valid RFC 6455 handshake becomes a client connection
  *     (conn.c, with ws.c framing); other requests go to http.c's routes.
  *
- * A connection does one thing at a time (read a head, or write a reply),
- * so it has one aio, whose timeout is the deadline. It is freed from its
- * own callback (nng_aio_reap). Connections are listed under h->mu so that
- * stop can close them and wait; h->mu also guards the per-address counts.
+ * A connection reads a head, then writes its reply, then reads again.
+ * Read deadlines are enforced by the gateway's sweeper (gw_httpd_sweep),
+ * not by aio timeouts: a cancelled receive ends an nng TLS stream at
+ * once, and a late head still deserves its 408. A connection is freed by
+ * the callback that finds it closed with nothing in flight (nng_aio_reap
+ * frees its aios after that callback). Connections are listed under h->mu
+ * so that the sweeper and stop can reach them; lock order h->mu -> c->mu;
+ * h->mu also guards the per-address counts.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,16 +58,21 @@ struct gw_httpd {
 
 struct hconn {
 	struct gw_httpd *h;
-	nng_stream *s;
-	nng_aio *aio;
+	nng_stream *s; /* NULL once handed to a client connection */
+	nng_aio *raio, *waio;
+	pthread_mutex_t mu;
 	gw_peer peer; /* counted; len 0 when not (or handed on) */
-	bool closed;  /* under h->mu: stop closed the stream */
-	bool writing;
+	/* Under mu. A read and a write are in flight together only when
+	 * the sweeper answers 408 to a read it ended. */
+	bool reading, writing;
+	bool dead;    /* the stream is closed: freed when nothing is in flight */
+	bool expired; /* the sweeper ended the current read */
+	int64_t deadline_us; /* of the read in flight */
+	/* Owned by the operation in flight. */
 	bool close_after; /* the reply being written ends the connection */
 	bool got_bytes;   /* some of the current request has arrived */
 	bool answered;    /* a reply went out: the connection is kept alive */
-	int64_t deadline_us;
-	uint8_t *buf; /* request bytes, cap = http_header_bytes_max */
+	uint8_t *buf;     /* request bytes, cap = http_header_bytes_max */
 	size_t len, cap;
 	/* The reply: head, then body (owned when body_owned). */
 	char head[512];
@@ -72,10 +81,11 @@ struct hconn {
 	size_t body_len;
 	bool body_owned;
 	size_t sent;
-	hconn *prev, *next;
+	hconn *prev, *next; /* under h->mu */
 };
 
-static void conn_cb(void *arg);
+static void read_cb(void *arg);
+static void write_cb(void *arg);
 
 /* ---- per-address counts ---- */
 
@@ -152,7 +162,8 @@ static void peer_of(nng_stream *s, gw_peer *p)
 
 /* ---- connection life ---- */
 
-/* From the connection's own callback, with nothing in flight. */
+/* Nothing is in flight and the stream is closed: unlinks and frees c.
+ * From one of its callbacks (nng_aio_reap frees the aios after it). */
 static void hconn_free(hconn *c)
 {
 	struct gw_httpd *h = c->h;
@@ -170,34 +181,33 @@ static void hconn_free(hconn *c)
 	pl_metric_inc(h->g->m.http_conns, -1);
 	if (c->s != NULL)
 		nng_stream_free(c->s);
-	nng_aio_reap(c->aio);
+	nng_aio_reap(c->raio);
+	nng_aio_reap(c->waio);
+	pthread_mutex_destroy(&c->mu);
 	if (c->body_owned)
 		free(c->body);
 	free(c->buf);
 	free(c);
 }
 
-/* Posts the next read or write under mu (stop may have closed the
- * stream, and nng does not fail an operation posted on a closed one).
- * False when the connection was closed: the caller frees it. */
-static bool post(hconn *c, bool write, nng_duration ms)
+/* Called with mu held: closes the stream (what is in flight fails). */
+static void kill_locked(hconn *c)
 {
-	struct gw_httpd *h = c->h;
-	pthread_mutex_lock(&h->mu);
-	bool closed = c->closed;
-	if (!closed) {
-		c->writing = write;
-		nng_aio_set_timeout(c->aio, ms < 1 ? 1 : ms);
-		if (write)
-			nng_stream_send(c->s, c->aio);
-		else
-			nng_stream_recv(c->s, c->aio);
-	}
-	pthread_mutex_unlock(&h->mu);
-	return !closed;
+	if (c->dead)
+		return;
+	c->dead = true;
+	if (c->s != NULL)
+		nng_stream_close(c->s);
 }
 
-static void write_more(hconn *c)
+/* Called with mu held: whether c is to be freed now. */
+static bool settled_locked(const hconn *c)
+{
+	return c->dead && !c->reading && !c->writing;
+}
+
+/* Called with mu held: sends what is left of the reply. */
+static void write_post_locked(hconn *c)
 {
 	nng_iov iov[2];
 	unsigned n = 0;
@@ -208,24 +218,56 @@ static void write_more(hconn *c)
 	if (boff < c->body_len)
 		iov[n++] = (nng_iov){.iov_buf = c->body + boff,
 		    .iov_len = c->body_len - boff};
-	nng_aio_set_iov(c->aio, n, iov);
-	if (!post(c, true, HTTPD_WRITE_MS))
+	nng_aio_set_iov(c->waio, n, iov);
+	nng_aio_set_timeout(c->waio, HTTPD_WRITE_MS);
+	c->writing = true;
+	nng_stream_send(c->s, c->waio);
+}
+
+/* What a path of the connection holds: a callback (or the accept) owns
+ * its operation's flag until it posts the next one or stops, so a
+ * concurrent callback never frees the connection under it. */
+enum { OP_NONE = 0, OP_READ, OP_WRITE, OP_CLOSE };
+
+/* Moves the path holding `from` to its next operation `to`, posted
+ * under mu (stop or the sweeper may have closed the stream, and nng
+ * does not fail an operation posted on a closed one). A closed
+ * connection with nothing else in flight is freed. */
+static void next_op(hconn *c, int from, int to)
+{
+	pthread_mutex_lock(&c->mu);
+	if (from == OP_READ)
+		c->reading = false;
+	else if (from == OP_WRITE)
+		c->writing = false;
+	if (to == OP_CLOSE) {
+		kill_locked(c);
+	} else if (!c->dead && to == OP_WRITE) {
+		write_post_locked(c);
+	} else if (!c->dead && to == OP_READ) {
+		nng_iov iov = {
+		    .iov_buf = c->buf + c->len, .iov_len = c->cap - c->len};
+		nng_aio_set_iov(c->raio, 1, &iov);
+		c->reading = true;
+		nng_stream_recv(c->s, c->raio);
+	}
+	bool free_now = settled_locked(c);
+	pthread_mutex_unlock(&c->mu);
+	if (free_now)
 		hconn_free(c);
 }
 
-static void read_more(hconn *c)
+/* The deadline of the head being read (the sweeper reads it). */
+static void deadline_set(hconn *c, int64_t at_us)
 {
-	int64_t left_ms = (c->deadline_us - pl_mono_us()) / 1000;
-	nng_iov iov = {.iov_buf = c->buf + c->len, .iov_len = c->cap - c->len};
-	nng_aio_set_iov(c->aio, 1, &iov);
-	if (!post(c, false, (nng_duration)left_ms))
-		hconn_free(c);
+	pthread_mutex_lock(&c->mu);
+	c->deadline_us = at_us;
+	pthread_mutex_unlock(&c->mu);
 }
 
-/* Starts writing a reply made of head text and an optional body. */
-static void reply_start(hconn *c, const gw_http_res *res, bool head_only)
+/* Fills the reply's head and body (nothing is sent yet). */
+static void reply_prepare(hconn *c, const gw_http_res *res, bool head_only)
 {
-	c->close_after = c->close_after || res->status >= 400;
 	int n = snprintf(c->head, sizeof(c->head),
 	    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
 	    "%sConnection: %s\r\n\r\n",
@@ -235,17 +277,19 @@ static void reply_start(hconn *c, const gw_http_res *res, bool head_only)
 	    c->close_after ? "close" : "keep-alive");
 	PL_ASSERT(n > 0 && (size_t)n < sizeof(c->head));
 	c->head_len = (size_t)n;
+	if (c->body_owned)
+		free(c->body);
 	c->body = res->body;
 	c->body_len = head_only ? 0 : res->len;
 	c->body_owned = res->owned;
 	c->sent = 0;
-	if (res->status >= 400)
+	if (res->status >= 400 && res->status != 404)
 		PL_DEBUG(GW_MOD, "event=http_refused status=%d", res->status);
-	write_more(c);
 }
 
 /* A refusal with a short text body; the connection closes after it. */
-static void refuse(hconn *c, int status, const char *text, const char *extra)
+static void refusal_prepare(
+    hconn *c, int status, const char *text, const char *extra)
 {
 	gw_http_res res = {.status = status,
 	    .ctype = "text/plain",
@@ -253,27 +297,35 @@ static void refuse(hconn *c, int status, const char *text, const char *extra)
 	    .len = strlen(text),
 	    .extra = extra};
 	c->close_after = true;
-	reply_start(c, &res, false);
+	reply_prepare(c, &res, false);
+}
+
+static void refuse(
+    hconn *c, int from, int status, const char *text, const char *extra)
+{
+	refusal_prepare(c, status, text, extra);
+	next_op(c, from, OP_WRITE);
 }
 
 /* ---- requests ---- */
 
 /* GET /ws: the RFC 6455 handshake. On success the stream moves to a
  * client connection and c is freed. */
-static void ws_upgrade(hconn *c, const gw_http_req *req)
+static void ws_upgrade(hconn *c, int from, const gw_http_req *req)
 {
 	if (!req->upgrade_ws || !req->conn_upgrade) {
-		refuse(c, 400, "websocket upgrade expected on /ws\n", NULL);
+		refuse(c, from, 400, "websocket upgrade expected on /ws\n",
+		    NULL);
 		return;
 	}
 	if (req->ws_version != 13) {
-		refuse(c, 426, "Sec-WebSocket-Version 13 expected\n",
+		refuse(c, from, 426, "Sec-WebSocket-Version 13 expected\n",
 		    "Sec-WebSocket-Version: 13\r\n");
 		return;
 	}
 	if (req->ws_key[0] == '\0') {
-		refuse(c, 400, "Sec-WebSocket-Key missing or malformed\n",
-		    NULL);
+		refuse(c, from, 400,
+		    "Sec-WebSocket-Key missing or malformed\n", NULL);
 		return;
 	}
 	char accept[GW_WS_ACCEPT_CHARS + 1];
@@ -283,37 +335,39 @@ static void ws_upgrade(hconn *c, const gw_http_req *req)
 	    "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
 	    accept);
 	/* Under mu: stop must not close the stream once it is handed on. */
-	pthread_mutex_lock(&c->h->mu);
-	nng_stream *s = c->closed ? NULL : c->s;
-	if (s != NULL)
+	pthread_mutex_lock(&c->mu);
+	nng_stream *s = c->dead ? NULL : c->s;
+	if (s != NULL) {
 		c->s = NULL;
-	pthread_mutex_unlock(&c->h->mu);
-	if (s == NULL) {
-		hconn_free(c);
-		return;
+		c->dead = true;
 	}
-	gw_peer peer = c->peer;
-	c->peer.len = 0;
-	gw_conn_accept_ws(c->h->g, s, &peer, (const uint8_t *)c->head,
-	    (size_t)n, c->buf + req->head_bytes, c->len - req->head_bytes);
-	hconn_free(c);
+	pthread_mutex_unlock(&c->mu);
+	if (s != NULL) {
+		gw_peer peer = c->peer;
+		c->peer.len = 0;
+		gw_conn_accept_ws(c->h->g, s, &peer, (const uint8_t *)c->head,
+		    (size_t)n, c->buf + req->head_bytes,
+		    c->len - req->head_bytes);
+	}
+	next_op(c, from, OP_CLOSE);
 }
 
 /* A whole request head is in buf: answer it. */
-static void request(hconn *c, const gw_http_req *req)
+static void request(hconn *c, int from, const gw_http_req *req)
 {
 	if (strcmp(req->path, "/ws") == 0 && req->method == GW_HTTP_GET &&
 	    !req->has_body) {
-		ws_upgrade(c, req);
+		ws_upgrade(c, from, req);
 		return;
 	}
 	if (req->method == GW_HTTP_OTHER) {
-		refuse(c, 405, "only GET and HEAD are served\n",
+		refuse(c, from, 405, "only GET and HEAD are served\n",
 		    "Allow: GET, HEAD\r\n");
 		return;
 	}
 	if (req->has_body) {
-		refuse(c, 413, "request bodies are not accepted\n", NULL);
+		refuse(c, from, 413, "request bodies are not accepted\n",
+		    NULL);
 		return;
 	}
 	/* The request is taken off buf; pipelined bytes stay. */
@@ -322,105 +376,129 @@ static void request(hconn *c, const gw_http_req *req)
 	c->close_after = !req->keep_alive;
 	gw_http_res res;
 	gw_http_route(c->h->g, req, &res);
-	reply_start(c, &res, req->method == GW_HTTP_HEAD);
+	reply_prepare(c, &res, req->method == GW_HTTP_HEAD);
+	next_op(c, from, OP_WRITE);
 }
 
 /* Parses what has arrived: answers a whole head or a bad one, else
  * reads on. */
-static void parse(hconn *c)
+static void parse(hconn *c, int from)
 {
 	gw_http_req req;
 	int st = gw_http_parse(
 	    c->buf, c->len, c->h->g->conf->http_header_bytes_max, &req);
 	if (st == 0) {
-		request(c, &req);
+		request(c, from, &req);
 	} else if (st > 0) {
 		pl_metric_inc(c->h->g->m.http_bad, 1);
-		refuse(c, st,
+		refuse(c, from, st,
 		    st == 431   ? "request head too large\n"
 		    : st == 414 ? "request target too long\n"
 		                : "malformed request\n",
 		    NULL);
 	} else {
-		read_more(c);
+		next_op(c, from, OP_READ);
 	}
 }
 
 /* The reply is out: close, or wait for the next request. */
 static void reply_done(hconn *c)
 {
-	if (c->body_owned)
-		free(c->body);
-	c->body = NULL;
-	c->body_owned = false;
 	if (c->close_after) {
-		hconn_free(c);
+		next_op(c, OP_WRITE, OP_CLOSE);
 		return;
 	}
 	c->answered = true;
 	c->got_bytes = c->len > 0;
-	int64_t now = pl_mono_us();
 	const gw_config *conf = c->h->g->conf;
-	c->deadline_us = now + (int64_t)(c->got_bytes
-	                                     ? conf->http_header_timeout_ms
-	                                     : conf->http_keepalive_ms) *
-	                           1000;
-	if (c->got_bytes)
-		parse(c);
-	else
-		read_more(c);
+	int64_t ms = c->got_bytes ? conf->http_header_timeout_ms
+	                          : conf->http_keepalive_ms;
+	deadline_set(c, pl_mono_us() + ms * 1000);
+	parse(c, OP_WRITE);
 }
 
-/* A read or write ran out of time. */
-static void timed_out(hconn *c)
-{
-	gw *g = c->h->g;
-	if (c->writing) {
-		hconn_free(c);
-		return;
-	}
-	if (c->got_bytes) {
-		pl_metric_inc(g->m.http_timeouts[0], 1);
-		refuse(c, 408, "request head not received in time\n", NULL);
-		return;
-	}
-	/* Nothing of a request came: close without a word (a browser's
-	 * spare connection must not read a 408 as an answer). */
-	pl_metric_inc(g->m.http_timeouts[c->answered ? 1 : 0], 1);
-	hconn_free(c);
-}
-
-static void conn_cb(void *arg)
+static void write_cb(void *arg)
 {
 	hconn *c = arg;
-	int rv = nng_aio_result(c->aio);
-	if (rv == NNG_ETIMEDOUT) {
-		timed_out(c);
-		return;
-	}
+	int rv = nng_aio_result(c->waio);
 	if (rv != 0) {
-		hconn_free(c);
+		next_op(c, OP_WRITE, OP_CLOSE);
 		return;
 	}
-	size_t n = nng_aio_count(c->aio);
-	if (c->writing) {
-		c->sent += n;
-		if (c->sent < c->head_len + c->body_len)
-			write_more(c);
-		else
-			reply_done(c);
+	c->sent += nng_aio_count(c->waio);
+	if (c->sent < c->head_len + c->body_len)
+		next_op(c, OP_WRITE, OP_WRITE);
+	else
+		reply_done(c);
+}
+
+static void read_cb(void *arg)
+{
+	hconn *c = arg;
+	int rv = nng_aio_result(c->raio);
+	if (rv != 0) {
+		next_op(c, OP_READ, OP_CLOSE);
 		return;
 	}
+	pthread_mutex_lock(&c->mu);
+	/* Ended by the sweeper: its 408 (or close) owns what follows. */
+	bool ended = c->dead || c->expired;
+	pthread_mutex_unlock(&c->mu);
+	if (ended) {
+		next_op(c, OP_READ, OP_NONE);
+		return;
+	}
+	size_t n = nng_aio_count(c->raio);
 	if (!c->got_bytes && n > 0) {
 		/* On a kept-alive connection the head's deadline starts at
 		 * its first byte; the first head's ran from the accept. */
 		c->got_bytes = true;
 		if (c->answered)
-			c->deadline_us = pl_mono_us() +
-			    (int64_t)c->h->g->conf->http_header_timeout_ms * 1000;
+			deadline_set(c,
+			    pl_mono_us() +
+			        (int64_t)c->h->g->conf->http_header_timeout_ms *
+			            1000);
 	}
 	c->len += n;
-	parse(c);
+	parse(c, OP_READ);
+}
+
+/* Called with h->mu and c->mu held, for a read past its deadline. */
+static void expire_locked(gw *g, hconn *c)
+{
+	c->expired = true;
+	if (c->got_bytes) {
+		/* Half a head came: say why, then close. The read stays in
+		 * flight (cancelling it would end a TLS stream at once). */
+		pl_metric_inc(g->m.http_timeouts[0], 1);
+		refusal_prepare(
+		    c, 408, "request head not received in time\n", NULL);
+		write_post_locked(c);
+		return;
+	}
+	/* Nothing of a request came: close without a word (a browser's
+	 * spare connection must not read a 408 as an answer). */
+	pl_metric_inc(g->m.http_timeouts[c->answered ? 1 : 0], 1);
+	kill_locked(c);
+}
+
+void gw_httpd_sweep(gw *g)
+{
+	struct gw_httpd *h = g->httpd;
+	if (h == NULL)
+		return;
+	int64_t now = pl_mono_us();
+	/* h->mu keeps every listed connection alive while it is looked at
+	 * (freeing unlinks under it). */
+	pthread_mutex_lock(&h->mu);
+	for (hconn *c = h->conns; c != NULL; c = c->next) {
+		pthread_mutex_lock(&c->mu);
+		if (c->reading && !c->expired && !c->dead &&
+		    now >= c->deadline_us)
+			expire_locked(g, c);
+		pthread_mutex_unlock(&c->mu);
+	}
+	pthread_mutex_unlock(&h->mu);
 }
 
 /* ---- accept ---- */
@@ -433,32 +511,33 @@ static void conn_start(struct gw_httpd *h, nng_stream *s)
 	hconn *c = calloc(1, sizeof(*c));
 	size_t cap = g->conf->http_header_bytes_max;
 	if (c == NULL || (c->buf = malloc(cap)) == NULL ||
-	    nng_aio_alloc(&c->aio, conn_cb, c) != 0) {
+	    nng_aio_alloc(&c->raio, read_cb, c) != 0 ||
+	    nng_aio_alloc(&c->waio, write_cb, c) != 0) {
 		PL_WARN(GW_MOD, "event=http_accept_refused reason=nomem");
-		if (c != NULL)
+		if (c != NULL) {
+			nng_aio_free(c->raio);
 			free(c->buf);
+		}
 		free(c);
 		nng_stream_free(s);
 		return;
 	}
+	pthread_mutex_init(&c->mu, NULL);
 	c->h = h;
 	c->s = s;
 	c->cap = cap;
-	c->deadline_us =
+	int64_t deadline =
 	    pl_mono_us() + (int64_t)g->conf->http_header_timeout_ms * 1000;
 	gw_peer peer;
 	peer_of(s, &peer);
 	int refused = 0;
 	pthread_mutex_lock(&h->mu);
-	if (h->stopping) {
+	if (h->stopping || h->nconns >= g->conf->connections_max)
 		refused = 503;
-	} else if (h->nconns >= g->conf->connections_max) {
-		refused = 503;
-	} else if (peer.len > 0 && !peer_get_locked(h, &peer)) {
+	else if (peer.len > 0 && !peer_get_locked(h, &peer))
 		refused = 429;
-	} else {
+	else
 		c->peer = peer;
-	}
 	c->next = h->conns;
 	if (h->conns != NULL)
 		h->conns->prev = c;
@@ -468,13 +547,16 @@ static void conn_start(struct gw_httpd *h, nng_stream *s)
 	pl_metric_inc(g->m.http_conns, 1);
 	if (refused == 429) {
 		pl_metric_inc(g->m.http_refused[0], 1);
-		refuse(c, 429, "too many connections from this address\n",
+		refuse(c, OP_NONE, 429,
+		    "too many connections from this address\n",
 		    "Retry-After: 1\r\n");
 	} else if (refused != 0) {
 		pl_metric_inc(g->m.http_refused[1], 1);
-		refuse(c, 503, "too many connections\n", "Retry-After: 1\r\n");
+		refuse(c, OP_NONE, 503, "too many connections\n",
+		    "Retry-After: 1\r\n");
 	} else {
-		read_more(c);
+		deadline_set(c, deadline);
+		next_op(c, OP_NONE, OP_READ);
 	}
 }
 
@@ -544,9 +626,9 @@ void gw_httpd_stop(gw *g)
 	pthread_mutex_lock(&h->mu);
 	h->stopping = true;
 	for (hconn *c = h->conns; c != NULL; c = c->next) {
-		c->closed = true;
-		if (c->s != NULL)
-			nng_stream_close(c->s);
+		pthread_mutex_lock(&c->mu);
+		kill_locked(c);
+		pthread_mutex_unlock(&c->mu);
 	}
 	pthread_mutex_unlock(&h->mu);
 	/* Each closed connection's callback frees it. */
