@@ -19,8 +19,8 @@
  * once, and a late head still deserves its 408. A connection is freed by
  * the callback that finds it closed with nothing in flight (nng_aio_reap
  * frees its aios after that callback). Connections are listed under h->mu
- * so that the sweeper and stop can reach them; lock order h->mu -> c->mu;
- * h->mu also guards the per-address counts.
+ * so that the sweeper and stop can reach them; lock order h->mu -> c->mu
+ * -> h->peers_mu (the per-address counts).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +34,12 @@
 /* A reply not taken by the client within this long is dropped: a
  * client that does not read holds a connection no longer than this. */
 #define HTTPD_WRITE_MS 10000
+/* After a reply that ends the connection the gateway reads on (and
+ * drops what comes) this long, or until the client closes, before it
+ * closes: closing with unread request bytes would reset the connection
+ * and could destroy the reply before the client reads it (RFC 9112
+ * 9.6). */
+#define HTTPD_LINGER_MS 1000
 /* Per-address counts: hash buckets (a power of two). */
 #define HTTPD_PEER_BUCKETS 1024
 
@@ -53,6 +59,8 @@ struct gw_httpd {
 	hconn *conns; /* under mu */
 	uint32_t nconns;
 	bool stopping;
+	/* A leaf lock: taken under h->mu or c->mu, nothing under it. */
+	pthread_mutex_t peers_mu;
 	peer_node *peers[HTTPD_PEER_BUCKETS];
 };
 
@@ -67,6 +75,7 @@ struct hconn {
 	bool reading, writing;
 	bool dead;    /* the stream is closed: freed when nothing is in flight */
 	bool expired; /* the sweeper ended the current read */
+	bool linger;  /* the last reply is out: reads drop what comes */
 	int64_t deadline_us; /* of the read in flight */
 	/* Owned by the operation in flight. */
 	bool close_after; /* the reply being written ends the connection */
@@ -106,25 +115,30 @@ static peer_node **peer_find(struct gw_httpd *h, const gw_peer *p)
 	return pp;
 }
 
-/* Called with mu held. False when p is at the cap (or out of memory). */
-static bool peer_get_locked(struct gw_httpd *h, const gw_peer *p)
+/* False when p is at the cap (or out of memory). */
+static bool peer_get(struct gw_httpd *h, const gw_peer *p)
 {
+	bool ok = false;
+	pthread_mutex_lock(&h->peers_mu);
 	peer_node **pp = peer_find(h, p);
-	if (*pp == NULL) {
-		peer_node *n = calloc(1, sizeof(*n));
-		if (n == NULL)
-			return false;
-		n->key = *p;
-		*pp = n;
+	if (*pp == NULL && (*pp = calloc(1, sizeof(**pp))) != NULL)
+		(*pp)->key = *p;
+	if (*pp != NULL && (*pp)->n < h->g->conf->http_conns_per_addr) {
+		(*pp)->n++;
+		ok = true;
 	}
-	if ((*pp)->n >= h->g->conf->http_conns_per_addr)
-		return false;
-	(*pp)->n++;
-	return true;
+	if (*pp != NULL && (*pp)->n == 0) {
+		peer_node *n = *pp;
+		*pp = n->next;
+		free(n);
+	}
+	pthread_mutex_unlock(&h->peers_mu);
+	return ok;
 }
 
-static void peer_put_locked(struct gw_httpd *h, const gw_peer *p)
+static void peer_put(struct gw_httpd *h, const gw_peer *p)
 {
+	pthread_mutex_lock(&h->peers_mu);
 	peer_node **pp = peer_find(h, p);
 	peer_node *n = *pp;
 	PL_ASSERT(n != NULL && n->n > 0);
@@ -132,16 +146,13 @@ static void peer_put_locked(struct gw_httpd *h, const gw_peer *p)
 		*pp = n->next;
 		free(n);
 	}
+	pthread_mutex_unlock(&h->peers_mu);
 }
 
 void gw_httpd_peer_put(gw *g, const gw_peer *p)
 {
-	struct gw_httpd *h = g->httpd;
-	if (h == NULL || p->len == 0)
-		return;
-	pthread_mutex_lock(&h->mu);
-	peer_put_locked(h, p);
-	pthread_mutex_unlock(&h->mu);
+	if (g->httpd != NULL && p->len > 0)
+		peer_put(g->httpd, p);
 }
 
 /* The peer's IP address (port left out), or len 0 when nng has none. */
@@ -175,9 +186,9 @@ static void hconn_free(hconn *c)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	h->nconns--;
-	if (c->peer.len > 0)
-		peer_put_locked(h, &c->peer);
 	pthread_mutex_unlock(&h->mu);
+	if (c->peer.len > 0)
+		peer_put(h, &c->peer);
 	pl_metric_inc(h->g->m.http_conns, -1);
 	if (c->s != NULL)
 		nng_stream_free(c->s);
@@ -190,12 +201,25 @@ static void hconn_free(hconn *c)
 	free(c);
 }
 
-/* Called with mu held: closes the stream (what is in flight fails). */
+/* Called with mu held: gives the address's slot back (the connection
+ * is ending), so a client that saw the end may connect again at once. */
+static void slot_release_locked(hconn *c)
+{
+	if (c->peer.len > 0) {
+		peer_put(c->h, &c->peer);
+		c->peer.len = 0;
+	}
+}
+
+/* Called with mu held: closes the stream (what is in flight fails).
+ * The address's slot is given back first, so a client that sees the
+ * close may connect again at once. */
 static void kill_locked(hconn *c)
 {
 	if (c->dead)
 		return;
 	c->dead = true;
+	slot_release_locked(c);
 	if (c->s != NULL)
 		nng_stream_close(c->s);
 }
@@ -206,9 +230,13 @@ static bool settled_locked(const hconn *c)
 	return c->dead && !c->reading && !c->writing;
 }
 
-/* Called with mu held: sends what is left of the reply. */
+
+/* Called with mu held: sends what is left of the reply. A reply that
+ * ends the connection releases its slot before a byte of it goes out. */
 static void write_post_locked(hconn *c)
 {
+	if (c->close_after)
+		slot_release_locked(c);
 	nng_iov iov[2];
 	unsigned n = 0;
 	if (c->sent < c->head_len)
@@ -402,10 +430,33 @@ static void parse(hconn *c, int from)
 }
 
 /* The reply is out: close, or wait for the next request. */
+/* A reply that ends the connection is out: drop what the client still
+ * sends, until it closes or HTTPD_LINGER_MS pass. A read may still be
+ * in flight (the sweeper's 408): it becomes the lingering read. */
+static void linger_start(hconn *c)
+{
+	pthread_mutex_lock(&c->mu);
+	c->writing = false;
+	c->linger = true;
+	c->expired = false;
+	c->len = 0;
+	c->deadline_us = pl_mono_us() + (int64_t)HTTPD_LINGER_MS * 1000;
+	if (!c->dead && !c->reading) {
+		nng_iov iov = {.iov_buf = c->buf, .iov_len = c->cap};
+		nng_aio_set_iov(c->raio, 1, &iov);
+		c->reading = true;
+		nng_stream_recv(c->s, c->raio);
+	}
+	bool free_now = settled_locked(c);
+	pthread_mutex_unlock(&c->mu);
+	if (free_now)
+		hconn_free(c);
+}
+
 static void reply_done(hconn *c)
 {
 	if (c->close_after) {
-		next_op(c, OP_WRITE, OP_CLOSE);
+		linger_start(c);
 		return;
 	}
 	c->answered = true;
@@ -449,6 +500,11 @@ static void read_cb(void *arg)
 		return;
 	}
 	size_t n = nng_aio_count(c->raio);
+	if (c->linger) {
+		c->len = 0; /* dropped */
+		next_op(c, OP_READ, OP_READ);
+		return;
+	}
 	if (!c->got_bytes && n > 0) {
 		/* On a kept-alive connection the head's deadline starts at
 		 * its first byte; the first head's ran from the accept. */
@@ -493,8 +549,12 @@ void gw_httpd_sweep(gw *g)
 	pthread_mutex_lock(&h->mu);
 	for (hconn *c = h->conns; c != NULL; c = c->next) {
 		pthread_mutex_lock(&c->mu);
-		if (c->reading && !c->expired && !c->dead &&
-		    now >= c->deadline_us)
+		if (!c->reading || c->expired || c->dead ||
+		    now < c->deadline_us)
+			;
+		else if (c->linger)
+			kill_locked(c);
+		else
 			expire_locked(g, c);
 		pthread_mutex_unlock(&c->mu);
 	}
@@ -534,7 +594,7 @@ static void conn_start(struct gw_httpd *h, nng_stream *s)
 	pthread_mutex_lock(&h->mu);
 	if (h->stopping || h->nconns >= g->conf->connections_max)
 		refused = 503;
-	else if (peer.len > 0 && !peer_get_locked(h, &peer))
+	else if (peer.len > 0 && !peer_get(h, &peer))
 		refused = 429;
 	else
 		c->peer = peer;
@@ -591,6 +651,7 @@ pl_status gw_httpd_start(gw *g)
 		return PL_E_NOMEM;
 	h->g = g;
 	pthread_mutex_init(&h->mu, NULL);
+	pthread_mutex_init(&h->peers_mu, NULL);
 	g->httpd = h;
 	bool tls = g->conf->tls_cert_key[0] != '\0';
 	char url[GW_URL_CHARS_MAX + 16];
@@ -660,6 +721,7 @@ void gw_httpd_free(gw *g)
 		}
 	}
 	pthread_mutex_destroy(&h->mu);
+	pthread_mutex_destroy(&h->peers_mu);
 	free(h);
 	g->httpd = NULL;
 }

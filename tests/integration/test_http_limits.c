@@ -24,7 +24,8 @@
 /* Connections of each kind that must be closed. */
 #define N 64
 /* The longest the test waits for one close: far above the deadlines
- * configured (500 ms), so only a gateway that never closes reaches it. */
+ * configured (3 s at most), so only a gateway that never closes reaches
+ * it. */
 #define CLOSE_WAIT_MS 15000
 
 typedef struct port {
@@ -277,8 +278,11 @@ static bool session_works(port *p, parley_conn *ws, const char *text)
 	return ok;
 }
 
-static const char *TIMEOUTS = "http_header_timeout_ms = 500\n"
-                              "http_keepalive_ms = 500\n";
+/* Short deadlines; the head's is long enough for a connection to be
+ * made and a request sent on a loaded machine (ASan, TLS), the test's
+ * slow clients never send theirs anyway. */
+static const char *TIMEOUTS = "http_header_timeout_ms = 3000\n"
+                              "http_keepalive_ms = 1000\n";
 
 static void slow_clients_closed(int *check_failed_, bool tls)
 {
@@ -399,10 +403,10 @@ static void per_address_cap(int *check_failed_, bool tls)
 	parley_conn *ws = ws_session(&p, "steady");
 	CHECK(ws != NULL);
 	for (int round = 0; round < 2; round++) {
+		/* Slow clients fill the other slots. */
 		for (int i = 0; i < CAP - 1; i++) {
 			CHECK((s[i] = raw_open(&p)) != NULL);
-			CHECK_EQ(get_on(s[i], "/metrics", got, sizeof(got)),
-			    200);
+			CHECK(raw_send(s[i], "GET /metr"));
 		}
 		/* One over the cap: 429, closed. */
 		nng_stream *over = raw_open(&p);
@@ -412,10 +416,10 @@ static void per_address_cap(int *check_failed_, bool tls)
 		if (!tls)
 			CHECK(wait_closed(over, got, sizeof(got)));
 		nng_stream_free(over);
-		/* The kept-alive ones time out; the gateway releases their
-		 * slots before it closes them, so the next round fits. */
+		/* Their heads time out: a slot is given back before its 408
+		 * is written, so once every 408 is read the next round fits. */
 		for (int i = 0; i < CAP - 1; i++) {
-			CHECK(wait_closed(s[i], got, sizeof(got)));
+			CHECK_EQ(read_response(s[i], got, sizeof(got)), 408);
 			nng_stream_free(s[i]);
 		}
 	}
