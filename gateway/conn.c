@@ -71,8 +71,6 @@ static void table_remove(gw *g, gw_conn *c)
 	pthread_mutex_unlock(&g->conns_mu);
 }
 
-/* Bytes of rbuf ready for the frame parser: for WebSocket, those ws.c
- * decoded (a partial WebSocket header may follow them). */
 static void read_next(gw_conn *c)
 {
 	nng_iov iov = {
@@ -108,9 +106,8 @@ void gw_conn_accept_ws(gw *g, nng_stream *s, const gw_peer *peer,
 static gw_conn *conn_new(
     gw *g, nng_stream *s, int transport, const gw_peer *peer)
 {
-	size_t cap = GW_RBUF_BYTES_MIN;
 	gw_conn *c = calloc(1, sizeof(*c));
-	if (c == NULL || (c->rbuf = malloc(cap)) == NULL ||
+	if (c == NULL || (c->rbuf = malloc(GW_RBUF_BYTES_MIN)) == NULL ||
 	    (transport == GW_WS &&
 	        (c->ws = malloc(sizeof(*c->ws))) == NULL) ||
 	    nng_aio_alloc(&c->raio, read_cb, c) != 0 ||
@@ -541,8 +538,9 @@ static void ws_end(gw_conn *c, gw_ws_ev ev)
 }
 
 /* WebSocket: turns the bytes read since the last call (after dlen) into
- * frame bytes, answering pings. False when reading must stop. */
-static bool ws_input(gw_conn *c)
+ * frame bytes, answering pings. Returns CLOSE or ERROR when reading must
+ * stop (once the frames decoded before it are handled), else NONE. */
+static gw_ws_ev ws_input(gw_conn *c)
 {
 	size_t w = c->dlen, r = c->dlen;
 	for (;;) {
@@ -558,15 +556,15 @@ static bool ws_input(gw_conn *c)
 			}
 			pthread_mutex_unlock(&c->mu);
 		} else if (ev != GW_WS_EV_PONG) {
-			ws_end(c, ev);
-			return false;
+			c->dlen = (uint32_t)w;
+			return ev;
 		}
 	}
 	/* A partial header stays, right after the decoded bytes. */
 	memmove(c->rbuf + w, c->rbuf + r, c->rlen - r);
 	c->rlen = (uint32_t)(w + (c->rlen - r));
 	c->dlen = (uint32_t)w;
-	return true;
+	return GW_WS_EV_NONE;
 }
 
 static void read_cb(void *arg)
@@ -590,7 +588,10 @@ static void read_more(gw_conn *c, size_t n)
 	if (c->ws == NULL)
 		c->dlen = c->rlen;
 	atomic_store(&c->last_rx_us, pl_mono_us());
-	if ((c->ws != NULL && !ws_input(c)) || !read_frames(c)) {
+	gw_ws_ev end = c->ws != NULL ? ws_input(c) : GW_WS_EV_NONE;
+	if (!read_frames(c) || end != GW_WS_EV_NONE) {
+		if (end != GW_WS_EV_NONE)
+			ws_end(c, end);
 		gw_conn_unref(c);
 		return;
 	}

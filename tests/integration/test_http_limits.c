@@ -127,10 +127,11 @@ static nng_stream *raw_open(port *p)
 	return s;
 }
 
-static bool raw_send(nng_stream *s, const char *text)
+static bool raw_send_bytes(nng_stream *s, const void *buf, size_t n)
 {
 	nng_aio *aio;
-	size_t off = 0, n = strlen(text);
+	const char *text = buf;
+	size_t off = 0;
 	if (nng_aio_alloc(&aio, NULL, NULL) != 0)
 		return false;
 	nng_aio_set_timeout(aio, T);
@@ -145,6 +146,11 @@ static bool raw_send(nng_stream *s, const char *text)
 	}
 	nng_aio_free(aio);
 	return off == n;
+}
+
+static bool raw_send(nng_stream *s, const char *text)
+{
+	return raw_send_bytes(s, text, strlen(text));
 }
 
 /* One read: bytes read, 0 when the gateway closed the connection, -1
@@ -190,15 +196,16 @@ static bool wait_closed(nng_stream *s, char *got, size_t cap)
 	}
 }
 
-/* Reads one whole response (head and Content-Length body) into out;
- * returns its status, -1 on a close or timeout before it ended. */
-static int read_response(nng_stream *s, char *out, size_t cap)
+/* Reads one whole response (head and Content-Length body) into out,
+ * waiting up to ms for each part; returns its status, -1 on a close or
+ * timeout before it ended. */
+static int read_response_within(nng_stream *s, char *out, size_t cap, int ms)
 {
 	size_t len = 0, want = 0;
 	while (want == 0 || len < want) {
 		if (len + 1 >= cap)
 			return -1;
-		int n = raw_recv(s, out + len, cap - 1 - len, T);
+		int n = raw_recv(s, out + len, cap - 1 - len, ms);
 		if (n <= 0)
 			return -1;
 		len += (size_t)n;
@@ -213,6 +220,18 @@ static int read_response(nng_stream *s, char *out, size_t cap)
 	if (sscanf(out, "HTTP/1.1 %d", &status) != 1)
 		return -1;
 	return status;
+}
+
+/* A reply to a request just sent. */
+static int read_response(nng_stream *s, char *out, size_t cap)
+{
+	return read_response_within(s, out, cap, T);
+}
+
+/* A reply the gateway sends when a deadline passes. */
+static int read_late_response(nng_stream *s, char *out, size_t cap)
+{
+	return read_response_within(s, out, cap, CLOSE_WAIT_MS);
 }
 
 /* GET path on an open connection (kept alive). */
@@ -310,7 +329,7 @@ static void slow_clients_closed(int *check_failed_, bool tls)
 	for (int i = 0; i < N; i++) {
 		CHECK(wait_closed(idle[i], got, sizeof(got)));
 		CHECK_STR_EQ(got, ""); /* closed without a word */
-		CHECK_EQ(read_response(half[i], got, sizeof(got)), 408);
+		CHECK_EQ(read_late_response(half[i], got, sizeof(got)), 408);
 		CHECK(strstr(got, "Connection: close\r\n") != NULL);
 		if (!tls)
 			CHECK(wait_closed(half[i], got, sizeof(got)));
@@ -419,7 +438,8 @@ static void per_address_cap(int *check_failed_, bool tls)
 		/* Their heads time out: a slot is given back before its 408
 		 * is written, so once every 408 is read the next round fits. */
 		for (int i = 0; i < CAP - 1; i++) {
-			CHECK_EQ(read_response(s[i], got, sizeof(got)), 408);
+			CHECK_EQ(read_late_response(s[i], got, sizeof(got)),
+			    408);
 			nng_stream_free(s[i]);
 		}
 	}
@@ -440,4 +460,100 @@ TEST(test_http_limits_per_address_cap)
 TEST(test_http_limits_per_address_cap_tls)
 {
 	per_address_cap(check_failed_, true);
+}
+
+/* A WebSocket client frame, masked unless asked not to be. */
+static size_t ws_frame(uint8_t *out, uint8_t b0, const char *payload,
+    size_t len, bool masked)
+{
+	static const uint8_t key[4] = {0x11, 0x22, 0x33, 0x44};
+	size_t h = 0;
+	out[h++] = b0;
+	out[h++] = (uint8_t)((masked ? 0x80 : 0) | len); /* len < 126 */
+	if (masked) {
+		memcpy(out + h, key, 4);
+		h += 4;
+	}
+	for (size_t i = 0; i < len; i++)
+		out[h + i] = (uint8_t)(payload[i] ^ (masked ? key[i & 3] : 0));
+	return h + len;
+}
+
+/* Upgrades a raw connection; false unless the 101 carries the RFC 6455
+ * accept key of the sample nonce. */
+static bool ws_raw_upgrade(nng_stream *s)
+{
+	char got[1024] = "";
+	if (!raw_send(s, "GET /ws HTTP/1.1\r\nHost: localhost\r\n"
+	                 "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+	                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+	                 "Sec-WebSocket-Version: 13\r\n\r\n"))
+		return false;
+	size_t len = 0;
+	while (strstr(got, "\r\n\r\n") == NULL) {
+		int n = raw_recv(s, got + len, sizeof(got) - 1 - len, T);
+		if (n <= 0)
+			return false;
+		len += (size_t)n;
+		got[len] = '\0';
+	}
+	return strncmp(got, "HTTP/1.1 101 ", 13) == 0 &&
+	       strstr(got, "Sec-WebSocket-Accept: "
+	                   "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n") != NULL;
+}
+
+/* The close frame the gateway sent last, after its Goodbye: its code. */
+static int close_code_of(const uint8_t *got, size_t len)
+{
+	size_t off = 0;
+	int code = -1;
+	while (off + 2 <= len) {
+		size_t plen = got[off + 1] & 0x7f, h = 2;
+		if (plen == 126) {
+			plen = (size_t)got[off + 2] << 8 | got[off + 3];
+			h = 4;
+		}
+		if ((got[off] & 0x0f) == 0x8 && plen >= 2 && off + h + 2 <= len)
+			code = got[off + h] << 8 | got[off + h + 1];
+		off += h + plen;
+	}
+	return code;
+}
+
+/* Server side of RFC 6455 through the gateway: a ping is answered with
+ * its payload, a text message (the protocol is binary) and an unmasked
+ * frame end the connection with a Goodbye, close 1003 / 1002 and EOF. */
+TEST(test_http_limits_websocket_protocol)
+{
+	port p;
+	uint8_t f[256];
+	static char got[65536];
+	CHECK(port_start(&p, false, ""));
+	nng_stream *s = raw_open(&p);
+	CHECK(s != NULL);
+	CHECK(ws_raw_upgrade(s));
+	CHECK(raw_send_bytes(s, f, ws_frame(f, 0x89, "hi there", 8, true)));
+	int n = raw_recv(s, got, sizeof(got), T);
+	CHECK_EQ(n, 10);
+	CHECK_EQ((uint8_t)got[0], 0x8A); /* FIN | pong, unmasked */
+	CHECK_EQ(got[1], 8);
+	CHECK(memcmp(got + 2, "hi there", 8) == 0);
+	CHECK(raw_send_bytes(s, f, ws_frame(f, 0x81, "text", 4, true)));
+	size_t len = 0;
+	while ((n = raw_recv(s, got + len, sizeof(got) - len, CLOSE_WAIT_MS)) > 0)
+		len += (size_t)n;
+	CHECK_EQ(n, 0);
+	CHECK_EQ(close_code_of((const uint8_t *)got, len), 1003);
+	nng_stream_free(s);
+	s = raw_open(&p);
+	CHECK(s != NULL);
+	CHECK(ws_raw_upgrade(s));
+	CHECK(raw_send_bytes(s, f, ws_frame(f, 0x82, "abcd", 4, false)));
+	len = 0;
+	while ((n = raw_recv(s, got + len, sizeof(got) - len, CLOSE_WAIT_MS)) > 0)
+		len += (size_t)n;
+	CHECK_EQ(n, 0);
+	CHECK_EQ(close_code_of((const uint8_t *)got, len), 1002);
+	nng_stream_free(s);
+	port_stop(&p, false);
 }
