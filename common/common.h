@@ -261,6 +261,24 @@ pl_status pl_keyfile_load(const char *path, char *tenant, size_t tenant_cap,
 pl_status pl_b64_decode_key(const char *b64, uint8_t *out, size_t outlen);
 
 /* ------------------------------------------------------------------ */
+/* SHA-1, only for the WebSocket handshake (RFC 6455 needs it; it is not
+ * collision resistant and is used for nothing else). Streaming: init,
+ * update any number of times, final. */
+
+#define PL_SHA1_BYTES 20
+
+typedef struct pl_sha1 {
+	uint32_t h[5];
+	uint64_t bytes;
+	uint8_t block[64];
+	uint32_t blen;
+} pl_sha1;
+
+void pl_sha1_init(pl_sha1 *s);
+void pl_sha1_update(pl_sha1 *s, const void *buf, size_t len);
+void pl_sha1_final(pl_sha1 *s, uint8_t out[PL_SHA1_BYTES]);
+
+/* ------------------------------------------------------------------ */
 /* HDR-style histogram of microsecond values: log-linear buckets with 16
  * sub-buckets per power of two (relative error < 6.25%), values up to
  * 2^40 us. Lock-free: record from any thread. */

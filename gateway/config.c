@@ -26,6 +26,15 @@
  * going for several elections before a client hears unavailable. */
 #define GW_REPLICA_TIMEOUT_DEFAULT_MS 1000
 #define GW_FAILOVER_DEFAULT_MS 10000
+/* The HTTP port. A browser sends its request head at once: 10 s covers
+ * any real link and bounds a slowloris. Browsers keep an idle connection
+ * for reuse; 15 s is enough for a page's requests. 8 KiB of head is what
+ * common servers take (nginx, Apache). Many people behind one NAT share
+ * an address, each with a WebSocket and a few page requests: 1024. */
+#define GW_HTTP_HEADER_TIMEOUT_DEFAULT_MS 10000
+#define GW_HTTP_KEEPALIVE_DEFAULT_MS 15000
+#define GW_HTTP_HEADER_BYTES_DEFAULT 8192
+#define GW_HTTP_CONNS_PER_ADDR_DEFAULT 1024
 
 pl_status gw_config_init(gw_config *c)
 {
@@ -41,6 +50,10 @@ pl_status gw_config_init(gw_config *c)
 	c->connections_max = GW_CONNECTIONS_DEFAULT;
 	c->idle_ms = 60000;
 	c->hello_timeout_ms = 10000;
+	c->http_header_timeout_ms = GW_HTTP_HEADER_TIMEOUT_DEFAULT_MS;
+	c->http_keepalive_ms = GW_HTTP_KEEPALIVE_DEFAULT_MS;
+	c->http_header_bytes_max = GW_HTTP_HEADER_BYTES_DEFAULT;
+	c->http_conns_per_addr = GW_HTTP_CONNS_PER_ADDR_DEFAULT;
 	c->broker_timeout_ms = 5000;
 	c->replica_timeout_ms = GW_REPLICA_TIMEOUT_DEFAULT_MS;
 	c->failover_ms = GW_FAILOVER_DEFAULT_MS;
@@ -119,6 +132,14 @@ static const struct u32_key u32_keys[] = {
     {"connections_max", offsetof(gw_config, connections_max), 1, 10000000},
     {"idle_ms", offsetof(gw_config, idle_ms), 100, 86400000},
     {"hello_timeout_ms", offsetof(gw_config, hello_timeout_ms), 100, 3600000},
+    {"http_header_timeout_ms", offsetof(gw_config, http_header_timeout_ms),
+        100, 3600000},
+    {"http_keepalive_ms", offsetof(gw_config, http_keepalive_ms), 100,
+        3600000},
+    {"http_header_bytes_max", offsetof(gw_config, http_header_bytes_max),
+        1024, 65536},
+    {"http_connections_per_address",
+        offsetof(gw_config, http_conns_per_addr), 1, 10000000},
     {"broker_timeout_ms", offsetof(gw_config, broker_timeout_ms), 10, 600000},
     {"replica_timeout_ms", offsetof(gw_config, replica_timeout_ms), 10, 600000},
     {"failover_ms", offsetof(gw_config, failover_ms), 0, 600000},

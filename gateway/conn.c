@@ -5,6 +5,11 @@
  * close, deadlines checked by the sweeper, and the final free. Lifetime
  * and lock rules are in gw_internal.h; each outstanding read or write
  * holds a reference so a callback never outlives its connection.
+ *
+ * The transport seam: a WebSocket connection (c->ws set, upgraded by
+ * httpd.c) reads the same length-prefixed frames out of the bytes ws.c
+ * decodes from its data frames, and wraps every frame it queues in one
+ * final binary WebSocket frame; TCP bytes go through as they are.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +19,10 @@
 
 static void read_cb(void *arg);
 static void write_cb(void *arg);
+static void read_more(gw_conn *c, size_t n);
+static gw_conn *conn_new(
+    gw *g, nng_stream *s, int transport, const gw_peer *peer);
+static void conn_open(gw_conn *c);
 
 static const char *transport_name(int t)
 {
@@ -73,13 +82,43 @@ static void read_next(gw_conn *c)
 /* Takes s (owned) in every case: on refusal the stream is freed. */
 void gw_conn_accept(gw *g, nng_stream *s, int transport)
 {
+	gw_conn *c = conn_new(g, s, transport, NULL);
+	if (c != NULL)
+		conn_open(c);
+}
+
+static void ws_accepted(gw_conn *c, const uint8_t *hs, size_t hs_len,
+    const uint8_t *early, size_t early_len);
+
+/* Takes s and the peer's count (released when the connection ends) in
+ * every case. hs (the 101 response) goes out before any frame; early
+ * holds WebSocket bytes the client sent behind its request. */
+void gw_conn_accept_ws(gw *g, nng_stream *s, const gw_peer *peer,
+    const uint8_t *hs, size_t hs_len, const uint8_t *early, size_t early_len)
+{
+	gw_conn *c = conn_new(g, s, GW_WS, peer);
+	if (c == NULL)
+		return;
+	ws_accepted(c, hs, hs_len, early, early_len);
+	conn_open(c);
+}
+
+static gw_conn *conn_new(
+    gw *g, nng_stream *s, int transport, const gw_peer *peer)
+{
 	gw_conn *c = calloc(1, sizeof(*c));
 	if (c == NULL || (c->rbuf = malloc(GW_RBUF_BYTES_MIN)) == NULL ||
+	    (transport == GW_WS &&
+	        (c->ws = malloc(sizeof(*c->ws))) == NULL) ||
 	    nng_aio_alloc(&c->raio, read_cb, c) != 0 ||
 	    nng_aio_alloc(&c->waio, write_cb, c) != 0) {
 		PL_WARN(GW_MOD, "event=accept_refused reason=nomem");
 		goto fail;
 	}
+	if (c->ws != NULL)
+		gw_ws_rx_init(c->ws, (uint64_t)GW_WS_MSG_FRAMES_MAX *
+		                         (g->conf->frame_bytes_max +
+		                             PL_FRAME_HEADER_BYTES));
 	c->g = g;
 	c->stream = s;
 	c->transport = (uint8_t)transport;
@@ -95,20 +134,36 @@ void gw_conn_accept(gw *g, nng_stream *s, int transport)
 		pthread_mutex_destroy(&c->mu);
 		goto fail;
 	}
+	if (peer != NULL)
+		c->peer = *peer;
 	atomic_fetch_add(&g->conns_alive, 1);
-	pl_metric_inc(g->m.conns[transport], 1);
-	PL_DEBUG(GW_MOD, "event=conn_open conn=%llu transport=%s",
-	    (unsigned long long)c->id, transport_name(transport));
-	read_next(c);
-	return;
+	return c;
 fail:
 	if (c != NULL) {
 		nng_aio_free(c->raio);
 		nng_aio_free(c->waio);
 		free(c->rbuf);
+		free(c->ws);
 		free(c);
 	}
+	if (peer != NULL)
+		gw_httpd_peer_put(g, peer);
 	nng_stream_free(s);
+	return NULL;
+}
+
+static void conn_open(gw_conn *c)
+{
+	pl_metric_inc(c->g->m.conns[c->transport], 1);
+	PL_DEBUG(GW_MOD, "event=conn_open conn=%llu transport=%s",
+	    (unsigned long long)c->id, transport_name(c->transport));
+	if (c->rlen > 0) {
+		uint32_t early = c->rlen;
+		c->rlen = 0;
+		read_more(c, early);
+		return;
+	}
+	read_next(c);
 }
 
 /* ---- send queue ---- */
@@ -160,6 +215,20 @@ static pl_status reserve_locked(gw_conn *c, size_t n, bool force)
 	return PL_OK;
 }
 
+/* Called with mu held: the WebSocket header of a frame of n bytes,
+ * written at pend_len (room for it is reserved); 0 bytes on TCP. */
+static size_t ws_wrap_locked(gw_conn *c, int op, size_t n)
+{
+	if (c->ws == NULL)
+		return 0;
+	return gw_ws_hdr_write(c->pend + c->pend_len, op, n);
+}
+
+static size_t ws_hdr_len(const gw_conn *c, size_t n)
+{
+	return c->ws != NULL ? gw_ws_hdr_len(n) : 0;
+}
+
 static pl_status append_frame_locked(
     gw_conn *c, const Parley__ServerFrame *f, bool force)
 {
@@ -167,14 +236,41 @@ static pl_status append_frame_locked(
 	           protobuf_c_message_get_packed_size(&f->base);
 	if (n > PL_FRAME_BYTES_CEIL)
 		return PL_E_TOO_LARGE;
-	pl_status st = reserve_locked(c, n, force);
+	size_t h = ws_hdr_len(c, n);
+	pl_status st = reserve_locked(c, h + n, force);
 	if (st != PL_OK)
 		return st;
 	size_t w;
-	st = pl_frame_encode(&f->base, c->pend + c->pend_len, n, &w);
-	if (st == PL_OK)
-		c->pend_len += (uint32_t)w;
+	st = pl_frame_encode(&f->base, c->pend + c->pend_len + h, n, &w);
+	if (st == PL_OK) {
+		(void)ws_wrap_locked(c, GW_WS_OP_BINARY, w);
+		c->pend_len += (uint32_t)(h + w);
+	}
 	return st;
+}
+
+/* Called with mu held: a WebSocket control frame (RFC 6455 5.5). A
+ * close frame carries the code and as much of reason as fits. */
+static void ws_control_locked(gw_conn *c, int op, uint16_t code,
+    const uint8_t *payload, size_t len)
+{
+	uint8_t body[GW_WS_CTL_BYTES_MAX];
+	if (op == GW_WS_OP_CLOSE) {
+		body[0] = (uint8_t)(code >> 8);
+		body[1] = (uint8_t)code;
+		if (len > sizeof(body) - 2)
+			len = sizeof(body) - 2;
+		memcpy(body + 2, payload, len);
+		len += 2;
+	} else {
+		memcpy(body, payload, len);
+	}
+	size_t h = gw_ws_hdr_len(len);
+	if (reserve_locked(c, h + len, true) != PL_OK)
+		return;
+	(void)ws_wrap_locked(c, op, len);
+	memcpy(c->pend + c->pend_len + h, body, len);
+	c->pend_len += (uint32_t)(h + len);
 }
 
 static void goodbye_locked(gw_conn *c, int code, const char *reason)
@@ -188,6 +284,11 @@ static void goodbye_locked(gw_conn *c, int code, const char *reason)
 	f.body_case = PARLEY__SERVER_FRAME__BODY_GOODBYE;
 	f.goodbye = &gb;
 	(void)append_frame_locked(c, &f, true);
+	if (c->ws != NULL)
+		ws_control_locked(c, GW_WS_OP_CLOSE,
+		    c->ws->error != NULL ? c->ws->close_code
+		                         : GW_WS_CLOSE_NORMAL,
+		    (const uint8_t *)reason, strlen(reason));
 	c->closing = true;
 	c->close_at_us = pl_mono_us() + (int64_t)GW_CLOSE_FLUSH_MS * 1000;
 	PL_INFO(GW_MOD, "event=goodbye conn=%llu code=%s reason=\"%s\"",
@@ -225,10 +326,12 @@ pl_status gw_conn_send(gw_conn *c, const Parley__ServerFrame *f)
 pl_status gw_conn_send_bytes(gw_conn *c, const uint8_t *buf, size_t n)
 {
 	pthread_mutex_lock(&c->mu);
-	pl_status st = reserve_locked(c, n, false);
+	size_t h = ws_hdr_len(c, n);
+	pl_status st = reserve_locked(c, h + n, false);
 	if (st == PL_OK) {
-		memcpy(c->pend + c->pend_len, buf, n);
-		c->pend_len += (uint32_t)n;
+		(void)ws_wrap_locked(c, GW_WS_OP_BINARY, n);
+		memcpy(c->pend + c->pend_len + h, buf, n);
+		c->pend_len += (uint32_t)(h + n);
 		kick_locked(c);
 	} else if (st == PL_E_BACKPRESSURE) {
 		slow_locked(c);
@@ -322,6 +425,35 @@ static void write_cb(void *arg)
 	gw_conn_unref(c);
 }
 
+/* The 101 response first, then the client's early bytes into rbuf for
+ * conn_open to decode. Out of memory: the connection closes at once. */
+static void ws_accepted(gw_conn *c, const uint8_t *hs, size_t hs_len,
+    const uint8_t *early, size_t early_len)
+{
+	pthread_mutex_lock(&c->mu);
+	if (reserve_locked(c, hs_len, true) == PL_OK) {
+		memcpy(c->pend, hs, hs_len);
+		c->pend_len = (uint32_t)hs_len;
+		kick_locked(c);
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (early_len == 0)
+		return;
+	size_t need = early_len + GW_WS_RX_HDR_BYTES_MAX;
+	uint8_t *p = need <= c->rcap ? c->rbuf : realloc(c->rbuf, need);
+	if (p == NULL) {
+		gw_conn_goodbye(
+		    c, PARLEY__ERROR_CODE__OVERLOADED, "out of memory");
+		return;
+	}
+	if (need > c->rcap) {
+		c->rbuf = p;
+		c->rcap = (uint32_t)need;
+	}
+	memcpy(c->rbuf, early, early_len);
+	c->rlen = (uint32_t)early_len;
+}
+
 /* ---- read loop ---- */
 
 static bool conn_closing(gw_conn *c)
@@ -357,11 +489,14 @@ static bool rbuf_fit(gw_conn *c, bool was_full)
 {
 	size_t need = GW_RBUF_BYTES_MIN;
 	/* read_frames has checked the announced length against the max. */
-	if (c->rlen >= PL_FRAME_HEADER_BYTES)
+	if (c->dlen >= PL_FRAME_HEADER_BYTES)
 		need =
 		    PL_FRAME_HEADER_BYTES +
 		    (((size_t)c->rbuf[0] << 24) | ((size_t)c->rbuf[1] << 16) |
 		        ((size_t)c->rbuf[2] << 8) | c->rbuf[3]);
+	/* WebSocket: the next frame header arrives before its payload. */
+	if (c->ws != NULL)
+		need += GW_WS_RX_HDR_BYTES_MAX;
 	/* A busy pipelining client reads in bigger gulps. */
 	size_t busy = (size_t)c->rcap * 2;
 	if (was_full && busy > need && busy <= 16384)
@@ -386,7 +521,7 @@ static bool read_frames(gw_conn *c)
 	size_t max = c->g->conf->frame_bytes_max;
 	for (;;) {
 		pl_status st =
-		    pl_frame_peek(c->rbuf + off, c->rlen - off, max, &plen);
+		    pl_frame_peek(c->rbuf + off, c->dlen - off, max, &plen);
 		if (st == PL_E_AGAIN)
 			break;
 		if (st != PL_OK) {
@@ -401,7 +536,63 @@ static bool read_frames(gw_conn *c)
 	}
 	memmove(c->rbuf, c->rbuf + off, c->rlen - off);
 	c->rlen -= (uint32_t)off;
+	c->dlen -= (uint32_t)off;
 	return true;
+}
+
+/* The client closes, or broke the WebSocket protocol: answer with a
+ * close frame (after a Goodbye naming the error) and stop reading. */
+static void ws_end(gw_conn *c, gw_ws_ev ev)
+{
+	if (ev == GW_WS_EV_ERROR) {
+		bool big = c->ws->close_code == GW_WS_CLOSE_TOO_BIG;
+		char why[96];
+		snprintf(why, sizeof(why), "websocket: %s", c->ws->error);
+		gw_conn_goodbye(c,
+		    big ? PARLEY__ERROR_CODE__TOO_LARGE
+		        : PARLEY__ERROR_CODE__BAD_REQUEST,
+		    why);
+		return;
+	}
+	pthread_mutex_lock(&c->mu);
+	if (!c->closing && !c->closed) {
+		ws_control_locked(c, GW_WS_OP_CLOSE, GW_WS_CLOSE_NORMAL,
+		    (const uint8_t *)"", 0);
+		c->closing = true;
+		c->close_at_us = pl_mono_us() + (int64_t)GW_CLOSE_FLUSH_MS * 1000;
+		kick_locked(c);
+	}
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* WebSocket: turns the bytes read since the last call (after dlen) into
+ * frame bytes, answering pings. Returns CLOSE or ERROR when reading must
+ * stop (once the frames decoded before it are handled), else NONE. */
+static gw_ws_ev ws_input(gw_conn *c)
+{
+	size_t w = c->dlen, r = c->dlen;
+	for (;;) {
+		gw_ws_ev ev = gw_ws_rx_step(c->ws, c->rbuf, &w, &r, c->rlen);
+		if (ev == GW_WS_EV_NONE)
+			break;
+		if (ev == GW_WS_EV_PING) {
+			pthread_mutex_lock(&c->mu);
+			if (!c->closing && !c->closed) {
+				ws_control_locked(c, GW_WS_OP_PONG, 0,
+				    c->ws->ctl, c->ws->ctl_len);
+				kick_locked(c);
+			}
+			pthread_mutex_unlock(&c->mu);
+		} else if (ev != GW_WS_EV_PONG) {
+			c->dlen = (uint32_t)w;
+			return ev;
+		}
+	}
+	/* A partial header stays, right after the decoded bytes. */
+	memmove(c->rbuf + w, c->rbuf + r, c->rlen - r);
+	c->rlen = (uint32_t)(w + (c->rlen - r));
+	c->dlen = (uint32_t)w;
+	return GW_WS_EV_NONE;
 }
 
 static void read_cb(void *arg)
@@ -413,11 +604,22 @@ static void read_cb(void *arg)
 		gw_conn_unref(c);
 		return;
 	}
-	size_t n = nng_aio_count(c->raio);
+	read_more(c, nng_aio_count(c->raio));
+}
+
+/* n new bytes are at rbuf + rlen: handles them, then reads again (the
+ * read's reference goes with it, or is dropped when reading stops). */
+static void read_more(gw_conn *c, size_t n)
+{
 	bool was_full = c->rlen + n == c->rcap;
 	c->rlen += (uint32_t)n;
+	if (c->ws == NULL)
+		c->dlen = c->rlen;
 	atomic_store(&c->last_rx_us, pl_mono_us());
-	if (!read_frames(c)) {
+	gw_ws_ev end = c->ws != NULL ? ws_input(c) : GW_WS_EV_NONE;
+	if (!read_frames(c) || end != GW_WS_EV_NONE) {
+		if (end != GW_WS_EV_NONE)
+			ws_end(c, end);
 		gw_conn_unref(c);
 		return;
 	}
@@ -499,6 +701,8 @@ void gw_conn_destroy(gw_conn *c)
 	free(c->rbuf);
 	free(c->pend);
 	free(c->out);
+	free(c->ws);
+	gw_httpd_peer_put(c->g, &c->peer);
 	atomic_fetch_sub(&c->g->conns_alive, 1);
 	free(c);
 }

@@ -54,6 +54,24 @@ static void metrics_register(gw *g)
 	        "Message timestamp to delivery at the gateway");
 	m->broker_rtt = pl_metrics_add(r, PL_METRIC_HIST,
 	    "parley_gateway_broker_rtt_seconds", "Broker batch round trip");
+	m->http_conns = pl_metrics_add(r, PL_METRIC_GAUGE,
+	    "parley_gateway_http_connections",
+	    "Open HTTP connections not (yet) upgraded to WebSocket");
+	m->http_bad = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_gateway_http_bad_requests_total",
+	    "HTTP request heads refused as malformed or too large");
+	m->http_timeouts[0] = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_gateway_http_timeouts_total{kind=\"header\"}",
+	    "HTTP connections closed by a deadline");
+	m->http_timeouts[1] = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_gateway_http_timeouts_total{kind=\"keepalive\"}",
+	    "HTTP connections closed by a deadline");
+	m->http_refused[0] = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_gateway_http_refused_total{reason=\"per_address\"}",
+	    "HTTP connections refused at accept");
+	m->http_refused[1] = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_gateway_http_refused_total{reason=\"connections_max\"}",
+	    "HTTP connections refused at accept");
 }
 
 void gw_count_error(gw *g, int code)
@@ -199,6 +217,7 @@ static void *sweeper_main(void *arg)
 		pthread_mutex_unlock(&g->reap_mu);
 		reap_all(g);
 		sweep_conns(g);
+		gw_httpd_sweep(g);
 		gw_subs_retry(g);
 		pthread_mutex_lock(&g->reap_mu);
 	}
@@ -328,6 +347,7 @@ void gw_free(gw *g)
 	/* Freeing the links ran their last callbacks: references those
 	 * dropped are reaped here, after the sweeper has gone. */
 	reap_all(g);
+	gw_httpd_free(g);
 	gw_subs_fini(g);
 	arenas_free(g);
 	pl_metrics_fini(&g->metrics);

@@ -53,6 +53,15 @@ typedef struct gw_config {
 	uint32_t connections_max;
 	uint32_t idle_ms;
 	uint32_t hello_timeout_ms;
+	/* The HTTP port: a request head must arrive within the timeout
+	 * (from the accept, or from its first byte on a kept-alive
+	 * connection) and fit header_bytes_max; a kept-alive connection
+	 * idle for keepalive_ms is closed; one address may hold at most
+	 * conns_per_addr connections there, WebSocket ones included. */
+	uint32_t http_header_timeout_ms;
+	uint32_t http_keepalive_ms;
+	uint32_t http_header_bytes_max;
+	uint32_t http_conns_per_addr;
 	uint32_t broker_timeout_ms;
 	/* A group with several replicas: a batch unanswered this long is
 	 * given up on that replica (the next one is tried), so a stopped

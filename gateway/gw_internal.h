@@ -20,9 +20,9 @@
 #include <pthread.h>
 
 #include <nng/nng.h>
-#include <nng/supplemental/http/http.h>
 
 #include "gateway/gateway.h"
+#include "gateway/httpd.h"
 #include "proto/codec.h"
 
 #define GW_MOD "gateway"
@@ -94,6 +94,10 @@ _Static_assert(
 /* Error codes are parley.ErrorCode values 0..INTERNAL. */
 #define GW_CODES 11
 
+/* A WebSocket message may carry several frames: a message is bounded to
+ * this many of the largest (over it: close 1009). */
+#define GW_WS_MSG_FRAMES_MAX 4
+
 _Static_assert(GW_RBUF_BYTES_MIN >= PL_FRAME_HEADER_BYTES,
     "a frame header must fit the smallest receive buffer");
 
@@ -118,6 +122,10 @@ typedef struct gw_mset {
 	pl_metric *publish_ack;
 	pl_metric *deliver;
 	pl_metric *broker_rtt;
+	pl_metric *http_conns;
+	pl_metric *http_bad;
+	pl_metric *http_timeouts[2]; /* request head, keep-alive idle */
+	pl_metric *http_refused[2];  /* per address, connections_max */
 } gw_mset;
 
 typedef struct gw_arena {
@@ -135,11 +143,11 @@ struct gw {
 	 * no connection callback can run once it returns. */
 	_Atomic int conns_alive;
 
-	/* Listeners and HTTP (listen.c, http.c). */
-	nng_stream_listener *lst[GW_TRANSPORTS];
-	nng_aio *accept_aio[GW_TRANSPORTS];
-	nng_http_server *http;
-	nng_http_handler *h_health, *h_metrics, *h_static;
+	/* The TCP client listener (listen.c) and the HTTP port (httpd.c,
+	 * owned there). */
+	nng_stream_listener *tcp_lst;
+	nng_aio *tcp_accept;
+	struct gw_httpd *httpd;
 
 	/* Connection table. */
 	pthread_mutex_t conns_mu;
@@ -177,9 +185,20 @@ struct gw {
 	size_t arena_bytes;
 };
 
+/* A client's address, as counted by the HTTP port's per-address cap
+ * (httpd.c); len 0: not counted. */
+typedef struct gw_peer {
+	uint8_t addr[16];
+	uint8_t len;
+} gw_peer;
+
 struct gw_conn {
 	gw *g;
 	nng_stream *stream;
+	/* WebSocket only (else NULL): the decoder of client frames, owned
+	 * by the read path; and the address the HTTP port counted. */
+	gw_ws_rx *ws;
+	gw_peer peer;
 	nng_aio *raio, *waio;
 	pthread_mutex_t mu;
 	_Atomic int refs;
@@ -193,6 +212,7 @@ struct gw_conn {
 	/* Owned by the read path (one read is outstanding at a time). */
 	uint8_t *rbuf;
 	uint32_t rlen, rcap;
+	uint32_t dlen; /* of rlen, the bytes ready for the frame parser */
 	int64_t tokens;    /* rate bucket, in millionths of a publish */
 	int64_t tokens_us; /* when it was last filled */
 	uint8_t hello_fails;
@@ -415,6 +435,11 @@ void gw_reap_push(gw *g, gw_conn *c);
 
 /* conn.c */
 void gw_conn_accept(gw *g, nng_stream *s, int transport);
+/* An upgraded WebSocket connection (httpd.c): takes s and the peer's
+ * count in every case; hs, the 101 response, is sent first; early holds
+ * bytes the client sent after its request (both borrowed). */
+void gw_conn_accept_ws(gw *g, nng_stream *s, const gw_peer *peer,
+    const uint8_t *hs, size_t hs_len, const uint8_t *early, size_t early_len);
 void gw_conn_ref(gw_conn *c);
 void gw_conn_unref(gw_conn *c);
 /* Encodes f and queues it. PL_E_CLOSED when closing, PL_E_BACKPRESSURE
@@ -506,10 +531,23 @@ void gw_subs_resume(gw_conn *c);
 void gw_multi_start(gw_conn *c, const Parley__ClientFrame *f);
 void gw_multi_part_done(gw *g, gw_req *r, Parley__ServerFrame *f, int code);
 
-/* listen.c, http.c */
+/* listen.c */
 pl_status gw_listen_start(gw *g);
 void gw_listen_stop(gw *g);
-pl_status gw_http_start(gw *g);
-void gw_http_stop(gw *g);
+
+/* httpd.c: the HTTP port. Start binds it (PL_E_IO when it cannot);
+ * stop closes it and every HTTP connection not yet upgraded, and waits
+ * for them; free (in gw_free, after every client connection is gone)
+ * releases the rest. Not from an nng callback. */
+pl_status gw_httpd_start(gw *g);
+void gw_httpd_stop(gw *g);
+void gw_httpd_free(gw *g);
+/* From the sweeper: ends reads past their deadline (408 or a close). */
+void gw_httpd_sweep(gw *g);
+/* A connection counted for p ended (p->len 0: none was counted). */
+void gw_httpd_peer_put(gw *g, const gw_peer *p);
+
+/* http.c: the routes other than /ws; res is filled in every case. */
+void gw_http_route(gw *g, const gw_http_req *req, gw_http_res *res);
 
 #endif /* PARLEY_GW_INTERNAL_H */
