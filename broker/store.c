@@ -1723,24 +1723,23 @@ pl_status brk_history(brk_wtxn *w, uint64_t room, const Parley__History *h,
 	return PL_OK;
 }
 
-pl_status brk_list_rooms(brk_wtxn *w, const char *tenant, uint64_t after,
-    uint32_t limit, brk_arena *a, Parley__RoomList *out)
+/* A page of rooms from an index whose keys are a prefix and a big-endian
+ * room id (the last 8 of kl bytes): from the key k on, at most limit. */
+static pl_status list_rooms_from(brk_wtxn *w, MDB_dbi dbi, const uint8_t *k,
+    size_t kl, uint32_t limit, brk_arena *a, Parley__RoomList *out)
 {
-	uint8_t k[PL_TENANT_CHARS_MAX + 10], start[8];
 	MDB_cursor *cur;
 	MDB_val key, val;
 	if (limit == 0 || limit > LIST_LIMIT_MAX)
 		limit = limit ? LIST_LIMIT_MAX : LIST_LIMIT_DEFAULT;
-	put_be64(start, after + 1);
-	size_t kl = tenant_key(k, sizeof(k), tenant, start, 8);
 	parley__room_list__init(out);
 	out->rooms = brk_arena_alloc(a, limit * sizeof(char *));
 	if (kl == 0 || out->rooms == NULL)
 		return kl == 0 ? PL_E_BAD_REQUEST : PL_E_NOMEM;
-	if (mdb_cursor_open(w->txn, w->s->tenant_rooms, &cur) != MDB_SUCCESS)
+	if (mdb_cursor_open(w->txn, dbi, &cur) != MDB_SUCCESS)
 		return PL_E_IO;
 	key.mv_size = kl;
-	key.mv_data = k;
+	key.mv_data = (void *)k;
 	int rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
 	pl_status st = PL_OK;
 	while (rc == MDB_SUCCESS && key.mv_size == kl &&
@@ -1762,42 +1761,21 @@ pl_status brk_list_rooms(brk_wtxn *w, const char *tenant, uint64_t after,
 	return st;
 }
 
+pl_status brk_list_rooms(brk_wtxn *w, const char *tenant, uint64_t after,
+    uint32_t limit, brk_arena *a, Parley__RoomList *out)
+{
+	uint8_t k[PL_TENANT_CHARS_MAX + 10], start[8];
+	put_be64(start, after + 1);
+	size_t kl = tenant_key(k, sizeof(k), tenant, start, 8);
+	return list_rooms_from(w, w->s->tenant_rooms, k, kl, limit, a, out);
+}
+
 pl_status brk_list_user_rooms(brk_wtxn *w, const char *tenant, const char *user,
     uint64_t after, uint32_t limit, brk_arena *a, Parley__RoomList *out)
 {
 	uint8_t k[PL_TENANT_CHARS_MAX + PL_USER_CHARS_MAX + 10];
-	MDB_cursor *cur;
-	MDB_val key, val;
-	if (limit == 0 || limit > LIST_LIMIT_MAX)
-		limit = limit ? LIST_LIMIT_MAX : LIST_LIMIT_DEFAULT;
 	size_t kl = user_room_key(k, sizeof(k), tenant, user, after + 1);
-	parley__room_list__init(out);
-	out->rooms = brk_arena_alloc(a, limit * sizeof(char *));
-	if (kl == 0 || out->rooms == NULL)
-		return kl == 0 ? PL_E_BAD_REQUEST : PL_E_NOMEM;
-	if (mdb_cursor_open(w->txn, w->s->user_rooms, &cur) != MDB_SUCCESS)
-		return PL_E_IO;
-	key.mv_size = kl;
-	key.mv_data = k;
-	int rc = mdb_cursor_get(cur, &key, &val, MDB_SET_RANGE);
-	pl_status st = PL_OK;
-	while (rc == MDB_SUCCESS && key.mv_size == kl &&
-	       memcmp(key.mv_data, k, kl - 8) == 0) {
-		if (out->n_rooms == limit) {
-			out->more = true;
-			break;
-		}
-		char *id = brk_arena_alloc(a, PL_ROOM_ID_CHARS + 1);
-		if (id == NULL) {
-			st = PL_E_NOMEM;
-			break;
-		}
-		pl_room_format(get_be64((uint8_t *)key.mv_data + kl - 8), id);
-		out->rooms[out->n_rooms++] = id;
-		rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
-	}
-	mdb_cursor_close(cur);
-	return st;
+	return list_rooms_from(w, w->s->user_rooms, k, kl, limit, a, out);
 }
 
 static void day_date(uint32_t day, char *out, size_t cap)

@@ -174,6 +174,29 @@ static bool leader_back(hx_cluster *c)
 	return leader != 0;
 }
 
+/* The loop's verdict after its stops: the publisher saw no error, every
+ * stop logged its end (stopped or cut short), every ack is in history.
+ * Stops the cluster; prints what failed. */
+static bool verdict(hx_cluster *c, traffic *t, bool ok, int ended)
+{
+	char err[200] = "";
+	if (ok && t->error[0] != '\0') {
+		snprintf(err, sizeof(err), "%s", t->error);
+		ok = false;
+	}
+	if (ok && ended < STOPS) {
+		snprintf(err, sizeof(err), "%d of %d stops logged their end",
+		    ended, STOPS);
+		ok = false;
+	}
+	if (ok)
+		ok = check_history(c, t, err, sizeof(err));
+	if (!ok && err[0] != '\0')
+		fprintf(stderr, "    %s\n", err);
+	hx_fini(c, !ok);
+	return ok;
+}
+
 TEST(test_stop_broker_fifty_times_with_live_dead_and_paused_peers)
 {
 	static hx_cluster c;
@@ -218,21 +241,7 @@ TEST(test_stop_broker_fifty_times_with_live_dead_and_paused_peers)
 	    STOPS, (double)longest / 1000.0, (double)worst[0] / 1000.0,
 	    (double)worst[1] / 1000.0, (double)worst[2] / 1000.0, stopped,
 	    deadline);
-	char err[200] = "";
-	if (ok && t.error[0] != '\0') {
-		snprintf(err, sizeof(err), "%s", t.error);
-		ok = false;
-	}
-	if (ok && stopped + deadline < STOPS) {
-		snprintf(err, sizeof(err), "%d of %d stops logged their end",
-		    stopped + deadline, STOPS);
-		ok = false;
-	}
-	if (ok)
-		ok = check_history(&c, &t, err, sizeof(err));
-	if (!ok && err[0] != '\0')
-		fprintf(stderr, "    %s\n", err);
-	hx_fini(&c, !ok);
+	ok = verdict(&c, &t, ok, stopped + deadline);
 	CHECK(ok);
 	CHECK(longest <= HX_STOP_US_MAX);
 }
@@ -296,21 +305,7 @@ TEST(test_stop_gateway_fifty_times_with_clients_attached)
 	    "by the stop deadline\n",
 	    STOPS, GW_CLIENTS, (double)longest / 1000.0,
 	    (double)worst_dead / 1000.0, stopped, deadline);
-	char err[200] = "";
-	if (ok && t.error[0] != '\0') {
-		snprintf(err, sizeof(err), "%s", t.error);
-		ok = false;
-	}
-	if (ok && stopped + deadline < STOPS) {
-		snprintf(err, sizeof(err), "%d of %d stops logged their end",
-		    stopped + deadline, STOPS);
-		ok = false;
-	}
-	if (ok)
-		ok = check_history(&c, &t, err, sizeof(err));
-	if (!ok && err[0] != '\0')
-		fprintf(stderr, "    %s\n", err);
-	hx_fini(&c, !ok);
+	ok = verdict(&c, &t, ok, stopped + deadline);
 	CHECK(ok);
 	CHECK(longest <= HX_STOP_US_MAX);
 }
