@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include "bench/bench.h"
+#include "proto/token.h"
 
 pl_status bench_key_load(const char *path, bench_key *k)
 {

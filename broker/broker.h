@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "broker/raft.h"
+#include "raft/raft.h"
 #include "common/common.h"
 #include "proto/codec.h"
 

@@ -12,7 +12,7 @@
 #include <nng/nng.h>
 
 #include "broker/broker.h"
-#include "common/nng_close.h"
+#include "proto/nng_close.h"
 
 static void usage(void)
 {

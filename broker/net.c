@@ -13,7 +13,7 @@
 #include <nng/supplemental/http/http.h>
 
 #include "broker/broker.h"
-#include "common/nng_close.h"
+#include "proto/nng_close.h"
 
 /* Contexts = batches in flight; matches the group's item pool. */
 #define CONTEXTS 128

@@ -26,7 +26,7 @@
 #include <nng/protocol/bus0/bus.h>
 
 #include "broker/broker.h"
-#include "common/nng_close.h"
+#include "proto/nng_close.h"
 
 /* A PeerBatch is bounded by the group (append bytes per message times the
  * in-flight window); anything larger is refused by nng before we see it. */

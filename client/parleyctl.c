@@ -14,6 +14,7 @@
 #include <sodium.h>
 
 #include "client/parley.h"
+#include "proto/token.h"
 
 #define URL_DEFAULT "tcp://127.0.0.1:7100"
 #define CONNECT_TIMEOUT_MS 5000

@@ -177,8 +177,9 @@ const char *pl_role_name(int role); /* "customer", "agent", ... */
 int pl_role_parse(const char *s);   /* -1 if unknown */
 
 /* ------------------------------------------------------------------ */
-/* Tokens: base64url(Claims protobuf) "." base64url(Ed25519 signature),
- * both without padding. */
+/* Tenants, their keys and key files. Tokens themselves (base64url(Claims
+ * protobuf) "." base64url(Ed25519 signature)) are minted and verified by
+ * proto/token.h, which needs the Claims encoding. */
 
 #define PL_TENANT_CHARS_MAX 63  /* tenant ids are short slugs */
 #define PL_USER_CHARS_MAX 127
@@ -222,20 +223,12 @@ pl_status pl_keyring_add(pl_keyring *kr, const char *tenant,
     const char *key_id, const uint8_t pk[32]);
 const pl_tenant *pl_keyring_find(const pl_keyring *kr, const char *tenant);
 
-/* Signs claims with the 64-byte libsodium Ed25519 secret key; writes a NUL
- * terminated token into out (cap bytes). PL_E_TOO_LARGE if it won't fit. */
-pl_status pl_token_mint(const pl_claims *c, const uint8_t sk[64], char *out,
-    size_t cap);
+/* True when s is a slug of [A-Za-z0-9._-] of 1..max bytes (tenant and key
+ * ids: they appear in config keys, log lines and LMDB keys). */
+bool pl_slug_ok(const char *s, size_t max);
 
-/* Verifies a token against the keyring at time now_s. On success fills
- * *out. Errors: PL_E_UNAUTHORIZED (malformed, unknown tenant or key, bad
- * signature, expired, bad role, a claim that is not UTF-8 without NUL).
- * Never reads past the NUL of token. pl_token_verify_why also says which
- * of those it was in *why (a static text; why may be NULL). */
-pl_status pl_token_verify(const pl_keyring *kr, const char *token,
-    int64_t now_s, pl_claims *out);
-pl_status pl_token_verify_why(const pl_keyring *kr, const char *token,
-    int64_t now_s, pl_claims *out, const char **why);
+/* Initialises libsodium once per process (safe from any thread). */
+void pl_crypto_ready(void);
 
 /*
  * Key files: text, key=value lines:

@@ -28,7 +28,7 @@
 #include <nng/supplemental/util/platform.h>
 #include <sodium.h>
 
-#include "common/nng_close.h"
+#include "proto/nng_close.h"
 #include "gateway/gw_internal.h"
 
 #define RECONNECT_MIN_MS 100

@@ -13,7 +13,7 @@
 
 #include <sodium.h>
 
-#include "common/nng_close.h"
+#include "proto/nng_close.h"
 #include "gateway/gw_internal.h"
 
 static void usage(FILE *f)

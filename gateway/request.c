@@ -13,6 +13,7 @@
 #include <sodium.h>
 
 #include "gateway/gw_internal.h"
+#include "proto/token.h"
 
 /* Default page sizes the broker applies when a request says 0; used to
  * estimate reply bytes when sizing a batch. */

@@ -10,6 +10,7 @@
 
 #include "proto/codec.h"
 #include "tests/fuzz/fuzz_keys.h"
+#include "proto/token.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -8,6 +8,7 @@
 
 #include "proto/codec.h"
 #include "tests/fuzz/fuzz_keys.h"
+#include "proto/token.h"
 
 #define ROOM "0001000000000007"
 #define SEED_BYTES_MAX 8192

@@ -19,6 +19,7 @@
 #include <sodium.h>
 
 #include "tests/integration/harness.h"
+#include "proto/token.h"
 
 #define LIVE_MAX 32
 static pid_t live[LIVE_MAX];

@@ -25,7 +25,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 
-#include "common/nng_close.h"
+#include "proto/nng_close.h"
 #include "tests/check.h"
 #include "tests/integration/harness.h"
 

@@ -42,7 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/raft.h"
+#include "raft/raft.h"
 #include "tests/sim/sim.h"
 #include "tests/sim/sim_store.h"
 

@@ -17,7 +17,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "broker/raft.h"
+#include "raft/raft.h"
 
 /* One stored entry: the bytes as on disk, and the model's bookkeeping. */
 typedef struct srec {

@@ -10,7 +10,7 @@
 #define CHECK_MAIN
 #include "tests/check.h"
 
-#include "broker/raft.h"
+#include "raft/raft.h"
 
 #define TN_MAX 5
 #define TLOG_MAX 256

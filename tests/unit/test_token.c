@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/common.h"
+#include "proto/token.h"
 
 #define NOW_S 1800000000
 #define TOKEN_CAP 2048

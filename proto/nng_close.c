@@ -15,7 +15,7 @@
 #include <time.h>
 
 #include "common/common.h"
-#include "common/nng_close.h"
+#include "proto/nng_close.h"
 
 static atomic_bool abandoned;
 

@@ -38,7 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/raft.h"
+#include "raft/raft.h"
 
 /* Progress states of a peer, as seen by the leader. */
 enum { PR_PROBE = 0, PR_REPLICATE, PR_SNAPSHOT };
