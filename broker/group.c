@@ -37,6 +37,7 @@
 #include <zstd.h>
 
 #include "broker/broker.h"
+#include "proto/splice.h"
 
 /* Batches in flight from all gateways: one per nng context. */
 #define ITEMS_MAX 128
@@ -385,23 +386,11 @@ static gw_state *gw_find(brk_group *g, const char *id, bool create)
 	return gw;
 }
 
-static size_t varint_put(uint8_t *p, uint64_t v)
-{
-	size_t n = 0;
-	while (v >= 0x80) {
-		p[n++] = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	p[n++] = (uint8_t)v;
-	return n;
-}
-
 /* Appends one packed Event as BrokerBatch field 2 to gw's feed. */
 static void feed_append(brk_group *g, gw_state *gw, const uint8_t *ev, size_t n)
 {
-	uint8_t hdr[11];
-	hdr[0] = (2 << 3) | 2; /* field 2, length-delimited */
-	size_t h = 1 + varint_put(hdr + 1, n);
+	uint8_t hdr[PL_SPLICE_HEADER_BYTES_MAX];
+	size_t h = pl_splice_event_header(hdr, n);
 	if (gw->feed_len + h + n > FEED_BYTES_MAX ||
 	    gw->feed_events >= g->cfg.gateway_events_max) {
 		gw->overflow = true;
@@ -421,18 +410,8 @@ static void feed_flush(brk_group *g, gw_state *gw)
 		return;
 	brk_item *it = gw->polls[0];
 	memmove(gw->polls, gw->polls + 1, sizeof(gw->polls[0]) * --gw->npolls);
-	uint8_t tail[96]; /* epoch (<48), overflow and group fields */
-	size_t t = 0, el = strlen(gw->epoch);
-	tail[t++] = (3 << 3) | 2;
-	t += varint_put(tail + t, el);
-	memcpy(tail + t, gw->epoch, el);
-	t += el;
-	if (gw->overflow) {
-		tail[t++] = 4 << 3;
-		tail[t++] = 1;
-	}
-	tail[t++] = 5 << 3;
-	t += varint_put(tail + t, g->cfg.group);
+	uint8_t tail[PL_SPLICE_FEED_TAIL_BYTES(sizeof(gw->epoch))];
+	size_t t = pl_splice_feed_tail(tail, gw->epoch, gw->overflow, g->cfg.group);
 	nng_msg *m;
 	if (nng_msg_alloc(&m, 0) == 0 &&
 	    nng_msg_append(m, gw->feed, gw->feed_len) == 0 &&

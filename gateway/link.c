@@ -29,6 +29,7 @@
 #include <sodium.h>
 
 #include "proto/nng_close.h"
+#include "proto/splice.h"
 #include "gateway/gw_internal.h"
 
 #define RECONNECT_MIN_MS 100
@@ -250,58 +251,23 @@ static int leader_dest_locked(gw_link *l)
 
 /* ---- request batches ---- */
 
-static size_t varint_len(uint64_t v)
-{
-	size_t n = 1;
-	while (v >= 0x80) {
-		v >>= 7;
-		n++;
-	}
-	return n;
-}
-
-static uint8_t *varint_put(uint8_t *p, uint64_t v)
-{
-	while (v >= 0x80) {
-		*p++ = (uint8_t)(v | 0x80);
-		v >>= 7;
-	}
-	*p++ = (uint8_t)v;
-	return p;
-}
-
-/* GwBatch is written by splicing: each request was packed once when it
- * was queued (without its id); here it becomes field 2 (reqs) with field
- * 1 (id) put in front. Protobuf allows fields in any order, so this is
- * the record protobuf-c would write, without unpacking anything. */
+/* GwBatch is written by splicing (proto/splice.h): each request was
+ * packed once when it was queued (without its id); here it becomes a reqs
+ * record with its id put in front, without unpacking anything. */
 static size_t batch_size(const gw_bctx *b, const char *gwid)
 {
-	size_t idn = strlen(gwid);
-	size_t n = 1 + varint_len(idn) + idn;
-	for (uint32_t i = 0; i < b->n; i++) {
-		size_t inner = 1 + varint_len(b->base + i) + b->reqs[i]->len;
-		n += 1 + varint_len(inner) + inner;
-	}
+	size_t n = pl_splice_gw_batch_gateway_len(gwid);
+	for (uint32_t i = 0; i < b->n; i++)
+		n += pl_splice_gw_request_len(b->base + i, b->reqs[i]->len);
 	return n;
 }
 
 static void batch_write(const gw_bctx *b, const char *gwid, uint8_t *p)
 {
-	size_t idn = strlen(gwid);
-	*p++ = 0x0a; /* field 1, length-delimited: gateway */
-	p = varint_put(p, idn);
-	memcpy(p, gwid, idn);
-	p += idn;
-	for (uint32_t i = 0; i < b->n; i++) {
-		const gw_req *r = b->reqs[i];
-		uint64_t id = b->base + i;
-		*p++ = 0x12; /* field 2, length-delimited: reqs */
-		p = varint_put(p, 1 + varint_len(id) + r->len);
-		*p++ = 0x08; /* GwRequest field 1, varint: id */
-		p = varint_put(p, id);
-		memcpy(p, r->body, r->len);
-		p += r->len;
-	}
+	p += pl_splice_gw_batch_gateway(p, gwid);
+	for (uint32_t i = 0; i < b->n; i++)
+		p += pl_splice_gw_request(
+		    p, b->base + i, b->reqs[i]->body, b->reqs[i]->len);
 }
 
 /* With l->mu held: moves up to a batch's worth from a replica's pinned
