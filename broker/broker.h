@@ -384,87 +384,11 @@ pl_status brk_auth_open(brk_auth *a, const uint8_t *msg, size_t n,
 pl_status brk_secret_parse(const char *b64, uint8_t out[BRK_SECRET_BYTES]);
 
 /* ------------------------------------------------------------------ */
-/* Broker process (group.c, net.c, main.c). */
+/* Broker process: configuration, transports and the group's driver. */
 
-/* One replica of the group, as [replica.N] names it. */
-typedef struct brk_replica {
-	uint64_t id;
-	char listen[256]; /* its gateway-facing address: the leader hint */
-	char peer[256];   /* its broker-to-broker address */
-} brk_replica;
-
-typedef struct brk_config {
-	char id[64];
-	char listen[256]; /* nng rep0 address for gateways */
-	char http[128];   /* host:port for /healthz and /metrics; "" off */
-	char data_dir[512];
-	uint16_t group;
-	uint64_t map_bytes;
-	bool sync;
-	uint32_t sync_interval_ms; /* relaxed durability */
-	uint32_t compress_bytes_min;
-	uint32_t dedup_window;
-	uint32_t gateway_events_max; /* per-gateway feed bound */
-	uint32_t gateway_idle_ms;
-	/* Replication: this replica's id, the group's replicas (itself
-	 * included; none configured = a group of one), the address peers
-	 * dial, the cluster secret and the Raft timers. */
-	uint64_t node;
-	char peer[256];
-	char secret_file[512];
-	uint32_t election_ms; /* randomized in [election, 2 x election) */
-	uint32_t heartbeat_ms;
-	/* Applied entries the Raft log keeps for followers that lag; one
-	 * further behind is sent a snapshot. */
-	uint64_t log_keep_entries;
-	uint64_t snapshot_chunk_bytes; /* a snapshot travels in these */
-	brk_replica replicas[RAFT_PEERS_MAX];
-	int nreplicas;
-} brk_config;
-
-void brk_config_defaults(brk_config *c);
-pl_status brk_config_load(brk_config *c, const char *path);
-/* One [broker] key; PL_E_CONFIG for unknown keys or bad values. */
-pl_status brk_config_set(brk_config *c, const char *key, const char *value);
-/* Completes and checks a loaded config (a group of one when no replica
- * is listed; peers, secret and timers of a replicated group). */
-pl_status brk_config_check(brk_config *c);
-brk_replica *brk_config_replica(brk_config *c, uint64_t id, bool create);
-
-typedef struct brk_group brk_group;
-typedef struct brk_net brk_net;
-typedef struct brk_peers brk_peers;
-
-/* One unit of work handed from net to group: a received GwBatch. The
- * group replies through brk_net_reply exactly once per item. */
-typedef struct brk_item brk_item;
-
-pl_status brk_group_new(
-    const brk_config *cfg, pl_metrics *metrics, brk_group **out);
-/* Starts the group thread; items pushed with brk_group_submit. peers is
- * NULL for a group of one. */
-pl_status brk_group_start(brk_group *g, brk_net *net, brk_peers *peers);
-/* A message from a peer broker (owned on success). PL_E_BACKPRESSURE
- * when the peer queue is full: the caller frees it, Raft resends. */
-pl_status brk_group_submit_peer(brk_group *g, nng_msg *msg);
-void brk_group_stop(brk_group *g);
-void brk_group_free(brk_group *g);
-/* Called from nng callbacks: takes msg (owned) on success; PL_E_BACKPRESSURE
- * when the queue is full (msg stays with the caller). */
-pl_status brk_group_submit(brk_group *g, void *ctx, nng_msg *msg);
-
-/* Broker-to-broker transport (peer.c): bus0 in, bus0 out per peer;
- * sends take the message and never block (dropped when a queue is full
- * or the peer is down). Received messages go to brk_group_submit_peer. */
-pl_status brk_peers_start(const brk_config *cfg, brk_group *g, brk_peers **out);
-void brk_peers_send(brk_peers *p, uint64_t node, nng_msg *m);
-uint64_t brk_peers_dropped(brk_peers *p);
-void brk_peers_stop(brk_peers *p); /* accepts NULL */
-
-pl_status brk_net_start(
-    const brk_config *cfg, brk_group *g, pl_metrics *metrics, brk_net **out);
-/* Sends reply (taken) on the context that received the request. */
-void brk_net_reply(brk_net *n, void *ctx, nng_msg *reply);
-void brk_net_stop(brk_net *n);
+#include "broker/config.h"
+#include "broker/group.h"
+#include "broker/net.h"
+#include "broker/peer.h"
 
 #endif /* PARLEY_BROKER_H */

@@ -82,9 +82,9 @@ int main(int argc, char **argv)
 	pl_metrics_init(metrics);
 	pl_status st = brk_group_new(&cfg, metrics, &g);
 	if (st == PL_OK)
-		st = brk_net_start(&cfg, g, metrics, &net);
+		st = brk_net_start(&cfg, brk_group_submit, g, metrics, &net);
 	if (st == PL_OK && cfg.nreplicas > 1)
-		st = brk_peers_start(&cfg, g, &peers);
+		st = brk_peers_start(&cfg, brk_group_submit_peer, g, &peers);
 	if (st == PL_OK)
 		st = brk_group_start(g, net, peers);
 	if (st != PL_OK) {

@@ -1,8 +1,9 @@
 /*
  * net.c - the broker's nng front: a rep0 socket that gateways dial, served
  * by a fixed set of contexts (so the batches in flight are bounded), and an
- * HTTP server for /healthz and /metrics. Callbacks here never touch group
- * state: they hand messages to the group's queue and send what it returns.
+ * HTTP server for /healthz and /metrics (net.h). Callbacks here never
+ * touch group state: they hand messages to the receive callback given at
+ * start and send what comes back.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,11 +13,11 @@
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/supplemental/http/http.h>
 
-#include "broker/broker.h"
+#include "broker/net.h"
+#include "proto/codec.h"
 #include "proto/nng_close.h"
 
-/* Contexts = batches in flight; matches the group's item pool. */
-#define CONTEXTS 128
+#define CONTEXTS BRK_NET_CONTEXTS
 /* A GwBatch is far below this; larger messages are refused by nng. */
 #define RECV_BYTES_MAX PL_FRAME_BYTES_CEIL
 
@@ -32,7 +33,8 @@ struct brk_net {
 	nng_listener listener;
 	bool listening;
 	net_ctx ctxs[CONTEXTS];
-	brk_group *group;
+	brk_net_receive_fn receive;
+	void *receive_ctx;
 	pl_metrics *metrics;
 	nng_http_server *http;
 	bool http_on;
@@ -58,9 +60,10 @@ static void ctx_cb(void *arg)
 		return;
 	}
 	nng_msg *m = nng_aio_get_msg(c->aio);
-	if (brk_group_submit(c->net->group, c, m) != PL_OK) {
-		/* Cannot happen while contexts <= items; the gateway's batch
-		 * times out and it retries. */
+	if (c->net->receive(c->net->receive_ctx, c, m) != PL_OK) {
+		/* The group holds an item per context, so this does not
+		 * happen; if it did, the gateway's batch times out and it
+		 * retries. */
 		nng_msg_free(m);
 		nng_ctx_recv(c->ctx, c->aio);
 	}
@@ -169,13 +172,14 @@ static pl_status rep_start(brk_net *n, const char *addr)
 	return PL_OK;
 }
 
-pl_status brk_net_start(
-    const brk_config *cfg, brk_group *g, pl_metrics *metrics, brk_net **out)
+pl_status brk_net_start(const brk_config *cfg, brk_net_receive_fn receive,
+    void *ctx, pl_metrics *metrics, brk_net **out)
 {
 	brk_net *n = calloc(1, sizeof(*n));
 	if (n == NULL)
 		return PL_E_NOMEM;
-	n->group = g;
+	n->receive = receive;
+	n->receive_ctx = ctx;
 	n->metrics = metrics;
 	pl_status st = rep_start(n, cfg->listen);
 	if (st == PL_OK && cfg->http[0] != '\0')

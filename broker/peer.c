@@ -25,7 +25,8 @@
 #include <nng/nng.h>
 #include <nng/protocol/bus0/bus.h>
 
-#include "broker/broker.h"
+#include "broker/peer.h"
+#include "proto/codec.h"
 #include "proto/nng_close.h"
 
 /* A PeerBatch is bounded by the group (append bytes per message times the
@@ -44,7 +45,8 @@ typedef struct peer_out {
 } peer_out;
 
 struct brk_peers {
-	brk_group *group;
+	brk_peer_receive_fn receive;
+	void *receive_ctx;
 	nng_socket in;
 	nng_listener listener;
 	bool in_open, listening;
@@ -62,7 +64,7 @@ static void rx_cb(void *arg)
 		return;
 	if (rv == 0) {
 		nng_msg *m = nng_aio_get_msg(p->rx);
-		if (brk_group_submit_peer(p->group, m) != PL_OK) {
+		if (p->receive(p->receive_ctx, m) != PL_OK) {
 			nng_msg_free(m); /* the sender retries */
 			p->dropped++;
 		}
@@ -89,12 +91,14 @@ static int out_open(peer_out *o, const char *addr)
 	return rv;
 }
 
-pl_status brk_peers_start(const brk_config *cfg, brk_group *g, brk_peers **out)
+pl_status brk_peers_start(const brk_config *cfg, brk_peer_receive_fn receive,
+    void *ctx, brk_peers **out)
 {
 	brk_peers *p = calloc(1, sizeof(*p));
 	if (p == NULL)
 		return PL_E_NOMEM;
-	p->group = g;
+	p->receive = receive;
+	p->receive_ctx = ctx;
 	int rv = nng_bus0_open(&p->in);
 	if (rv == 0) {
 		p->in_open = true;

@@ -166,19 +166,21 @@ typedef struct wire_path {
 
 /* "reqs.frame.publish.meta.key contains a NUL byte": built only when a
  * string is refused, so a good frame costs no formatting. */
-static pl_status wire_refuse(const wire_path *wp, pl_text_verdict v, pl_why *why)
+static pl_status wire_refuse(
+    const wire_path *wp, pl_text_verdict v, pl_why *why)
 {
 	if (why != NULL) {
 		size_t off = 0;
 		why->text[0] = '\0';
 		for (int i = 0; i < wp->depth && off < sizeof(why->text); i++) {
-			int w = snprintf(why->text + off, sizeof(why->text) - off,
-			    "%s%s", i > 0 ? "." : "", wp->fd[i]->name);
+			int w =
+			    snprintf(why->text + off, sizeof(why->text) - off,
+			        "%s%s", i > 0 ? "." : "", wp->fd[i]->name);
 			off += w > 0 ? (size_t)w : 0;
 		}
 		if (off < sizeof(why->text))
-			snprintf(why->text + off, sizeof(why->text) - off, " %s",
-			    pl_text_verdict_name(v));
+			snprintf(why->text + off, sizeof(why->text) - off,
+			    " %s", pl_text_verdict_name(v));
 	}
 	return PL_E_BAD_REQUEST;
 }
@@ -528,6 +530,9 @@ static pl_status check_gw_request(const Parley__Internal__GwRequest *r)
 
 static pl_status check_gw_batch(const Parley__Internal__GwBatch *b)
 {
+	if (b->gateway == NULL || b->gateway[0] == '\0' ||
+	    b->n_reqs > PL_GW_BATCH_REQS_MAX)
+		return PL_E_PROTO;
 	for (size_t i = 0; i < b->n_reqs; i++) {
 		if (check_gw_request(b->reqs[i]) != PL_OK)
 			return PL_E_PROTO;
@@ -709,6 +714,25 @@ pl_status pl_gw_batch_decode(const uint8_t *buf, size_t len, pl_arena *a,
 	DECODE_TEXT(parley__internal__gw_batch__descriptor,
 	    Parley__Internal__GwBatch, check_gw_batch, buf, len,
 	    PL_FRAME_BYTES_CEIL, a, out);
+}
+
+/* The same decode and checks as pl_gw_batch_decode, into the caller's
+ * allocator (the broker's growing per-batch arena, which also holds the
+ * batch's replies). An allocator that runs out shows as PL_E_PROTO. */
+pl_status pl_gw_batch_decode_with(const uint8_t *buf, size_t len,
+    ProtobufCAllocator *alloc, Parley__Internal__GwBatch **out)
+{
+	const ProtobufCMessageDescriptor *d =
+	    &parley__internal__gw_batch__descriptor;
+	if (len > PL_FRAME_BYTES_CEIL)
+		return PL_E_TOO_LARGE;
+	ProtobufCMessage *m = protobuf_c_message_unpack(d, alloc, len, buf);
+	if (m == NULL || !tags_valid(m) ||
+	    pl_wire_strings_check(d, buf, len, NULL) != PL_OK ||
+	    check_gw_batch((const Parley__Internal__GwBatch *)m) != PL_OK)
+		return PL_E_PROTO;
+	*out = (Parley__Internal__GwBatch *)m;
+	return PL_OK;
 }
 
 pl_status pl_broker_batch_decode(const uint8_t *buf, size_t len, pl_arena *a,

@@ -32,6 +32,9 @@
 #define PL_REASON_CHARS_MAX 256
 #define PL_HISTORY_LIMIT_MAX 500 /* messages per history page */
 #define PL_REPORT_DAYS_MAX 366   /* a year of daily statistics per report */
+/* Requests one GwBatch may carry: the broker refuses a batch with more
+ * (gateways send at most their own, smaller, batch size). */
+#define PL_GW_BATCH_REQS_MAX 1024
 
 _Static_assert(PL_CLIENT_FRAME_BYTES_DEFAULT <= PL_FRAME_BYTES_CEIL,
     "client frames must fit the ceiling");
@@ -120,6 +123,9 @@ pl_status pl_server_frame_decode(const uint8_t *buf, size_t len, size_t max,
     pl_arena *a, Parley__ServerFrame **out);
 pl_status pl_gw_batch_decode(const uint8_t *buf, size_t len, pl_arena *a,
     Parley__Internal__GwBatch **out);
+/* As pl_gw_batch_decode, with the caller's protobuf-c allocator. */
+pl_status pl_gw_batch_decode_with(const uint8_t *buf, size_t len,
+    ProtobufCAllocator *alloc, Parley__Internal__GwBatch **out);
 pl_status pl_broker_batch_decode(const uint8_t *buf, size_t len, pl_arena *a,
     Parley__Internal__BrokerBatch **out);
 pl_status pl_command_decode(const uint8_t *buf, size_t len, pl_arena *a,

@@ -3,8 +3,9 @@
 # needs, builds, runs every test with ctest, then builds with ASan+UBSan
 # and runs the unit and real-process tests again (the harness fails a test
 # whose servers logged a sanitizer report, died unasked or stopped slower
-# than 2 s), then runs the frame-decoder fuzzer for a short while. No test
-# is retried: a flaky test is a bug. Exits non-zero if anything fails.
+# than 2 s), then runs the decoders' and the peer envelope's fuzzers for a
+# short while. No test is retried: a flaky test is a bug. Exits non-zero
+# if anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -24,8 +25,8 @@ PARLEY_BUILD=build-asan PARLEY_BUILD_TYPE=Debug \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	ctest --output-on-failure -j"$jobs" -L "unit|integration" --timeout 600)
 
-echo "== libFuzzer: frame decoder, short run"
-PARLEY_BUILD=build-fuzz PARLEY_BUILD_TYPE=Debug PARLEY_BUILD_TARGET=fuzz_frame \
+echo "== libFuzzer: frame decoders and the peer envelope, short runs"
+PARLEY_BUILD=build-fuzz PARLEY_BUILD_TYPE=Debug PARLEY_BUILD_TARGET="fuzz_frame fuzz_envelope" \
 	PARLEY_CMAKE_ARGS="-DPARLEY_FUZZ=ON -DCMAKE_C_COMPILER=clang" \
 	./deploy/local/setup.sh
 (cd build-fuzz && ctest --output-on-failure -L fuzz --timeout 600)

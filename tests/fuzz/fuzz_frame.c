@@ -40,6 +40,23 @@ static void client_frame_reencode(const Parley__ClientFrame *f, size_t orig)
 	free(buf);
 }
 
+/* The broker decodes GwBatch with its own allocator
+ * (pl_gw_batch_decode_with): both decoders must agree on what they
+ * accept. The arena one may also refuse for want of arena (too_large). */
+static void gw_batch_both(const uint8_t *data, size_t size, pl_arena *a)
+{
+	Parley__Internal__GwBatch *gb, *gb2;
+	pl_status st = pl_gw_batch_decode(data, size, a, &gb);
+	pl_status st2 = pl_gw_batch_decode_with(data, size, NULL, &gb2);
+	PL_ASSERT(st != PL_OK || st2 == PL_OK);
+	PL_ASSERT(st2 != PL_OK || st == PL_OK || st == PL_E_TOO_LARGE);
+	if (st2 == PL_OK) {
+		PL_ASSERT(gb2->n_reqs <= PL_GW_BATCH_REQS_MAX);
+		PL_ASSERT(gb2->gateway != NULL && gb2->gateway[0] != '\0');
+		parley__internal__gw_batch__free_unpacked(gb2, NULL);
+	}
+}
+
 /* An accepted frame's strings are whole on the wire: none holds a NUL
  * or invalid UTF-8. A refused one says why in a terminated text. */
 static void fuzz_client_frame(const uint8_t *data, size_t size)
@@ -114,7 +131,7 @@ static void fuzz_record(int sel, const uint8_t *data, size_t size)
 		    data, size, PL_FRAME_BYTES_CEIL, &a, &sf);
 		break;
 	case FUZZ_GW_BATCH:
-		(void)pl_gw_batch_decode(data, size, &a, &gb);
+		gw_batch_both(data, size, &a);
 		break;
 	case FUZZ_COMMAND:
 		(void)pl_command_decode(data, size, &a, &cmd);

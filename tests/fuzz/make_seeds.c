@@ -269,16 +269,62 @@ static int seeds_token(const char *dir)
 	                (const uint8_t *)tok, strlen(tok));
 }
 
+/* fuzz_envelope's seeds (its own selectors, see fuzz_envelope.c): a
+ * PeerBatch with an append of two entries and a snapshot ack, as a batch
+ * to compress (2) and as an uncompressed payload (1). */
+static int seeds_envelope(const char *dir)
+{
+	Parley__Internal__RaftEntry e1 = PARLEY__INTERNAL__RAFT_ENTRY__INIT;
+	Parley__Internal__RaftEntry e2 = PARLEY__INTERNAL__RAFT_ENTRY__INIT;
+	Parley__Internal__RaftEntry *ents[] = {&e1, &e2};
+	Parley__Internal__RaftMsg m = PARLEY__INTERNAL__RAFT_MSG__INIT;
+	Parley__Internal__RaftMsg *msgs[] = {&m};
+	Parley__Internal__SnapAck ack = PARLEY__INTERNAL__SNAP_ACK__INIT;
+	Parley__Internal__SnapAck *acks[] = {&ack};
+	Parley__Internal__PeerBatch b = PARLEY__INTERNAL__PEER_BATCH__INIT;
+	e1.term = e2.term = 3;
+	e1.index = 10;
+	e2.index = 11;
+	e1.data.data = (uint8_t *)"first entry";
+	e1.data.len = 11;
+	e2.data.data = (uint8_t *)"second entry";
+	e2.data.len = 12;
+	m.type = 3; /* an append */
+	m.from = 2;
+	m.to = 1;
+	m.term = 3;
+	m.index = 9;
+	m.log_term = 3;
+	m.commit = 9;
+	m.n_ents = 2;
+	m.ents = ents;
+	ack.xfer = 1;
+	ack.offset = 4096;
+	b.group = 1;
+	b.n_msgs = 1;
+	b.msgs = msgs;
+	b.n_acks = 1;
+	b.acks = acks;
+	uint8_t buf[SEED_BYTES_MAX];
+	size_t n;
+	PL_ASSERT(pl_pb_encode(&b.base, buf + 1, sizeof(buf) - 1, &n) == PL_OK);
+	buf[0] = 0; /* the envelope's "not compressed" flag */
+	return seed_write(dir, "batch_compressed", 2, buf + 1, n) |
+	       seed_write(dir, "batch_plain", 1, buf, n + 1);
+}
+
 int main(int argc, char **argv)
 {
-	if (argc != 2) {
-		fprintf(stderr, "usage: make_seeds DIR\n");
+	if (argc != 2 && argc != 3) {
+		fprintf(stderr, "usage: make_seeds DIR [ENVELOPE_DIR]\n");
 		return 2;
 	}
 	PL_ASSERT(sodium_init() >= 0);
 	int rc = seeds_client(argv[1]) | seeds_strings(argv[1]) |
 	         seeds_server(argv[1]) | seeds_internal(argv[1]) |
 	         seeds_token(argv[1]);
+	if (argc == 3)
+		rc |= seeds_envelope(argv[2]);
 	if (rc != 0)
 		perror("make_seeds");
 	return rc != 0;

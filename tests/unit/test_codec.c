@@ -869,6 +869,9 @@ TEST(test_codec_gw_batch_nested_nul_refused)
 	req[rn++] = (uint8_t)fn;
 	memcpy(req + rn, frame, fn);
 	rn += fn;
+	batch[bn++] = 0x0a; /* GwBatch.gateway = 1: "g" */
+	batch[bn++] = 1;
+	batch[bn++] = 'g';
 	batch[bn++] = 0x12; /* GwBatch.reqs = 2 */
 	batch[bn++] = (uint8_t)rn;
 	memcpy(batch + bn, req, rn);
@@ -885,7 +888,7 @@ TEST(test_codec_gw_batch_nested_nul_refused)
 	    why.text, "reqs.frame.publish.client_msg_id contains a NUL byte");
 	/* Without the NUL it decodes. */
 	fn = pack_publish(frame, ROOM_OK, 16, "nxa", 3, "k", 1, "v", 1);
-	memcpy(batch + 4, frame, fn);
+	memcpy(batch + 7, frame, fn);
 	pl_arena_reset(&a);
 	CHECK_EQ(pl_gw_batch_decode(batch, bn, &a, &b), PL_OK);
 	CHECK_STR_EQ(b->reqs[0]->frame->publish->client_msg_id, "nxa");

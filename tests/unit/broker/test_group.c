@@ -37,7 +37,8 @@ static pl_status node_start(node *n, uint32_t events_max)
 	pl_metrics_init(&n->metrics);
 	pl_status st = brk_group_new(&n->cfg, &n->metrics, &n->g);
 	if (st == PL_OK)
-		st = brk_net_start(&n->cfg, n->g, &n->metrics, &n->net);
+		st = brk_net_start(
+		    &n->cfg, brk_group_submit, n->g, &n->metrics, &n->net);
 	if (st == PL_OK)
 		st = brk_group_start(n->g, n->net, NULL);
 	return st;
@@ -77,7 +78,6 @@ typedef struct req_builder {
 	Parley__Internal__GwRequest reqs[256], *rp[256];
 	Parley__ClientFrame frames[256];
 	Parley__Internal__Caller caller;
-	Parley__Internal__Watch watch;
 	union {
 		Parley__CreateRoom cr;
 		Parley__Publish pub;
@@ -148,9 +148,6 @@ static void rb_subscribe(req_builder *rb, const char *room)
 	s->room = rb->rooms[i];
 	f->body_case = PARLEY__CLIENT_FRAME__BODY_SUBSCRIBE;
 	f->subscribe = s;
-	parley__internal__watch__init(&rb->watch);
-	rb->watch.on = true;
-	rb->reqs[i].watch = &rb->watch;
 }
 
 /* Sends the batch, returns the unpacked reply (free with

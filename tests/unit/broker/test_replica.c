@@ -58,9 +58,11 @@ static pl_status node_start(cluster *c, int i)
 	pl_metrics_init(&n->metrics);
 	pl_status st = brk_group_new(&n->cfg, &n->metrics, &n->g);
 	if (st == PL_OK)
-		st = brk_net_start(&n->cfg, n->g, &n->metrics, &n->net);
+		st = brk_net_start(
+		    &n->cfg, brk_group_submit, n->g, &n->metrics, &n->net);
 	if (st == PL_OK)
-		st = brk_peers_start(&n->cfg, n->g, &n->peers);
+		st = brk_peers_start(
+		    &n->cfg, brk_group_submit_peer, n->g, &n->peers);
 	if (st == PL_OK)
 		st = brk_group_start(n->g, n->net, n->peers);
 	n->up = st == PL_OK;
@@ -116,8 +118,8 @@ static pl_status cluster_start(cluster *c, int stranger)
 		for (int j = 0; j < N; j++) {
 			brk_replica *r =
 			    brk_config_replica(cfg, (uint64_t)j + 1, true);
-			snprintf(r->listen, sizeof(r->listen), "inproc://%s/gw%d",
-			    c->dir, j + 1);
+			snprintf(r->listen, sizeof(r->listen),
+			    "inproc://%s/gw%d", c->dir, j + 1);
 			snprintf(r->peer, sizeof(r->peer), "inproc://%s/peer%d",
 			    c->dir, j + 1);
 		}
