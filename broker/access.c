@@ -1,9 +1,10 @@
 /*
  * access.c - who may do what: one table of request type x role, read by
  * every request handler (reads in group.c, writes when their command is
- * applied in store.c), so a request has no rule of its own to forget: a
- * request type missing from the table is forbidden to everyone. The same
- * facts are the README's role table and tests/integration/test_access.c.
+ * applied in broker/store/apply.c), so a request has no rule of its own
+ * to forget: a request type missing from the table is forbidden to
+ * everyone. The same facts are the README's role table and
+ * tests/integration/test_access.c.
  *
  * A right is one of: never; any room of the caller's tenant; a room the
  * caller is or was a member of (for a room-scoped token: its room); a

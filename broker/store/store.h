@@ -55,7 +55,7 @@ void brk_wtxn_abort(brk_wtxn *w); /* accepts NULL */
 pl_status brk_room_get(brk_wtxn *w, uint64_t room, brk_room **out);
 
 /*
- * The replicated log (store.c). Entries are stored by index as
+ * The replicated log (log.c). Entries are stored by index as
  * crc32c | term | type | payload (a packed Command); the CRC covers the
  * index too and is verified on every read. The hard state (term, vote,
  * commit) and the applied index live in `meta`, written in the same
