@@ -166,11 +166,10 @@ static pl_status alloc_buffers(brk_store *s)
 	s->zc = ZSTD_createCCtx();
 	s->zd = ZSTD_createDCtx();
 	s->buf = malloc(ENTRY_BYTES_MAX);
-	s->cbuf = malloc(ENTRY_BYTES_MAX);
 	s->zbuf_cap = ZSTD_compressBound(ENTRY_BYTES_MAX);
 	s->zbuf = malloc(s->zbuf_cap);
 	s->cache = calloc(ROUND_ROOMS_CACHED_MAX, sizeof(brk_room));
-	if (!s->zc || !s->zd || !s->buf || !s->cbuf || !s->zbuf || !s->cache)
+	if (!s->zc || !s->zd || !s->buf || !s->zbuf || !s->cache)
 		return PL_E_NOMEM;
 	pl_status st = pl_arena_init(
 	    &s->scratch, NULL, PL_ARENA_BYTES_FOR(ENTRY_BYTES_MAX));
@@ -240,7 +239,6 @@ void brk_store_close(brk_store *s)
 	ZSTD_freeCCtx(s->zc);
 	ZSTD_freeDCtx(s->zd);
 	free(s->buf);
-	free(s->cbuf);
 	free(s->zbuf);
 	free(s->cache);
 	pl_arena_fini(&s->scratch);

@@ -153,25 +153,6 @@ typedef struct brk_cmd {
 pl_status brk_cmd_build(brk_store *s, const Parley__Internal__Caller *c,
     const Parley__ClientFrame *f, uint64_t room, int64_t ts, brk_cmd *out);
 
-/* Results of writes. */
-typedef struct brk_pub_result {
-	uint64_t seq;
-	int64_t ts_us;
-	bool duplicate;
-} brk_pub_result;
-
-/*
- * Single-replica writes, for tests and tools: each builds the command,
- * appends it as the next entry and applies it at once (requires
- * applied == last_index). A replicated group proposes through Raft and
- * applies with brk_apply instead. A retried client_msg_id returns the
- * original seq without a new entry.
- */
-pl_status brk_create_room(brk_wtxn *w, const Parley__Internal__Caller *c,
-    const Parley__CreateRoom *cr, int64_t ts, uint64_t *room, bool *existed);
-pl_status brk_publish(brk_wtxn *w, const Parley__Internal__Caller *c,
-    uint64_t room, const Parley__Publish *p, int64_t ts, brk_pub_result *r);
-
 /* Reads. Messages are built in arena a (bodies decompressed, CRC
  * verified: PL_E_CORRUPT on mismatch). */
 pl_status brk_history(brk_wtxn *w, uint64_t room, const Parley__History *h,

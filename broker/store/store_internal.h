@@ -91,7 +91,6 @@ struct brk_store {
 	ZSTD_CCtx *zc;
 	ZSTD_DCtx *zd;
 	uint8_t *buf;  /* record encoding scratch, ENTRY_BYTES_MAX */
-	uint8_t *cbuf; /* command encoding scratch (local writes) */
 	uint8_t *zbuf; /* compression scratch */
 	size_t zbuf_cap;
 	pl_arena scratch;     /* decoding of one room record */

@@ -1,33 +1,37 @@
 /*
- * local.c - single-replica writes: each builds the command of a request,
- * appends it as the next log entry and applies it at once, without Raft.
+ * store_writes.c - single-replica writes for the store's tests: each
+ * builds the command of a request, appends it as the next log entry and
+ * applies it at once, without Raft, the way a group of one would after
+ * committing it. Test support only: the broker proposes through Raft and
+ * applies with brk_apply (group.c); nothing in broker/ calls these.
  *
- * Entry points: brk_create_room, brk_publish (store.h).
+ * It reaches into the round (applied, last_index, the term) through
+ * broker/store/store_internal.h, which is why it lives beside the tests
+ * and not behind store.h.
  */
 #include <string.h>
 
 #include "broker/store/store_internal.h"
-
-/* ---- single-replica writes (tests, tools): propose and apply at once */
+#include "tests/unit/broker/store_writes.h"
 
 /* Builds the command of f, appends it as the next entry and applies it. */
 static pl_status local_apply(brk_wtxn *w, const Parley__Internal__Caller *c,
     const Parley__ClientFrame *f, uint64_t room, int64_t ts, brk_applied *res)
 {
-	brk_store *s = w->s;
+	static uint8_t buf[ENTRY_BYTES_MAX]; /* the encoded command */
 	brk_cmd bc;
 	size_t n;
 	if (w->applied != w->last_index)
 		return PL_E_AGAIN;
-	pl_status st = brk_cmd_build(s, c, f, room, ts, &bc);
+	pl_status st = brk_cmd_build(w->s, c, f, room, ts, &bc);
 	if (st == PL_OK)
-		st = pl_pb_encode(&bc.cmd.base, s->cbuf, ENTRY_BYTES_MAX, &n);
+		st = pl_pb_encode(&bc.cmd.base, buf, sizeof(buf), &n);
 	if (st != PL_OK)
 		return st;
 	raft_entry e = {.term = w->hs.term ? w->hs.term : 1,
 	    .index = w->last_index + 1,
 	    .type = RAFT_ENTRY_NORMAL,
-	    .data = s->cbuf,
+	    .data = buf,
 	    .len = n};
 	if ((st = brk_log_append(w, &e, 1)) != PL_OK)
 		return st;
