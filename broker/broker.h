@@ -122,6 +122,10 @@ pl_status brk_access(
 /* c's right for op from the table alone (scope applied: a room-scoped
  * token has none for a tenant-wide request other than list_rooms). */
 brk_right brk_access_right(const Parley__Internal__Caller *c, int op);
+/* Whether c may publish a message of kind (a Parley__Kind), on top of
+ * brk_access for publish: system messages come from services only.
+ * PL_E_FORBIDDEN otherwise, and for a kind the table does not name. */
+pl_status brk_access_kind(const Parley__Internal__Caller *c, int kind);
 
 /* Room record <-> plain struct. decode unpacks in scratch (reset first;
  * at least PL_ARENA_BYTES_FOR(ROOM_REC_BYTES_MAX)) and writes *r only on

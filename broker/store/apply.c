@@ -271,8 +271,9 @@ static pl_status ap_publish(brk_wtxn *w, const Parley__Internal__Command *cmd,
 	size_t raw = op->compressed ? op->raw_len : op->body.len;
 	if (raw > BODY_BYTES_MAX)
 		return PL_E_TOO_LARGE;
-	if (op->kind == PARLEY__KIND__SYSTEM &&
-	    c->role != PARLEY__ROLE__SERVICE)
+	/* The kind before the room: a system message from anyone but a
+	 * service is forbidden whatever the room. */
+	if (brk_access_kind(c, op->kind) != PL_OK)
 		return PL_E_FORBIDDEN;
 	pl_status st =
 	    room_for_write(w, c, room, PARLEY__CLIENT_FRAME__BODY_PUBLISH, &r);
