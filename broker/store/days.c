@@ -41,6 +41,7 @@ static pl_status day_slot_get(
 		if (st != PL_OK)
 			return st;
 	}
+	PL_ASSERT(w->ndays < ROUND_DAYS_CACHED_MAX);
 	day_slot *d = &s->days_cache[w->ndays];
 	memset(d, 0, sizeof(*d));
 	snprintf(d->tenant, sizeof(d->tenant), "%s", tenant);

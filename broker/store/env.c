@@ -443,6 +443,10 @@ pl_status brk_store_snapshot_adopt(
 		return st;
 	}
 	if ((st = brk_wtxn_commit(w)) == PL_OK) {
+		/* The log ends where the snapshot point is: nothing after the
+		 * copy's applied index survives, nothing before it is sent. */
+		PL_ASSERT(s->last_index == a && s->snap_index == a &&
+		          s->hs.commit == a);
 		*index = a;
 		*term = t;
 	}

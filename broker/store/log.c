@@ -120,6 +120,9 @@ pl_status brk_log_append(brk_wtxn *w, const raft_entry *e, size_t n)
 	if ((from <= w->applied && from <= w->last_index) ||
 	    from > w->last_index + 1)
 		return PL_E_CORRUPT;
+	/* from 0 is refused above (0 <= applied, last_index): the deleting
+	 * loop below counts down to from and must stop. */
+	PL_ASSERT(from >= 1);
 	pl_status st = PL_OK;
 	for (uint64_t i = w->last_index; i >= from && st == PL_OK; i--) {
 		uint8_t key[8];
@@ -135,6 +138,7 @@ pl_status brk_log_append(brk_wtxn *w, const raft_entry *e, size_t n)
 		w->last_index = e[n - 1].index;
 		w->mark_index = e[n - 1].index;
 		w->mark_term = e[n - 1].term;
+		PL_ASSERT(w->last_index == from + n - 1); /* contiguous */
 	}
 	return st;
 }
@@ -160,6 +164,9 @@ pl_status brk_log_truncate(brk_wtxn *w, uint64_t from)
 	w->mark_term = 0;
 	if (from > 1 && entry_get(w->s, w->txn, from - 1, &e) == PL_OK)
 		w->mark_term = e.term;
+	/* Nothing points past the end any more: commit nor mark. */
+	PL_ASSERT(
+	    w->hs.commit <= w->last_index && w->mark_index == w->last_index);
 	return PL_OK;
 }
 

@@ -20,6 +20,7 @@ static pl_status flush_room(brk_wtxn *w, int i)
 	brk_store *s = w->s;
 	uint8_t key[8];
 	size_t n;
+	PL_ASSERT(i >= 0 && i < w->nrooms);
 	if (!w->dirty[i])
 		return PL_OK;
 	put_be64(key, s->cache[i].id);
@@ -58,6 +59,7 @@ pl_status brk_room_cache_slot(brk_wtxn *w, int *slot)
 			return st;
 		w->nrooms = 0;
 	}
+	PL_ASSERT(w->nrooms < ROUND_ROOMS_CACHED_MAX);
 	*slot = w->nrooms++;
 	w->dirty[*slot] = false;
 	return PL_OK;
@@ -85,6 +87,7 @@ pl_status brk_room_get(brk_wtxn *w, uint64_t room, brk_room **out)
 				PL_ERROR("store",
 				    "event=room_decode_failed room=%016llx",
 				    (unsigned long long)room);
+			PL_ASSERT(i == w->nrooms - 1); /* the slot just taken */
 			w->nrooms--;
 			return st;
 		}
