@@ -29,6 +29,8 @@ typedef struct brk_store_config {
 typedef struct brk_store brk_store;
 typedef struct brk_wtxn brk_wtxn; /* a commit round's write transaction */
 
+/* ---- the environment and commit rounds (env.c) ---- */
+
 /* Opens (creating) the environment. *out set only on success.
  * PL_E_IO / PL_E_CORRUPT / PL_E_NOMEM. */
 pl_status brk_store_open(const brk_store_config *cfg, brk_store **out);
@@ -50,12 +52,16 @@ pl_status brk_wtxn_begin(brk_store *s, bool write, brk_wtxn **out);
 pl_status brk_wtxn_commit(brk_wtxn *w);
 void brk_wtxn_abort(brk_wtxn *w); /* accepts NULL */
 
+/* ---- the round's rooms (room_cache.c) ---- */
+
 /* The room, decoded and cached for this round (borrowed, valid until the
  * round ends). PL_E_NOT_FOUND, PL_E_CORRUPT. */
 pl_status brk_room_get(brk_wtxn *w, uint64_t room, brk_room **out);
 
+/* ---- the replicated log (log.c) ---- */
+
 /*
- * The replicated log (log.c). Entries are stored by index as
+ * The replicated log. Entries are stored by index as
  * crc32c | term | type | payload (a packed Command); the CRC covers the
  * index too and is verified on every read. The hard state (term, vote,
  * commit) and the applied index live in `meta`, written in the same
@@ -81,7 +87,8 @@ uint64_t brk_store_first_index(const brk_store *s);
 void brk_store_snap(const brk_store *s, uint64_t *index, uint64_t *term);
 /* Moves the snapshot point up to index (<= applied). */
 pl_status brk_log_compact(brk_store *s, uint64_t index);
-/* Writes a consistent, compacted copy of the environment into dir (its
+/* Snapshots, which work on the whole environment (env.c). Writes a
+ * consistent, compacted copy of the environment into dir (its
  * data.mdb): a snapshot to send. Safe beside the group's writes. */
 pl_status brk_store_copy(brk_store *s, const char *dir);
 /* On a store just opened on a received copy: cuts the log after the
@@ -104,6 +111,8 @@ pl_status brk_log_term(brk_store *s, uint64_t index, uint64_t *term);
 pl_status brk_log_entries(brk_store *s, uint64_t lo, uint64_t hi,
     size_t max_bytes, raft_entry *out, size_t cap, size_t *n);
 void brk_log_release(brk_store *s);
+
+/* ---- the state machine (apply.c) ---- */
 
 /* What applying one entry did. st is the command's outcome: a refused
  * command (room closed, forbidden, ...) is applied as a refusal, the same
@@ -132,6 +141,8 @@ typedef struct brk_applied {
 pl_status brk_apply(
     brk_wtxn *w, const raft_entry *e, brk_arena *a, brk_applied *res);
 
+/* ---- commands from requests (cmd.c) ---- */
+
 /* Storage for a command built from a client request. */
 typedef struct brk_cmd {
 	Parley__Internal__Command cmd;
@@ -153,6 +164,8 @@ typedef struct brk_cmd {
 pl_status brk_cmd_build(brk_store *s, const Parley__Internal__Caller *c,
     const Parley__ClientFrame *f, uint64_t room, int64_t ts, brk_cmd *out);
 
+/* ---- reads (query.c) ---- */
+
 /* Reads. Messages are built in arena a (bodies decompressed, CRC
  * verified: PL_E_CORRUPT on mismatch). */
 pl_status brk_history(brk_wtxn *w, uint64_t room, const Parley__History *h,
@@ -172,6 +185,8 @@ pl_status brk_list_user_rooms(brk_wtxn *w, const char *tenant, const char *user,
  * not yet flushed are included. */
 pl_status brk_report(brk_wtxn *w, const char *tenant, uint32_t first_day,
     uint32_t last_day, brk_arena *a, Parley__Report *out);
+
+/* ---- verification (log.c) ---- */
 
 /* Verifies the CRC of every log entry; *bad_index gets the first bad one.
  * For tests and `parleyctl` maintenance: PL_OK or PL_E_CORRUPT. */
