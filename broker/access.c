@@ -1,16 +1,18 @@
 /*
  * access.c - who may do what: one table of request type x role, read by
  * every request handler (reads in group.c, writes when their command is
- * applied in store.c), so a request has no rule of its own to forget: a
- * request type missing from the table is forbidden to everyone. The same
- * facts are the README's role table and tests/integration/test_access.c.
+ * applied in broker/store/apply.c), so a request has no rule of its own
+ * to forget: a request type missing from the table is forbidden to
+ * everyone. The same facts are the README's role table and
+ * tests/integration/test_access.c.
  *
  * A right is one of: never; any room of the caller's tenant; a room the
  * caller is or was a member of (for a room-scoped token: its room); a
  * room the caller has joined and not left. Before the table: another
  * tenant's room does not exist (not_found), and a room-scoped token works
  * on its room only (forbidden elsewhere) and for no tenant-wide request
- * except list_rooms (which then lists its room).
+ * except list_rooms (which then lists its room). A publish also passes
+ * the kind table: system messages come from services only.
  */
 #include <string.h>
 
@@ -61,6 +63,18 @@ static const access_rule RULES[] = {
 #undef ANY
 #undef MEM
 #undef JOI
+
+/* Which kinds of message a role may publish (a publish must also pass
+ * the table above): text and events from anyone who may publish, system
+ * messages from services only (docs/internals.md "Authorization"). */
+static const struct kind_rule {
+	int kind; /* Parley__Kind */
+	bool service_only;
+} KINDS[] = {
+    {PARLEY__KIND__TEXT, false},
+    {PARLEY__KIND__EVENT, false},
+    {PARLEY__KIND__SYSTEM, true},
+};
 
 static const access_rule *rule_find(int op)
 {
@@ -128,4 +142,16 @@ pl_status brk_access(
 	if (right == BRK_RIGHT_MEMBER)
 		return m != NULL || in_scope ? PL_OK : PL_E_FORBIDDEN;
 	return m != NULL && m->joined ? PL_OK : PL_E_FORBIDDEN;
+}
+
+pl_status brk_access_kind(const Parley__Internal__Caller *c, int kind)
+{
+	for (size_t i = 0; i < PL_ARRAY_LEN(KINDS); i++) {
+		if (KINDS[i].kind != kind)
+			continue;
+		if (KINDS[i].service_only && c->role != PARLEY__ROLE__SERVICE)
+			return PL_E_FORBIDDEN;
+		return PL_OK;
+	}
+	return PL_E_FORBIDDEN;
 }

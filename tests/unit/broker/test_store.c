@@ -13,6 +13,7 @@
 
 #include "broker/broker.h"
 #include "tests/check.h"
+#include "tests/unit/broker/store_writes.h"
 
 typedef struct fixture {
 	char dir[64];
