@@ -16,7 +16,7 @@
  */
 #include <string.h>
 
-#include "broker/broker.h"
+#include "broker/access.h"
 
 enum { R_CUSTOMER, R_AGENT, R_BOT, R_OBSERVER, R_SERVICE, ROLES };
 

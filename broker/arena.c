@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/broker.h"
+#include "broker/arena.h"
 
 struct brk_chunk {
 	brk_chunk *next;

@@ -17,7 +17,7 @@
 
 #include <sodium.h>
 
-#include "broker/broker.h"
+#include "broker/auth.h"
 
 static void put_u64(uint8_t *p, uint64_t v)
 {

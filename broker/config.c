@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker/broker.h"
+#include "broker/config.h"
 
 void brk_config_defaults(brk_config *c)
 {

@@ -20,7 +20,8 @@
 
 #include <zstd.h>
 
-#include "broker/broker.h"
+#include "broker/auth.h"
+#include "proto/codec.h"
 
 /* Batches above this are compressed: appends of chat text compress
  * well, small control messages are not worth it. */

@@ -13,7 +13,7 @@
  */
 #include <string.h>
 
-#include "broker/broker.h"
+#include "broker/room.h"
 
 static void copy_str(char *dst, size_t cap, const char *src)
 {

@@ -13,9 +13,9 @@
 #ifndef PARLEY_BROKER_STORE_H
 #define PARLEY_BROKER_STORE_H
 
-/* The room model (brk_room) and the chunked arena (brk_arena) come from
- * broker.h, which includes this file after declaring them. */
-#include "broker/broker.h"
+#include "broker/arena.h"
+#include "broker/room.h"
+#include "raft/raft.h"
 
 typedef struct brk_store_config {
 	const char *dir;    /* created if missing */

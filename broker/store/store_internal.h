@@ -35,7 +35,8 @@
 #include <string.h>
 #include <zstd.h>
 
-#include "broker/broker.h"
+#include "broker/access.h"
+#include "broker/store/store.h"
 
 /* A log entry is a command plus its body; bodies are limited by the
  * gateway (16 KiB by default), the store refuses anything near 1 MiB. */
