@@ -15,7 +15,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/gw_internal.h"
+#include "gateway/conn.h"
+#include "gateway/feed.h"
+#include "gateway/httpd_port.h"
+#include "gateway/request.h"
+
+/* Receive buffer starts small (idle connections are the common case)
+ * and grows to the largest frame, then shrinks back when empty. */
+#define GW_RBUF_BYTES_MIN 512
+_Static_assert(GW_RBUF_BYTES_MIN >= PL_FRAME_HEADER_BYTES,
+    "a frame header must fit the smallest receive buffer");
+/* A connection being closed with a Goodbye gets this long to flush what
+ * is already on its way to the socket, then the Goodbye: a close comes
+ * at a frame boundary unless the client reads nothing for this long. */
+#define GW_CLOSE_FLUSH_MS 10000
+/* A WebSocket message may carry several frames: a message is bounded to
+ * this many of the largest (over it: close 1009). */
+#define GW_WS_MSG_FRAMES_MAX 4
 
 static void read_cb(void *arg);
 static void write_cb(void *arg);
@@ -108,17 +124,16 @@ static gw_conn *conn_new(
 {
 	gw_conn *c = calloc(1, sizeof(*c));
 	if (c == NULL || (c->rbuf = malloc(GW_RBUF_BYTES_MIN)) == NULL ||
-	    (transport == GW_WS &&
-	        (c->ws = malloc(sizeof(*c->ws))) == NULL) ||
+	    (transport == GW_WS && (c->ws = malloc(sizeof(*c->ws))) == NULL) ||
 	    nng_aio_alloc(&c->raio, read_cb, c) != 0 ||
 	    nng_aio_alloc(&c->waio, write_cb, c) != 0) {
 		PL_WARN(GW_MOD, "event=accept_refused reason=nomem");
 		goto fail;
 	}
 	if (c->ws != NULL)
-		gw_ws_rx_init(c->ws, (uint64_t)GW_WS_MSG_FRAMES_MAX *
-		                         (g->conf->frame_bytes_max +
-		                             PL_FRAME_HEADER_BYTES));
+		gw_ws_rx_init(c->ws,
+		    (uint64_t)GW_WS_MSG_FRAMES_MAX *
+		        (g->conf->frame_bytes_max + PL_FRAME_HEADER_BYTES));
 	c->g = g;
 	c->stream = s;
 	c->transport = (uint8_t)transport;
@@ -251,8 +266,8 @@ static pl_status append_frame_locked(
 
 /* Called with mu held: a WebSocket control frame (RFC 6455 5.5). A
  * close frame carries the code and as much of reason as fits. */
-static void ws_control_locked(gw_conn *c, int op, uint16_t code,
-    const uint8_t *payload, size_t len)
+static void ws_control_locked(
+    gw_conn *c, int op, uint16_t code, const uint8_t *payload, size_t len)
 {
 	uint8_t body[GW_WS_CTL_BYTES_MAX];
 	if (op == GW_WS_OP_CLOSE) {
@@ -559,7 +574,8 @@ static void ws_end(gw_conn *c, gw_ws_ev ev)
 		ws_control_locked(c, GW_WS_OP_CLOSE, GW_WS_CLOSE_NORMAL,
 		    (const uint8_t *)"", 0);
 		c->closing = true;
-		c->close_at_us = pl_mono_us() + (int64_t)GW_CLOSE_FLUSH_MS * 1000;
+		c->close_at_us =
+		    pl_mono_us() + (int64_t)GW_CLOSE_FLUSH_MS * 1000;
 		kick_locked(c);
 	}
 	pthread_mutex_unlock(&c->mu);

@@ -7,7 +7,8 @@
  */
 #include <string.h>
 
-#include "gateway/gw_internal.h"
+#include "gateway/gateway.h"
+#include "proto/codec.h"
 
 bool gw_resend_safe(int op, bool has_msg_id, bool has_idem_key)
 {

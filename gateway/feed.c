@@ -10,7 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/gw_internal.h"
+#include "gateway/feed.h"
+#include "gateway/link.h"
 
 #define ROOMS_BUCKETS_MIN 1024
 
@@ -547,9 +548,8 @@ static void event_fanout(
 }
 
 /* Called with l->feed_mu held, for a BrokerBatch with events. */
-void gw_subs_events(gw_link *l, Parley__Internal__BrokerBatch *b)
+void gw_subs_events(gw *g, uint16_t group, Parley__Internal__BrokerBatch *b)
 {
-	gw *g = l->g;
 	uint8_t *buf = NULL;
 	size_t cap = 0;
 	pthread_mutex_lock(&g->subs_mu);
@@ -568,9 +568,9 @@ void gw_subs_events(gw_link *l, Parley__Internal__BrokerBatch *b)
 	pthread_mutex_unlock(&g->subs_mu);
 	free(buf);
 	if (b->overflow) {
-		PL_WARN(GW_MOD, "event=feed_overflow group=%u",
-		    (unsigned)l->conf->id);
-		gw_subs_resync_group(g, l->conf->id, false);
+		PL_WARN(
+		    GW_MOD, "event=feed_overflow group=%u", (unsigned)group);
+		gw_subs_resync_group(g, group, false);
 	}
 }
 

@@ -2,7 +2,7 @@
  * gateway.c - the gateway's life cycle: metrics registration, the decode
  * arena pool, the sweeper thread (deadlines, catch-up retries, freeing
  * dead connections) and the start/stop order. Locking and lifetime rules
- * are in gw_internal.h.
+ * are in core.h.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +13,17 @@
 
 #include <sodium.h>
 
-#include "gateway/gw_internal.h"
+#include "gateway/conn.h"
+#include "gateway/feed.h"
+#include "gateway/httpd_port.h"
+#include "gateway/link.h"
+#include "gateway/listen.h"
+
+/* At stop, connections get this long to receive their goodbye: a small
+ * part of the stop deadline (PL_STOP_DEADLINE_MS). */
+#define GW_STOP_GOODBYE_MS 250
+_Static_assert(GW_STOP_GOODBYE_MS < PL_STOP_DEADLINE_MS / 4,
+    "goodbyes leave most of the stop deadline to the rest of the stop");
 
 static void metrics_register(gw *g)
 {
@@ -238,7 +248,8 @@ static pl_status links_start(gw *g)
 			return st;
 		/* Kept sorted by group: list_rooms merges in room id order. */
 		int j = g->nlinks++;
-		while (j > 0 && g->links[j - 1]->conf->id > l->conf->id) {
+		while (j > 0 &&
+		       gw_link_group(g->links[j - 1]) > gw_link_group(l)) {
 			g->links[j] = g->links[j - 1];
 			j--;
 		}

@@ -13,6 +13,9 @@
 
 #include "common/common.h"
 
+/* The module name of the gateway's log lines. */
+#define GW_MOD "gateway"
+
 /* ------------------------------------------------------------------ */
 /* Configuration.                                                      */
 

@@ -30,7 +30,9 @@
 
 #include "proto/nng_close.h"
 #include "proto/splice.h"
-#include "gateway/gw_internal.h"
+#include "gateway/feed.h"
+#include "gateway/link_int.h"
+#include "gateway/request.h"
 
 #define RECONNECT_MIN_MS 100
 #define RECONNECT_MAX_MS 2000
@@ -514,7 +516,7 @@ static bool epoch_update(gw_link *l, const char *epoch)
 	return changed;
 }
 
-void gw_link_batch_epoch(gw_link *l, const char *epoch)
+static void batch_epoch(gw_link *l, const char *epoch)
 {
 	pthread_mutex_lock(&l->feed_mu);
 	bool changed = epoch_update(l, epoch);
@@ -574,7 +576,7 @@ static void reply_leadership(gw_bctx *b, Parley__Internal__BrokerBatch *bb)
 	/* A pinned batch is a replica's own status, maybe a follower's:
 	 * its epoch is not the feed's. */
 	if (!b->pinned && b->rep == atomic_load(&l->cur))
-		gw_link_batch_epoch(l, bb->epoch);
+		batch_epoch(l, bb->epoch);
 }
 
 static void batch_reply(gw_bctx *b, nng_msg *m)
@@ -614,7 +616,7 @@ static void batch_reply(gw_bctx *b, nng_msg *m)
 	}
 	if (!bb->not_leader && (bb->n_events > 0 || bb->overflow)) {
 		pthread_mutex_lock(&l->feed_mu);
-		gw_subs_events(l, bb);
+		gw_subs_events(l->g, l->conf->id, bb);
 		pthread_mutex_unlock(&l->feed_mu);
 	}
 	batch_fail(b, PARLEY__ERROR_CODE__INTERNAL); /* unanswered ones */
@@ -819,7 +821,7 @@ static void poll_reply(gw_link *l)
 		 * are real, its epoch is not the feed's any more. */
 		if (current)
 			changed = epoch_update(l, bb->epoch);
-		gw_subs_events(l, bb);
+		gw_subs_events(l->g, l->conf->id, bb);
 	}
 	pthread_mutex_unlock(&l->feed_mu);
 	if (changed)
@@ -870,6 +872,26 @@ gw_link *gw_link_find(gw *g, uint16_t group)
 			return g->links[i];
 	}
 	return NULL;
+}
+
+uint16_t gw_link_group(const gw_link *l)
+{
+	return l->conf->id;
+}
+
+int gw_link_replicas(const gw_link *l)
+{
+	return l->nrep;
+}
+
+const char *gw_link_replica_addr(const gw_link *l, int rep)
+{
+	return l->reps[rep].addr;
+}
+
+int64_t gw_link_last_ok_us(const gw_link *l)
+{
+	return atomic_load(&l->last_ok_us);
 }
 
 /* FNV-1a: spreads idempotency keys over the groups. */

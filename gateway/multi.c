@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/gw_internal.h"
+#include "gateway/link.h"
+#include "gateway/multi.h"
+#include "gateway/request.h"
 
 #define LIST_LIMIT_DEFAULT 100
 #define LIST_LIMIT_MAX 1000
@@ -82,8 +84,8 @@ static Parley__GroupStatus *status_part(
 {
 	gw_link *l = gw_link_find(g, m->parts[i].group);
 	int rep = m->parts[i].replica;
-	char *addr = l != NULL && rep >= 0 && rep < l->nrep
-	                 ? (char *)l->reps[rep].addr
+	char *addr = l != NULL && rep >= 0 && rep < gw_link_replicas(l)
+	                 ? (char *)gw_link_replica_addr(l, rep)
 	                 : "";
 	Parley__ServerFrame *f = part_decode(m, i, a);
 	Parley__GroupStatus *gs = NULL;
@@ -305,9 +307,9 @@ static void parts_make(
 		Parley__ClientFrame cf = *f;
 		Parley__ListRooms lr;
 		gw_link *l = g->links[i];
-		uint16_t group = l->conf->id;
+		uint16_t group = gw_link_group(l);
 		if (f->body_case == PARLEY__CLIENT_FRAME__BODY_STATUS) {
-			for (int rep = 0; rep < l->nrep; rep++)
+			for (int rep = 0; rep < gw_link_replicas(l); rep++)
 				(void)part_add(c, m, &cf, group, rep, reqs);
 			continue;
 		}
@@ -326,7 +328,7 @@ static int parts_max(gw *g, const Parley__ClientFrame *f)
 	int n = 0;
 	for (int i = 0; i < g->nlinks; i++)
 		n += f->body_case == PARLEY__CLIENT_FRAME__BODY_STATUS
-		         ? g->links[i]->nrep
+		         ? gw_link_replicas(g->links[i])
 		         : 1;
 	return n;
 }

@@ -12,9 +12,21 @@
 
 #include <sodium.h>
 
-#include "gateway/gw_internal.h"
+#include "gateway/feed.h"
+#include "gateway/link.h"
+#include "gateway/multi.h"
+#include "gateway/request.h"
 #include "proto/token.h"
 
+/* Failed hello attempts before the connection is closed. */
+#define GW_HELLO_FAILS_MAX 3
+/* A gateway-made client_msg_id: "g:" gateway id (cut to this length),
+ * ":" 12 hex digits drawn at start (two runs of one gateway never share
+ * ids) ":" a counter; it must fit PL_CLIENT_MSG_ID_CHARS_MAX. */
+#define GW_MSG_ID_GWID_CHARS 24
+_Static_assert(
+    2 + GW_MSG_ID_GWID_CHARS + 1 + 12 + 1 + 20 <= PL_CLIENT_MSG_ID_CHARS_MAX,
+    "a gateway-made client_msg_id fits the protocol's bound");
 /* Default page sizes the broker applies when a request says 0; used to
  * estimate reply bytes when sizing a batch. */
 #define HISTORY_LIMIT_GUESS 50
@@ -56,8 +68,9 @@ static uint32_t reply_estimate(const gw_conn *c, const Parley__ClientFrame *f)
 
 uint64_t gw_origin_next(gw *g)
 {
-	uint64_t z = g->msg_id_boot * UINT64_C(0x100000001B3) +
-	             atomic_fetch_add(&g->origins, 1) * UINT64_C(0x9E3779B97F4A7C15);
+	uint64_t z =
+	    g->msg_id_boot * UINT64_C(0x100000001B3) +
+	    atomic_fetch_add(&g->origins, 1) * UINT64_C(0x9E3779B97F4A7C15);
 	z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
 	z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
 	z ^= z >> 31;
@@ -437,7 +450,8 @@ static bool publish_allowed(gw_conn *c, const Parley__ClientFrame *f)
 static uint8_t publish_id_fill(gw_conn *c, gw_link *l, Parley__Publish *p,
     char buf[static PL_CLIENT_MSG_ID_CHARS_MAX + 1])
 {
-	if (l->nrep < 2 || (p->client_msg_id != NULL && p->client_msg_id[0]))
+	if (gw_link_replicas(l) < 2 ||
+	    (p->client_msg_id != NULL && p->client_msg_id[0]))
 		return 0;
 	gw *g = c->g;
 	snprintf(buf, PL_CLIENT_MSG_ID_CHARS_MAX + 1,

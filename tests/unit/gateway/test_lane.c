@@ -11,7 +11,8 @@
 #define CHECK_MAIN
 #include "tests/check.h"
 
-#include "gateway/gw_internal.h"
+#include "gateway/lane.h"
+#include "gateway/link_int.h"
 
 #define LANES 5
 #define PER_LANE 2000

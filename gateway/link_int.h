@@ -1,0 +1,104 @@
+/*
+ * link_int.h - private to the link's files (link*.c): a link's replicas,
+ * its batch slots and its live-feed poll. Nothing outside link*.c
+ * includes it; the rest of the gateway sees link.h.
+ */
+#ifndef PARLEY_GW_LINK_INT_H
+#define PARLEY_GW_LINK_INT_H
+
+#include <stdatomic.h>
+#include <pthread.h>
+
+#include <nng/nng.h>
+
+#include "gateway/lane.h"
+#include "gateway/link.h"
+
+/* A batch takes at most this many requests (internals.md). */
+#define GW_BATCH_REQS_MAX 256
+#define GW_POLL_EVENTS_MAX 4096
+/* After a failed poll, wait before polling again: no busy loop while a
+ * broker is down. */
+#define GW_POLL_RETRY_MS 250
+/* A replica answered that the group has no leader it knows of: wait
+ * this long before asking the next one, so an election costs a few
+ * requests per replica, not a busy loop. */
+#define GW_LEADER_BACKOFF_MS 50
+
+/* One batch slot of a link: a context on every replica's socket (the
+ * batch goes to one of them) and one aio. */
+typedef struct gw_bctx {
+	gw_link *link;
+	nng_ctx ctx[GW_REPLICAS_MAX];
+	nng_aio *aio;
+	gw_req *reqs[GW_BATCH_REQS_MAX];
+	/* The lane of each request taken (reqs[i] may be gone): released
+	 * when the batch is settled. */
+	uint64_t lanes[GW_BATCH_REQS_MAX];
+	uint32_t nlanes;
+	uint32_t n;
+	uint64_t base; /* GwRequest.id of reqs[0]; reqs[i] is base + i */
+	int64_t t0_us;
+	bool receiving;
+	/* Under link->mu: a batch is in flight, to replica rep; pinned: it
+	 * holds requests for that replica only. */
+	bool busy;
+	bool pinned;
+	int8_t rep;
+	struct gw_bctx *next_idle;
+} gw_bctx;
+
+/* One replica of the group: its own socket (so a leader change needs
+ * no new connection), a poll context and its connection state. */
+typedef struct gw_replica {
+	gw_link *link;
+	int idx;
+	const char *addr; /* conf->brokers[idx] */
+	nng_socket sock;
+	bool sock_open;
+	nng_ctx pctx;
+	bool pctx_open;
+	/* The id of its connected pipe, 0 when none (pipe events). */
+	_Atomic uint32_t pipe_id;
+	/* A lost connection is handled on naio, off nng's pipe callback
+	 * (which may not touch the socket); armed while it is pending. */
+	nng_aio *naio;
+	_Atomic bool down_armed;
+	/* Under link->mu: requests pinned to it (status parts). */
+	gw_req *pq_head, *pq_tail;
+} gw_replica;
+
+struct gw_link {
+	gw *g;
+	const gw_group_conf *conf;
+	gw_replica reps[GW_REPLICAS_MAX];
+	int nrep;
+	uint32_t timeout_ms; /* per batch: shorter with several replicas */
+	pthread_mutex_t mu;  /* queues, idle contexts, leader, stopping */
+	gw_lanes lanes;      /* the main queue (lane.c) */
+	uint32_t qlen;       /* main and pinned queues together */
+	gw_bctx *idle;
+	bool stopping;
+	/* The replica believed to lead: written under mu. */
+	_Atomic int cur;
+	/* Under mu: no batch for the leader leaves before this (a replica
+	 * said it knows no leader); kaio wakes the idle contexts then. */
+	int64_t hold_until_us;
+	bool kick_armed;
+	nng_aio *kaio;
+	gw_bctx *ctxs;
+	uint32_t nctx;
+	/* Live feed: one poll in flight, to the current replica. feed_mu
+	 * is taken before the next poll is sent and held while its events
+	 * are processed, so replies are processed in the order the broker
+	 * sent them. */
+	nng_aio *paio;
+	nng_aio *psaio; /* the wait before the next poll */
+	int poll_phase; /* link.c: what paio is doing */
+	int poll_rep;   /* under mu: the replica the poll went to */
+	pthread_mutex_t feed_mu;
+	char epoch[64];
+	_Atomic int64_t last_ok_us;
+};
+
+#endif /* PARLEY_GW_LINK_INT_H */
