@@ -16,9 +16,6 @@
 #include <string.h>
 
 #include "gateway/conn.h"
-#include "gateway/feed.h"
-#include "gateway/httpd_port.h"
-#include "gateway/request.h"
 
 /* Receive buffer starts small (idle connections are the common case)
  * and grows to the largest frame, then shrinks back when empty. */
@@ -45,6 +42,18 @@ static const char *transport_name(int t)
 	return t == GW_WS ? "ws" : "tcp";
 }
 
+/* Hands a connection whose last reference is gone to the sweeper
+ * (gateway.c), which stops its aios and frees it off the callback
+ * thread. */
+static void reap_push(gw *g, gw_conn *c)
+{
+	pthread_mutex_lock(&g->reap_mu);
+	c->reap_next = g->reap;
+	g->reap = c;
+	pthread_cond_signal(&g->reap_cv);
+	pthread_mutex_unlock(&g->reap_mu);
+}
+
 void gw_conn_ref(gw_conn *c)
 {
 	atomic_fetch_add(&c->refs, 1);
@@ -53,7 +62,7 @@ void gw_conn_ref(gw_conn *c)
 void gw_conn_unref(gw_conn *c)
 {
 	if (atomic_fetch_sub(&c->refs, 1) == 1)
-		gw_reap_push(c->g, c);
+		reap_push(c->g, c);
 }
 
 static bool table_insert(gw *g, gw_conn *c)
@@ -162,7 +171,7 @@ fail:
 		free(c);
 	}
 	if (peer != NULL)
-		gw_httpd_peer_put(g, peer);
+		g->conn_hooks.peer_put(g, peer);
 	nng_stream_free(s);
 	return NULL;
 }
@@ -434,7 +443,7 @@ static void write_cb(void *arg)
 	if (rv == 0 && !close_now && atomic_load(&c->catchup_waiting) &&
 	    unsent <= GW_CATCHUP_BUDGET(c->g) &&
 	    atomic_exchange(&c->catchup_waiting, false))
-		gw_subs_resume(c);
+		c->g->conn_hooks.drained(c);
 	if (close_now)
 		gw_conn_close(c, rv != 0 ? nng_strerror(rv) : "goodbye sent");
 	gw_conn_unref(c);
@@ -543,7 +552,7 @@ static bool read_frames(gw_conn *c)
 			framing_error(c, c->rbuf + off, st);
 			return false;
 		}
-		gw_request_handle(
+		c->g->conn_hooks.frame(
 		    c, c->rbuf + off + PL_FRAME_HEADER_BYTES, plen);
 		off += PL_FRAME_HEADER_BYTES + plen;
 		if (conn_closing(c))
@@ -673,7 +682,7 @@ void gw_conn_close(gw_conn *c, const char *reason)
 	/* Aborts the outstanding read and write: their callbacks drop their
 	 * references. */
 	nng_stream_close(c->stream);
-	gw_subs_drop_conn(c);
+	c->g->conn_hooks.closing(c);
 	table_remove(c->g, c);
 	pl_metric_inc(c->g->m.conns[c->transport], -1);
 	PL_DEBUG(GW_MOD, "event=conn_close conn=%llu reason=\"%s\"",
@@ -718,7 +727,7 @@ void gw_conn_destroy(gw_conn *c)
 	free(c->pend);
 	free(c->out);
 	free(c->ws);
-	gw_httpd_peer_put(c->g, &c->peer);
+	c->g->conn_hooks.peer_put(c->g, &c->peer);
 	atomic_fetch_sub(&c->g->conns_alive, 1);
 	free(c);
 }

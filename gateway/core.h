@@ -67,6 +67,21 @@ typedef struct gw_peer {
 	uint8_t len;
 } gw_peer;
 
+/* What a client connection (conn.c) tells the modules above it. They
+ * are set once, by gw_new, so conn.c names none of those modules. Each
+ * is called on an nng thread, without conn->mu held. */
+typedef struct gw_conn_hooks {
+	/* One client frame's payload (borrowed for the call). */
+	void (*frame)(gw_conn *c, const uint8_t *payload, size_t len);
+	/* The connection is closing: what it subscribed to goes. */
+	void (*closing)(gw_conn *c);
+	/* Its send queue drained below the catch-up budget while a
+	 * catch-up waited for it. */
+	void (*drained)(gw_conn *c);
+	/* A connection counted by the HTTP port for p is gone. */
+	void (*peer_put)(gw *g, const gw_peer *p);
+} gw_conn_hooks;
+
 typedef struct gw_arena {
 	pl_arena a;
 	struct gw_arena *next;
@@ -88,7 +103,8 @@ struct gw {
 	nng_aio *tcp_accept;
 	struct gw_httpd *httpd;
 
-	/* Connection table. */
+	/* Connection table, and what connections call upward. */
+	gw_conn_hooks conn_hooks;
 	pthread_mutex_t conns_mu;
 	gw_conn *conns;
 	uint32_t nconns;
@@ -130,8 +146,7 @@ gw_arena *gw_arena_get(gw *g);
 void gw_arena_put(gw *g, gw_arena *a);
 /* Counts an error reply sent to a client, by code. */
 void gw_count_error(gw *g, int code);
-/* Hands a connection whose last reference is gone to the sweeper, which
- * stops its aios and frees it off the callback thread. */
-void gw_reap_push(gw *g, gw_conn *c);
+/* At gw_free: frees the pooled arenas. */
+void gw_arenas_free(gw *g);
 
 #endif /* PARLEY_GW_CORE_H */

@@ -175,6 +175,8 @@ static void sub_remove(gw *g, gw_sub *s)
 	free(s);
 }
 
+static gw_req_done_fn watch_done, subscribed_done, page_done;
+
 static void watch_fill(const gw_sub *s, bool on, Parley__Internal__Watch *w)
 {
 	const gw_conn *c = s->conn;
@@ -209,7 +211,8 @@ static void watch_send(gw *g, const gw_sub *s, bool on)
 	gw_link *l = gw_link_find(g, pl_room_group(s->room));
 	watch_fill(s, on, &w);
 	gw_req *r =
-	    l != NULL ? gw_req_new(s->conn, GW_REQ_WATCH, &f, &w) : NULL;
+	    l != NULL ? gw_req_new(s->conn, GW_REQ_WATCH, &f, &w, watch_done, g)
+	              : NULL;
 	if (r != NULL && gw_link_submit(l, r) != PL_OK) {
 		PL_WARN(GW_MOD, "event=watch_dropped room=%s on=%d",
 		    s->room_str, (int)on);
@@ -249,7 +252,7 @@ static void fetch(gw *g, gw_sub *s)
 	f.body_case = PARLEY__CLIENT_FRAME__BODY_HISTORY;
 	f.history = &h;
 	gw_link *l = gw_link_find(g, pl_room_group(s->room));
-	gw_req *r = gw_req_new(s->conn, GW_REQ_CATCHUP, &f, NULL);
+	gw_req *r = gw_req_new(s->conn, GW_REQ_CATCHUP, &f, NULL, page_done, g);
 	if (r != NULL) {
 		r->sub_id = s->id;
 		if (l != NULL && gw_link_submit(l, r) == PL_OK)
@@ -293,7 +296,7 @@ static void subscribe_locked(
 	gw_req *r = NULL;
 	if (s != NULL) {
 		watch_fill(s, true, &w);
-		r = gw_req_new(c, GW_REQ_SUBSCRIBE, f, &w);
+		r = gw_req_new(c, GW_REQ_SUBSCRIBE, f, &w, subscribed_done, g);
 	}
 	if (r == NULL) {
 		if (s != NULL)
@@ -372,7 +375,7 @@ void gw_subs_unsubscribe(gw_conn *c, const Parley__ClientFrame *f)
 	}
 	Parley__Internal__Watch w = PARLEY__INTERNAL__WATCH__INIT;
 	watch_fill(s, false, &w);
-	gw_req *r = gw_req_new(c, GW_REQ_CLIENT, f, &w);
+	gw_req *r = gw_req_new(c, GW_REQ_CLIENT, f, &w, gw_req_client_done, g);
 	sub_remove(g, s);
 	pl_status st =
 	    r != NULL ? gw_link_submit(gw_link_find(g, pl_room_group(room)), r)
@@ -398,7 +401,15 @@ void gw_subs_drop_conn(gw_conn *c)
 
 /* ---- broker replies for subscriptions ---- */
 
-void gw_subs_on_subscribed(gw *g, gw_req *r, Parley__ServerFrame *f, int code)
+/* A watch change's reply is dropped: nobody waits for it. */
+static void watch_done(gw_req *r, Parley__ServerFrame *f, int code)
+{
+	(void)f;
+	(void)code;
+	gw_req_free(r);
+}
+
+static void on_subscribed(gw *g, gw_req *r, Parley__ServerFrame *f, int code)
 {
 	Parley__Error e = PARLEY__ERROR__INIT;
 	Parley__ServerFrame ef = PARLEY__SERVER_FRAME__INIT;
@@ -476,7 +487,13 @@ static bool page_refused(gw *g, gw_sub *s, const Parley__ServerFrame *f)
 	return true;
 }
 
-void gw_subs_on_page(gw *g, gw_req *r, Parley__ServerFrame *f, int code)
+static void subscribed_done(gw_req *r, Parley__ServerFrame *f, int code)
+{
+	on_subscribed(r->ctx, r, f, code);
+	gw_req_free(r);
+}
+
+static void on_page(gw *g, gw_req *r, Parley__ServerFrame *f, int code)
 {
 	(void)code;
 	pthread_mutex_lock(&g->subs_mu);
@@ -498,6 +515,12 @@ void gw_subs_on_page(gw *g, gw_req *r, Parley__ServerFrame *f, int code)
 	}
 	act(g, s, gw_cursor_page_end(&s->cur, p->more));
 	pthread_mutex_unlock(&g->subs_mu);
+}
+
+static void page_done(gw_req *r, Parley__ServerFrame *f, int code)
+{
+	on_page(r->ctx, r, f, code);
+	gw_req_free(r);
 }
 
 /* ---- live feed ---- */

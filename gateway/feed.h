@@ -34,8 +34,6 @@ void gw_subs_fini(gw *g);
 void gw_subs_subscribe(gw_conn *c, const Parley__ClientFrame *f);
 void gw_subs_unsubscribe(gw_conn *c, const Parley__ClientFrame *f);
 void gw_subs_drop_conn(gw_conn *c);
-void gw_subs_on_subscribed(gw *g, gw_req *r, Parley__ServerFrame *f, int code);
-void gw_subs_on_page(gw *g, gw_req *r, Parley__ServerFrame *f, int code);
 void gw_subs_events(gw *g, uint16_t group, Parley__Internal__BrokerBatch *b);
 void gw_subs_resync_group(gw *g, uint16_t group, bool rewatch);
 void gw_subs_retry(gw *g);

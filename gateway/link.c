@@ -30,9 +30,7 @@
 
 #include "proto/nng_close.h"
 #include "proto/splice.h"
-#include "gateway/feed.h"
 #include "gateway/link_int.h"
-#include "gateway/request.h"
 
 #define RECONNECT_MIN_MS 100
 #define RECONNECT_MAX_MS 2000
@@ -46,13 +44,15 @@ static void kick_cb(void *arg);
 static void replica_down_cb(void *arg);
 static void poll_send(gw_link *l);
 
-pl_status gw_link_new(gw *g, const gw_group_conf *conf, gw_link **out)
+pl_status gw_link_new(
+    gw *g, const gw_group_conf *conf, const gw_link_feed *feed, gw_link **out)
 {
 	gw_link *l = calloc(1, sizeof(*l));
 	if (l == NULL)
 		return PL_E_NOMEM;
 	l->g = g;
 	l->conf = conf;
+	l->feed = *feed;
 	l->nctx = g->conf->broker_contexts;
 	l->nrep = conf->nbrokers;
 	l->timeout_ms = g->conf->broker_timeout_ms;
@@ -349,10 +349,9 @@ static bool work_take_locked(gw_link *l, gw_bctx *b)
 
 static void batch_fail(gw_bctx *b, int code)
 {
-	gw *g = b->link->g;
 	for (uint32_t i = 0; i < b->n; i++) {
 		if (b->reqs[i] != NULL)
-			gw_req_complete(g, b->reqs[i], NULL, code);
+			b->reqs[i]->done(b->reqs[i], NULL, code);
 		b->reqs[i] = NULL;
 	}
 	b->n = 0;
@@ -384,8 +383,8 @@ static void batch_settle(gw_bctx *b, gw_req **again, uint32_t nagain)
 	pthread_mutex_unlock(&l->mu);
 	for (uint32_t i = 0; i < nagain; i++) {
 		if (again[i] != NULL)
-			gw_req_complete(l->g, again[i], NULL,
-			    PARLEY__ERROR_CODE__UNAVAILABLE);
+			again[i]->done(
+			    again[i], NULL, PARLEY__ERROR_CODE__UNAVAILABLE);
 	}
 	/* Released lanes may have requests waiting: idle slots take them
 	 * too, not only the slot this batch frees. */
@@ -522,7 +521,7 @@ static void batch_epoch(gw_link *l, const char *epoch)
 	bool changed = epoch_update(l, epoch);
 	pthread_mutex_unlock(&l->feed_mu);
 	if (changed)
-		gw_subs_resync_group(l->g, l->conf->id, true);
+		l->feed.on_epoch(l->feed.ctx, l->conf->id);
 }
 
 static Parley__Internal__BrokerBatch *reply_decode(
@@ -612,11 +611,11 @@ static void batch_reply(gw_bctx *b, nng_msg *m)
 		if (reply_resend(l, b, r, f))
 			again[nagain++] = r;
 		else
-			gw_req_complete(g, r, f, 0);
+			r->done(r, f, 0);
 	}
 	if (!bb->not_leader && (bb->n_events > 0 || bb->overflow)) {
 		pthread_mutex_lock(&l->feed_mu);
-		gw_subs_events(l->g, l->conf->id, bb);
+		l->feed.on_events(l->feed.ctx, l->conf->id, bb);
 		pthread_mutex_unlock(&l->feed_mu);
 	}
 	batch_fail(b, PARLEY__ERROR_CODE__INTERNAL); /* unanswered ones */
@@ -649,8 +648,7 @@ static void batch_lost(gw_bctx *b)
 		        r->deadline_us) == GW_RETRY_RESEND)
 			again[nagain++] = r;
 		else
-			gw_req_complete(
-			    l->g, r, NULL, PARLEY__ERROR_CODE__UNAVAILABLE);
+			r->done(r, NULL, PARLEY__ERROR_CODE__UNAVAILABLE);
 	}
 	b->n = 0;
 	batch_settle(b, again, nagain);
@@ -821,11 +819,11 @@ static void poll_reply(gw_link *l)
 		 * are real, its epoch is not the feed's any more. */
 		if (current)
 			changed = epoch_update(l, bb->epoch);
-		gw_subs_events(l->g, l->conf->id, bb);
+		l->feed.on_events(l->feed.ctx, l->conf->id, bb);
 	}
 	pthread_mutex_unlock(&l->feed_mu);
 	if (changed)
-		gw_subs_resync_group(l->g, l->conf->id, true);
+		l->feed.on_epoch(l->feed.ctx, l->conf->id);
 	pl_arena_fini(&a);
 	nng_msg_free(m);
 }
@@ -961,7 +959,7 @@ void gw_link_stop(gw_link *l)
 	while (q != NULL) {
 		gw_req *r = q;
 		q = r->next;
-		gw_req_complete(l->g, r, NULL, PARLEY__ERROR_CODE__UNAVAILABLE);
+		r->done(r, NULL, PARLEY__ERROR_CODE__UNAVAILABLE);
 	}
 	/* Aborts what is in flight; callbacks fail their batches and, seeing
 	 * stopping, start nothing new. */

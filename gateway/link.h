@@ -15,7 +15,25 @@
 /* A broker answering within this long counts as healthy (/healthz). */
 #define GW_HEALTHY_MS (3 * GW_POLL_WAIT_MS)
 
-pl_status gw_link_new(gw *g, const gw_group_conf *conf, gw_link **out);
+/* What a link tells the module above it about its group's live feed
+ * (the feed, through gateway.c). Both are called on nng threads. */
+typedef struct gw_link_feed {
+	/* Events of one BrokerBatch (borrowed for the call), in the order
+	 * the broker sent them: calls for one link never overlap (they are
+	 * made under its feed lock, which the callee may not take). */
+	void (*on_events)(
+	    void *ctx, uint16_t group, Parley__Internal__BrokerBatch *b);
+	/* The group's leader has a new epoch: it restarted and forgot the
+	 * watches. Called without the link's locks held. */
+	void (*on_epoch)(void *ctx, uint16_t group);
+	void *ctx; /* borrowed: it outlives the link */
+} gw_link_feed;
+
+/* A link to group conf (borrowed, like g: both outlive the link) that
+ * reports its feed to *feed (copied). *out is written only on success;
+ * PL_E_NOMEM otherwise. Dials nothing yet (gw_link_start). */
+pl_status gw_link_new(
+    gw *g, const gw_group_conf *conf, const gw_link_feed *feed, gw_link **out);
 pl_status gw_link_start(gw_link *l);
 void gw_link_stop(gw_link *l);
 void gw_link_free(gw_link *l);

@@ -71,6 +71,7 @@ typedef struct gw_replica {
 struct gw_link {
 	gw *g;
 	const gw_group_conf *conf;
+	gw_link_feed feed; /* what the feed is told (gw_link_new) */
 	gw_replica reps[GW_REPLICAS_MAX];
 	int nrep;
 	uint32_t timeout_ms; /* per batch: shorter with several replicas */

@@ -9,7 +9,14 @@
 #include "gateway/conn.h"
 
 typedef struct gw_req gw_req;
-typedef struct gw_multi gw_multi;
+
+/* How a request ends: called once, by the link, with the broker's reply
+ * (borrowed for the call), or with f NULL when the request failed with
+ * code (a parley.ErrorCode: unavailable, internal). It takes r: it must
+ * free it (gw_req_free). Runs on an nng thread; for a request in a batch
+ * it is called without the link's locks held, for one failed at submit
+ * by the submitter's own thread. */
+typedef void gw_req_done_fn(gw_req *r, Parley__ServerFrame *f, int code);
 
 typedef enum gw_req_kind {
 	GW_REQ_CLIENT,    /* reply goes to the client as is */
@@ -32,7 +39,9 @@ enum {
 struct gw_req {
 	gw_req *next;
 	gw_conn *conn; /* reference held; NULL for watch changes */
-	gw_multi *multi;
+	/* Set by whoever makes it: what its reply is for (see above). */
+	gw_req_done_fn *done;
+	void *ctx; /* done's, borrowed: it outlives the request */
 	uint64_t client_id;
 	uint64_t sub_id;
 	int64_t t0_us;
@@ -55,10 +64,17 @@ struct gw_req {
  * gateway process (a bijection of a counter), random across gateways
  * and restarts (keyed by the boot value), never 0. */
 uint64_t gw_origin_next(gw *g);
-/* Packs GwRequest{caller of c, frame, watch} into a new request. */
+/* Packs GwRequest{caller of c, frame, watch} into a new request that
+ * ends by calling done(r, f, code) with ctx in r->ctx. NULL when out of
+ * memory. c and f are borrowed; the request holds a reference on c
+ * unless it is a watch change. */
 gw_req *gw_req_new(gw_conn *c, gw_req_kind kind, const Parley__ClientFrame *f,
-    const Parley__Internal__Watch *w);
+    const Parley__Internal__Watch *w, gw_req_done_fn *done, void *ctx);
+/* Drops the reference on the connection and frees r; accepts NULL. */
 void gw_req_free(gw_req *r);
+/* The done of a client's own request (ctx: the gw): the reply goes to
+ * the client under its request id; a failure becomes an error reply. */
+gw_req_done_fn gw_req_client_done;
 void gw_caller_fill(const gw_conn *c, Parley__Internal__Caller *caller);
 
 #endif /* PARLEY_GW_REQ_H */

@@ -7,7 +7,6 @@
 #define PARLEY_GW_REQUEST_H
 
 #include "gateway/conn.h"
-#include "gateway/req.h"
 
 /* Requests one connection may have in flight: pipelining is allowed,
  * unbounded pipelining would let one client fill the broker queue. */
@@ -15,8 +14,5 @@
 
 /* Handles one client frame's payload (borrowed for the call). */
 void gw_request_handle(gw_conn *c, const uint8_t *payload, size_t len);
-/* Delivers a broker reply (f may be NULL: the batch failed with code)
- * and frees r. */
-void gw_req_complete(gw *g, gw_req *r, Parley__ServerFrame *f, int code);
 
 #endif /* PARLEY_GW_REQUEST_H */
