@@ -3,7 +3,7 @@
  * the read loop and its length-prefixed framing, the bytes-bounded send
  * queue whose frames are coalesced into one nng_stream_send, Goodbye and
  * close, deadlines checked by the sweeper, and the final free. Lifetime
- * and lock rules are in gw_internal.h; each outstanding read or write
+ * and lock rules are in core.h; each outstanding read or write
  * holds a reference so a callback never outlives its connection.
  *
  * The transport seam: a WebSocket connection (c->ws set, upgraded by

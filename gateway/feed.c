@@ -2,7 +2,7 @@
  * feed.c - subscriptions: the room -> local subscriptions map, watch
  * changes sent to brokers, live events from the feed fanned out through
  * each subscription's cursor (cursor.c), and history catch-up pages.
- * Everything here runs under g->subs_mu (see gw_internal.h for order);
+ * Everything here runs under g->subs_mu (see core.h for order);
  * sends to connections take conn->mu inside it.
  */
 #include <inttypes.h>

@@ -180,7 +180,7 @@ gw_cursor_act gw_cursor_resync(gw_cursor *c);
 
 /* ------------------------------------------------------------------ */
 /* Failover policy (docs/replication.md "Gateways follow leadership").
- * Pure: link.c asks it what to do with each request whose attempt did
+ * Pure: link_batch.c asks it what to do with each request whose attempt did
  * not end in a usable answer. */
 
 /* How one attempt of a request ended. */

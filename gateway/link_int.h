@@ -95,11 +95,48 @@ struct gw_link {
 	 * sent them. */
 	nng_aio *paio;
 	nng_aio *psaio; /* the wait before the next poll */
-	int poll_phase; /* link.c: what paio is doing */
+	int poll_phase; /* link_poll.c: what paio is doing */
 	int poll_rep;   /* under mu: the replica the poll went to */
 	pthread_mutex_t feed_mu;
 	char epoch[64];
 	_Atomic int64_t last_ok_us;
 };
+
+/* link.c */
+/* Decodes a BrokerBatch into a (initialised here; the caller finishes
+ * it in every case). NULL when it does not decode (logged). */
+Parley__Internal__BrokerBatch *gw_link_reply_decode(
+    gw_link *l, nng_msg *m, pl_arena *a);
+
+/* link_replica.c */
+/* Opens replica rp's socket, its poll context, and dials (without
+ * waiting). An nng error code, 0 on success. */
+int gw_link_replica_open(gw_replica *rp);
+/* Whether the replica has a connection now. */
+bool gw_link_replica_up(gw_replica *rp);
+/* With l->mu held: replica `from` answered that it does not lead;
+ * hint is the leader it names, if any. */
+void gw_link_leader_moved_locked(gw_link *l, int from, const char *hint);
+/* With l->mu held: replica `from` did not answer. */
+void gw_link_leader_lost_locked(gw_link *l, int from);
+/* With l->mu held: the replica a batch for the leader goes to now. */
+int gw_link_leader_dest_locked(gw_link *l);
+
+/* link_batch.c */
+/* The callbacks of a batch slot's aio and of the hold's wake-up. */
+void gw_link_bctx_cb(void *arg);
+void gw_link_kick_cb(void *arg);
+/* Ends every request b still holds with code (their done callbacks). */
+void gw_link_batch_fail(gw_bctx *b, int code);
+
+/* link_poll.c */
+/* Sends the next poll to the leader (or waits when none is known). */
+void gw_link_poll_send(gw_link *l);
+/* The callbacks of the poll's aio and of the wait between polls. */
+void gw_link_poll_cb(void *arg);
+void gw_link_poll_sleep_cb(void *arg);
+/* A batch reply from the leader carried epoch: a change is told to the
+ * feed (on_epoch). Takes feed_mu. */
+void gw_link_batch_epoch(gw_link *l, const char *epoch);
 
 #endif /* PARLEY_GW_LINK_INT_H */
