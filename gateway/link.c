@@ -49,8 +49,8 @@ pl_status gw_link_new(
 	pthread_mutex_init(&l->feed_mu, NULL);
 	l->ctxs = calloc(l->nctx, sizeof(*l->ctxs));
 	if (l->ctxs == NULL ||
-	    gw_lanes_init(&l->lanes, (size_t)l->nctx * GW_BATCH_REQS_MAX) !=
-	        PL_OK) {
+	    gw_lanes_init(
+	        &l->lanes, (size_t)l->nctx * GW_LINK_BATCH_REQS_MAX) != PL_OK) {
 		gw_link_free(l);
 		return PL_E_NOMEM;
 	}

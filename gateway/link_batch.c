@@ -44,7 +44,7 @@ static void pinned_take_locked(
 	size_t bytes = 0, reply = 0;
 	b->n = 0;
 	b->nlanes = 0;
-	while (*head != NULL && b->n < GW_BATCH_REQS_MAX) {
+	while (*head != NULL && b->n < GW_LINK_BATCH_REQS_MAX) {
 		gw_req *r = *head;
 		if (b->n > 0 && (bytes + r->len + GW_REQ_OVERHEAD_BYTES >
 		                        GW_BATCH_BYTES_MAX ||
@@ -65,7 +65,7 @@ static void pinned_take_locked(
  * until batch_settle. */
 static void lanes_take_locked(gw_link *l, gw_bctx *b)
 {
-	b->n = gw_lanes_take(&l->lanes, b->reqs, GW_BATCH_REQS_MAX);
+	b->n = gw_lanes_take(&l->lanes, b->reqs, GW_LINK_BATCH_REQS_MAX);
 	for (uint32_t i = 0; i < b->n; i++)
 		b->lanes[i] = b->reqs[i]->lane;
 	b->nlanes = b->n;
@@ -139,7 +139,7 @@ static void batch_settle(gw_bctx *b, gw_req **again, uint32_t nagain)
 		/* Counted against broker_queue_max when first queued and not
 		 * refused now: at most nctx batches come back at once, so
 		 * the queue stays within broker_queue_max + nctx x
-		 * GW_BATCH_REQS_MAX. */
+		 * GW_LINK_BATCH_REQS_MAX. */
 		l->qlen += l->lanes.queued - before;
 	}
 	gw_lanes_release(&l->lanes, b->lanes, b->nlanes);
@@ -164,6 +164,7 @@ static bool batch_send_locked(gw_bctx *b)
 	gw_link *l = b->link;
 	const char *gwid = l->g->conf->id;
 	nng_msg *m;
+	PL_ASSERT(b->n <= GW_LINK_BATCH_REQS_MAX);
 	b->base = atomic_fetch_add(&l->g->req_ids, b->n) + 1;
 	if (nng_msg_alloc(&m, batch_size(b, gwid)) != 0)
 		return false;
@@ -308,7 +309,7 @@ static void batch_reply(gw_bctx *b, nng_msg *m)
 	gw_link *l = b->link;
 	gw *g = l->g;
 	pl_arena a = {0};
-	gw_req *again[GW_BATCH_REQS_MAX];
+	gw_req *again[GW_LINK_BATCH_REQS_MAX];
 	uint32_t nagain = 0;
 	pl_hist_record(
 	    g->m.broker_rtt->hist, (uint64_t)(pl_mono_us() - b->t0_us));
@@ -355,7 +356,7 @@ static void batch_reply(gw_bctx *b, nng_msg *m)
 static void batch_lost(gw_bctx *b)
 {
 	gw_link *l = b->link;
-	gw_req *again[GW_BATCH_REQS_MAX];
+	gw_req *again[GW_LINK_BATCH_REQS_MAX];
 	uint32_t nagain = 0;
 	if (!b->pinned) {
 		pthread_mutex_lock(&l->mu);

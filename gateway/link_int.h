@@ -14,8 +14,17 @@
 #include "gateway/lane.h"
 #include "gateway/link.h"
 
-/* A batch takes at most this many requests (internals.md). */
-#define GW_BATCH_REQS_MAX 256
+/* Requests in one GwBatch the link builds (internals.md): a batch slot
+ * holds this many, and a lane hash is sized for every slot's worth.
+ *
+ * It must not exceed what a broker accepts in one GwBatch: the broker
+ * refuses a larger one as malformed, every request in it lost. That
+ * bound is GW_BATCH_REQS_MAX (1024) in broker/group.c, which the gateway
+ * may not include (tests/layers.sh), so it cannot be checked here yet.
+ * Once proto/ exports the broker's bound, assert
+ *   GW_LINK_BATCH_REQS_MAX <= <that bound>
+ * here with _Static_assert. */
+#define GW_LINK_BATCH_REQS_MAX 256
 #define GW_POLL_EVENTS_MAX 4096
 /* After a failed poll, wait before polling again: no busy loop while a
  * broker is down. */
@@ -31,15 +40,16 @@ typedef struct gw_bctx {
 	gw_link *link;
 	nng_ctx ctx[GW_REPLICAS_MAX];
 	nng_aio *aio;
-	gw_req *reqs[GW_BATCH_REQS_MAX];
+	gw_req *reqs[GW_LINK_BATCH_REQS_MAX];
 	/* The lane of each request taken (reqs[i] may be gone): released
 	 * when the batch is settled. */
-	uint64_t lanes[GW_BATCH_REQS_MAX];
+	uint64_t lanes[GW_LINK_BATCH_REQS_MAX];
 	uint32_t nlanes;
 	uint32_t n;
 	uint64_t base; /* GwRequest.id of reqs[0]; reqs[i] is base + i */
 	int64_t t0_us;
-	bool receiving;
+	/* Set by the sender, read and flipped by bctx_cb on nng's threads. */
+	_Atomic bool receiving;
 	/* Under link->mu: a batch is in flight, to replica rep; pinned: it
 	 * holds requests for that replica only. */
 	bool busy;
@@ -95,8 +105,12 @@ struct gw_link {
 	 * sent them. */
 	nng_aio *paio;
 	nng_aio *psaio; /* the wait before the next poll */
-	int poll_phase; /* link_poll.c: what paio is doing */
-	int poll_rep;   /* under mu: the replica the poll went to */
+	/* What paio is doing (link_poll.c): set by the sender, read by
+	 * poll_cb on another thread. */
+	_Atomic int poll_phase;
+	/* The replica the poll went to: written under mu, also read by
+	 * poll_cb without it. */
+	_Atomic int poll_rep;
 	pthread_mutex_t feed_mu;
 	char epoch[64];
 	_Atomic int64_t last_ok_us;
