@@ -332,6 +332,17 @@ static void slow_locked(gw_conn *c)
 	goodbye_locked(c, PARLEY__ERROR_CODE__OVERLOADED, "slow consumer");
 }
 
+/* A frame that goes nowhere is counted: a closing connection's late
+ * replies, or no memory for the queue. (A slow consumer's is counted
+ * as the slow consumer.) */
+static void send_dropped(gw_conn *c, pl_status st)
+{
+	if (st == PL_E_CLOSED)
+		pl_metric_inc(c->g->m.sends_dropped[0], 1);
+	else if (st == PL_E_NOMEM)
+		pl_metric_inc(c->g->m.sends_dropped[1], 1);
+}
+
 pl_status gw_conn_send(gw_conn *c, const Parley__ServerFrame *f)
 {
 	if (f->body_case == PARLEY__SERVER_FRAME__BODY_ERROR &&
@@ -344,6 +355,7 @@ pl_status gw_conn_send(gw_conn *c, const Parley__ServerFrame *f)
 	else if (st == PL_OK)
 		kick_locked(c);
 	pthread_mutex_unlock(&c->mu);
+	send_dropped(c, st);
 	return st;
 }
 
@@ -361,6 +373,7 @@ pl_status gw_conn_send_bytes(gw_conn *c, const uint8_t *buf, size_t n)
 		slow_locked(c);
 	}
 	pthread_mutex_unlock(&c->mu);
+	send_dropped(c, st);
 	return st;
 }
 

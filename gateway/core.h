@@ -58,6 +58,11 @@ typedef struct gw_mset {
 	pl_metric *http_bad;
 	pl_metric *http_timeouts[2]; /* request head, keep-alive idle */
 	pl_metric *http_refused[2];  /* per address, connections_max */
+	/* Drops that would otherwise be silent. */
+	pl_metric *sends_dropped[2];  /* to a closing conn, out of memory */
+	pl_metric *events_dropped[2]; /* invalid, not encodable */
+	pl_metric *watch_dropped;
+	pl_metric *replies_unmatched;
 } gw_mset;
 
 /* A client's address, as counted by the HTTP port's per-address cap

@@ -217,7 +217,10 @@ static void watch_send(gw *g, const gw_sub *s, bool on)
 		PL_WARN(GW_MOD, "event=watch_dropped room=%s on=%d",
 		    s->room_str, (int)on);
 		gw_req_free(r);
+		r = NULL;
 	}
+	if (r == NULL) /* no link for the room, no memory, or refused */
+		pl_metric_inc(g->m.watch_dropped, 1);
 }
 
 static void retry_mark(gw *g, gw_sub *s)
@@ -561,8 +564,10 @@ static void event_fanout(
 			act(g, s, a);
 			continue;
 		}
-		if (n == 0 && (n = event_encode(ev, buf, cap)) == 0)
+		if (n == 0 && (n = event_encode(ev, buf, cap)) == 0) {
+			pl_metric_inc(g->m.events_dropped[1], 1);
 			return;
+		}
 		if (gw_conn_send_bytes(s->conn, *buf, n) == PL_OK && msg &&
 		    ev->message->ts_us > 0)
 			pl_hist_record(g->m.deliver->hist,
@@ -579,11 +584,13 @@ void gw_subs_events(gw *g, uint16_t group, Parley__Internal__BrokerBatch *b)
 	for (size_t i = 0; i < b->n_events; i++) {
 		Parley__Event *ev = b->events[i];
 		uint64_t room;
-		if (ev->room == NULL || pl_room_parse(ev->room, &room) != PL_OK)
+		if (ev->room == NULL ||
+		    pl_room_parse(ev->room, &room) != PL_OK ||
+		    (ev->ev_case == PARLEY__EVENT__EV_MESSAGE &&
+		        ev->message == NULL)) {
+			pl_metric_inc(g->m.events_dropped[0], 1);
 			continue;
-		if (ev->ev_case == PARLEY__EVENT__EV_MESSAGE &&
-		    ev->message == NULL)
-			continue;
+		}
 		gw_room *rm = room_find(g, room);
 		if (rm != NULL)
 			event_fanout(g, rm, ev, &buf, &cap);

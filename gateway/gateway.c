@@ -83,6 +83,24 @@ static void metrics_register(gw *g)
 	m->http_refused[1] = pl_metrics_add(r, PL_METRIC_COUNTER,
 	    "parley_gateway_http_refused_total{reason=\"connections_max\"}",
 	    "HTTP connections refused at accept");
+	m->sends_dropped[0] = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_gateway_sends_dropped_total{reason=\"closing\"}",
+	    "Frames for a client dropped (slow consumers are counted apart)");
+	m->sends_dropped[1] = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_gateway_sends_dropped_total{reason=\"nomem\"}",
+	    "Frames for a client dropped (slow consumers are counted apart)");
+	m->events_dropped[0] = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_gateway_feed_events_dropped_total{reason=\"invalid\"}",
+	    "Live feed events fanned out to no subscriber");
+	m->events_dropped[1] = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_gateway_feed_events_dropped_total{reason=\"encode\"}",
+	    "Live feed events fanned out to no subscriber");
+	m->watch_dropped = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_gateway_watch_dropped_total",
+	    "Watch changes not sent to a broker (best effort)");
+	m->replies_unmatched = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_gateway_broker_replies_unmatched_total",
+	    "Broker replies that match no request of their batch (ignored)");
 }
 
 pl_status gw_new(const gw_config *conf, gw **out)

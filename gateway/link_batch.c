@@ -330,6 +330,7 @@ static void batch_reply(gw_bctx *b, nng_msg *m)
 			    "base=%llu n=%u",
 			    (unsigned)l->conf->id, (unsigned long long)f->id,
 			    (unsigned long long)b->base, b->n);
+			pl_metric_inc(g->m.replies_unmatched, 1);
 			continue; /* not ours: ignore rather than trust */
 		}
 		gw_req *r = b->reqs[idx];
