@@ -10,8 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gateway/conn.h"
 #include "gateway/feed.h"
 #include "gateway/link.h"
+#include "gateway/req.h"
 
 #define ROOMS_BUCKETS_MIN 1024
 

@@ -17,7 +17,6 @@
  * it.
  */
 #include <stdlib.h>
-#include <string.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>

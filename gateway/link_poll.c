@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include <nng/nng.h>
-#include <nng/supplemental/util/platform.h>
 
 #include "gateway/link_int.h"
 

@@ -9,8 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gateway/conn.h"
 #include "gateway/link.h"
 #include "gateway/multi.h"
+#include "gateway/req.h"
 
 #define LIST_LIMIT_DEFAULT 100
 #define LIST_LIMIT_MAX 1000

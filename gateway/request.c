@@ -12,9 +12,12 @@
 
 #include <sodium.h>
 
+#include "gateway/conn.h"
+#include "gateway/core.h"
 #include "gateway/feed.h"
 #include "gateway/link.h"
 #include "gateway/multi.h"
+#include "gateway/req.h"
 #include "gateway/request.h"
 #include "proto/token.h"
 
