@@ -10,7 +10,8 @@
 
 #include <ini.h>
 
-#include "gateway/gw_internal.h"
+#include "gateway/gateway.h"
+#include "proto/codec.h"
 
 /* Broker request contexts: enough batches in flight to hide a group
  * commit's fsync, few enough that each stays full under load. */
@@ -132,14 +133,13 @@ static const struct u32_key u32_keys[] = {
     {"connections_max", offsetof(gw_config, connections_max), 1, 10000000},
     {"idle_ms", offsetof(gw_config, idle_ms), 100, 86400000},
     {"hello_timeout_ms", offsetof(gw_config, hello_timeout_ms), 100, 3600000},
-    {"http_header_timeout_ms", offsetof(gw_config, http_header_timeout_ms),
-        100, 3600000},
-    {"http_keepalive_ms", offsetof(gw_config, http_keepalive_ms), 100,
+    {"http_header_timeout_ms", offsetof(gw_config, http_header_timeout_ms), 100,
         3600000},
-    {"http_header_bytes_max", offsetof(gw_config, http_header_bytes_max),
-        1024, 65536},
-    {"http_connections_per_address",
-        offsetof(gw_config, http_conns_per_addr), 1, 10000000},
+    {"http_keepalive_ms", offsetof(gw_config, http_keepalive_ms), 100, 3600000},
+    {"http_header_bytes_max", offsetof(gw_config, http_header_bytes_max), 1024,
+        65536},
+    {"http_connections_per_address", offsetof(gw_config, http_conns_per_addr),
+        1, 10000000},
     {"broker_timeout_ms", offsetof(gw_config, broker_timeout_ms), 10, 600000},
     {"replica_timeout_ms", offsetof(gw_config, replica_timeout_ms), 10, 600000},
     {"failover_ms", offsetof(gw_config, failover_ms), 0, 600000},

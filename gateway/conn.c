@@ -3,7 +3,7 @@
  * the read loop and its length-prefixed framing, the bytes-bounded send
  * queue whose frames are coalesced into one nng_stream_send, Goodbye and
  * close, deadlines checked by the sweeper, and the final free. Lifetime
- * and lock rules are in gw_internal.h; each outstanding read or write
+ * and lock rules are in core.h; each outstanding read or write
  * holds a reference so a callback never outlives its connection.
  *
  * The transport seam: a WebSocket connection (c->ws set, upgraded by
@@ -15,7 +15,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/gw_internal.h"
+#include "gateway/conn.h"
+
+/* Receive buffer starts small (idle connections are the common case)
+ * and grows to the largest frame, then shrinks back when empty. */
+#define GW_RBUF_BYTES_MIN 512
+_Static_assert(GW_RBUF_BYTES_MIN >= PL_FRAME_HEADER_BYTES,
+    "a frame header must fit the smallest receive buffer");
+/* A connection being closed with a Goodbye gets this long to flush what
+ * is already on its way to the socket, then the Goodbye: a close comes
+ * at a frame boundary unless the client reads nothing for this long. */
+#define GW_CLOSE_FLUSH_MS 10000
+/* A WebSocket message may carry several frames: a message is bounded to
+ * this many of the largest (over it: close 1009). */
+#define GW_WS_MSG_FRAMES_MAX 4
 
 static void read_cb(void *arg);
 static void write_cb(void *arg);
@@ -29,6 +42,18 @@ static const char *transport_name(int t)
 	return t == GW_WS ? "ws" : "tcp";
 }
 
+/* Hands a connection whose last reference is gone to the sweeper
+ * (gateway.c), which stops its aios and frees it off the callback
+ * thread. */
+static void reap_push(gw *g, gw_conn *c)
+{
+	pthread_mutex_lock(&g->reap_mu);
+	c->reap_next = g->reap;
+	g->reap = c;
+	pthread_cond_signal(&g->reap_cv);
+	pthread_mutex_unlock(&g->reap_mu);
+}
+
 void gw_conn_ref(gw_conn *c)
 {
 	atomic_fetch_add(&c->refs, 1);
@@ -37,7 +62,7 @@ void gw_conn_ref(gw_conn *c)
 void gw_conn_unref(gw_conn *c)
 {
 	if (atomic_fetch_sub(&c->refs, 1) == 1)
-		gw_reap_push(c->g, c);
+		reap_push(c->g, c);
 }
 
 static bool table_insert(gw *g, gw_conn *c)
@@ -108,17 +133,16 @@ static gw_conn *conn_new(
 {
 	gw_conn *c = calloc(1, sizeof(*c));
 	if (c == NULL || (c->rbuf = malloc(GW_RBUF_BYTES_MIN)) == NULL ||
-	    (transport == GW_WS &&
-	        (c->ws = malloc(sizeof(*c->ws))) == NULL) ||
+	    (transport == GW_WS && (c->ws = malloc(sizeof(*c->ws))) == NULL) ||
 	    nng_aio_alloc(&c->raio, read_cb, c) != 0 ||
 	    nng_aio_alloc(&c->waio, write_cb, c) != 0) {
 		PL_WARN(GW_MOD, "event=accept_refused reason=nomem");
 		goto fail;
 	}
 	if (c->ws != NULL)
-		gw_ws_rx_init(c->ws, (uint64_t)GW_WS_MSG_FRAMES_MAX *
-		                         (g->conf->frame_bytes_max +
-		                             PL_FRAME_HEADER_BYTES));
+		gw_ws_rx_init(c->ws,
+		    (uint64_t)GW_WS_MSG_FRAMES_MAX *
+		        (g->conf->frame_bytes_max + PL_FRAME_HEADER_BYTES));
 	c->g = g;
 	c->stream = s;
 	c->transport = (uint8_t)transport;
@@ -147,7 +171,7 @@ fail:
 		free(c);
 	}
 	if (peer != NULL)
-		gw_httpd_peer_put(g, peer);
+		g->conn_hooks.peer_put(g, peer);
 	nng_stream_free(s);
 	return NULL;
 }
@@ -251,8 +275,8 @@ static pl_status append_frame_locked(
 
 /* Called with mu held: a WebSocket control frame (RFC 6455 5.5). A
  * close frame carries the code and as much of reason as fits. */
-static void ws_control_locked(gw_conn *c, int op, uint16_t code,
-    const uint8_t *payload, size_t len)
+static void ws_control_locked(
+    gw_conn *c, int op, uint16_t code, const uint8_t *payload, size_t len)
 {
 	uint8_t body[GW_WS_CTL_BYTES_MAX];
 	if (op == GW_WS_OP_CLOSE) {
@@ -308,6 +332,17 @@ static void slow_locked(gw_conn *c)
 	goodbye_locked(c, PARLEY__ERROR_CODE__OVERLOADED, "slow consumer");
 }
 
+/* A frame that goes nowhere is counted: a closing connection's late
+ * replies, or no memory for the queue. (A slow consumer's is counted
+ * as the slow consumer.) */
+static void send_dropped(gw_conn *c, pl_status st)
+{
+	if (st == PL_E_CLOSED)
+		pl_metric_inc(c->g->m.sends_dropped[0], 1);
+	else if (st == PL_E_NOMEM)
+		pl_metric_inc(c->g->m.sends_dropped[1], 1);
+}
+
 pl_status gw_conn_send(gw_conn *c, const Parley__ServerFrame *f)
 {
 	if (f->body_case == PARLEY__SERVER_FRAME__BODY_ERROR &&
@@ -320,6 +355,7 @@ pl_status gw_conn_send(gw_conn *c, const Parley__ServerFrame *f)
 	else if (st == PL_OK)
 		kick_locked(c);
 	pthread_mutex_unlock(&c->mu);
+	send_dropped(c, st);
 	return st;
 }
 
@@ -337,6 +373,7 @@ pl_status gw_conn_send_bytes(gw_conn *c, const uint8_t *buf, size_t n)
 		slow_locked(c);
 	}
 	pthread_mutex_unlock(&c->mu);
+	send_dropped(c, st);
 	return st;
 }
 
@@ -419,7 +456,7 @@ static void write_cb(void *arg)
 	if (rv == 0 && !close_now && atomic_load(&c->catchup_waiting) &&
 	    unsent <= GW_CATCHUP_BUDGET(c->g) &&
 	    atomic_exchange(&c->catchup_waiting, false))
-		gw_subs_resume(c);
+		c->g->conn_hooks.drained(c);
 	if (close_now)
 		gw_conn_close(c, rv != 0 ? nng_strerror(rv) : "goodbye sent");
 	gw_conn_unref(c);
@@ -528,7 +565,7 @@ static bool read_frames(gw_conn *c)
 			framing_error(c, c->rbuf + off, st);
 			return false;
 		}
-		gw_request_handle(
+		c->g->conn_hooks.frame(
 		    c, c->rbuf + off + PL_FRAME_HEADER_BYTES, plen);
 		off += PL_FRAME_HEADER_BYTES + plen;
 		if (conn_closing(c))
@@ -559,7 +596,8 @@ static void ws_end(gw_conn *c, gw_ws_ev ev)
 		ws_control_locked(c, GW_WS_OP_CLOSE, GW_WS_CLOSE_NORMAL,
 		    (const uint8_t *)"", 0);
 		c->closing = true;
-		c->close_at_us = pl_mono_us() + (int64_t)GW_CLOSE_FLUSH_MS * 1000;
+		c->close_at_us =
+		    pl_mono_us() + (int64_t)GW_CLOSE_FLUSH_MS * 1000;
 		kick_locked(c);
 	}
 	pthread_mutex_unlock(&c->mu);
@@ -657,7 +695,7 @@ void gw_conn_close(gw_conn *c, const char *reason)
 	/* Aborts the outstanding read and write: their callbacks drop their
 	 * references. */
 	nng_stream_close(c->stream);
-	gw_subs_drop_conn(c);
+	c->g->conn_hooks.closing(c);
 	table_remove(c->g, c);
 	pl_metric_inc(c->g->m.conns[c->transport], -1);
 	PL_DEBUG(GW_MOD, "event=conn_close conn=%llu reason=\"%s\"",
@@ -702,7 +740,7 @@ void gw_conn_destroy(gw_conn *c)
 	free(c->pend);
 	free(c->out);
 	free(c->ws);
-	gw_httpd_peer_put(c->g, &c->peer);
+	c->g->conn_hooks.peer_put(c->g, &c->peer);
 	atomic_fetch_sub(&c->g->conns_alive, 1);
 	free(c);
 }

@@ -2,12 +2,13 @@
  * failover.c - the gateway's failover policy, kept pure so a table can
  * test it: which requests may be sent again when their outcome is
  * unknown, how long the gateway keeps trying, and which replica a
- * leader_hint names. link.c applies it; docs/replication.md ("Gateways
+ * leader_hint names. link_batch.c applies it; docs/replication.md ("Gateways
  * follow leadership") is the behaviour it implements.
  */
 #include <string.h>
 
-#include "gateway/gw_internal.h"
+#include "gateway/gateway.h"
+#include "proto/codec.h"
 
 bool gw_resend_safe(int op, bool has_msg_id, bool has_idem_key)
 {

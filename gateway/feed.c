@@ -2,7 +2,7 @@
  * feed.c - subscriptions: the room -> local subscriptions map, watch
  * changes sent to brokers, live events from the feed fanned out through
  * each subscription's cursor (cursor.c), and history catch-up pages.
- * Everything here runs under g->subs_mu (see gw_internal.h for order);
+ * Everything here runs under g->subs_mu (see core.h for order);
  * sends to connections take conn->mu inside it.
  */
 #include <inttypes.h>
@@ -10,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/gw_internal.h"
+#include "gateway/conn.h"
+#include "gateway/feed.h"
+#include "gateway/link.h"
+#include "gateway/req.h"
 
 #define ROOMS_BUCKETS_MIN 1024
 
@@ -174,6 +177,8 @@ static void sub_remove(gw *g, gw_sub *s)
 	free(s);
 }
 
+static gw_req_done_fn watch_done, subscribed_done, page_done;
+
 static void watch_fill(const gw_sub *s, bool on, Parley__Internal__Watch *w)
 {
 	const gw_conn *c = s->conn;
@@ -208,12 +213,16 @@ static void watch_send(gw *g, const gw_sub *s, bool on)
 	gw_link *l = gw_link_find(g, pl_room_group(s->room));
 	watch_fill(s, on, &w);
 	gw_req *r =
-	    l != NULL ? gw_req_new(s->conn, GW_REQ_WATCH, &f, &w) : NULL;
+	    l != NULL ? gw_req_new(s->conn, GW_REQ_WATCH, &f, &w, watch_done, g)
+	              : NULL;
 	if (r != NULL && gw_link_submit(l, r) != PL_OK) {
 		PL_WARN(GW_MOD, "event=watch_dropped room=%s on=%d",
 		    s->room_str, (int)on);
 		gw_req_free(r);
+		r = NULL;
 	}
+	if (r == NULL) /* no link for the room, no memory, or refused */
+		pl_metric_inc(g->m.watch_dropped, 1);
 }
 
 static void retry_mark(gw *g, gw_sub *s)
@@ -248,7 +257,7 @@ static void fetch(gw *g, gw_sub *s)
 	f.body_case = PARLEY__CLIENT_FRAME__BODY_HISTORY;
 	f.history = &h;
 	gw_link *l = gw_link_find(g, pl_room_group(s->room));
-	gw_req *r = gw_req_new(s->conn, GW_REQ_CATCHUP, &f, NULL);
+	gw_req *r = gw_req_new(s->conn, GW_REQ_CATCHUP, &f, NULL, page_done, g);
 	if (r != NULL) {
 		r->sub_id = s->id;
 		if (l != NULL && gw_link_submit(l, r) == PL_OK)
@@ -292,7 +301,7 @@ static void subscribe_locked(
 	gw_req *r = NULL;
 	if (s != NULL) {
 		watch_fill(s, true, &w);
-		r = gw_req_new(c, GW_REQ_SUBSCRIBE, f, &w);
+		r = gw_req_new(c, GW_REQ_SUBSCRIBE, f, &w, subscribed_done, g);
 	}
 	if (r == NULL) {
 		if (s != NULL)
@@ -371,7 +380,7 @@ void gw_subs_unsubscribe(gw_conn *c, const Parley__ClientFrame *f)
 	}
 	Parley__Internal__Watch w = PARLEY__INTERNAL__WATCH__INIT;
 	watch_fill(s, false, &w);
-	gw_req *r = gw_req_new(c, GW_REQ_CLIENT, f, &w);
+	gw_req *r = gw_req_new(c, GW_REQ_CLIENT, f, &w, gw_req_client_done, g);
 	sub_remove(g, s);
 	pl_status st =
 	    r != NULL ? gw_link_submit(gw_link_find(g, pl_room_group(room)), r)
@@ -397,7 +406,15 @@ void gw_subs_drop_conn(gw_conn *c)
 
 /* ---- broker replies for subscriptions ---- */
 
-void gw_subs_on_subscribed(gw *g, gw_req *r, Parley__ServerFrame *f, int code)
+/* A watch change's reply is dropped: nobody waits for it. */
+static void watch_done(gw_req *r, Parley__ServerFrame *f, int code)
+{
+	(void)f;
+	(void)code;
+	gw_req_free(r);
+}
+
+static void on_subscribed(gw *g, gw_req *r, Parley__ServerFrame *f, int code)
 {
 	Parley__Error e = PARLEY__ERROR__INIT;
 	Parley__ServerFrame ef = PARLEY__SERVER_FRAME__INIT;
@@ -475,7 +492,13 @@ static bool page_refused(gw *g, gw_sub *s, const Parley__ServerFrame *f)
 	return true;
 }
 
-void gw_subs_on_page(gw *g, gw_req *r, Parley__ServerFrame *f, int code)
+static void subscribed_done(gw_req *r, Parley__ServerFrame *f, int code)
+{
+	on_subscribed(r->ctx, r, f, code);
+	gw_req_free(r);
+}
+
+static void on_page(gw *g, gw_req *r, Parley__ServerFrame *f, int code)
 {
 	(void)code;
 	pthread_mutex_lock(&g->subs_mu);
@@ -497,6 +520,12 @@ void gw_subs_on_page(gw *g, gw_req *r, Parley__ServerFrame *f, int code)
 	}
 	act(g, s, gw_cursor_page_end(&s->cur, p->more));
 	pthread_mutex_unlock(&g->subs_mu);
+}
+
+static void page_done(gw_req *r, Parley__ServerFrame *f, int code)
+{
+	on_page(r->ctx, r, f, code);
+	gw_req_free(r);
 }
 
 /* ---- live feed ---- */
@@ -537,8 +566,10 @@ static void event_fanout(
 			act(g, s, a);
 			continue;
 		}
-		if (n == 0 && (n = event_encode(ev, buf, cap)) == 0)
+		if (n == 0 && (n = event_encode(ev, buf, cap)) == 0) {
+			pl_metric_inc(g->m.events_dropped[1], 1);
 			return;
+		}
 		if (gw_conn_send_bytes(s->conn, *buf, n) == PL_OK && msg &&
 		    ev->message->ts_us > 0)
 			pl_hist_record(g->m.deliver->hist,
@@ -547,20 +578,21 @@ static void event_fanout(
 }
 
 /* Called with l->feed_mu held, for a BrokerBatch with events. */
-void gw_subs_events(gw_link *l, Parley__Internal__BrokerBatch *b)
+void gw_subs_events(gw *g, uint16_t group, Parley__Internal__BrokerBatch *b)
 {
-	gw *g = l->g;
 	uint8_t *buf = NULL;
 	size_t cap = 0;
 	pthread_mutex_lock(&g->subs_mu);
 	for (size_t i = 0; i < b->n_events; i++) {
 		Parley__Event *ev = b->events[i];
 		uint64_t room;
-		if (ev->room == NULL || pl_room_parse(ev->room, &room) != PL_OK)
+		if (ev->room == NULL ||
+		    pl_room_parse(ev->room, &room) != PL_OK ||
+		    (ev->ev_case == PARLEY__EVENT__EV_MESSAGE &&
+		        ev->message == NULL)) {
+			pl_metric_inc(g->m.events_dropped[0], 1);
 			continue;
-		if (ev->ev_case == PARLEY__EVENT__EV_MESSAGE &&
-		    ev->message == NULL)
-			continue;
+		}
 		gw_room *rm = room_find(g, room);
 		if (rm != NULL)
 			event_fanout(g, rm, ev, &buf, &cap);
@@ -568,9 +600,9 @@ void gw_subs_events(gw_link *l, Parley__Internal__BrokerBatch *b)
 	pthread_mutex_unlock(&g->subs_mu);
 	free(buf);
 	if (b->overflow) {
-		PL_WARN(GW_MOD, "event=feed_overflow group=%u",
-		    (unsigned)l->conf->id);
-		gw_subs_resync_group(g, l->conf->id, false);
+		PL_WARN(
+		    GW_MOD, "event=feed_overflow group=%u", (unsigned)group);
+		gw_subs_resync_group(g, group, false);
 	}
 }
 

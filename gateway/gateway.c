@@ -2,7 +2,7 @@
  * gateway.c - the gateway's life cycle: metrics registration, the decode
  * arena pool, the sweeper thread (deadlines, catch-up retries, freeing
  * dead connections) and the start/stop order. Locking and lifetime rules
- * are in gw_internal.h.
+ * are in core.h.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +13,18 @@
 
 #include <sodium.h>
 
-#include "gateway/gw_internal.h"
+#include "gateway/conn.h"
+#include "gateway/feed.h"
+#include "gateway/httpd_port.h"
+#include "gateway/link.h"
+#include "gateway/listen.h"
+#include "gateway/request.h"
+
+/* At stop, connections get this long to receive their goodbye: a small
+ * part of the stop deadline (PL_STOP_DEADLINE_MS). */
+#define GW_STOP_GOODBYE_MS 250
+_Static_assert(GW_STOP_GOODBYE_MS < PL_STOP_DEADLINE_MS / 4,
+    "goodbyes leave most of the stop deadline to the rest of the stop");
 
 static void metrics_register(gw *g)
 {
@@ -72,12 +83,24 @@ static void metrics_register(gw *g)
 	m->http_refused[1] = pl_metrics_add(r, PL_METRIC_COUNTER,
 	    "parley_gateway_http_refused_total{reason=\"connections_max\"}",
 	    "HTTP connections refused at accept");
-}
-
-void gw_count_error(gw *g, int code)
-{
-	if (code > 0 && code < GW_CODES)
-		pl_metric_inc(g->m.errors[code], 1);
+	m->sends_dropped[0] = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_gateway_sends_dropped_total{reason=\"closing\"}",
+	    "Frames for a client dropped (slow consumers are counted apart)");
+	m->sends_dropped[1] = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_gateway_sends_dropped_total{reason=\"nomem\"}",
+	    "Frames for a client dropped (slow consumers are counted apart)");
+	m->events_dropped[0] = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_gateway_feed_events_dropped_total{reason=\"invalid\"}",
+	    "Live feed events fanned out to no subscriber");
+	m->events_dropped[1] = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_gateway_feed_events_dropped_total{reason=\"encode\"}",
+	    "Live feed events fanned out to no subscriber");
+	m->watch_dropped = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_gateway_watch_dropped_total",
+	    "Watch changes not sent to a broker (best effort)");
+	m->replies_unmatched = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_gateway_broker_replies_unmatched_total",
+	    "Broker replies that match no request of their batch (ignored)");
 }
 
 pl_status gw_new(const gw_config *conf, gw **out)
@@ -94,6 +117,10 @@ pl_status gw_new(const gw_config *conf, gw **out)
 	g->arena_bytes = PL_ARENA_BYTES_FOR(conf->frame_bytes_max);
 	pl_metrics_init(&g->metrics);
 	metrics_register(g);
+	g->conn_hooks = (gw_conn_hooks){.frame = gw_request_handle,
+	    .closing = gw_subs_drop_conn,
+	    .drained = gw_subs_resume,
+	    .peer_put = gw_httpd_peer_put};
 	pthread_mutex_init(&g->conns_mu, NULL);
 	pthread_mutex_init(&g->reap_mu, NULL);
 	pthread_cond_init(&g->reap_cv, NULL);
@@ -106,59 +133,7 @@ pl_status gw_new(const gw_config *conf, gw **out)
 	return PL_OK;
 }
 
-/* ---- decode arenas ---- */
-
-gw_arena *gw_arena_get(gw *g)
-{
-	pthread_mutex_lock(&g->arena_mu);
-	gw_arena *a = g->arenas;
-	if (a != NULL)
-		g->arenas = a->next;
-	pthread_mutex_unlock(&g->arena_mu);
-	if (a != NULL) {
-		pl_arena_reset(&a->a);
-		return a;
-	}
-	/* The pool grows to the number of nng threads reading at once and
-	 * then stays: one arena per concurrent callback, not per frame. */
-	a = calloc(1, sizeof(*a));
-	if (a == NULL)
-		return NULL;
-	if (pl_arena_init(&a->a, NULL, g->arena_bytes) != PL_OK) {
-		free(a);
-		return NULL;
-	}
-	return a;
-}
-
-void gw_arena_put(gw *g, gw_arena *a)
-{
-	pthread_mutex_lock(&g->arena_mu);
-	a->next = g->arenas;
-	g->arenas = a;
-	pthread_mutex_unlock(&g->arena_mu);
-}
-
-static void arenas_free(gw *g)
-{
-	while (g->arenas != NULL) {
-		gw_arena *a = g->arenas;
-		g->arenas = a->next;
-		pl_arena_fini(&a->a);
-		free(a);
-	}
-}
-
 /* ---- sweeper ---- */
-
-void gw_reap_push(gw *g, gw_conn *c)
-{
-	pthread_mutex_lock(&g->reap_mu);
-	c->reap_next = g->reap;
-	g->reap = c;
-	pthread_cond_signal(&g->reap_cv);
-	pthread_mutex_unlock(&g->reap_mu);
-}
 
 /* Frees connections whose last reference is gone. Runs on the sweeper
  * thread because nng_aio_free waits for callbacks, which a callback of
@@ -228,17 +203,32 @@ static void *sweeper_main(void *arg)
 
 /* ---- start / stop ---- */
 
+/* The links report their live feeds to the subscriptions. */
+static void feed_events(
+    void *ctx, uint16_t group, Parley__Internal__BrokerBatch *b)
+{
+	gw_subs_events(ctx, group, b);
+}
+
+static void feed_epoch(void *ctx, uint16_t group)
+{
+	gw_subs_resync_group(ctx, group, true);
+}
+
 static pl_status links_start(gw *g)
 {
 	const gw_config *conf = g->conf;
+	const gw_link_feed feed = {
+	    .on_events = feed_events, .on_epoch = feed_epoch, .ctx = g};
 	for (int i = 0; i < conf->ngroups; i++) {
 		gw_link *l;
-		pl_status st = gw_link_new(g, &conf->groups[i], &l);
+		pl_status st = gw_link_new(g, &conf->groups[i], &feed, &l);
 		if (st != PL_OK)
 			return st;
 		/* Kept sorted by group: list_rooms merges in room id order. */
 		int j = g->nlinks++;
-		while (j > 0 && g->links[j - 1]->conf->id > l->conf->id) {
+		while (j > 0 &&
+		       gw_link_group(g->links[j - 1]) > gw_link_group(l)) {
 			g->links[j] = g->links[j - 1];
 			j--;
 		}
@@ -349,7 +339,7 @@ void gw_free(gw *g)
 	reap_all(g);
 	gw_httpd_free(g);
 	gw_subs_fini(g);
-	arenas_free(g);
+	gw_arenas_free(g);
 	pl_metrics_fini(&g->metrics);
 	pthread_mutex_destroy(&g->conns_mu);
 	pthread_mutex_destroy(&g->reap_mu);

@@ -4,6 +4,30 @@
  * cursor, a pure state machine kept separate so it can be unit-tested.
  * The gateway <-> broker protocol it speaks is docs/internals.md; the
  * cursor implements its "Subscription cursor" section exactly.
+ *
+ * Inside gateway/ each module has its own header, and calls point one
+ * way, down this list (a module calls only those below it; what must go
+ * up is a callback it was given):
+ *
+ *   main.c          this header only
+ *   gateway.c       life cycle, the sweeper; wires the callbacks below
+ *   listen.c        the TCP listener            listen.h
+ *   httpd.c         the HTTP port, /ws upgrade  httpd_port.h
+ *   http.c          /healthz, /metrics, files   http.h
+ *   request.c       a client frame: local answers, limits, routing
+ *                                               request.h
+ *   feed.c, multi.c subscriptions; fan-out requests
+ *                                               feed.h, multi.h
+ *   link*.c         the broker transport: replicas, batches, the poll
+ *                   (feed events up through gw_link_feed)
+ *                                               link.h (link_int.h)
+ *   lane.c          a link's per-connection queues       lane.h
+ *   req.c           a request and its done callback      req.h
+ *   conn.c          a client connection (frames, drain, close and the
+ *                   HTTP port's count up through gw_conn_hooks)  conn.h
+ *   core.c          shared state, metrics, decode arenas  core.h
+ *   ws.c, http_parse.c, cursor.c, failover.c, config.c   pure leaves
+ *                                               httpd.h, this header
  */
 #ifndef PARLEY_GATEWAY_H
 #define PARLEY_GATEWAY_H
@@ -12,6 +36,9 @@
 #include <stdint.h>
 
 #include "common/common.h"
+
+/* The module name of the gateway's log lines. */
+#define GW_MOD "gateway"
 
 /* ------------------------------------------------------------------ */
 /* Configuration.                                                      */
@@ -177,7 +204,7 @@ gw_cursor_act gw_cursor_resync(gw_cursor *c);
 
 /* ------------------------------------------------------------------ */
 /* Failover policy (docs/replication.md "Gateways follow leadership").
- * Pure: link.c asks it what to do with each request whose attempt did
+ * Pure: link_batch.c asks it what to do with each request whose attempt did
  * not end in a usable answer. */
 
 /* How one attempt of a request ended. */

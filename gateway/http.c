@@ -11,13 +11,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gateway/gw_internal.h"
+#include "gateway/http.h"
+#include "gateway/link.h"
 
 /* The demo pages are small; anything bigger is not ours to serve. */
 #define STATIC_BYTES_MAX (4u * 1024 * 1024)
 
-static void reply(gw_http_res *res, int status, const char *ctype,
-    const char *text)
+static void reply(
+    gw_http_res *res, int status, const char *ctype, const char *text)
 {
 	*res = (gw_http_res){.status = status,
 	    .ctype = ctype,
@@ -30,7 +31,7 @@ static void health(gw *g, gw_http_res *res)
 	int64_t now = pl_mono_us();
 	int up = 0;
 	for (int i = 0; i < g->nlinks; i++) {
-		int64_t ok = atomic_load(&g->links[i]->last_ok_us);
+		int64_t ok = gw_link_last_ok_us(g->links[i]);
 		if (ok != 0 && now - ok <= (int64_t)GW_HEALTHY_MS * 1000)
 			up++;
 	}

@@ -27,7 +27,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "gateway/gw_internal.h"
+#include "gateway/conn.h"
+#include "gateway/http.h"
+#include "gateway/httpd_port.h"
 
 #include <nng/supplemental/util/platform.h>
 
@@ -73,9 +75,9 @@ struct hconn {
 	/* Under mu. A read and a write are in flight together only when
 	 * the sweeper answers 408 to a read it ended. */
 	bool reading, writing;
-	bool dead;    /* the stream is closed: freed when nothing is in flight */
-	bool expired; /* the sweeper ended the current read */
-	bool linger;  /* the last reply is out: reads drop what comes */
+	bool dead; /* the stream is closed: freed when nothing is in flight */
+	bool expired;        /* the sweeper ended the current read */
+	bool linger;         /* the last reply is out: reads drop what comes */
 	int64_t deadline_us; /* of the read in flight */
 	/* Owned by the operation in flight. */
 	bool close_after; /* the reply being written ends the connection */
@@ -230,7 +232,6 @@ static bool settled_locked(const hconn *c)
 	return c->dead && !c->reading && !c->writing;
 }
 
-
 /* Called with mu held: sends what is left of the reply. A reply that
  * ends the connection releases its slot before a byte of it goes out. */
 static void write_post_locked(hconn *c)
@@ -244,8 +245,8 @@ static void write_post_locked(hconn *c)
 		    .iov_len = c->head_len - c->sent};
 	size_t boff = c->sent > c->head_len ? c->sent - c->head_len : 0;
 	if (boff < c->body_len)
-		iov[n++] = (nng_iov){.iov_buf = c->body + boff,
-		    .iov_len = c->body_len - boff};
+		iov[n++] = (nng_iov){
+		    .iov_buf = c->body + boff, .iov_len = c->body_len - boff};
 	nng_aio_set_iov(c->waio, n, iov);
 	nng_aio_set_timeout(c->waio, HTTPD_WRITE_MS);
 	c->writing = true;
@@ -342,8 +343,8 @@ static void refuse(
 static void ws_upgrade(hconn *c, int from, const gw_http_req *req)
 {
 	if (!req->upgrade_ws || !req->conn_upgrade) {
-		refuse(c, from, 400, "websocket upgrade expected on /ws\n",
-		    NULL);
+		refuse(
+		    c, from, 400, "websocket upgrade expected on /ws\n", NULL);
 		return;
 	}
 	if (req->ws_version != 13) {
@@ -352,8 +353,8 @@ static void ws_upgrade(hconn *c, int from, const gw_http_req *req)
 		return;
 	}
 	if (req->ws_key[0] == '\0') {
-		refuse(c, from, 400,
-		    "Sec-WebSocket-Key missing or malformed\n", NULL);
+		refuse(c, from, 400, "Sec-WebSocket-Key missing or malformed\n",
+		    NULL);
 		return;
 	}
 	char accept[GW_WS_ACCEPT_CHARS + 1];
@@ -394,8 +395,7 @@ static void request(hconn *c, int from, const gw_http_req *req)
 		return;
 	}
 	if (req->has_body) {
-		refuse(c, from, 413, "request bodies are not accepted\n",
-		    NULL);
+		refuse(c, from, 413, "request bodies are not accepted\n", NULL);
 		return;
 	}
 	/* The request is taken off buf; pipelined bytes stay. */
@@ -630,8 +630,8 @@ static void accept_cb(void *arg)
 	    atomic_load(&h->g->stopping))
 		return;
 	if (rv != 0) {
-		PL_WARN(GW_MOD, "event=accept_failed err=\"%s\"",
-		    nng_strerror(rv));
+		PL_WARN(
+		    GW_MOD, "event=accept_failed err=\"%s\"", nng_strerror(rv));
 		nng_msleep(10); /* out of descriptors: do not spin */
 	}
 	nng_stream_listener_accept(h->lst, h->accept_aio);

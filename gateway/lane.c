@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/gw_internal.h"
+#include "gateway/lane.h"
 
 static size_t lane_bucket(const gw_lanes *t, uint64_t id)
 {

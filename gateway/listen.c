@@ -9,7 +9,9 @@
 #include <nng/nng.h>
 #include <nng/supplemental/util/platform.h>
 
-#include "gateway/gw_internal.h"
+#include "gateway/conn.h"
+#include "gateway/httpd_port.h"
+#include "gateway/listen.h"
 
 static void accept_cb(void *arg)
 {

@@ -14,7 +14,7 @@
 #include <sodium.h>
 
 #include "proto/nng_close.h"
-#include "gateway/gw_internal.h"
+#include "gateway/gateway.h"
 
 static void usage(FILE *f)
 {

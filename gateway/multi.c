@@ -9,10 +9,38 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/gw_internal.h"
+#include "gateway/conn.h"
+#include "gateway/link.h"
+#include "gateway/multi.h"
+#include "gateway/req.h"
 
 #define LIST_LIMIT_DEFAULT 100
 #define LIST_LIMIT_MAX 1000
+
+typedef struct gw_multi gw_multi;
+
+/* list_rooms and report fan out to every group, status to every
+ * replica of every group; the parts are merged. */
+struct gw_multi {
+	pthread_mutex_t mu;
+	gw_conn *conn; /* reference held */
+	uint64_t client_id;
+	uint8_t op;
+	uint32_t limit;
+	int pending;
+	int nparts;
+	struct {
+		uint16_t group;
+		int8_t replica; /* status: which one; -1 otherwise */
+		uint8_t
+		    *buf; /* packed ServerFrame reply, owned; NULL: failed */
+		size_t len;
+		int code; /* the group's error code when it answered one */
+	} parts[];
+};
+
+/* Up to GW_MULTI_PARTS_MAX parts: a status asks every replica. */
+#define GW_MULTI_PARTS_MAX (GW_GROUPS_MAX * GW_REPLICAS_MAX)
 
 static void multi_free(gw_multi *m)
 {
@@ -82,8 +110,8 @@ static Parley__GroupStatus *status_part(
 {
 	gw_link *l = gw_link_find(g, m->parts[i].group);
 	int rep = m->parts[i].replica;
-	char *addr = l != NULL && rep >= 0 && rep < l->nrep
-	                 ? (char *)l->reps[rep].addr
+	char *addr = l != NULL && rep >= 0 && rep < gw_link_replicas(l)
+	                 ? (char *)gw_link_replica_addr(l, rep)
 	                 : "";
 	Parley__ServerFrame *f = part_decode(m, i, a);
 	Parley__GroupStatus *gs = NULL;
@@ -237,11 +265,12 @@ static void multi_finish(gw *g, gw_multi *m)
 	multi_free(m);
 }
 
-/* Called with f NULL when the part failed. */
-void gw_multi_part_done(gw *g, gw_req *r, Parley__ServerFrame *f, int code)
+/* A part's done (ctx: its gw_multi), with f NULL when it failed. */
+static void part_done(gw_req *r, Parley__ServerFrame *f, int code)
 {
 	(void)code;
-	gw_multi *m = r->multi;
+	gw_multi *m = r->ctx;
+	gw *g = m->conn->g;
 	pthread_mutex_lock(&m->mu);
 	if (f != NULL && f->body_case == PARLEY__SERVER_FRAME__BODY_ERROR)
 		m->parts[r->part].code = (int)f->error->code;
@@ -260,6 +289,7 @@ void gw_multi_part_done(gw *g, gw_req *r, Parley__ServerFrame *f, int code)
 	pthread_mutex_unlock(&m->mu);
 	if (done)
 		multi_finish(g, m);
+	gw_req_free(r);
 }
 
 /* The child frame of list_rooms for one group: groups before the "after"
@@ -284,11 +314,10 @@ static bool list_child(
 static bool part_add(gw_conn *c, gw_multi *m, const Parley__ClientFrame *f,
     uint16_t group, int replica, gw_req **reqs)
 {
-	gw_req *r = gw_req_new(c, GW_REQ_PART, f, NULL);
+	gw_req *r = gw_req_new(c, GW_REQ_PART, f, NULL, part_done, m);
 	if (r == NULL)
 		return false; /* reported as that group being unavailable */
 	int n = m->nparts++;
-	r->multi = m;
 	r->part = (uint16_t)n;
 	r->pin = (int8_t)replica;
 	m->parts[n].group = group;
@@ -305,9 +334,9 @@ static void parts_make(
 		Parley__ClientFrame cf = *f;
 		Parley__ListRooms lr;
 		gw_link *l = g->links[i];
-		uint16_t group = l->conf->id;
+		uint16_t group = gw_link_group(l);
 		if (f->body_case == PARLEY__CLIENT_FRAME__BODY_STATUS) {
-			for (int rep = 0; rep < l->nrep; rep++)
+			for (int rep = 0; rep < gw_link_replicas(l); rep++)
 				(void)part_add(c, m, &cf, group, rep, reqs);
 			continue;
 		}
@@ -326,7 +355,7 @@ static int parts_max(gw *g, const Parley__ClientFrame *f)
 	int n = 0;
 	for (int i = 0; i < g->nlinks; i++)
 		n += f->body_case == PARLEY__CLIENT_FRAME__BODY_STATUS
-		         ? g->links[i]->nrep
+		         ? gw_link_replicas(g->links[i])
 		         : 1;
 	return n;
 }
@@ -357,8 +386,8 @@ void gw_multi_start(gw_conn *c, const Parley__ClientFrame *f)
 	for (int i = 0; i < n; i++) {
 		gw_link *l = gw_link_find(g, m->parts[i].group);
 		if (gw_link_submit(l, reqs[i]) != PL_OK)
-			gw_req_complete(
-			    g, reqs[i], NULL, PARLEY__ERROR_CODE__UNAVAILABLE);
+			part_done(
+			    reqs[i], NULL, PARLEY__ERROR_CODE__UNAVAILABLE);
 	}
 	pthread_mutex_lock(&m->mu);
 	bool done = --m->pending == 0;

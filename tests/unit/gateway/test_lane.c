@@ -11,7 +11,8 @@
 #define CHECK_MAIN
 #include "tests/check.h"
 
-#include "gateway/gw_internal.h"
+#include "gateway/lane.h"
+#include "gateway/link_int.h"
 
 #define LANES 5
 #define PER_LANE 2000
@@ -40,8 +41,8 @@ static uint64_t rnd(uint64_t *s)
 
 typedef struct slot {
 	bool busy;
-	gw_req *reqs[GW_BATCH_REQS_MAX];
-	uint64_t lanes[GW_BATCH_REQS_MAX];
+	gw_req *reqs[GW_LINK_BATCH_REQS_MAX];
+	uint64_t lanes[GW_LINK_BATCH_REQS_MAX];
 	uint32_t n;
 } slot;
 
@@ -56,7 +57,7 @@ typedef struct model {
 
 static void slot_fill(model *m, slot *s)
 {
-	s->n = gw_lanes_take(&m->t, s->reqs, GW_BATCH_REQS_MAX);
+	s->n = gw_lanes_take(&m->t, s->reqs, GW_LINK_BATCH_REQS_MAX);
 	if (s->n == 0)
 		return;
 	s->busy = true;
@@ -78,7 +79,7 @@ static void slot_fill(model *m, slot *s)
  * de-duplicated by number, as the broker does by client_msg_id. */
 static void slot_settle(model *m, slot *s, uint32_t upto, uint32_t again_from)
 {
-	gw_req *again[GW_BATCH_REQS_MAX];
+	gw_req *again[GW_LINK_BATCH_REQS_MAX];
 	uint32_t nagain = 0;
 	bool seen[LANES + 1] = {false};
 	for (uint32_t i = 0; i < s->n; i++) {
@@ -169,7 +170,7 @@ TEST(test_lane_order_kept_through_batches_and_resends)
 TEST(test_lane_busy_until_released)
 {
 	gw_lanes t;
-	gw_req *out[GW_BATCH_REQS_MAX];
+	gw_req *out[GW_LINK_BATCH_REQS_MAX];
 	CHECK_EQ(gw_lanes_init(&t, 16), PL_OK);
 	for (uint64_t i = 0; i < 3; i++)
 		CHECK_EQ(gw_lanes_push(&t, req_make(7, i, 10)), PL_OK);
@@ -188,7 +189,7 @@ TEST(test_lane_busy_until_released)
 	CHECK(!gw_lanes_has_ready(&t));
 	gw_lanes_release(&t, lanes, 2);
 	CHECK(gw_lanes_has_ready(&t));
-	CHECK_EQ(gw_lanes_take(&t, out, GW_BATCH_REQS_MAX), 2);
+	CHECK_EQ(gw_lanes_take(&t, out, GW_LINK_BATCH_REQS_MAX), 2);
 	CHECK_EQ(out[0]->client_id, 1);
 	CHECK_EQ(out[1]->client_id, 2);
 	gw_lanes_release(&t, lanes, 2);
@@ -201,14 +202,14 @@ TEST(test_lane_busy_until_released)
 TEST(test_lane_other_lanes_go_while_one_is_busy)
 {
 	gw_lanes t;
-	gw_req *out[GW_BATCH_REQS_MAX];
+	gw_req *out[GW_LINK_BATCH_REQS_MAX];
 	CHECK_EQ(gw_lanes_init(&t, 16), PL_OK);
 	CHECK_EQ(gw_lanes_push(&t, req_make(1, 0, 10)), PL_OK);
-	CHECK_EQ(gw_lanes_take(&t, out, GW_BATCH_REQS_MAX), 1);
+	CHECK_EQ(gw_lanes_take(&t, out, GW_LINK_BATCH_REQS_MAX), 1);
 	CHECK_EQ(gw_lanes_push(&t, req_make(1, 1, 10)), PL_OK);
 	CHECK_EQ(gw_lanes_push(&t, req_make(2, 0, 10)), PL_OK);
-	gw_req *out2[GW_BATCH_REQS_MAX];
-	CHECK_EQ(gw_lanes_take(&t, out2, GW_BATCH_REQS_MAX), 1);
+	gw_req *out2[GW_LINK_BATCH_REQS_MAX];
+	CHECK_EQ(gw_lanes_take(&t, out2, GW_LINK_BATCH_REQS_MAX), 1);
 	CHECK_EQ(out2[0]->lane, 2);
 	uint64_t l1 = 1, l2 = 2;
 	gw_lanes_release(&t, &l1, 1);
@@ -245,19 +246,19 @@ TEST(test_lane_zero_never_busy)
 TEST(test_lane_batch_bytes_bounded)
 {
 	gw_lanes t;
-	static gw_req *out[GW_BATCH_REQS_MAX];
+	static gw_req *out[GW_LINK_BATCH_REQS_MAX];
 	CHECK_EQ(gw_lanes_init(&t, 16), PL_OK);
 	uint32_t big = GW_BATCH_BYTES_MAX / 3;
 	for (uint64_t i = 0; i < 4; i++)
 		CHECK_EQ(gw_lanes_push(&t, req_make(3, i, big)), PL_OK);
-	uint32_t n = gw_lanes_take(&t, out, GW_BATCH_REQS_MAX);
+	uint32_t n = gw_lanes_take(&t, out, GW_LINK_BATCH_REQS_MAX);
 	CHECK_EQ(n, 2);
 	CHECK(!gw_lanes_has_ready(&t));
 	uint64_t lanes[2] = {3, 3};
 	gw_lanes_release(&t, lanes, 2);
 	free(out[0]);
 	free(out[1]);
-	CHECK_EQ(gw_lanes_take(&t, out, GW_BATCH_REQS_MAX), 2);
+	CHECK_EQ(gw_lanes_take(&t, out, GW_LINK_BATCH_REQS_MAX), 2);
 	CHECK_EQ(out[0]->client_id, 2);
 	gw_lanes_release(&t, lanes, 2);
 	free(out[0]);
