@@ -179,25 +179,14 @@ static void sub_remove(gw *g, gw_sub *s)
 
 static gw_req_done_fn watch_done, subscribed_done, page_done;
 
-static void watch_fill(const gw_sub *s, bool on, Parley__Internal__Watch *w)
-{
-	const gw_conn *c = s->conn;
-	w->room = (char *)s->room_str;
-	w->on = on;
-	w->user = (char *)c->claims.user;
-	w->role = c->claims.role;
-	w->tenant = (char *)c->claims.tenant;
-}
-
 /* Sends a watch change that nobody waits for. Best effort: a lost "on"
  * shows as a gap (caught up from history), a lost "off" is forgotten by
  * the broker when the gateway idles. The change travels as the client
- * frame that causes it (subscribe since the head, or unsubscribe) plus
- * the watch, exactly like a client's own request: a broker that keys
- * watches on either one sees the same change once. */
+ * frame that causes it (subscribe since the head, or unsubscribe) with
+ * the connection's caller, exactly like a client's own request: the
+ * broker keys watches on (gateway, room, user). */
 static void watch_send(gw *g, const gw_sub *s, bool on)
 {
-	Parley__Internal__Watch w = PARLEY__INTERNAL__WATCH__INIT;
 	Parley__Subscribe sb = PARLEY__SUBSCRIBE__INIT;
 	Parley__Unsubscribe ub = PARLEY__UNSUBSCRIBE__INIT;
 	Parley__ClientFrame f = PARLEY__CLIENT_FRAME__INIT;
@@ -211,10 +200,9 @@ static void watch_send(gw *g, const gw_sub *s, bool on)
 		f.unsubscribe = &ub;
 	}
 	gw_link *l = gw_link_find(g, pl_room_group(s->room));
-	watch_fill(s, on, &w);
-	gw_req *r =
-	    l != NULL ? gw_req_new(s->conn, GW_REQ_WATCH, &f, &w, watch_done, g)
-	              : NULL;
+	gw_req *r = l != NULL
+	                ? gw_req_new(s->conn, GW_REQ_WATCH, &f, watch_done, g)
+	                : NULL;
 	if (r != NULL && gw_link_submit(l, r) != PL_OK) {
 		PL_WARN(GW_MOD, "event=watch_dropped room=%s on=%d",
 		    s->room_str, (int)on);
@@ -257,7 +245,7 @@ static void fetch(gw *g, gw_sub *s)
 	f.body_case = PARLEY__CLIENT_FRAME__BODY_HISTORY;
 	f.history = &h;
 	gw_link *l = gw_link_find(g, pl_room_group(s->room));
-	gw_req *r = gw_req_new(s->conn, GW_REQ_CATCHUP, &f, NULL, page_done, g);
+	gw_req *r = gw_req_new(s->conn, GW_REQ_CATCHUP, &f, page_done, g);
 	if (r != NULL) {
 		r->sub_id = s->id;
 		if (l != NULL && gw_link_submit(l, r) == PL_OK)
@@ -297,12 +285,9 @@ static void subscribe_locked(
 		return;
 	}
 	gw_sub *s = sub_add(g, c, room, sb->room, sb->since_seq);
-	Parley__Internal__Watch w = PARLEY__INTERNAL__WATCH__INIT;
 	gw_req *r = NULL;
-	if (s != NULL) {
-		watch_fill(s, true, &w);
-		r = gw_req_new(c, GW_REQ_SUBSCRIBE, f, &w, subscribed_done, g);
-	}
+	if (s != NULL)
+		r = gw_req_new(c, GW_REQ_SUBSCRIBE, f, subscribed_done, g);
 	if (r == NULL) {
 		if (s != NULL)
 			sub_remove(g, s);
@@ -378,9 +363,7 @@ void gw_subs_unsubscribe(gw_conn *c, const Parley__ClientFrame *f)
 		reply_ok(c, f->id);
 		return;
 	}
-	Parley__Internal__Watch w = PARLEY__INTERNAL__WATCH__INIT;
-	watch_fill(s, false, &w);
-	gw_req *r = gw_req_new(c, GW_REQ_CLIENT, f, &w, gw_req_client_done, g);
+	gw_req *r = gw_req_new(c, GW_REQ_CLIENT, f, gw_req_client_done, g);
 	sub_remove(g, s);
 	pl_status st =
 	    r != NULL ? gw_link_submit(gw_link_find(g, pl_room_group(room)), r)

@@ -12,20 +12,16 @@
 #include <nng/nng.h>
 
 #include "gateway/lane.h"
+#include "proto/codec.h"
 #include "gateway/link.h"
 
 /* Requests in one GwBatch the link builds (internals.md): a batch slot
- * holds this many, and a lane hash is sized for every slot's worth.
- *
- * It must not exceed what a broker accepts in one GwBatch: the broker
- * refuses a larger one as malformed, every request in it lost. That
- * bound is GW_BATCH_REQS_MAX (1024) in broker/group.c, which the gateway
- * may not include (tests/layers.sh), so it cannot be checked here yet.
- * Once proto/ exports the broker's bound, assert
- *   GW_LINK_BATCH_REQS_MAX <= <that bound>
- * here with _Static_assert. */
+ * holds this many, and a lane hash is sized for every slot's worth. A
+ * broker refuses a batch with more than PL_GW_BATCH_REQS_MAX (the wire's
+ * bound, proto/codec.h) as malformed, every request in it lost. */
 #define GW_LINK_BATCH_REQS_MAX 256
-#define GW_POLL_EVENTS_MAX 4096
+_Static_assert(GW_LINK_BATCH_REQS_MAX <= PL_GW_BATCH_REQS_MAX,
+    "a batch the gateway builds is one the broker accepts");
 /* After a failed poll, wait before polling again: no busy loop while a
  * broker is down. */
 #define GW_POLL_RETRY_MS 250

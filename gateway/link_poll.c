@@ -66,7 +66,6 @@ void gw_link_poll_send(gw_link *l)
 	gb.gateway = (char *)l->g->conf->id;
 	gb.poll = true;
 	gb.wait_ms = GW_POLL_WAIT_MS;
-	gb.max_events = GW_POLL_EVENTS_MAX;
 	uint8_t buf[GW_ID_CHARS_MAX + 32];
 	size_t n;
 	nng_msg *m;

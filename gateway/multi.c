@@ -314,7 +314,7 @@ static bool list_child(
 static bool part_add(gw_conn *c, gw_multi *m, const Parley__ClientFrame *f,
     uint16_t group, int replica, gw_req **reqs)
 {
-	gw_req *r = gw_req_new(c, GW_REQ_PART, f, NULL, part_done, m);
+	gw_req *r = gw_req_new(c, GW_REQ_PART, f, part_done, m);
 	if (r == NULL)
 		return false; /* reported as that group being unavailable */
 	int n = m->nparts++;

@@ -56,14 +56,13 @@ static bool resend_safe(const Parley__ClientFrame *f)
 }
 
 gw_req *gw_req_new(gw_conn *c, gw_req_kind kind, const Parley__ClientFrame *f,
-    const Parley__Internal__Watch *w, gw_req_done_fn *done, void *ctx)
+    gw_req_done_fn *done, void *ctx)
 {
 	Parley__Internal__Caller caller = PARLEY__INTERNAL__CALLER__INIT;
 	Parley__Internal__GwRequest req = PARLEY__INTERNAL__GW_REQUEST__INIT;
 	gw_caller_fill(c, &caller);
 	req.caller = &caller;
 	req.frame = (Parley__ClientFrame *)f;
-	req.watch = (Parley__Internal__Watch *)w;
 	/* Resends carry the same packed body, so the same origin. */
 	if (f != NULL && f->body_case == PARLEY__CLIENT_FRAME__BODY_PUBLISH)
 		req.origin = gw_origin_next(c->g);

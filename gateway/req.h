@@ -64,12 +64,12 @@ struct gw_req {
  * gateway process (a bijection of a counter), random across gateways
  * and restarts (keyed by the boot value), never 0. */
 uint64_t gw_origin_next(gw *g);
-/* Packs GwRequest{caller of c, frame, watch} into a new request that
+/* Packs GwRequest{caller of c, frame} into a new request that
  * ends by calling done(r, f, code) with ctx in r->ctx. NULL when out of
  * memory. c and f are borrowed; the request holds a reference on c
  * unless it is a watch change. */
 gw_req *gw_req_new(gw_conn *c, gw_req_kind kind, const Parley__ClientFrame *f,
-    const Parley__Internal__Watch *w, gw_req_done_fn *done, void *ctx);
+    gw_req_done_fn *done, void *ctx);
 /* Drops the reference on the connection and frees r; accepts NULL. */
 void gw_req_free(gw_req *r);
 /* The done of a client's own request (ctx: the gw): the reply goes to

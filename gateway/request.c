@@ -253,7 +253,7 @@ static void forward(
     gw_conn *c, gw_link *l, const Parley__ClientFrame *f, uint8_t flags)
 {
 	gw_req *r =
-	    gw_req_new(c, GW_REQ_CLIENT, f, NULL, gw_req_client_done, c->g);
+	    gw_req_new(c, GW_REQ_CLIENT, f, gw_req_client_done, c->g);
 	if (r == NULL) {
 		submit_error(c, f->id, PL_E_NOMEM);
 		return;

@@ -502,28 +502,10 @@ static pl_status check_caller(const Parley__Internal__Caller *c)
 	return PL_OK;
 }
 
-static pl_status check_watch(const Parley__Internal__Watch *w)
-{
-	if (w == NULL)
-		return PL_OK;
-	if (check_room(w->room, "room", NULL) != PL_OK ||
-	    !enum_ok((int)w->role, PARLEY__ROLE__SERVICE) ||
-	    check_chars(w->tenant, PL_TENANT_CHARS_MAX, "tenant", NULL) !=
-	        PL_OK ||
-	    check_chars(w->user, PL_USER_CHARS_MAX, "user", NULL) != PL_OK)
-		return PL_E_PROTO;
-	return PL_OK;
-}
-
-/* The gateway validated each frame already; checking again here keeps
- * the broker's own promise that a decoded frame's room id parses. */
 static pl_status check_gw_request(const Parley__Internal__GwRequest *r)
 {
-	if (r == NULL || (r->frame == NULL && r->watch == NULL))
-		return PL_E_PROTO;
-	if (check_caller(r->caller) != PL_OK || check_watch(r->watch) != PL_OK)
-		return PL_E_PROTO;
-	if (r->frame != NULL && pl_client_frame_validate(r->frame) != PL_OK)
+	if (r == NULL || r->frame == NULL || check_caller(r->caller) != PL_OK ||
+	    pl_client_frame_validate(r->frame) != PL_OK)
 		return PL_E_PROTO;
 	return PL_OK;
 }
@@ -727,10 +709,14 @@ pl_status pl_gw_batch_decode_with(const uint8_t *buf, size_t len,
 	if (len > PL_FRAME_BYTES_CEIL)
 		return PL_E_TOO_LARGE;
 	ProtobufCMessage *m = protobuf_c_message_unpack(d, alloc, len, buf);
-	if (m == NULL || !tags_valid(m) ||
-	    pl_wire_strings_check(d, buf, len, NULL) != PL_OK ||
-	    check_gw_batch((const Parley__Internal__GwBatch *)m) != PL_OK)
+	if (m == NULL)
 		return PL_E_PROTO;
+	if (!tags_valid(m) ||
+	    pl_wire_strings_check(d, buf, len, NULL) != PL_OK ||
+	    check_gw_batch((const Parley__Internal__GwBatch *)m) != PL_OK) {
+		protobuf_c_message_free_unpacked(m, alloc);
+		return PL_E_PROTO;
+	}
 	*out = (Parley__Internal__GwBatch *)m;
 	return PL_OK;
 }

@@ -182,7 +182,6 @@ static int seeds_internal(const char *dir)
 	Parley__Join join = PARLEY__JOIN__INIT;
 	Parley__ClientFrame cf = PARLEY__CLIENT_FRAME__INIT;
 	Parley__Internal__Caller caller = PARLEY__INTERNAL__CALLER__INIT;
-	Parley__Internal__Watch w = PARLEY__INTERNAL__WATCH__INIT;
 	Parley__Internal__GwRequest r = PARLEY__INTERNAL__GW_REQUEST__INIT;
 	Parley__Internal__GwRequest *reqs[] = {&r};
 	Parley__Internal__GwBatch gb = PARLEY__INTERNAL__GW_BATCH__INIT;
@@ -198,12 +197,9 @@ static int seeds_internal(const char *dir)
 	caller.tenant = "acme";
 	caller.user = "alice";
 	caller.role = PARLEY__ROLE__CUSTOMER;
-	w.room = ROOM;
-	w.on = 1;
 	r.id = 1;
 	r.caller = &caller;
 	r.frame = &cf;
-	r.watch = &w;
 	gb.gateway = "gw1";
 	gb.n_reqs = 1;
 	gb.reqs = reqs;

@@ -515,13 +515,14 @@ TEST(test_codec_server_frame_structure)
 	free(pk);
 }
 
-/* A GwBatch with a publish and a watch; then each broken variant. */
+/* A GwBatch with a publish and a subscribe; then each broken variant. */
 TEST(test_codec_gw_batch)
 {
 	Parley__Publish pub = PARLEY__PUBLISH__INIT;
 	Parley__ClientFrame cf = PARLEY__CLIENT_FRAME__INIT;
 	Parley__Internal__Caller caller = PARLEY__INTERNAL__CALLER__INIT;
-	Parley__Internal__Watch w = PARLEY__INTERNAL__WATCH__INIT;
+	Parley__Subscribe sub = PARLEY__SUBSCRIBE__INIT;
+	Parley__ClientFrame cf2 = PARLEY__CLIENT_FRAME__INIT;
 	Parley__Internal__GwRequest r1 = PARLEY__INTERNAL__GW_REQUEST__INIT;
 	Parley__Internal__GwRequest r2 = PARLEY__INTERNAL__GW_REQUEST__INIT;
 	Parley__Internal__GwRequest *reqs[] = {&r1, &r2};
@@ -534,10 +535,12 @@ TEST(test_codec_gw_batch)
 	r1.id = 1;
 	r1.caller = &caller;
 	r1.frame = &cf;
-	w.room = ROOM_OK;
-	w.on = 1;
+	sub.room = ROOM_OK;
+	cf2.body_case = PARLEY__CLIENT_FRAME__BODY_SUBSCRIBE;
+	cf2.subscribe = &sub;
 	r2.id = 2;
-	r2.watch = &w;
+	r2.caller = &caller;
+	r2.frame = &cf2;
 	b.gateway = "gw1";
 	b.n_reqs = 2;
 	b.reqs = reqs;
@@ -545,7 +548,7 @@ TEST(test_codec_gw_batch)
 	CHECK_EQ(pl_gw_batch_decode(pk->buf, pk->n, &pk->a, &out), PL_OK);
 	CHECK_EQ(out->n_reqs, 2);
 	CHECK_STR_EQ(out->reqs[0]->frame->publish->room, ROOM_OK);
-	CHECK_EQ(out->reqs[1]->watch->on, 1);
+	CHECK_STR_EQ(out->reqs[1]->frame->subscribe->room, ROOM_OK);
 	free(pk);
 
 	pub.room = "bad"; /* the broker's promise: rooms parse */
@@ -553,15 +556,48 @@ TEST(test_codec_gw_batch)
 	CHECK_EQ(pl_gw_batch_decode(pk->buf, pk->n, &pk->a, &out), PL_E_PROTO);
 	free(pk);
 	pub.room = ROOM_OK;
-	r2.watch = NULL; /* neither frame nor watch */
+	r2.frame = NULL; /* a request without a frame */
 	pk = pack(&b.base);
 	CHECK_EQ(pl_gw_batch_decode(pk->buf, pk->n, &pk->a, &out), PL_E_PROTO);
 	free(pk);
-	r2.watch = &w;
+	r2.frame = &cf2;
 	caller.role = 6;
 	pk = pack(&b.base);
 	CHECK_EQ(pl_gw_batch_decode(pk->buf, pk->n, &pk->a, &out), PL_E_PROTO);
 	free(pk);
+	caller.role = PARLEY__ROLE__AGENT;
+	b.gateway = ""; /* the broker keys feeds on it */
+	pk = pack(&b.base);
+	CHECK_EQ(pl_gw_batch_decode(pk->buf, pk->n, &pk->a, &out), PL_E_PROTO);
+	free(pk);
+	b.gateway = "gw1";
+	/* At the wire's bound it decodes; one more is refused, by both
+	 * decoders. */
+	Parley__Internal__GwRequest **many =
+	    calloc(PL_GW_BATCH_REQS_MAX + 1, sizeof(*many));
+	for (size_t i = 0; i <= PL_GW_BATCH_REQS_MAX; i++)
+		many[i] = &r1;
+	b.reqs = many;
+	for (size_t n = PL_GW_BATCH_REQS_MAX; n <= PL_GW_BATCH_REQS_MAX + 1;
+	     n++) {
+		b.n_reqs = n;
+		size_t len = parley__internal__gw_batch__get_packed_size(&b);
+		uint8_t *buf = malloc(len);
+		parley__internal__gw_batch__pack(&b, buf);
+		pl_arena a;
+		CHECK_EQ(
+		    pl_arena_init(&a, NULL, PL_ARENA_BYTES_FOR(len)), PL_OK);
+		pl_status want = n <= PL_GW_BATCH_REQS_MAX ? PL_OK : PL_E_PROTO;
+		CHECK_EQ(pl_gw_batch_decode(buf, len, &a, &out), want);
+		CHECK_EQ(pl_gw_batch_decode_with(buf, len, NULL, &out), want);
+		if (want == PL_OK) {
+			CHECK_EQ(out->n_reqs, n);
+			parley__internal__gw_batch__free_unpacked(out, NULL);
+		}
+		pl_arena_fini(&a);
+		free(buf);
+	}
+	free(many);
 }
 
 TEST(test_codec_broker_batch)

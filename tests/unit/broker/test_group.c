@@ -181,7 +181,6 @@ static Parley__Internal__BrokerBatch *poll_feed(
 	b.gateway = (char *)gw;
 	b.poll = true;
 	b.wait_ms = wait_ms;
-	b.max_events = 4096;
 	return roundtrip(s, &b);
 }
 
