@@ -92,11 +92,6 @@ void brk_rep_applied(
 		rep->body_case = PARLEY__SERVER_FRAME__BODY_ACK;
 		rep->ack = ack;
 	} else {
-		Parley__Ok *ok = brk_arena_alloc(a, sizeof(*ok));
-		if (ok == NULL)
-			return;
-		parley__ok__init(ok);
-		rep->body_case = PARLEY__SERVER_FRAME__BODY_OK;
-		rep->ok = ok;
+		brk_rep_ok(a, rep);
 	}
 }

@@ -61,8 +61,52 @@ for dir in common proto raft broker gateway client bench; do
 	done < <(find "$dir" -name '*.[ch]' | sort)
 done
 
+# Inside gateway/ each module has a header and calls point down the list
+# written at the top of gateway/gateway.h: a file may include its own
+# module's header and those of modules below it, never one above or a
+# sibling's (what must go up is a callback it was given).
+declare -A GW_RANK=(
+	[gateway]=0 [httpd]=0 [ws]=0 [http_parse]=0 [cursor]=0 [failover]=0
+	[config]=0
+	[core]=1 [conn]=2 [req]=3 [lane]=4 [link]=5 [feed]=6 [multi]=6
+	[request]=7 [http]=8 [httpd_port]=9 [listen]=10 [main]=12
+)
+gw_module() { # file name -> module
+	local m
+	m=$(basename "$1")
+	m=${m%.*}
+	case "$m" in
+	link_*) m=link ;;
+	esac
+	[ "$1" = gateway/gateway.c ] && m=gateway_c
+	[ "$1" = gateway/httpd.c ] && m=httpd_port
+	echo "$m"
+}
+GW_RANK[gateway_c]=11
+while IFS= read -r file; do
+	own=$(gw_module "$file")
+	orank=${GW_RANK[$own]:-}
+	if [ -z "$orank" ]; then
+		complain "$file: no rank in tests/layers.sh's gateway list (add it where gateway/gateway.h places it)"
+		continue
+	fi
+	while IFS= read -r inc; do
+		m=$(gw_module "$inc")
+		[ "$m" = gateway_c ] && m=gateway
+		r=${GW_RANK[$m]:-}
+		if [ -z "$r" ]; then
+			complain "$file includes $inc, a gateway header with no rank"
+		elif [ "$r" -gt "$orank" ]; then
+			complain "$file ($own) includes $inc: $m is above it (gateway/gateway.h)"
+		elif [ "$r" -eq "$orank" ] && [ "$r" -gt 0 ] && [ "$m" != "$own" ]; then
+			complain "$file ($own) includes $inc: $m is a sibling"
+		fi
+	done < <(grep -oE '^#[[:space:]]*include[[:space:]]*"gateway/[a-z_]+\.h"' "$file" |
+		sed -E 's/.*"(gateway\/[a-z_]+\.h)"/\1/' || true)
+done < <(find gateway -name '*.[ch]' | sort)
+
 if [ "$bad" -ne 0 ]; then
 	echo "layers: FAIL" >&2
 	exit 1
 fi
-echo "layers: every include points down (common <- proto <- raft <- broker, gateway <- client <- bench)"
+echo "layers: every include points down (common <- proto <- raft <- broker, gateway <- client <- bench; inside gateway/, its module list)"
