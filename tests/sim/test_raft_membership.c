@@ -1,0 +1,162 @@
+/*
+ * test_raft_membership.c - learners and membership changes in the Raft
+ * core: adding, promoting and removing nodes, invalid changes, a
+ * truncated change reverting, and the configuration's encoding.
+ */
+#include "tests/check.h"
+
+#include "tests/sim/raft_harness.h"
+
+TEST(test_raft_learner_does_not_vote_or_campaign)
+{
+	tnet *w = tnet_new(3, 1);
+	tnet_start(w);
+	ttick(w, 4, 100);
+	CHECK_EQ(st(w, 4).term, 0);
+	CHECK_EQ(st(w, 4).role, RAFT_FOLLOWER);
+	elect(w, 1);
+	CHECK_EQ(propose_str(w, 1, "x"), PL_OK);
+	ttick_all(w, 2);
+	CHECK_EQ(st(w, 4).commit, st(w, 1).commit); /* it gets the log */
+	/* Leader + learner are not a quorum of three voters. */
+	isolate(w, 2, true);
+	isolate(w, 3, true);
+	uint64_t c = st(w, 1).commit;
+	CHECK_EQ(propose_str(w, 1, "y"), PL_OK);
+	CHECK_EQ(st(w, 4).last_index, st(w, 1).last_index);
+	CHECK_EQ(st(w, 1).commit, c);
+	tnet_free(w);
+}
+
+TEST(test_raft_membership_add_promote_remove)
+{
+	tnet *w = tnet_new(3, 0);
+	w->count = 4; /* node 4 exists but is in no configuration yet */
+	N(w, 4)->id = 4;
+	N(w, 4)->first = 1;
+	N(w, 4)->conf = N(w, 1)->conf;
+	tnet_start(w);
+	elect(w, 1);
+	ttick_all(w, 2);
+	uint64_t i, t;
+	raft *l = N(w, 1)->r;
+	CHECK_EQ(raft_propose_conf(l, RAFT_CONF_ADD_LEARNER, 4, &i, &t), PL_OK);
+	CHECK_EQ(
+	    raft_propose_conf(l, RAFT_CONF_PROMOTE, 4, &i, &t), PL_E_AGAIN);
+	tdrain(w, N(w, 1));
+	tdeliver(w);
+	ttick_all(w, 2);
+	raft_status s4 = st(w, 4);
+	CHECK(raft_conf_is_learner(&s4.conf, 4));
+	CHECK_EQ(raft_propose_conf(l, RAFT_CONF_PROMOTE, 4, &i, &t), PL_OK);
+	tdrain(w, N(w, 1));
+	tdeliver(w);
+	ttick_all(w, 2);
+	CHECK_EQ(st(w, 1).conf.n_voters, 4);
+	CHECK_EQ(raft_propose_conf(l, RAFT_CONF_REMOVE, 1, &i, &t), PL_OK);
+	tdrain(w, N(w, 1));
+	tdeliver(w);
+	ttick_all(w, 2);
+	/* The removed leader stepped down once the change committed. */
+	CHECK_NE(st(w, 1).role, RAFT_LEADER);
+	ttick_all(w, 40);
+	CHECK_EQ(leaders(w), 1);
+	CHECK_NE(st(w, 1).role, RAFT_LEADER);
+	CHECK_EQ(st(w, 2).conf.n_voters, 3);
+	tnet_free(w);
+}
+
+TEST(test_raft_membership_invalid_changes)
+{
+	static const struct {
+		raft_conf_op op;
+		uint64_t node;
+		pl_status want;
+	} cases[] = {
+	    {RAFT_CONF_ADD_VOTER, 2, PL_E_BAD_REQUEST}, /* member */
+	    {RAFT_CONF_ADD_LEARNER, 0, PL_E_BAD_REQUEST},
+	    {RAFT_CONF_PROMOTE, 3, PL_E_BAD_REQUEST}, /* not a learner */
+	    {RAFT_CONF_REMOVE, 9, PL_E_BAD_REQUEST},  /* unknown */
+	    {(raft_conf_op)99, 4, PL_E_BAD_REQUEST},
+	    {RAFT_CONF_ADD_VOTER, 4, PL_OK},
+	};
+	for (size_t c = 0; c < PL_ARRAY_LEN(cases); c++) {
+		tnet *w = tnet_new(3, 0);
+		tnet_start(w);
+		elect(w, 1);
+		ttick_all(w, 2);
+		uint64_t i, t;
+		pl_status s = raft_propose_conf(
+		    N(w, 1)->r, cases[c].op, cases[c].node, &i, &t);
+		if (s != cases[c].want)
+			CHECK_FAIL_("case %zu: %s", c, pl_strerror(s));
+		tnet_free(w);
+	}
+}
+
+TEST(test_raft_membership_truncated_change_reverts)
+{
+	tnet *w = tnet_new(3, 0);
+	tnet_start(w);
+	raft *f = N(w, 2)->r;
+	raft_conf c4 = N(w, 1)->conf;
+	c4.learners[c4.n_learners++] = 4;
+	uint8_t buf[RAFT_CONF_BYTES_MAX];
+	size_t len = raft_conf_encode(&c4, buf);
+	raft_entry e = {.term = 1,
+	    .index = 1,
+	    .type = RAFT_ENTRY_CONF,
+	    .data = buf,
+	    .len = len};
+	raft_msg m = {.type = RAFT_MSG_APP,
+	    .from = 1,
+	    .to = 2,
+	    .term = 1,
+	    .ents = &e,
+	    .n_ents = 1};
+	CHECK_EQ(raft_step(f, &m), PL_OK);
+	CHECK_EQ(st(w, 2).conf.n_learners, 1); /* in force once appended */
+	tdrain(w, N(w, 2));
+	raft_entry e2 = {.term = 2, .index = 1};
+	raft_msg m2 = {.type = RAFT_MSG_APP,
+	    .from = 3,
+	    .to = 2,
+	    .term = 2,
+	    .ents = &e2,
+	    .n_ents = 1};
+	CHECK_EQ(raft_step(f, &m2), PL_OK);
+	CHECK_EQ(st(w, 2).conf.n_learners, 0); /* truncated: reverted */
+	tnet_free(w);
+}
+
+TEST(test_raft_conf_codec)
+{
+	raft_conf c = {.voters = {1, 2, 3},
+	    .n_voters = 3,
+	    .learners = {9},
+	    .n_learners = 1};
+	uint8_t buf[RAFT_CONF_BYTES_MAX];
+	size_t n = raft_conf_encode(&c, buf);
+	raft_conf d;
+	CHECK_EQ(raft_conf_decode(buf, n, &d), PL_OK);
+	CHECK_EQ(d.n_voters, 3);
+	CHECK_EQ(d.learners[0], 9);
+	static const struct {
+		const char *name;
+		uint8_t bytes[24];
+		size_t len;
+	} bad[] = {
+	    {"empty", {0}, 0},
+	    {"version", {2, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0}, 11},
+	    {"no voters", {1, 0, 0}, 3},
+	    {"short", {1, 1, 0, 1, 0}, 5},
+	    {"zero id", {1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0}, 11},
+	    {"duplicate",
+	        {1, 2, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0}, 19},
+	    {"too many", {1, 7, 1}, 3},
+	};
+	for (size_t i = 0; i < PL_ARRAY_LEN(bad); i++)
+		if (raft_conf_decode(bad[i].bytes, bad[i].len, &d) !=
+		    PL_E_PROTO)
+			CHECK_FAIL_("case \"%s\" decoded", bad[i].name);
+}
