@@ -1,7 +1,7 @@
 /*
  * access.c - who may do what: one table of request type x role, read by
- * every request handler (reads in group.c, writes when their command is
- * applied in broker/store/apply.c), so a request has no rule of its own
+ * every request (reads in broker/handlers.c before their handler runs,
+ * writes when their command is applied in broker/store/apply.c), so a request has no rule of its own
  * to forget: a request type missing from the table is forbidden to
  * everyone. The same facts are the README's role table and
  * tests/integration/test_access.c.

@@ -23,7 +23,8 @@
 #include "broker/auth.h"
 #include "proto/codec.h"
 
-/* Batches above this are compressed: appends of chat text compress
+/* Batches of this size or more are compressed (when it makes them
+ * shorter): appends of chat text compress
  * well, small control messages are not worth it. */
 #define BRK_ENVELOPE_COMPRESS_BYTES 4096
 /* Flag and size in front of a compressed batch. */

@@ -1,7 +1,7 @@
 /*
  * snapshot.c - a follower behind the leader's log start gets a copy of
- * the leader's environment: copied by a thread of its own (mdb_env_copy,
- * the group goes on), then streamed in chunks of snapshot_chunk_bytes
+ * the leader's environment: copied by a thread of its own (mdb_env_copy2
+ * with compaction, the group goes on), then streamed in chunks of snapshot_chunk_bytes
  * with a window of acknowledgements, resent from the last ack when
  * progress stops, abandoned after SNAP_GIVEUP_US. The follower writes the
  * chunks in order, fsyncs, checks the copy is newer than what it has

@@ -1,6 +1,6 @@
 /*
  * status.c - texts for pl_status and the one table that maps statuses onto
- * the client-visible parley.ErrorCode values of DESIGN.md. The numbers of
+ * the client-visible parley.ErrorCode values (proto/parley.proto). The numbers of
  * the wire enum are repeated here (common/ does not include generated
  * code); tests/unit/test_status.c checks them against parley.pb-c.h.
  */

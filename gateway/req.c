@@ -1,6 +1,6 @@
 /*
- * req.c - a request for a broker: packed once (caller, frame, watch,
- * origin and lane) when it is made, so resends carry the same bytes; its
+ * req.c - a request for a broker: packed once (caller, frame, origin
+ * and lane) when it is made, so resends carry the same bytes; its
  * reference on the connection and its count of requests in flight; and
  * the completion of a client's own request, its reply sent under the
  * client's request id.

@@ -6,7 +6,7 @@
  * messages, proposals and storage completions, and collects its output in a
  * raft_ready: messages to send, entries to write, entries to apply. The
  * rules the caller must follow and the invariants the core keeps are
- * written in docs/raft.md and at the top of broker/raft.c.
+ * written in docs/raft.md and at the top of raft/raft.c.
  */
 #ifndef PARLEY_RAFT_H
 #define PARLEY_RAFT_H

@@ -1,6 +1,6 @@
 /*
- * days.c - the tenant day aggregates (DESIGN.md "Consultation
- * statistics", per tenant per day) as a round moves them: applying a
+ * days.c - the tenant day aggregates (the README's
+ * "Consultation statistics", per tenant per day) as a round moves them: applying a
  * command adds its brk_day_delta to the day of the command's timestamp,
  * in a cache of ROUND_DAYS_CACHED_MAX (tenant, day) slots that is written
  * to the `days` DBI when the round commits, when the cache is full, and

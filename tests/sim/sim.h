@@ -1,6 +1,6 @@
 /*
  * sim.h - the deterministic simulation of Raft groups (raft_sim.c): the
- * real core (broker/raft.c) on N in-memory replicas whose storage models
+ * real core (raft/raft.c) on N in-memory replicas whose storage models
  * the broker's CRC-checked log (sim_store.h: written and durable state
  * apart, torn writes, bit flips), under a seeded scheduler of faults.
  * Every choice comes from PRNGs seeded by the seed, so a seed replays

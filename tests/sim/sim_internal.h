@@ -64,7 +64,8 @@ typedef struct arena_chunk {
 	uint8_t buf[64 * 1024];
 } arena_chunk;
 
-/* A node's proposal arena, kept as broker/group.c keeps its own: the
+/* A node's proposal arena, kept as the broker keeps its own
+ * (broker/writes.c, broker/driver.c): the
  * core borrows a payload from raft_propose until the ready that hands it
  * out is advanced, so the arena is reset only when the core holds no
  * unstable entry, and a reset poisons what it held. A payload the core

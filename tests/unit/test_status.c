@@ -1,6 +1,6 @@
 /*
  * test_status.c - the status -> client error code table of common/status.c
- * and the wire names of DESIGN.md, checked against the generated
+ * and the wire names of proto/parley.proto, checked against the generated
  * parley.ErrorCode so the table cannot drift from the schema.
  */
 #define CHECK_MAIN

@@ -3,7 +3,7 @@
  * builds the command of a request, appends it as the next log entry and
  * applies it at once, without Raft, the way a group of one would after
  * committing it. Test support only: the broker proposes through Raft and
- * applies with brk_apply (group.c); nothing in broker/ calls these.
+ * applies with brk_apply (broker/driver.c); nothing in broker/ calls these.
  *
  * It reaches into the round (applied, last_index, the term) through
  * broker/store/store_internal.h, which is why it lives beside the tests
