@@ -24,8 +24,8 @@
 #include "proto/codec.h"
 
 /* Batches of this size or more are compressed (when it makes them
- * shorter): appends of chat text compress
- * well, small control messages are not worth it. */
+ * shorter): appends of chat text compress well, small control messages
+ * are not worth it. */
 #define BRK_ENVELOPE_COMPRESS_BYTES 4096
 /* Flag and size in front of a compressed batch. */
 #define BRK_ENVELOPE_HEADER_BYTES 5
