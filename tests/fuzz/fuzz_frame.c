@@ -119,7 +119,6 @@ static void fuzz_record(int sel, const uint8_t *data, size_t size)
 {
 	pl_arena a = arena_new(size);
 	Parley__ServerFrame *sf;
-	Parley__Internal__GwBatch *gb;
 	Parley__Internal__Command *cmd;
 	Parley__Internal__PeerBatch *pb;
 	Parley__Internal__BrokerBatch *bb;
