@@ -1,8 +1,8 @@
 /*
  * parley.h - libparley, the blocking C client of the Parley client protocol
  * (proto/parley.proto) over tcp:// and ws:// (nng streams). This header is
- * the library's whole contract; conn.c holds the connection, its receive
- * path and request table, ops.c the typed helpers.
+ * the library's whole contract; the connection, its receive path and
+ * request table are in the files conn.h lists, ops.c has the typed helpers.
  *
  * Model. A parley_conn is one socket to a gateway. Any number of threads
  * may call into one connection at once (requests are pipelined: each gets
@@ -307,8 +307,8 @@ pl_status parley_status(
  * UTC day, summed over every shard group. Staff and service tokens only
  * (customers and bots get PL_E_FORBIDDEN). On PL_OK *reply (owned) has
  * body `report` (->report->days, oldest first). */
-pl_status parley_report(parley_conn *c, uint32_t days, int timeout_ms,
-    Parley__ServerFrame **reply);
+pl_status parley_report(
+    parley_conn *c, uint32_t days, int timeout_ms, Parley__ServerFrame **reply);
 
 /* Round trip: rtt_us (may be NULL) measured with the monotonic clock,
  * server_time_us (may be NULL) from the pong. */
