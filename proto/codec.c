@@ -767,6 +767,23 @@ pl_status pl_room_rec_decode(const uint8_t *buf, size_t len, pl_arena *a,
 	    PL_FRAME_BYTES_CEIL, a, out);
 }
 
+/* A day's totals are counters; the tenant is the record's key. */
+static pl_status check_tenant_day_rec(const Parley__Internal__TenantDayRec *r)
+{
+	return r->wait_us_sum >= 0 && r->first_response_us_sum >= 0 &&
+	               r->handle_us_sum >= 0
+	           ? PL_OK
+	           : PL_E_PROTO;
+}
+
+pl_status pl_tenant_day_rec_decode(const uint8_t *buf, size_t len, pl_arena *a,
+    Parley__Internal__TenantDayRec **out)
+{
+	DECODE(parley__internal__tenant_day_rec__descriptor,
+	    Parley__Internal__TenantDayRec, check_tenant_day_rec, buf, len,
+	    PL_TENANT_DAY_REC_BYTES_MAX, a, out);
+}
+
 pl_status pl_claims_decode(
     const uint8_t *buf, size_t len, pl_arena *a, Parley__Internal__Claims **out)
 {

@@ -35,6 +35,8 @@
 /* Requests one GwBatch may carry: the broker refuses a batch with more
  * (gateways send at most their own, smaller, batch size). */
 #define PL_GW_BATCH_REQS_MAX 1024
+/* A stored TenantDayRec: a tenant id and ten counters, under 200 bytes. */
+#define PL_TENANT_DAY_REC_BYTES_MAX 512
 
 _Static_assert(PL_CLIENT_FRAME_BYTES_DEFAULT <= PL_FRAME_BYTES_CEIL,
     "client frames must fit the ceiling");
@@ -134,6 +136,9 @@ pl_status pl_peer_batch_decode(const uint8_t *buf, size_t len, pl_arena *a,
     Parley__Internal__PeerBatch **out);
 pl_status pl_room_rec_decode(const uint8_t *buf, size_t len, pl_arena *a,
     Parley__Internal__RoomRec **out);
+/* A tenant's day totals as stored (at most PL_TENANT_DAY_REC_BYTES_MAX). */
+pl_status pl_tenant_day_rec_decode(const uint8_t *buf, size_t len, pl_arena *a,
+    Parley__Internal__TenantDayRec **out);
 /* Claims: every string checked on the wire too (a NUL inside a claim
  * would make the identity used differ from the one signed). */
 pl_status pl_claims_decode(const uint8_t *buf, size_t len, pl_arena *a,

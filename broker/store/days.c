@@ -1,9 +1,9 @@
 /*
  * days.c - the tenant day aggregates (the README's
- * "Consultation statistics", per tenant per day) as a round moves them: applying a
- * command adds its brk_day_delta to the day of the command's timestamp,
- * in a cache of ROUND_DAYS_CACHED_MAX (tenant, day) slots that is written
- * to the `days` DBI when the round commits, when the cache is full, and
+ * "Consultation statistics", per tenant per day) as a round moves them:
+ * applying a command adds its brk_day_delta to the day of the command's
+ * timestamp, in a cache of ROUND_DAYS_CACHED_MAX (tenant, day) slots that is
+ * written to the `days` DBI when the round commits, when the cache is full, and
  * before a report reads the DBI.
  *
  * Invariants: a slot is loaded from the DBI before it is first changed,
@@ -51,14 +51,18 @@ static pl_status day_slot_get(
 	size_t kl = brk_days_key(key, sizeof(key), tenant, day);
 	MDB_val v;
 	if (kl != 0 && brk_wtxn_get(w, s->days, key, kl, &v) == PL_OK) {
-		Parley__Internal__TenantDayRec *r =
-		    parley__internal__tenant_day_rec__unpack(
-		        NULL, v.mv_size, v.mv_data);
-		if (r != NULL) {
+		uint8_t buf[PL_ARENA_BYTES_FOR(PL_TENANT_DAY_REC_BYTES_MAX)];
+		pl_arena a;
+		Parley__Internal__TenantDayRec *r;
+		PL_ASSERT(pl_arena_init(&a, buf, sizeof(buf)) == PL_OK);
+		if (pl_tenant_day_rec_decode(v.mv_data, v.mv_size, &a, &r) ==
+		    PL_OK) {
+			/* Counters only: the tenant is set below, and nothing
+			 * may point into the arena past this block. */
 			d->rec = *r;
 			d->rec.tenant = NULL;
-			parley__internal__tenant_day_rec__free_unpacked(
-			    r, NULL);
+			d->rec.base.n_unknown_fields = 0;
+			d->rec.base.unknown_fields = NULL;
 		}
 	}
 	d->rec.tenant = d->tenant;

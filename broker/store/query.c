@@ -282,14 +282,15 @@ pl_status brk_report(brk_wtxn *w, const char *tenant, uint32_t first_day,
 		if (kl == 0 ||
 		    brk_wtxn_get(w, w->s->days, key, kl, &v) != PL_OK)
 			continue;
-		Parley__Internal__TenantDayRec *r =
-		    parley__internal__tenant_day_rec__unpack(
-		        NULL, v.mv_size, v.mv_data);
-		if (r == NULL)
+		uint8_t buf[PL_ARENA_BYTES_FOR(PL_TENANT_DAY_REC_BYTES_MAX)];
+		pl_arena ra;
+		Parley__Internal__TenantDayRec *r;
+		PL_ASSERT(pl_arena_init(&ra, buf, sizeof(buf)) == PL_OK);
+		if (pl_tenant_day_rec_decode(v.mv_data, v.mv_size, &ra, &r) !=
+		    PL_OK)
 			return PL_E_CORRUPT;
 		Parley__TenantDay *d = brk_arena_alloc(a, sizeof(*d));
 		st = d != NULL ? day_to_pb(r, day, tenant, a, d) : PL_E_NOMEM;
-		parley__internal__tenant_day_rec__free_unpacked(r, NULL);
 		if (st != PL_OK)
 			return st;
 		out->days[out->n_days++] = d;

@@ -122,6 +122,7 @@ static void fuzz_record(int sel, const uint8_t *data, size_t size)
 	Parley__Internal__Command *cmd;
 	Parley__Internal__PeerBatch *pb;
 	Parley__Internal__BrokerBatch *bb;
+	Parley__Internal__TenantDayRec *td;
 	Parley__Internal__RoomRec *rr;
 	Parley__Internal__Claims *cl;
 	switch (sel) {
@@ -143,6 +144,9 @@ static void fuzz_record(int sel, const uint8_t *data, size_t size)
 		break;
 	case FUZZ_ROOM_REC:
 		(void)pl_room_rec_decode(data, size, &a, &rr);
+		break;
+	case FUZZ_TENANT_DAY_REC:
+		(void)pl_tenant_day_rec_decode(data, size, &a, &td);
 		break;
 	default:
 		(void)pl_claims_decode(data, size, &a, &cl);

@@ -19,6 +19,7 @@ enum fuzz_selector {
 	FUZZ_CLAIMS,
 	FUZZ_PEER_BATCH,
 	FUZZ_TOKEN, /* hello token text */
+	FUZZ_TENANT_DAY_REC,
 	FUZZ_SELECTORS
 };
 

@@ -222,6 +222,15 @@ static int seeds_internal(const char *dir)
 	rr.n_members = 1;
 	rr.members = mrs;
 	rc |= seed_msg(dir, "room_rec", FUZZ_ROOM_REC, &rr.base);
+	Parley__Internal__TenantDayRec td =
+	    PARLEY__INTERNAL__TENANT_DAY_REC__INIT;
+	td.tenant = "acme";
+	td.day = 20000;
+	td.rooms_created = 12;
+	td.messages = 340;
+	td.wait_us_sum = 9000000;
+	td.wait_n = 12;
+	rc |= seed_msg(dir, "tenant_day_rec", FUZZ_TENANT_DAY_REC, &td.base);
 	return rc;
 }
 

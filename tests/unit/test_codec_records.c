@@ -277,3 +277,36 @@ TEST(test_codec_claims)
 	    PL_E_PROTO);
 	free(pk);
 }
+
+/* The store's day totals come back through the codec: bounded, and sums
+ * that can only grow from zero are never negative. */
+TEST(test_codec_tenant_day_rec)
+{
+	Parley__Internal__TenantDayRec
+	    r = PARLEY__INTERNAL__TENANT_DAY_REC__INIT,
+	    *out;
+	r.tenant = "acme";
+	r.day = 20000;
+	r.messages = 340;
+	r.wait_us_sum = 9000000;
+	r.wait_n = 12;
+	struct packed *pk = pack(&r.base);
+	CHECK_EQ(pl_tenant_day_rec_decode(pk->buf, pk->n, &pk->a, &out), PL_OK);
+	CHECK_EQ(out->messages, 340);
+	CHECK_EQ(out->wait_us_sum, 9000000);
+	free(pk);
+	r.handle_us_sum = -1;
+	pk = pack(&r.base);
+	CHECK_EQ(
+	    pl_tenant_day_rec_decode(pk->buf, pk->n, &pk->a, &out), PL_E_PROTO);
+	free(pk);
+	r.handle_us_sum = 0;
+	char big[PL_TENANT_DAY_REC_BYTES_MAX + 1];
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	r.tenant = big;
+	pk = pack(&r.base);
+	CHECK_EQ(pl_tenant_day_rec_decode(pk->buf, pk->n, &pk->a, &out),
+	    PL_E_TOO_LARGE);
+	free(pk);
+}
