@@ -60,6 +60,7 @@ typedef struct gw_mset {
 	pl_metric *http_refused[2];  /* per address, connections_max */
 	/* Drops that would otherwise be silent. */
 	pl_metric *sends_dropped[2];  /* to a closing conn, out of memory */
+	pl_metric *events_in;         /* live events received from brokers */
 	pl_metric *events_dropped[2]; /* invalid, not encodable */
 	pl_metric *watch_dropped;
 	pl_metric *replies_unmatched;

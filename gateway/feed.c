@@ -565,6 +565,7 @@ void gw_subs_events(gw *g, uint16_t group, Parley__Internal__BrokerBatch *b)
 {
 	uint8_t *buf = NULL;
 	size_t cap = 0;
+	pl_metric_inc(g->m.events_in, (int64_t)b->n_events);
 	pthread_mutex_lock(&g->subs_mu);
 	for (size_t i = 0; i < b->n_events; i++) {
 		Parley__Event *ev = b->events[i];

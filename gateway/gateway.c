@@ -89,6 +89,10 @@ static void metrics_register(gw *g)
 	m->sends_dropped[1] = pl_metrics_add(r, PL_METRIC_COUNTER,
 	    "parley_gateway_sends_dropped_total{reason=\"nomem\"}",
 	    "Frames for a client dropped (slow consumers are counted apart)");
+	m->events_in = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_gateway_feed_events_total",
+	    "Live events received from brokers (only rooms this gateway "
+	    "watches)");
 	m->events_dropped[0] = pl_metrics_add(r, PL_METRIC_COUNTER,
 	    "parley_gateway_feed_events_dropped_total{reason=\"invalid\"}",
 	    "Live feed events fanned out to no subscriber");

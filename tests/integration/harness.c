@@ -70,12 +70,13 @@ static int free_port(void)
 		next = (unsigned)getpid() * 7919u + (unsigned)time(NULL);
 	for (int tries = 0; tries < 500; tries++) {
 		next = next * 1103515245u + 12345u;
-		int port = PORT_LOW + (int)((next >> 8) % (PORT_HIGH - PORT_LOW + 1));
+		int port =
+		    PORT_LOW + (int)((next >> 8) % (PORT_HIGH - PORT_LOW + 1));
 		int s = socket(AF_INET, SOCK_STREAM, 0);
 		if (s < 0)
 			return -1;
-		struct sockaddr_in a = {.sin_family = AF_INET,
-		    .sin_port = htons((uint16_t)port)};
+		struct sockaddr_in a = {
+		    .sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
 		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 		int ok = bind(s, (struct sockaddr *)&a, sizeof(a)) == 0;
 		close(s);
@@ -329,12 +330,13 @@ static size_t group_brokers(hx_cluster *c, int g, char *out, size_t cap)
 	return n;
 }
 
-static bool gateway_config(hx_cluster *c, const char *ini)
+static bool gateway_config(hx_cluster *c, const char *ini, const char *id,
+    const char *tcp_url, int http_port)
 {
 	char text[8192], pub[512], list[512];
 	size_t n = (size_t)snprintf(text, sizeof(text),
-	    "[gateway]\nid = gw-test\ntcp = %s\nhttp = 127.0.0.1:%d\n%s\n",
-	    c->tcp_url, c->http_port, c->gw_extra);
+	    "[gateway]\nid = %s\ntcp = %s\nhttp = 127.0.0.1:%d\n%s\n", id,
+	    tcp_url, http_port, c->gw_extra);
 	for (int g = 1; g <= c->ngroups; g++) {
 		if (group_brokers(c, g, list, sizeof(list)) >= sizeof(list))
 			return false;
@@ -363,13 +365,40 @@ bool hx_start_gateway(hx_cluster *c)
 {
 	char ini[256];
 	snprintf(ini, sizeof(ini), "%s/gateway.ini", c->dir);
-	if (!gateway_config(c, ini))
+	if (!gateway_config(c, ini, "gw-test", c->tcp_url, c->http_port))
 		return false;
 	char *argv[] = {PARLEY_GATEWAY_BIN, "-c", ini, NULL};
 	if (spawn(&c->gateway, "gateway", c->dir, argv, NULL, 0) <= 0)
 		return false;
 	return wait_port(&c->gateway, c->tcp_port) &&
 	       wait_port(&c->gateway, c->http_port);
+}
+
+bool hx_start_gateway2(hx_cluster *c)
+{
+	if (c->tcp_port2 == 0) {
+		int p[2];
+		do {
+			if (!ports_alloc(p, 2))
+				return false;
+		} while (p[0] == c->tcp_port || p[0] == c->http_port ||
+		         p[1] == c->tcp_port || p[1] == c->http_port);
+		c->tcp_port2 = p[0];
+		c->http_port2 = p[1];
+		snprintf(c->tcp_url2, sizeof(c->tcp_url2), "tcp://127.0.0.1:%d",
+		    c->tcp_port2);
+		snprintf(c->ws_url2, sizeof(c->ws_url2), "ws://127.0.0.1:%d/ws",
+		    c->http_port2);
+	}
+	char ini[256];
+	snprintf(ini, sizeof(ini), "%s/gateway2.ini", c->dir);
+	if (!gateway_config(c, ini, "gw-test-2", c->tcp_url2, c->http_port2))
+		return false;
+	char *argv[] = {PARLEY_GATEWAY_BIN, "-c", ini, NULL};
+	if (spawn(&c->gateway2, "gateway2", c->dir, argv, NULL, 0) <= 0)
+		return false;
+	return wait_port(&c->gateway2, c->tcp_port2) &&
+	       wait_port(&c->gateway2, c->http_port2);
 }
 
 bool hx_start(hx_cluster *c)
@@ -407,7 +436,8 @@ static void describe_status(char *out, size_t cap, int status)
 	if (WIFSIGNALED(status))
 		snprintf(out, cap, "killed by signal %d", WTERMSIG(status));
 	else if (WIFEXITED(status))
-		snprintf(out, cap, "exited with status %d", WEXITSTATUS(status));
+		snprintf(
+		    out, cap, "exited with status %d", WEXITSTATUS(status));
 	else
 		snprintf(out, cap, "status %d", status);
 }
@@ -463,6 +493,8 @@ int64_t hx_stop_us_max(void)
 
 static void dump_log(const hx_proc *p)
 {
+	if (p->log[0] == '\0')
+		return; /* never started */
 	char cmd[400];
 	snprintf(cmd, sizeof(cmd), "echo '--- %s'; tail -n 30 %s 1>&2", p->name,
 	    p->log);
@@ -504,9 +536,11 @@ void hx_fini(hx_cluster *c, bool failed)
 	hx_proc *brokers[HX_GROUPS_MAX * HX_REPLICAS_MAX];
 	int nb = brokers_list(c, brokers);
 	hx_kill(&c->gateway, SIGTERM);
+	hx_kill(&c->gateway2, SIGTERM);
 	for (int i = 0; i < nb; i++)
 		hx_kill(brokers[i], SIGTERM);
-	bool dirty = log_has_sanitizer_report(&c->gateway);
+	bool dirty = log_has_sanitizer_report(&c->gateway) ||
+	             log_has_sanitizer_report(&c->gateway2);
 	for (int i = 0; i < nb; i++)
 		dirty = dirty || log_has_sanitizer_report(brokers[i]);
 	if (dirty || unasked_deaths > 0 || slow_stops > 0) {
@@ -520,6 +554,7 @@ void hx_fini(hx_cluster *c, bool failed)
 	}
 	if (failed) {
 		dump_log(&c->gateway);
+		dump_log(&c->gateway2);
 		for (int i = 0; i < nb; i++)
 			dump_log(brokers[i]);
 	}
@@ -561,9 +596,16 @@ const char *hx_token(hx_cluster *c, const char *tenant, const char *user,
 parley_conn *hx_client(
     hx_cluster *c, bool ws, const char *tenant, const char *user, int role)
 {
+	return hx_client_at(c, 1, ws, tenant, user, role);
+}
+
+parley_conn *hx_client_at(hx_cluster *c, int gateway, bool ws,
+    const char *tenant, const char *user, int role)
+{
 	parley_conn *conn;
-	if (parley_connect(ws ? c->ws_url : c->tcp_url, 3000, NULL, &conn) !=
-	    PL_OK)
+	const char *url = gateway == 2 ? (ws ? c->ws_url2 : c->tcp_url2)
+	                               : (ws ? c->ws_url : c->tcp_url);
+	if (parley_connect(url, 3000, NULL, &conn) != PL_OK)
 		return NULL;
 	const char *tok = hx_token(c, tenant, user, role, 3600, "");
 	if (parley_hello(conn, tok, 3000, NULL) != PL_OK) {

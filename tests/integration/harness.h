@@ -31,6 +31,11 @@ typedef struct hx_cluster {
 	char tcp_url[64], ws_url[80];
 	hx_proc broker[HX_GROUPS_MAX + 1];
 	hx_proc gateway;
+	/* A second gateway in front of the same groups (hx_start_gateway2):
+	 * its own id, client port and HTTP port, the same [gateway] extras. */
+	hx_proc gateway2;
+	int tcp_port2, http_port2;
+	char tcp_url2[64], ws_url2[80];
 	char gw_extra[1024];     /* extra [gateway] lines */
 	char broker_extra[512];  /* extra [broker] lines */
 	char broker_env[4][512]; /* NAME=value pairs set for brokers */
@@ -71,6 +76,9 @@ void hx_resume(hx_proc *p);
 bool hx_start(hx_cluster *c);
 bool hx_start_broker(hx_cluster *c, int group);
 bool hx_start_gateway(hx_cluster *c);
+/* Starts (or restarts) the second gateway, id gw-test-2, on ports of its
+ * own (chosen at its first start); waits until it serves. */
+bool hx_start_gateway2(hx_cluster *c);
 /* A process stops within this long of SIGTERM (the broker's and the
  * gateway's stop deadline, PL_STOP_DEADLINE_MS, plus time to exit). */
 #define HX_STOP_US_MAX (2 * 1000 * 1000)
@@ -95,6 +103,9 @@ const char *hx_token(hx_cluster *c, const char *tenant, const char *user,
 /* Connects over TCP (ws=false) or WebSocket and says hello. */
 parley_conn *hx_client(
     hx_cluster *c, bool ws, const char *tenant, const char *user, int role);
+/* The same through gateway 1 or 2. */
+parley_conn *hx_client_at(hx_cluster *c, int gateway, bool ws,
+    const char *tenant, const char *user, int role);
 
 /* Waits for the next message event of room; skips other events.
  * Returns its seq, 0 on timeout. *body (may be NULL) gets a copy. */
