@@ -122,13 +122,18 @@ void brk_fanout(brk_group *g, uint64_t room, const Parley__Event *ev)
 	}
 	PL_ASSERT(parley__event__pack(ev, g->pack) == n);
 	pl_metric_inc(g->m.events, 1);
-	const void *gws[BRK_FEED_GATEWAYS_MAX];
-	size_t ngws = brk_watch_gateways(rw, gws, PL_ARRAY_LEN(gws));
-	for (size_t i = 0; i < ngws; i++)
-		/* A watcher's gateway is a feed of this table (feed.h). */
-		if (!brk_feed_append(
-		        &g->feeds, (brk_feed_gw *)gws[i], g->pack, n))
+	/* Each gateway once, however many of its users watch the room: a
+	 * watcher's gateway is a feed of this group (feed.h), marked when it
+	 * has this event. */
+	uint64_t mark = ++g->fanout_mark;
+	for (int i = 0; i < rw->n; i++) {
+		brk_feed_gw *gw = (brk_feed_gw *)rw->v[i].gw;
+		if (gw->mark == mark)
+			continue;
+		gw->mark = mark;
+		if (!brk_feed_append(&g->feeds, gw, g->pack, n))
 			pl_metric_inc(g->m.events_dropped, 1);
+	}
 }
 
 void brk_presence_event(

@@ -1,7 +1,8 @@
 /*
  * feed.c - per-gateway feeds (feed.h).
  *
- * Invariants: a feed holds at most BRK_FEED_BYTES_MAX bytes and
+ * Invariants: a feed holds at most BRK_FEED_BYTES_MAX bytes (its buffer
+ * grows from BRK_FEED_BYTES_MIN to that, never past) and
  * events_max events; once it dropped one, overflow stays set until a poll
  * carried it; polls are answered oldest first, each exactly once (answer)
  * or given back (release).
@@ -34,6 +35,9 @@ void brk_feeds_fini(brk_feeds *f)
 {
 	while (f->n > 0)
 		brk_feeds_forget(f, f->n - 1);
+	free(f->gws);
+	f->gws = NULL;
+	f->cap = 0;
 }
 
 brk_feed_gw *brk_feeds_find(brk_feeds *f, const char *id, bool create)
@@ -43,11 +47,20 @@ brk_feed_gw *brk_feeds_find(brk_feeds *f, const char *id, bool create)
 			return f->gws[i];
 	if (!create)
 		return NULL;
+	if (f->n == f->cap) {
+		int cap = f->cap ? f->cap * 2 : 16;
+		brk_feed_gw **v = realloc(f->gws, sizeof(*v) * (size_t)cap);
+		if (v == NULL) {
+			f->refused++;
+			return NULL;
+		}
+		f->gws = v;
+		f->cap = cap;
+	}
 	brk_feed_gw *gw = NULL;
-	if (f->n < BRK_FEED_GATEWAYS_MAX &&
-	    strlen(id) <= BRK_FEED_ID_CHARS_MAX &&
+	if (strlen(id) <= BRK_FEED_ID_CHARS_MAX &&
 	    (gw = calloc(1, sizeof(*gw))) != NULL &&
-	    (gw->buf = malloc(BRK_FEED_BYTES_MAX)) == NULL) {
+	    (gw->buf = malloc(BRK_FEED_BYTES_MIN)) == NULL) {
 		free(gw);
 		gw = NULL;
 	}
@@ -55,6 +68,7 @@ brk_feed_gw *brk_feeds_find(brk_feeds *f, const char *id, bool create)
 		f->refused++;
 		return NULL;
 	}
+	gw->cap = BRK_FEED_BYTES_MIN;
 	snprintf(gw->id, sizeof(gw->id), "%s", id);
 	snprintf(
 	    gw->epoch, sizeof(gw->epoch), "%s.%u", f->epoch, ++f->incarnations);
@@ -63,12 +77,31 @@ brk_feed_gw *brk_feeds_find(brk_feeds *f, const char *id, bool create)
 	return gw;
 }
 
+/* Makes room for need bytes (at most BRK_FEED_BYTES_MAX). */
+static bool grow(brk_feed_gw *gw, size_t need)
+{
+	if (need <= gw->cap)
+		return true;
+	size_t cap = gw->cap;
+	while (cap < need)
+		cap *= 2;
+	if (cap > BRK_FEED_BYTES_MAX)
+		cap = BRK_FEED_BYTES_MAX;
+	uint8_t *b = realloc(gw->buf, cap);
+	if (b == NULL)
+		return false;
+	gw->buf = b;
+	gw->cap = cap;
+	return true;
+}
+
 bool brk_feed_append(brk_feeds *f, brk_feed_gw *gw, const uint8_t *ev, size_t n)
 {
 	uint8_t hdr[PL_SPLICE_HEADER_BYTES_MAX];
 	size_t h = pl_splice_event_header(hdr, n);
-	if (gw->len + h + n > BRK_FEED_BYTES_MAX ||
-	    gw->events >= f->events_max) {
+	size_t need = gw->len + h + n;
+	if (need > BRK_FEED_BYTES_MAX || gw->events >= f->events_max ||
+	    !grow(gw, need)) {
 		gw->overflow = true;
 		f->dropped++;
 		return false;
@@ -77,7 +110,7 @@ bool brk_feed_append(brk_feeds *f, brk_feed_gw *gw, const uint8_t *ev, size_t n)
 	memcpy(gw->buf + gw->len + h, ev, n);
 	gw->len += h + n;
 	gw->events++;
-	PL_DEBUG_ASSERT(gw->len <= BRK_FEED_BYTES_MAX);
+	PL_DEBUG_ASSERT(gw->len <= gw->cap && gw->cap <= BRK_FEED_BYTES_MAX);
 	return true;
 }
 
@@ -96,6 +129,13 @@ void brk_feed_flush(brk_feeds *f, brk_feed_gw *gw)
 		gw->len = 0;
 		gw->events = 0;
 		gw->overflow = false;
+		/* A burst's buffer is not kept by a gateway gone quiet. */
+		uint8_t *b;
+		if (gw->cap > 16 * BRK_FEED_BYTES_MIN &&
+		    (b = realloc(gw->buf, BRK_FEED_BYTES_MIN)) != NULL) {
+			gw->buf = b;
+			gw->cap = BRK_FEED_BYTES_MIN;
+		}
 	} else {
 		f->failed++;
 		PL_ERROR(

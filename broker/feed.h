@@ -16,13 +16,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Gateways one leader keeps feeds for; a gateway past it is answered
- * with no feed (counted) and tries again. */
-#define BRK_FEED_GATEWAYS_MAX 256
 /* Parked polls per gateway (a gateway keeps one or two). */
 #define BRK_FEED_POLLS_MAX 4
-/* Queued bytes per gateway: past it, events drop (overflow). */
+/* Queued bytes per gateway: past it, events drop (overflow). A feed's
+ * buffer starts at BRK_FEED_BYTES_MIN and doubles as events queue, so an
+ * idle gateway costs a few KiB, not the bound. */
 #define BRK_FEED_BYTES_MAX (8u * 1024 * 1024)
+#define BRK_FEED_BYTES_MIN (4u * 1024)
 #define BRK_FEED_ID_CHARS_MAX 63
 /* The leader's epoch (32 hex) "." the feed's incarnation. */
 #define BRK_FEED_EPOCH_CHARS_MAX 47
@@ -34,13 +34,14 @@ typedef struct brk_feed_gw {
 	 * its watches, exactly as after a broker restart. */
 	char epoch[BRK_FEED_EPOCH_CHARS_MAX + 1];
 	uint8_t *buf; /* BrokerBatch.events records */
-	size_t len;
+	size_t len, cap;
 	uint32_t events;
 	bool overflow;
 	void *polls[BRK_FEED_POLLS_MAX]; /* oldest first */
 	int64_t deadlines_us[BRK_FEED_POLLS_MAX];
 	int npolls;
 	int64_t last_seen_us;
+	uint64_t mark; /* the owner's: e.g. "already fed this event" */
 } brk_feed_gw;
 
 /* Answers poll with the feed's bytes: records (n bytes) then the tail
@@ -51,9 +52,11 @@ typedef bool (*brk_feed_answer_fn)(void *ctx, void *poll, const uint8_t *feed,
 /* Gives back a parked poll that is not answered (its gateway forgotten). */
 typedef void (*brk_feed_release_fn)(void *ctx, void *poll);
 
+/* No fixed number of gateways: the table grows with the gateways that
+ * poll, and shrinks as idle ones are forgotten (brk_feeds_idle). */
 typedef struct brk_feeds {
-	brk_feed_gw *gws[BRK_FEED_GATEWAYS_MAX];
-	int n;
+	brk_feed_gw **gws;
+	int n, cap;
 	char epoch[33]; /* the leader's instance id */
 	uint32_t incarnations;
 	uint32_t group;
@@ -62,7 +65,7 @@ typedef struct brk_feeds {
 	brk_feed_release_fn release;
 	void *ctx;
 	uint64_t dropped; /* events dropped for full feeds */
-	uint64_t refused; /* gateways refused: the table full or no memory */
+	uint64_t refused; /* gateways refused: id too long or no memory */
 	uint64_t failed;  /* answers that could not be sent */
 } brk_feeds;
 
@@ -73,11 +76,10 @@ void brk_feeds_init(brk_feeds *f, const char *epoch, uint32_t group,
 void brk_feeds_fini(brk_feeds *f);
 
 /* The gateway's feed; with create, a new one when it has none (NULL and
- * counted in refused when the table is full, id is too long or memory
- * runs out). */
+ * counted in refused when the id is too long or memory runs out). */
 brk_feed_gw *brk_feeds_find(brk_feeds *f, const char *id, bool create);
 /* Queues one packed event; false (and overflow set, counted in dropped)
- * when the feed is full. */
+ * when the feed is full or cannot grow. */
 bool brk_feed_append(
     brk_feeds *f, brk_feed_gw *gw, const uint8_t *ev, size_t n);
 /* Parks a poll until deadline_us; the oldest is answered first when

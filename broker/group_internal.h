@@ -150,6 +150,7 @@ struct brk_group {
 	pthread_mutex_t free_mu;
 	brk_feeds feeds;
 	brk_watches watches;
+	uint64_t fanout_mark; /* one per event fanned out (events.c) */
 	round_event *events_buf;
 	round_watch *watches_buf;
 	uint8_t *pack; /* event encoding scratch */

@@ -176,19 +176,61 @@ TEST(test_feed_idle_gateways_and_incarnations)
 	/* Back after being forgotten: a new incarnation, a new epoch. */
 	brk_feed_gw *again = brk_feeds_find(&f, "gw-2", true);
 	CHECK_STR_EQ(again->epoch, "0123456789abcdef0123456789abcdef.3");
-	/* Ids past the bound and a full table are refused and counted. */
+	/* Ids past the bound are refused and counted. */
 	char big[BRK_FEED_ID_CHARS_MAX + 2];
 	memset(big, 'x', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
 	CHECK(brk_feeds_find(&f, big, true) == NULL);
 	CHECK_EQ(f.refused, 1);
-	for (int i = f.n; i < BRK_FEED_GATEWAYS_MAX; i++) {
+	/* No fixed number of gateways: a thousand more, each found again,
+	 * each costing its small first buffer only. */
+	for (int i = 0; i < 1000; i++) {
 		char id[16];
 		snprintf(id, sizeof(id), "g%d", i);
-		CHECK(brk_feeds_find(&f, id, true) != NULL);
+		brk_feed_gw *gw = brk_feeds_find(&f, id, true);
+		CHECK(gw != NULL);
+		CHECK_EQ(gw->cap, BRK_FEED_BYTES_MIN);
 	}
-	CHECK(brk_feeds_find(&f, "one-more", true) == NULL);
-	CHECK_EQ(f.refused, 2);
+	CHECK_EQ(f.n, 1002);
+	CHECK(brk_feeds_find(&f, "g999", false) != NULL);
+	CHECK_EQ(f.refused, 1);
 	brk_feeds_fini(&f);
 	CHECK_EQ(a.released, 1);
+}
+
+TEST(test_feed_buffer_grows_to_the_bound_and_shrinks_after)
+{
+	answers a = {0};
+	brk_feeds f;
+	brk_feeds_init(&f, EPOCH, 1, 1u << 30, on_answer, on_release, &a);
+	brk_feed_gw *gw = brk_feeds_find(&f, "gw", true);
+	static uint8_t ev[60 * 1024];
+	memset(ev, 'e', sizeof(ev));
+	/* Raw bytes: the feed does not look inside what it queues. */
+	size_t queued = 0;
+	while (brk_feed_append(&f, gw, ev, sizeof(ev)))
+		queued++;
+	CHECK(gw->overflow);
+	CHECK_EQ(f.dropped, 1);
+	CHECK_LE(gw->len, BRK_FEED_BYTES_MAX);
+	CHECK_EQ(gw->cap, BRK_FEED_BYTES_MAX);
+	CHECK_EQ(queued, BRK_FEED_BYTES_MAX / (sizeof(ev) + 4));
+	a.fail = true;
+	int p = 1;
+	brk_feed_park(&f, gw, &p, 10);
+	brk_feed_flush(&f, gw); /* fails: everything kept */
+	CHECK_EQ(gw->cap, BRK_FEED_BYTES_MAX);
+	CHECK_EQ(gw->events, queued);
+	a.fail = false;
+	brk_feed_park(&f, gw, &p, 10);
+	brk_feed_flush(&f, gw); /* carried: the buffer goes back to small */
+	CHECK_EQ(a.n, 1);
+	CHECK_EQ(gw->len, 0);
+	CHECK_EQ(gw->cap, BRK_FEED_BYTES_MIN);
+	CHECK(brk_feed_append(&f, gw, ev, sizeof(ev))); /* and grows again */
+	CHECK_GE(gw->cap, sizeof(ev));
+	if (a.last != NULL)
+		parley__internal__broker_batch__free_unpacked(a.last, NULL);
+	brk_feeds_fini(&f);
+	CHECK_EQ(a.released, 0);
 }
