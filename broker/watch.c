@@ -70,20 +70,6 @@ uint32_t brk_watch_user_conns(const brk_room_watch *rw, const char *user)
 	return n;
 }
 
-size_t brk_watch_gateways(
-    const brk_room_watch *rw, const void **out, size_t cap)
-{
-	size_t n = 0;
-	for (int i = 0; rw != NULL && i < rw->n && n < cap; i++) {
-		bool seen = false;
-		for (size_t j = 0; j < n && !seen; j++)
-			seen = out[j] == rw->v[i].gw;
-		if (!seen)
-			out[n++] = rw->v[i].gw;
-	}
-	return n;
-}
-
 static void presence(
     brk_watches *w, uint64_t room, const char *user, int role, bool online)
 {

@@ -69,8 +69,5 @@ void brk_watches_drop_gw(brk_watches *w, const void *gw);
 const brk_room_watch *brk_watch_room(const brk_watches *w, uint64_t room);
 /* Connections of user to the room over every gateway (0 = offline). */
 uint32_t brk_watch_user_conns(const brk_room_watch *rw, const char *user);
-/* The distinct gateways watching rw, each once, at most cap of them. */
-size_t brk_watch_gateways(
-    const brk_room_watch *rw, const void **out, size_t cap);
 
 #endif

@@ -749,3 +749,23 @@ int hx_leader(hx_cluster *c, parley_conn *conn, int group, int timeout_ms)
 	} while (pl_mono_us() < end);
 	return 0;
 }
+
+long hx_metric(int http_port, const char *name)
+{
+	static char text[1 << 17];
+	if (hx_http_get(http_port, "/metrics", text, sizeof(text)) != 200)
+		return -1;
+	char key[128];
+	snprintf(key, sizeof(key), "\n%s ", name);
+	const char *m = strstr(text, key);
+	return m != NULL ? strtol(m + strlen(key), NULL, 10) : -1;
+}
+
+pl_status hx_publish_n(parley_conn *c, const char *room, int i, parley_ack *a)
+{
+	char id[32], body[32];
+	snprintf(id, sizeof(id), "msg-%d", i);
+	int n = snprintf(body, sizeof(body), "body %d", i);
+	return parley_publish(
+	    c, room, id, PARLEY__KIND__TEXT, body, (size_t)n, 3000, a);
+}

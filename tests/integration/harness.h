@@ -120,6 +120,14 @@ pl_status hx_history_retry(parley_conn *conn, const char *room,
 /* GET http://127.0.0.1:port/path; returns the status, body in out. */
 int hx_http_get(int port, const char *path, char *out, size_t cap);
 
+/* One unlabelled metric of the /metrics page on http_port (a gateway's or
+ * a broker's); -1 when the page or the metric is missing. */
+long hx_metric(int http_port, const char *name);
+
+/* Publishes message i to room: client_msg_id "msg-i", body "body i", so
+ * a retry of the same i is the same message. a may be NULL. */
+pl_status hx_publish_n(parley_conn *c, const char *room, int i, parley_ack *a);
+
 /* A TCP socket connected to the gateway's client port, or -1. */
 int hx_raw_connect(hx_cluster *c);
 

@@ -607,17 +607,6 @@ TEST(test_edges_rate_limited_says_when_to_retry)
 	hx_fini(&c, false);
 }
 
-static long metric(hx_cluster *c, const char *name)
-{
-	static char text[1 << 17];
-	if (hx_http_get(c->http_port, "/metrics", text, sizeof(text)) != 200)
-		return -1;
-	char key[128];
-	snprintf(key, sizeof(key), "\n%s ", name);
-	const char *m = strstr(text, key);
-	return m != NULL ? strtol(m + strlen(key), NULL, 10) : -1;
-}
-
 /* fault: a subscriber that stops reading while its room floods, until
  * the gateway calls it a slow consumer, and then reads nothing for
  * longer than the old 1 s close grace.
@@ -638,18 +627,19 @@ TEST(test_edges_slow_consumer_goodbye_at_frame_boundary)
 	CHECK(svc != NULL);
 	memset(body, 'z', sizeof(body));
 	for (int ws = 0; ws < 2; ws++) {
-		long slow0 = metric(&c, "parley_gateway_slow_consumers_total");
+		long slow0 = hx_metric(
+		    c.http_port, "parley_gateway_slow_consumers_total");
 		CHECK_GE(slow0, 0);
 		CHECK_EQ(parley_create_room(svc, NULL, NULL, 0, T, room, NULL),
 		    PL_OK);
 		const char *gauge =
 		    ws ? "parley_gateway_connections{transport=\"ws\"}"
 		       : "parley_gateway_connections{transport=\"tcp\"}";
-		long open0 = metric(&c, gauge);
+		long open0 = hx_metric(c.http_port, gauge);
 		CHECK_GE(open0, 0);
 		rw_conn *r = raw_authed(&c, ws, PARLEY__ROLE__SERVICE);
 		CHECK(r != NULL);
-		CHECK_EQ(metric(&c, gauge), open0 + 1);
+		CHECK_EQ(hx_metric(c.http_port, gauge), open0 + 1);
 		rw_pb sb = {0}, f;
 		rw_pb_str(&sb, 1, room);
 		rw_frame(&f, 2, OP_SUBSCRIBE, &sb);
@@ -660,8 +650,8 @@ TEST(test_edges_slow_consumer_goodbye_at_frame_boundary)
 		rw_pause(r, true);
 		/* Flood until the gateway gives up on it (at most 64 MB). */
 		int sent = 0;
-		while (metric(&c, "parley_gateway_slow_consumers_total") ==
-		       slow0) {
+		while (hx_metric(c.http_port,
+		           "parley_gateway_slow_consumers_total") == slow0) {
 			CHECK_LT(sent, 8000);
 			for (int k = 0; k < 50; k++, sent++) {
 				char id[16];
@@ -688,7 +678,8 @@ TEST(test_edges_slow_consumer_goodbye_at_frame_boundary)
 			frames++;
 			if (goodbyes > 0)
 				after_goodbye++;
-			if (x->body_case == PARLEY__SERVER_FRAME__BODY_GOODBYE) {
+			if (x->body_case ==
+			    PARLEY__SERVER_FRAME__BODY_GOODBYE) {
 				goodbyes++;
 				CHECK_EQ(x->goodbye->code,
 				    PARLEY__ERROR_CODE__OVERLOADED);
@@ -709,7 +700,7 @@ TEST(test_edges_slow_consumer_goodbye_at_frame_boundary)
 			CHECK_EQ(st, PL_E_CLOSED);
 		else
 			CHECK(st == PL_E_CLOSED || st == PL_E_TIMEOUT);
-		for (int i = 0; metric(&c, gauge) != open0; i++) {
+		for (int i = 0; hx_metric(c.http_port, gauge) != open0; i++) {
 			CHECK_LT(i, 150);
 			usleep(100 * 1000);
 		}
@@ -779,10 +770,11 @@ TEST(test_edges_broker_refusals_name_their_cause)
 		CHECK_EQ(parley_history(a, "0001000fffffffff", &q, T, &page),
 		    PL_E_NOT_FOUND);
 		CHECK_HAS(parley_last_error(a, NULL), "room not found");
-		CHECK_EQ(parley_create_room(a, NULL, NULL, 0, T, room, NULL), PL_OK);
+		CHECK_EQ(
+		    parley_create_room(a, NULL, NULL, 0, T, room, NULL), PL_OK);
 		CHECK_EQ(parley_close_room(a, room, "done", T), PL_OK);
-		CHECK_EQ(parley_publish(a, room, "late", PARLEY__KIND__TEXT, "x", 1,
-		             T, NULL),
+		CHECK_EQ(parley_publish(a, room, "late", PARLEY__KIND__TEXT,
+		             "x", 1, T, NULL),
 		    PL_E_ROOM_CLOSED);
 		CHECK_HAS(parley_last_error(a, NULL), "takes no more writes");
 		parley_close(a);

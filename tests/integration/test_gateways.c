@@ -22,27 +22,6 @@
 
 #define T 3000
 
-static pl_status pub(parley_conn *c, const char *room, int i)
-{
-	char id[32], body[32];
-	snprintf(id, sizeof(id), "msg-%d", i);
-	int n = snprintf(body, sizeof(body), "body %d", i);
-	return parley_publish(
-	    c, room, id, PARLEY__KIND__TEXT, body, (size_t)n, T, NULL);
-}
-
-/* A counter on a gateway's /metrics (-1 when missing). */
-static long gw_metric(int http_port, const char *name)
-{
-	static char text[1 << 17];
-	if (hx_http_get(http_port, "/metrics", text, sizeof(text)) != 200)
-		return -1;
-	char key[128];
-	snprintf(key, sizeof(key), "\n%s ", name);
-	const char *m = strstr(text, key);
-	return m != NULL ? strtol(m + strlen(key), NULL, 10) : -1;
-}
-
 /* Reads messages of room until seq `to`; each must be the next. */
 static bool read_through(
     parley_conn *sub, const char *room, uint64_t *last, uint64_t to)
@@ -82,7 +61,7 @@ TEST(test_gateways_any_gateway_any_room_and_feeds_only_to_watchers)
 	CHECK_EQ(parley_subscribe(sub2, a, 0, T, NULL), PL_OK);
 	/* Publishers on both gateways, one room: one order for everyone. */
 	for (int i = 1; i <= 60; i++)
-		CHECK_EQ(pub(i % 2 ? svc1 : svc2, a, i), PL_OK);
+		CHECK_EQ(hx_publish_n(i % 2 ? svc1 : svc2, a, i, NULL), PL_OK);
 	uint64_t l1 = 0, l2 = 0;
 	CHECK(read_through(sub1, a, &l1, 60));
 	CHECK(read_through(sub2, a, &l2, 60));
@@ -91,18 +70,18 @@ TEST(test_gateways_any_gateway_any_room_and_feeds_only_to_watchers)
 	/* Room b has a subscriber on gateway 1 only. */
 	CHECK_EQ(parley_subscribe(sub1, b, 0, T, NULL), PL_OK);
 	usleep(300 * 1000); /* events of room a already in flight land */
-	long in1 = gw_metric(c.http_port, "parley_gateway_feed_events_total");
-	long in2 = gw_metric(c.http_port2, "parley_gateway_feed_events_total");
+	long in1 = hx_metric(c.http_port, "parley_gateway_feed_events_total");
+	long in2 = hx_metric(c.http_port2, "parley_gateway_feed_events_total");
 	CHECK(in1 >= 60 && in2 >= 60);
 	for (int i = 1; i <= 100; i++)
-		CHECK_EQ(pub(i % 2 ? svc1 : svc2, b, i), PL_OK);
+		CHECK_EQ(hx_publish_n(i % 2 ? svc1 : svc2, b, i, NULL), PL_OK);
 	uint64_t lb = 0;
 	CHECK(read_through(sub1, b, &lb, 100));
 	usleep(300 * 1000);
-	CHECK_GE(gw_metric(c.http_port, "parley_gateway_feed_events_total"),
+	CHECK_GE(hx_metric(c.http_port, "parley_gateway_feed_events_total"),
 	    in1 + 100);
 	CHECK_EQ(
-	    gw_metric(c.http_port2, "parley_gateway_feed_events_total"), in2);
+	    hx_metric(c.http_port2, "parley_gateway_feed_events_total"), in2);
 	parley_close(svc1);
 	parley_close(svc2);
 	parley_close(sub1);
@@ -125,7 +104,7 @@ TEST(test_gateways_subscriber_moves_and_a_gateway_dies_no_gap_no_duplicate)
 	CHECK_EQ(parley_create_room(svc, NULL, NULL, 0, T, room, NULL), PL_OK);
 	CHECK_EQ(parley_subscribe(sub, room, 0, T, NULL), PL_OK);
 	for (int i = 1; i <= 40; i++)
-		CHECK_EQ(pub(svc, room, i), PL_OK);
+		CHECK_EQ(hx_publish_n(svc, room, i, NULL), PL_OK);
 	uint64_t last = 0;
 	CHECK(read_through(sub, room, &last, 20)); /* 21..40 unread */
 	parley_close(sub);
@@ -136,7 +115,7 @@ TEST(test_gateways_subscriber_moves_and_a_gateway_dies_no_gap_no_duplicate)
 	CHECK(sub != NULL);
 	CHECK_EQ(parley_subscribe(sub, room, last, T, NULL), PL_OK);
 	for (int i = 41; i <= 80; i++)
-		CHECK_EQ(pub(svc, room, i), PL_OK);
+		CHECK_EQ(hx_publish_n(svc, room, i, NULL), PL_OK);
 	CHECK(read_through(sub, room, &last, 80));
 
 	/* The publisher's gateway dies; it goes on through the other one,
@@ -147,7 +126,7 @@ TEST(test_gateways_subscriber_moves_and_a_gateway_dies_no_gap_no_duplicate)
 	    hx_client_at(&c, 2, true, "acme", "backend", PARLEY__ROLE__SERVICE);
 	CHECK(svc != NULL);
 	for (int i = 81; i <= 120; i++)
-		CHECK_EQ(pub(svc, room, i), PL_OK);
+		CHECK_EQ(hx_publish_n(svc, room, i, NULL), PL_OK);
 	CHECK(read_through(sub, room, &last, 100)); /* 101..120 unread */
 
 	/* The first gateway comes back; the subscriber moves to it. */
@@ -157,7 +136,7 @@ TEST(test_gateways_subscriber_moves_and_a_gateway_dies_no_gap_no_duplicate)
 	CHECK(sub != NULL);
 	CHECK_EQ(parley_subscribe(sub, room, last, T, NULL), PL_OK);
 	for (int i = 121; i <= 140; i++)
-		CHECK_EQ(pub(svc, room, i), PL_OK);
+		CHECK_EQ(hx_publish_n(svc, room, i, NULL), PL_OK);
 	CHECK(read_through(sub, room, &last, 140));
 	CHECK_EQ(hx_next_message(sub, room, 300, NULL, 0), 0); /* no extra */
 

@@ -17,15 +17,6 @@
 
 #define T 3000
 
-static pl_status pub(parley_conn *c, const char *room, int i, parley_ack *a)
-{
-	char id[32], body[32];
-	snprintf(id, sizeof(id), "msg-%d", i);
-	int n = snprintf(body, sizeof(body), "body %d", i);
-	return parley_publish(
-	    c, room, id, PARLEY__KIND__TEXT, body, (size_t)n, T, a);
-}
-
 TEST(test_resume_since_seq_no_gap_no_duplicate)
 {
 	hx_cluster c;
@@ -39,7 +30,7 @@ TEST(test_resume_since_seq_no_gap_no_duplicate)
 	CHECK(svc != NULL && sub != NULL);
 	CHECK_EQ(parley_create_room(svc, NULL, NULL, 0, T, room, NULL), PL_OK);
 	for (int i = 1; i <= 5; i++)
-		CHECK_EQ(pub(svc, room, i, NULL), PL_OK);
+		CHECK_EQ(hx_publish_n(svc, room, i, NULL), PL_OK);
 	CHECK_EQ(parley_subscribe(sub, room, 2, T, NULL), PL_OK);
 	uint64_t last = 2;
 	for (int i = 0; i < 3; i++) {
@@ -49,13 +40,13 @@ TEST(test_resume_since_seq_no_gap_no_duplicate)
 	}
 	parley_close(sub); /* gone while more arrive */
 	for (int i = 6; i <= 40; i++)
-		CHECK_EQ(pub(svc, room, i, NULL), PL_OK);
+		CHECK_EQ(hx_publish_n(svc, room, i, NULL), PL_OK);
 	sub = hx_client(&c, false, "acme", "agent", PARLEY__ROLE__AGENT);
 	CHECK(sub != NULL);
 	CHECK_EQ(parley_subscribe(sub, room, last, T, NULL), PL_OK);
 	/* Live publishes race with the catch-up from history. */
 	for (int i = 41; i <= 60; i++)
-		CHECK_EQ(pub(svc, room, i, NULL), PL_OK);
+		CHECK_EQ(hx_publish_n(svc, room, i, NULL), PL_OK);
 	while (last < 60) {
 		uint64_t s = hx_next_message(sub, room, T, NULL, 0);
 		CHECK_EQ(s, last + 1);
@@ -77,7 +68,7 @@ TEST(test_resume_retry_after_lost_ack_stored_once)
 	    hx_client(&c, false, "acme", "backend", PARLEY__ROLE__SERVICE);
 	CHECK(svc != NULL);
 	CHECK_EQ(parley_create_room(svc, NULL, NULL, 0, T, room, NULL), PL_OK);
-	CHECK_EQ(pub(svc, room, 1, NULL), PL_OK);
+	CHECK_EQ(hx_publish_n(svc, room, 1, NULL), PL_OK);
 	/* Send publish 2 and drop the connection without reading the ack. */
 	uint64_t id;
 	CHECK_EQ(parley_publish_send(svc, room, "msg-2", PARLEY__KIND__TEXT,
@@ -89,12 +80,12 @@ TEST(test_resume_retry_after_lost_ack_stored_once)
 	parley_ack a;
 	/* The retry returns the seq the first attempt got (if it landed) or
 	 * stores it now; either way seq 2, and a second retry is a dup. */
-	CHECK_EQ(pub(svc, room, 2, &a), PL_OK);
+	CHECK_EQ(hx_publish_n(svc, room, 2, &a), PL_OK);
 	CHECK_EQ(a.seq, 2);
-	CHECK_EQ(pub(svc, room, 2, &a), PL_OK);
+	CHECK_EQ(hx_publish_n(svc, room, 2, &a), PL_OK);
 	CHECK_EQ(a.seq, 2);
 	CHECK(a.duplicate);
-	CHECK_EQ(pub(svc, room, 3, &a), PL_OK);
+	CHECK_EQ(hx_publish_n(svc, room, 3, &a), PL_OK);
 	CHECK_EQ(a.seq, 3);
 	Parley__ServerFrame *f;
 	parley_history_query q = {
@@ -128,7 +119,7 @@ TEST(test_resume_live_subscription_survives_broker_restart)
 	CHECK_EQ(parley_create_room(svc, NULL, NULL, 0, T, room, NULL), PL_OK);
 	CHECK_EQ(parley_subscribe(sub, room, 0, T, NULL), PL_OK);
 	for (int i = 1; i <= 5; i++)
-		CHECK_EQ(pub(svc, room, i, NULL), PL_OK);
+		CHECK_EQ(hx_publish_n(svc, room, i, NULL), PL_OK);
 	uint64_t last = 0;
 	while (last < 5) {
 		uint64_t s = hx_next_message(sub, room, T, NULL, 0);
@@ -140,7 +131,7 @@ TEST(test_resume_live_subscription_survives_broker_restart)
 	for (int i = 6; i <= 10; i++) {
 		pl_status st = PL_E_UNAVAILABLE;
 		for (int k = 0; k < 50 && st != PL_OK; k++) {
-			st = pub(svc, room, i, NULL);
+			st = hx_publish_n(svc, room, i, NULL);
 			if (st != PL_OK)
 				usleep(100000);
 		}

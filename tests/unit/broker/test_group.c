@@ -242,10 +242,18 @@ TEST(test_group_feed_goes_only_to_watching_gateways)
 	CHECK_EQ(node_start(&n, 1024), PL_OK);
 	nng_socket s = gw_dial(&n);
 	CHECK_EQ(make_rooms(s, 2, rooms), PL_OK);
-	/* Gateway A watches room 0, gateway B watches room 1. */
+	/* Gateway A watches room 0 for two users (it must get each event
+	 * once), gateway B watches room 1. */
 	rb_init(&rb, "gw-a", "agent-a", PARLEY__ROLE__AGENT);
 	rb_subscribe(&rb, rooms[0]);
 	Parley__Internal__BrokerBatch *r = roundtrip(s, &rb.b);
+	CHECK(r != NULL && r->n_replies == 1);
+	CHECK_EQ(
+	    r->replies[0]->body_case, PARLEY__SERVER_FRAME__BODY_SUBSCRIBED);
+	parley__internal__broker_batch__free_unpacked(r, NULL);
+	rb_init(&rb, "gw-a", "agent-a2", PARLEY__ROLE__AGENT);
+	rb_subscribe(&rb, rooms[0]);
+	r = roundtrip(s, &rb.b);
 	CHECK(r != NULL && r->n_replies == 1);
 	CHECK_EQ(
 	    r->replies[0]->body_case, PARLEY__SERVER_FRAME__BODY_SUBSCRIBED);

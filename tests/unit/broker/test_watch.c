@@ -95,21 +95,30 @@ TEST(test_watch_presence_table)
 	brk_watches_fini(&w);
 }
 
-TEST(test_watch_gateways_listed_once)
+/* One watcher per (gateway, user), whatever its connections; rooms are
+ * kept apart. (Fan-out feeds each gateway of a room once: test_group.) */
+TEST(test_watch_one_watcher_per_gateway_and_user)
 {
 	brk_watches w;
 	brk_watches_init(&w, NULL, NULL);
 	const uint64_t room = 42;
 	CHECK_EQ(brk_watch_on(&w, A, room, "ann", 1), PL_OK);
+	CHECK_EQ(brk_watch_on(&w, A, room, "ann", 1), PL_OK);
 	CHECK_EQ(brk_watch_on(&w, A, room, "bob", 1), PL_OK);
 	CHECK_EQ(brk_watch_on(&w, B, room, "cat", 1), PL_OK);
 	CHECK_EQ(brk_watch_on(&w, A, room + 1, "ann", 1), PL_OK);
-	const void *gws[4];
-	size_t n = brk_watch_gateways(brk_watch_room(&w, room), gws, 4);
-	CHECK_EQ(n, 2);
-	CHECK((gws[0] == A && gws[1] == B) || (gws[0] == B && gws[1] == A));
-	/* The cap bounds what is listed. */
-	CHECK_EQ(brk_watch_gateways(brk_watch_room(&w, room), gws, 1), 1);
+	const brk_room_watch *rw = brk_watch_room(&w, room);
+	CHECK(rw != NULL);
+	CHECK_EQ(rw->n, 3);
+	int on_a = 0, on_b = 0;
+	for (int i = 0; i < rw->n; i++) {
+		on_a += rw->v[i].gw == A;
+		on_b += rw->v[i].gw == B;
+	}
+	CHECK_EQ(on_a, 2);
+	CHECK_EQ(on_b, 1);
+	CHECK_EQ(brk_watch_user_conns(rw, "ann"), 2);
+	CHECK_EQ(brk_watch_room(&w, room + 1)->n, 1);
 	CHECK_EQ(w.rooms, 2);
 	brk_watches_fini(&w);
 	CHECK_EQ(w.rooms, 0);
