@@ -64,6 +64,19 @@ _Static_assert(
         PL_FRAME_BYTES_CEIL,
     "a round's appends to one peer fit one PeerBatch");
 
+/* The group's metrics (group_metrics.c registers each). */
+typedef struct brk_group_metrics {
+	pl_metric *batches, *requests;
+	pl_metric *rounds, *round_fail, *commit_s, *round_reqs;
+	pl_metric *events, *events_dropped, *rooms, *map_used, *map_size,
+	    *last_index, *gateways;
+	pl_metric *snaps_sent, *snaps_installed, *peer_dropped;
+	pl_metric *term, *is_leader, *commit, *applied, *elections, *peer_in,
+	    *peer_out, *peer_bad, *proposals;
+	pl_metric *watch_failed, *watches_lost, *events_lost, *gateways_refused,
+	    *feed_failed, *peer_send_failed;
+} brk_group_metrics;
+
 struct brk_item {
 	void *ctx; /* the nng context to answer on */
 	nng_msg *msg;
@@ -201,17 +214,7 @@ struct brk_group {
 	pl_status stall_err;
 	brk_envelope env;
 	brk_arena send_arena;
-	struct {
-		pl_metric *batches, *requests, *publishes, *duplicates;
-		pl_metric *rounds, *round_fail, *commit_s, *round_reqs;
-		pl_metric *events, *events_dropped, *rooms, *map_used,
-		    *map_size, *last_index, *gateways;
-		pl_metric *snaps_sent, *snaps_installed, *peer_dropped;
-		pl_metric *term, *is_leader, *commit, *applied, *elections,
-		    *peer_in, *peer_out, *peer_bad, *proposals, *stalls;
-		pl_metric *watch_failed, *watches_lost, *events_lost,
-		    *gateways_refused, *feed_failed, *peer_send_failed;
-	} m;
+	brk_group_metrics m;
 };
 
 /* A zeroed allocation in the round's current item arena. */

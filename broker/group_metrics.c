@@ -3,95 +3,112 @@
  * updated where things happen (a drop where it is seen), gauges are read
  * once a second by brk_group_gauges.
  */
+#include <stddef.h>
+
 #include "broker/group_internal.h"
+
+/* Every metric of a group, registered in this order. */
+static const struct {
+	size_t field; /* offset of its pointer in brk_group_metrics */
+	pl_metric_kind kind;
+	const char *name, *help;
+} METRICS[] = {
+    {offsetof(brk_group_metrics, batches), PL_METRIC_COUNTER,
+        "parley_broker_batches_total", "Gateway batches received"},
+    {offsetof(brk_group_metrics, requests), PL_METRIC_COUNTER,
+        "parley_broker_requests_total", "Requests handled"},
+    {offsetof(brk_group_metrics, rounds), PL_METRIC_COUNTER,
+        "parley_broker_commit_rounds_total",
+        "Durable commit rounds: log entries or hard state, one write "
+        "transaction and fsync each"},
+    {offsetof(brk_group_metrics, round_fail), PL_METRIC_COUNTER,
+        "parley_broker_commit_failures_total",
+        "Rounds whose writes failed (map full, disk full, I/O)"},
+    {offsetof(brk_group_metrics, commit_s), PL_METRIC_HIST,
+        "parley_broker_round_seconds",
+        "Time to run and commit one round, fsync included"},
+    {offsetof(brk_group_metrics, round_reqs), PL_METRIC_HIST,
+        "parley_broker_round_requests",
+        "Requests per round (recorded as microseconds = count)"},
+    {offsetof(brk_group_metrics, events), PL_METRIC_COUNTER,
+        "parley_broker_events_total", "Live events fanned out"},
+    {offsetof(brk_group_metrics, events_dropped), PL_METRIC_COUNTER,
+        "parley_broker_feed_dropped_total",
+        "Events dropped for slow gateways (they catch up from history)"},
+    {offsetof(brk_group_metrics, rooms), PL_METRIC_GAUGE, "parley_broker_rooms",
+        "Rooms stored"},
+    {offsetof(brk_group_metrics, map_used), PL_METRIC_GAUGE,
+        "parley_broker_map_used_bytes", "LMDB pages in use"},
+    {offsetof(brk_group_metrics, map_size), PL_METRIC_GAUGE,
+        "parley_broker_map_size_bytes", "LMDB map size"},
+    {offsetof(brk_group_metrics, last_index), PL_METRIC_GAUGE,
+        "parley_broker_last_index", "Last log index"},
+    {offsetof(brk_group_metrics, gateways), PL_METRIC_GAUGE,
+        "parley_broker_gateways", "Gateways polling the feed"},
+    {offsetof(brk_group_metrics, term), PL_METRIC_GAUGE,
+        "parley_broker_raft_term", "Raft term"},
+    {offsetof(brk_group_metrics, is_leader), PL_METRIC_GAUGE,
+        "parley_broker_raft_leader", "1 while this replica leads its group"},
+    {offsetof(brk_group_metrics, commit), PL_METRIC_GAUGE,
+        "parley_broker_raft_commit_index", "Highest index known committed"},
+    {offsetof(brk_group_metrics, applied), PL_METRIC_GAUGE,
+        "parley_broker_raft_applied_index", "Highest index applied"},
+    {offsetof(brk_group_metrics, elections), PL_METRIC_COUNTER,
+        "parley_broker_raft_leaderships_total",
+        "Times this replica became leader"},
+    {offsetof(brk_group_metrics, peer_in), PL_METRIC_COUNTER,
+        "parley_broker_peer_batches_in_total",
+        "Authenticated peer batches received"},
+    {offsetof(brk_group_metrics, peer_out), PL_METRIC_COUNTER,
+        "parley_broker_peer_batches_out_total", "Peer batches sent"},
+    {offsetof(brk_group_metrics, peer_bad), PL_METRIC_COUNTER,
+        "parley_broker_peer_rejected_total",
+        "Peer batches dropped: bad MAC, replay, wrong group, malformed"},
+    {offsetof(brk_group_metrics, peer_dropped), PL_METRIC_GAUGE,
+        "parley_broker_peer_dropped",
+        "Peer messages dropped since start: a peer down or its queue "
+        "full (Raft sends again)"},
+    {offsetof(brk_group_metrics, snaps_sent), PL_METRIC_COUNTER,
+        "parley_broker_snapshots_sent_total",
+        "Snapshots streamed to followers behind the log's start"},
+    {offsetof(brk_group_metrics, snaps_installed), PL_METRIC_COUNTER,
+        "parley_broker_snapshots_installed_total",
+        "Snapshots received and installed"},
+    {offsetof(brk_group_metrics, proposals), PL_METRIC_COUNTER,
+        "parley_broker_raft_proposals_total", "Writes proposed"},
+    {offsetof(brk_group_metrics, watch_failed), PL_METRIC_COUNTER,
+        "parley_broker_watch_failed_total",
+        "Watches not registered for want of memory (their clients catch "
+        "up from history)"},
+    {offsetof(brk_group_metrics, watches_lost), PL_METRIC_COUNTER,
+        "parley_broker_watch_changes_dropped_total",
+        "Watch changes of a round past its bound (dropped)"},
+    {offsetof(brk_group_metrics, events_lost), PL_METRIC_COUNTER,
+        "parley_broker_events_unsent_total",
+        "Live events not fanned out: past a round's or a frame's bound"},
+    {offsetof(brk_group_metrics, gateways_refused), PL_METRIC_COUNTER,
+        "parley_broker_gateways_refused_total",
+        "Gateway batches answered empty: no feed for the gateway (table "
+        "full or no memory)"},
+    {offsetof(brk_group_metrics, feed_failed), PL_METRIC_COUNTER,
+        "parley_broker_feed_answers_failed_total",
+        "Feed polls that could not be answered (no memory)"},
+    {offsetof(brk_group_metrics, peer_send_failed), PL_METRIC_COUNTER,
+        "parley_broker_peer_send_failed_total",
+        "Peer batches not sent: too large, no memory or not sealed "
+        "(Raft sends again)"},
+};
+
+_Static_assert(
+    PL_ARRAY_LEN(METRICS) == sizeof(brk_group_metrics) / sizeof(pl_metric *),
+    "every field of brk_group_metrics is registered");
 
 void brk_group_metrics_register(brk_group *g, pl_metrics *r)
 {
-	g->m.batches = pl_metrics_add(r, PL_METRIC_COUNTER,
-	    "parley_broker_batches_total", "Gateway batches received");
-	g->m.requests = pl_metrics_add(r, PL_METRIC_COUNTER,
-	    "parley_broker_requests_total", "Requests handled");
-	g->m.rounds = pl_metrics_add(r, PL_METRIC_COUNTER,
-	    "parley_broker_commit_rounds_total",
-	    "Durable commit rounds: log entries or hard state, one write "
-	    "transaction and fsync each");
-	g->m.round_fail = pl_metrics_add(r, PL_METRIC_COUNTER,
-	    "parley_broker_commit_failures_total",
-	    "Rounds whose writes failed (map full, disk full, I/O)");
-	g->m.commit_s =
-	    pl_metrics_add(r, PL_METRIC_HIST, "parley_broker_round_seconds",
-	        "Time to run and commit one round, fsync included");
-	g->m.round_reqs =
-	    pl_metrics_add(r, PL_METRIC_HIST, "parley_broker_round_requests",
-	        "Requests per round (recorded as microseconds = count)");
-	g->m.events = pl_metrics_add(r, PL_METRIC_COUNTER,
-	    "parley_broker_events_total", "Live events fanned out");
-	g->m.events_dropped = pl_metrics_add(r, PL_METRIC_COUNTER,
-	    "parley_broker_feed_dropped_total",
-	    "Events dropped for slow gateways (they catch up from history)");
-	g->m.rooms = pl_metrics_add(
-	    r, PL_METRIC_GAUGE, "parley_broker_rooms", "Rooms stored");
-	g->m.map_used = pl_metrics_add(r, PL_METRIC_GAUGE,
-	    "parley_broker_map_used_bytes", "LMDB pages in use");
-	g->m.map_size = pl_metrics_add(r, PL_METRIC_GAUGE,
-	    "parley_broker_map_size_bytes", "LMDB map size");
-	g->m.last_index = pl_metrics_add(
-	    r, PL_METRIC_GAUGE, "parley_broker_last_index", "Last log index");
-	g->m.gateways = pl_metrics_add(r, PL_METRIC_GAUGE,
-	    "parley_broker_gateways", "Gateways polling the feed");
-	g->m.term = pl_metrics_add(
-	    r, PL_METRIC_GAUGE, "parley_broker_raft_term", "Raft term");
-	g->m.is_leader =
-	    pl_metrics_add(r, PL_METRIC_GAUGE, "parley_broker_raft_leader",
-	        "1 while this replica leads its group");
-	g->m.commit = pl_metrics_add(r, PL_METRIC_GAUGE,
-	    "parley_broker_raft_commit_index", "Highest index known committed");
-	g->m.applied = pl_metrics_add(r, PL_METRIC_GAUGE,
-	    "parley_broker_raft_applied_index", "Highest index applied");
-	g->m.elections = pl_metrics_add(r, PL_METRIC_COUNTER,
-	    "parley_broker_raft_leaderships_total",
-	    "Times this replica became leader");
-	g->m.peer_in = pl_metrics_add(r, PL_METRIC_COUNTER,
-	    "parley_broker_peer_batches_in_total",
-	    "Authenticated peer batches received");
-	g->m.peer_out = pl_metrics_add(r, PL_METRIC_COUNTER,
-	    "parley_broker_peer_batches_out_total", "Peer batches sent");
-	g->m.peer_bad = pl_metrics_add(r, PL_METRIC_COUNTER,
-	    "parley_broker_peer_rejected_total",
-	    "Peer batches dropped: bad MAC, replay, wrong group, malformed");
-	g->m.peer_dropped =
-	    pl_metrics_add(r, PL_METRIC_GAUGE, "parley_broker_peer_dropped",
-	        "Peer messages dropped since start: a peer down or its queue "
-	        "full (Raft sends again)");
-	g->m.snaps_sent = pl_metrics_add(r, PL_METRIC_COUNTER,
-	    "parley_broker_snapshots_sent_total",
-	    "Snapshots streamed to followers behind the log's start");
-	g->m.snaps_installed = pl_metrics_add(r, PL_METRIC_COUNTER,
-	    "parley_broker_snapshots_installed_total",
-	    "Snapshots received and installed");
-	g->m.proposals = pl_metrics_add(r, PL_METRIC_COUNTER,
-	    "parley_broker_raft_proposals_total", "Writes proposed");
-	g->m.watch_failed = pl_metrics_add(r, PL_METRIC_COUNTER,
-	    "parley_broker_watch_failed_total",
-	    "Watches not registered for want of memory (their clients catch "
-	    "up from history)");
-	g->m.watches_lost = pl_metrics_add(r, PL_METRIC_COUNTER,
-	    "parley_broker_watch_changes_dropped_total",
-	    "Watch changes of a round past its bound (dropped)");
-	g->m.events_lost = pl_metrics_add(r, PL_METRIC_COUNTER,
-	    "parley_broker_events_unsent_total",
-	    "Live events not fanned out: past a round's or a frame's bound");
-	g->m.gateways_refused = pl_metrics_add(r, PL_METRIC_COUNTER,
-	    "parley_broker_gateways_refused_total",
-	    "Gateway batches answered empty: no feed for the gateway (table "
-	    "full or no memory)");
-	g->m.feed_failed = pl_metrics_add(r, PL_METRIC_COUNTER,
-	    "parley_broker_feed_answers_failed_total",
-	    "Feed polls that could not be answered (no memory)");
-	g->m.peer_send_failed = pl_metrics_add(r, PL_METRIC_COUNTER,
-	    "parley_broker_peer_send_failed_total",
-	    "Peer batches not sent: too large, no memory or not sealed "
-	    "(Raft sends again)");
+	for (size_t i = 0; i < PL_ARRAY_LEN(METRICS); i++)
+		*(pl_metric **)((char *)&g->m + METRICS[i].field) =
+		    pl_metrics_add(
+		        r, METRICS[i].kind, METRICS[i].name, METRICS[i].help);
 }
 
 void brk_group_gauges(brk_group *g, int64_t now_us)
