@@ -55,6 +55,73 @@ size_t pl_splice_gw_batch_gateway(uint8_t *p, const char *gateway)
 	    p, PL_FIELD_GW_BATCH_GATEWAY, gateway, strlen(gateway));
 }
 
+size_t pl_splice_gw_batch_group(uint8_t *p, uint32_t group)
+{
+	if (group == 0)
+		return 0;
+	p[0] = KEY(PL_FIELD_GW_BATCH_GROUP, WIRE_VARINT);
+	return 1 + pl_varint_put(p + 1, group);
+}
+
+/* Reads a varint at b[*at..n); false when it runs off the end or is
+ * longer than ten bytes. */
+static bool get_varint(const uint8_t *b, size_t n, size_t *at, uint64_t *v)
+{
+	uint64_t x = 0;
+	for (int shift = 0; shift < 70 && *at < n; shift += 7) {
+		uint8_t c = b[(*at)++];
+		x |= (uint64_t)(c & 0x7f) << shift;
+		if ((c & 0x80) == 0) {
+			*v = x;
+			return true;
+		}
+	}
+	return false;
+}
+
+pl_status pl_splice_gw_batch_group_peek(
+    const uint8_t *b, size_t n, uint32_t *group)
+{
+	size_t at = 0;
+	uint64_t g = 0;
+	while (at < n) {
+		uint64_t key, v;
+		if (!get_varint(b, n, &at, &key))
+			return PL_E_PROTO;
+		switch (key & 7) {
+		case WIRE_VARINT:
+			if (!get_varint(b, n, &at, &v))
+				return PL_E_PROTO;
+			if ((key >> 3) == PL_FIELD_GW_BATCH_GROUP)
+				g = v;
+			break;
+		case WIRE_LEN:
+			if (!get_varint(b, n, &at, &v) || v > n - at)
+				return PL_E_PROTO;
+			at += (size_t)v;
+			break;
+		case 1: /* 64-bit */
+			if (n - at < 8)
+				return PL_E_PROTO;
+			at += 8;
+			break;
+		case 5: /* 32-bit */
+			if (n - at < 4)
+				return PL_E_PROTO;
+			at += 4;
+			break;
+		default:
+			return PL_E_PROTO;
+		}
+		if ((key >> 3) == 0)
+			return PL_E_PROTO;
+	}
+	if (g > UINT16_MAX)
+		return PL_E_PROTO;
+	*group = (uint32_t)g;
+	return PL_OK;
+}
+
 size_t pl_splice_gw_request_len(uint64_t id, size_t n)
 {
 	size_t inner = 1 + pl_varint_len(id) + n;

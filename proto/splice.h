@@ -18,9 +18,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/common.h"
+
 /* internal.proto field numbers (checked by test_splice.c). */
 #define PL_FIELD_GW_BATCH_GATEWAY 1
 #define PL_FIELD_GW_BATCH_REQS 2
+#define PL_FIELD_GW_BATCH_GROUP 6
 #define PL_FIELD_GW_REQUEST_ID 1
 #define PL_FIELD_BROKER_BATCH_EVENTS 2
 #define PL_FIELD_BROKER_BATCH_EPOCH 3
@@ -41,6 +44,16 @@ size_t pl_varint_put(uint8_t *p, uint64_t v);
 size_t pl_splice_gw_batch_gateway_len(const char *gateway);
 /* Writes it at p; returns the bytes written. */
 size_t pl_splice_gw_batch_gateway(uint8_t *p, const char *gateway);
+
+/* GwBatch field 6, the group, written first (PL_SPLICE_HEADER_BYTES_MAX
+ * bytes at most); returns the bytes written. Group 0 is the default
+ * and, as protobuf does, writes nothing. */
+size_t pl_splice_gw_batch_group(uint8_t *p, uint32_t group);
+/* The group of an encoded GwBatch, read without decoding it: the last
+ * field 6 seen while skipping the others (0 when none). PL_E_PROTO when
+ * the bytes are not a well-formed sequence of fields. */
+pl_status pl_splice_gw_batch_group_peek(
+    const uint8_t *b, size_t n, uint32_t *group);
 
 /* Bytes of one GwBatch.reqs record: a GwRequest packed without its id
  * (body, n bytes) with field 1 (id) put in front. */

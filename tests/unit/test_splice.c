@@ -29,6 +29,7 @@ TEST(test_splice_field_numbers_are_the_descriptors)
 	CHECK_EQ(field_id(gb, "gateway"), PL_FIELD_GW_BATCH_GATEWAY);
 	CHECK_EQ(field_id(gb, "reqs"), PL_FIELD_GW_BATCH_REQS);
 	CHECK_EQ(field_id(gr, "id"), PL_FIELD_GW_REQUEST_ID);
+	CHECK_EQ(field_id(gb, "group"), PL_FIELD_GW_BATCH_GROUP);
 	CHECK_EQ(field_id(bb, "events"), PL_FIELD_BROKER_BATCH_EVENTS);
 	CHECK_EQ(field_id(bb, "epoch"), PL_FIELD_BROKER_BATCH_EPOCH);
 	CHECK_EQ(field_id(bb, "overflow"), PL_FIELD_BROKER_BATCH_OVERFLOW);
@@ -125,4 +126,52 @@ TEST(test_splice_feed_decodes_as_packed)
 		CHECK_EQ(b->group, 300);
 		parley__internal__broker_batch__free_unpacked(b, NULL);
 	}
+}
+
+TEST(test_splice_gw_batch_group_first_and_peeked)
+{
+	/* The gateway writes the group first; the broker peeks it from
+	 * whatever a packer wrote (any field order) without decoding. */
+	static const uint32_t groups[] = {0, 1, 127, 128, 65535};
+	for (size_t i = 0; i < PL_ARRAY_LEN(groups); i++) {
+		uint8_t buf[256];
+		size_t k = pl_splice_gw_batch_group(buf, groups[i]);
+		k += pl_splice_gw_batch_gateway(buf + k, "gw-1");
+		Parley__Internal__GwBatch *b =
+		    parley__internal__gw_batch__unpack(NULL, k, buf);
+		CHECK(b != NULL);
+		CHECK_EQ(b->group, groups[i]);
+		CHECK_STR_EQ(b->gateway, "gw-1");
+		parley__internal__gw_batch__free_unpacked(b, NULL);
+		uint32_t g = 99;
+		CHECK_EQ(pl_splice_gw_batch_group_peek(buf, k, &g), PL_OK);
+		CHECK_EQ(g, groups[i]);
+
+		/* protobuf-c's own packing: group after the other fields. */
+		Parley__Internal__GwBatch p = PARLEY__INTERNAL__GW_BATCH__INIT;
+		p.gateway = "gw-2";
+		p.poll = true;
+		p.wait_ms = 1000;
+		p.group = groups[i];
+		k = parley__internal__gw_batch__pack(&p, buf);
+		CHECK_EQ(pl_splice_gw_batch_group_peek(buf, k, &g), PL_OK);
+		CHECK_EQ(g, groups[i]);
+		/* Cut anywhere inside a field: refused, never read past. */
+		for (size_t cut = 1; cut < k; cut++) {
+			pl_status st = pl_splice_gw_batch_group_peek(buf, cut, &g);
+			if (st == PL_OK)
+				continue; /* cut between fields */
+			CHECK_EQ(st, PL_E_PROTO);
+		}
+	}
+	/* Over 16 bits, a bad wire type, field 0: refused. */
+	uint8_t big[] = {0x30, 0x80, 0x80, 0x04};
+	uint8_t wire7[] = {0x0f, 0x01};
+	uint8_t field0[] = {0x00, 0x01};
+	uint32_t g;
+	CHECK_EQ(pl_splice_gw_batch_group_peek(big, sizeof(big), &g), PL_E_PROTO);
+	CHECK_EQ(
+	    pl_splice_gw_batch_group_peek(wire7, sizeof(wire7), &g), PL_E_PROTO);
+	CHECK_EQ(
+	    pl_splice_gw_batch_group_peek(field0, sizeof(field0), &g), PL_E_PROTO);
 }
