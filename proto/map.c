@@ -1,0 +1,1351 @@
+/*
+ * map.c - the cluster map's model: the codec between parley.cluster.Map
+ * and pl_map, the invariants every map holds (map_check, which decode
+ * runs on every map it accepts), and pl_map_apply with one function per
+ * Change. docs/cluster.md lists the invariants and the rules of each
+ * change; an op checks everything before it touches the map, so a
+ * refusal leaves it as it was.
+ */
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster.pb-c.h"
+#include "proto/codec.h"
+#include "proto/map.h"
+
+/* A Change names one broker, group, tenant or key: a few hundred bytes.
+ * 64 KiB bounds the unpacking of anything sent as one. */
+#define CHANGE_BYTES_MAX (64u * 1024)
+/* Group ids are the 16-bit shard group of a room id (common.h). */
+#define GROUP_ID_MAX 65535u
+/* Groups named in a refusal's reason before "...". */
+#define WHY_GROUPS_MAX 8
+
+_Static_assert(PL_MAP_BYTES_MAX <= PL_FRAME_BYTES_CEIL,
+    "a map travels in one MapReply");
+_Static_assert(PL_MAP_REPLICAS_MAX == 7, "GroupAdd allows 1, 3, 5 or 7");
+
+/* ---- lookups ---- */
+
+/* Lower bounds: the index of the first element >= key; *found when it
+ * is equal. The arrays are sorted (map_check). */
+static size_t broker_at(const pl_map *m, uint64_t node, bool *found)
+{
+	size_t lo = 0, hi = m->nbrokers;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (m->brokers[mid].node < node)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = lo < m->nbrokers && m->brokers[lo].node == node;
+	return lo;
+}
+
+static size_t group_at(const pl_map *m, uint32_t id, bool *found)
+{
+	size_t lo = 0, hi = m->ngroups;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (m->groups[mid].id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = lo < m->ngroups && m->groups[lo].id == id;
+	return lo;
+}
+
+static size_t tenant_at(const pl_map *m, const char *name, bool *found)
+{
+	size_t lo = 0, hi = m->ntenants;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(m->tenants[mid].name, name) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*found = lo < m->ntenants && strcmp(m->tenants[lo].name, name) == 0;
+	return lo;
+}
+
+const pl_map_broker *pl_map_broker_find(const pl_map *m, uint64_t node)
+{
+	bool found;
+	size_t i = broker_at(m, node, &found);
+	return found ? &m->brokers[i] : NULL;
+}
+
+const pl_map_group *pl_map_group_find(const pl_map *m, uint32_t id)
+{
+	bool found;
+	size_t i = group_at(m, id, &found);
+	return found ? &m->groups[i] : NULL;
+}
+
+const pl_map_tenant *pl_map_tenant_find(const pl_map *m, const char *name)
+{
+	bool found;
+	size_t i = tenant_at(m, name, &found);
+	return found ? &m->tenants[i] : NULL;
+}
+
+static int replica_at(const pl_map_group *g, uint64_t node)
+{
+	for (int i = 0; i < g->nreplicas; i++) {
+		if (g->replicas[i].node == node)
+			return i;
+	}
+	return -1;
+}
+
+int pl_map_replicas_on(const pl_map *m, uint64_t node)
+{
+	int n = 0;
+	for (size_t i = 0; i < m->ngroups; i++)
+		n += replica_at(&m->groups[i], node) >= 0;
+	return n;
+}
+
+static bool is_voter(const pl_map_replica *r)
+{
+	return !r->learner && !r->leaving;
+}
+
+int pl_map_group_voters(const pl_map_group *g)
+{
+	int n = 0;
+	for (int i = 0; i < g->nreplicas; i++)
+		n += is_voter(&g->replicas[i]);
+	return n;
+}
+
+/* The replica of g in a membership step (a learner catching up or a
+ * leaving voter), or NULL: a group takes one step at a time. */
+static const pl_map_replica *group_step(const pl_map_group *g)
+{
+	for (int i = 0; i < g->nreplicas; i++) {
+		if (g->replicas[i].learner || g->replicas[i].leaving)
+			return &g->replicas[i];
+	}
+	return NULL;
+}
+
+/* Groups whose preferred leader is node (removed groups have none). */
+static int leads_of(const pl_map *m, uint64_t node)
+{
+	int n = 0;
+	for (size_t i = 0; i < m->ngroups; i++)
+		n += m->groups[i].leader == node;
+	return n;
+}
+
+/* ---- init, fini, copy ---- */
+
+void pl_map_init(pl_map *m)
+{
+	memset(m, 0, sizeof(*m));
+}
+
+void pl_map_fini(pl_map *m)
+{
+	if (m == NULL)
+		return;
+	free(m->brokers);
+	free(m->groups);
+	free(m->tenants);
+	pl_map_init(m);
+}
+
+/* malloc'd copy of n elements of size sz; NULL for none (ok stays
+ * true) or on out-of-memory (ok false). */
+static void *dup_array(const void *src, size_t n, size_t sz, bool *ok)
+{
+	if (n == 0)
+		return NULL;
+	void *p = malloc(n * sz);
+	if (p == NULL)
+		*ok = false;
+	else
+		memcpy(p, src, n * sz);
+	return p;
+}
+
+pl_status pl_map_copy(pl_map *dst, const pl_map *src)
+{
+	pl_map c = *src;
+	bool ok = true;
+	c.brokers = dup_array(src->brokers, src->nbrokers,
+	    sizeof(*src->brokers), &ok);
+	c.groups = dup_array(src->groups, src->ngroups, sizeof(*src->groups),
+	    &ok);
+	c.tenants = dup_array(src->tenants, src->ntenants,
+	    sizeof(*src->tenants), &ok);
+	if (!ok) {
+		pl_map_fini(&c);
+		pl_map_init(dst);
+		return PL_E_NOMEM;
+	}
+	*dst = c;
+	return PL_OK;
+}
+
+/* ---- invariants ---- */
+
+/* An address of a broker that is not removed, used by another such
+ * broker (either address), or NULL. Two sockets cannot bind one address,
+ * and a gateway or peer dialing it would reach the wrong broker. A
+ * removed broker's addresses are free again: its machine may come back
+ * as a new broker. */
+static const pl_map_broker *addr_owner(
+    const pl_map *m, const char *addr, uint64_t except)
+{
+	for (size_t i = 0; i < m->nbrokers; i++) {
+		const pl_map_broker *b = &m->brokers[i];
+		if (b->node == except || b->state == PL_BROKER_REMOVED)
+			continue;
+		if (strcmp(b->listen, addr) == 0 || strcmp(b->peer, addr) == 0)
+			return b;
+	}
+	return NULL;
+}
+
+static bool broker_ok(const pl_map *m, size_t i)
+{
+	const pl_map_broker *b = &m->brokers[i];
+	if (b->node == 0 || (i > 0 && m->brokers[i - 1].node >= b->node))
+		return false;
+	if (b->name[0] == '\0' || b->listen[0] == '\0' ||
+	    b->peer[0] == '\0' || (unsigned)b->state > PL_BROKER_REMOVED)
+		return false;
+	if (b->state == PL_BROKER_REMOVED)
+		return true;
+	return strcmp(b->listen, b->peer) != 0 &&
+	       addr_owner(m, b->listen, b->node) == NULL &&
+	       addr_owner(m, b->peer, b->node) == NULL;
+}
+
+static bool group_ok(const pl_map *m, size_t i)
+{
+	const pl_map_group *g = &m->groups[i];
+	if (g->id == 0 || g->id > GROUP_ID_MAX ||
+	    (i > 0 && m->groups[i - 1].id >= g->id) || g->nreplicas < 0 ||
+	    g->nreplicas > PL_MAP_REPLICAS_MAX)
+		return false;
+	if (g->removed)
+		return g->draining && g->nreplicas == 0 && g->leader == 0;
+	int steps = 0;
+	for (int r = 0; r < g->nreplicas; r++) {
+		const pl_map_replica *rp = &g->replicas[r];
+		const pl_map_broker *b = pl_map_broker_find(m, rp->node);
+		if (b == NULL || b->state == PL_BROKER_REMOVED ||
+		    (r > 0 && g->replicas[r - 1].node >= rp->node) ||
+		    (rp->learner && rp->leaving))
+			return false;
+		steps += !is_voter(rp);
+	}
+	int lr = replica_at(g, g->leader);
+	return steps <= 1 && pl_map_group_voters(g) >= 1 && lr >= 0 &&
+	       is_voter(&g->replicas[lr]);
+}
+
+static bool tenant_ok(const pl_map *m, size_t i)
+{
+	const pl_map_tenant *t = &m->tenants[i];
+	if (!pl_slug_ok(t->name, PL_TENANT_CHARS_MAX) ||
+	    (i > 0 && strcmp(m->tenants[i - 1].name, t->name) >= 0) ||
+	    t->nkeys < 0 || t->nkeys > PL_KEYS_PER_TENANT_MAX)
+		return false;
+	for (int k = 0; k < t->nkeys; k++) {
+		if (!pl_slug_ok(t->keys[k].id, PL_KEY_ID_CHARS_MAX))
+			return false;
+		for (int j = 0; j < k; j++) {
+			if (strcmp(t->keys[j].id, t->keys[k].id) == 0)
+				return false;
+		}
+	}
+	return true;
+}
+
+/* Every invariant of docs/cluster.md "Invariants": what decode accepts
+ * and what every apply leaves. */
+static bool map_check(const pl_map *m)
+{
+	if (m->nbrokers > PL_MAP_BROKERS_MAX || m->ngroups > PL_MAP_GROUPS_MAX ||
+	    m->ntenants > PL_MAP_TENANTS_MAX)
+		return false;
+	for (size_t i = 0; i < m->nbrokers; i++) {
+		if (!broker_ok(m, i))
+			return false;
+	}
+	for (size_t i = 0; i < m->ngroups; i++) {
+		if (!group_ok(m, i))
+			return false;
+	}
+	for (size_t i = 0; i < m->ntenants; i++) {
+		if (!tenant_ok(m, i))
+			return false;
+	}
+	return true;
+}
+
+/* ---- encoded size ---- */
+
+/* An upper bound of the encoded size: a tag of one byte (every field
+ * number is below 16), a varint of at most 10 bytes, a length prefix of
+ * at most 3 bytes (every sub-message is below 2 MiB but the map). */
+#define NUM_BYTES 11
+#define SUB_BYTES 4
+#define LIMITS_BYTES (SUB_BYTES + 4 * NUM_BYTES)
+
+static size_t str_bytes(const char *s)
+{
+	size_t n = strlen(s);
+	return n == 0 ? 0 : 4 + n;
+}
+
+static size_t broker_bytes(const pl_map_broker *b)
+{
+	return SUB_BYTES + 2 * NUM_BYTES + str_bytes(b->name) +
+	       str_bytes(b->listen) + str_bytes(b->peer);
+}
+
+static size_t group_bytes(int nreplicas)
+{
+	return SUB_BYTES + 5 * NUM_BYTES +
+	       (size_t)nreplicas * (SUB_BYTES + 3 * NUM_BYTES);
+}
+
+static size_t key_bytes(const pl_map_key *k)
+{
+	return SUB_BYTES + str_bytes(k->id) + 2 + 32 + 2;
+}
+
+static size_t tenant_bytes(const pl_map_tenant *t)
+{
+	size_t n = SUB_BYTES + str_bytes(t->name) + LIMITS_BYTES + NUM_BYTES;
+	for (int k = 0; k < t->nkeys; k++)
+		n += key_bytes(&t->keys[k]);
+	return n;
+}
+
+static size_t map_bytes_bound(const pl_map *m)
+{
+	size_t n = 2 * NUM_BYTES + LIMITS_BYTES;
+	for (size_t i = 0; i < m->nbrokers; i++)
+		n += broker_bytes(&m->brokers[i]);
+	for (size_t i = 0; i < m->ngroups; i++)
+		n += group_bytes(m->groups[i].nreplicas);
+	for (size_t i = 0; i < m->ntenants; i++)
+		n += tenant_bytes(&m->tenants[i]);
+	return n;
+}
+
+/* ---- encode ---- */
+
+static void limits_to_pb(Parley__Cluster__Limits *p, const pl_map_limits *l)
+{
+	parley__cluster__limits__init(p);
+	p->connections_max = l->connections_max;
+	p->publish_per_sec = l->publish_per_sec;
+	p->rooms_open_max = l->rooms_open_max;
+	p->stored_bytes_max = l->stored_bytes_max;
+}
+
+/* Everything encode allocates, freed at once. The strings point into
+ * the map (protobuf-c only reads them). */
+typedef struct pb_parts {
+	Parley__Cluster__Broker *b, **bp;
+	Parley__Cluster__Group *g, **gp;
+	Parley__Cluster__Replica *r, **rp;
+	Parley__Cluster__Tenant *t, **tp;
+	Parley__Cluster__Limits *tl;
+	Parley__Cluster__Key *k, **kp;
+} pb_parts;
+
+static void parts_free(pb_parts *p)
+{
+	free(p->b), free(p->bp), free(p->g), free(p->gp), free(p->r);
+	free(p->rp), free(p->t), free(p->tp), free(p->tl), free(p->k);
+	free(p->kp);
+}
+
+static bool parts_alloc(pb_parts *p, const pl_map *m, size_t nrep,
+    size_t nkey)
+{
+	/* calloc(0) may return NULL: ask for one at least. */
+	size_t nb = m->nbrokers + 1, ng = m->ngroups + 1, nt = m->ntenants + 1;
+	nrep++, nkey++;
+	p->b = calloc(nb, sizeof(*p->b)), p->bp = calloc(nb, sizeof(*p->bp));
+	p->g = calloc(ng, sizeof(*p->g)), p->gp = calloc(ng, sizeof(*p->gp));
+	p->r = calloc(nrep, sizeof(*p->r));
+	p->rp = calloc(nrep, sizeof(*p->rp));
+	p->t = calloc(nt, sizeof(*p->t)), p->tp = calloc(nt, sizeof(*p->tp));
+	p->tl = calloc(nt, sizeof(*p->tl));
+	p->k = calloc(nkey, sizeof(*p->k)), p->kp = calloc(nkey, sizeof(*p->kp));
+	return p->b && p->bp && p->g && p->gp && p->r && p->rp && p->t &&
+	       p->tp && p->tl && p->k && p->kp;
+}
+
+static void brokers_to_pb(pb_parts *p, const pl_map *m)
+{
+	for (size_t i = 0; i < m->nbrokers; i++) {
+		const pl_map_broker *b = &m->brokers[i];
+		Parley__Cluster__Broker *pb = &p->b[i];
+		parley__cluster__broker__init(pb);
+		pb->node = b->node;
+		pb->name = (char *)b->name;
+		pb->listen = (char *)b->listen;
+		pb->peer = (char *)b->peer;
+		pb->state = (Parley__Cluster__BrokerState)b->state;
+		p->bp[i] = pb;
+	}
+}
+
+static void groups_to_pb(pb_parts *p, const pl_map *m)
+{
+	size_t r = 0;
+	for (size_t i = 0; i < m->ngroups; i++) {
+		const pl_map_group *g = &m->groups[i];
+		Parley__Cluster__Group *pg = &p->g[i];
+		parley__cluster__group__init(pg);
+		pg->id = g->id;
+		pg->weight = g->weight;
+		pg->draining = g->draining;
+		pg->removed = g->removed;
+		pg->leader = g->leader;
+		pg->replicas = &p->rp[r];
+		pg->n_replicas = (size_t)g->nreplicas;
+		for (int j = 0; j < g->nreplicas; j++, r++) {
+			parley__cluster__replica__init(&p->r[r]);
+			p->r[r].node = g->replicas[j].node;
+			p->r[r].learner = g->replicas[j].learner;
+			p->r[r].leaving = g->replicas[j].leaving;
+			p->rp[r] = &p->r[r];
+		}
+		p->gp[i] = pg;
+	}
+}
+
+static void tenants_to_pb(pb_parts *p, const pl_map *m)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < m->ntenants; i++) {
+		const pl_map_tenant *t = &m->tenants[i];
+		Parley__Cluster__Tenant *pt = &p->t[i];
+		parley__cluster__tenant__init(pt);
+		pt->name = (char *)t->name;
+		limits_to_pb(&p->tl[i], &t->limits);
+		pt->limits = &p->tl[i];
+		pt->retention_days = t->retention_days;
+		pt->keys = &p->kp[k];
+		pt->n_keys = (size_t)t->nkeys;
+		for (int j = 0; j < t->nkeys; j++, k++) {
+			parley__cluster__key__init(&p->k[k]);
+			p->k[k].id = (char *)t->keys[j].id;
+			p->k[k].public_key.data = (uint8_t *)t->keys[j].pk;
+			p->k[k].public_key.len = 32;
+			p->k[k].revoked = t->keys[j].revoked;
+			p->kp[k] = &p->k[k];
+		}
+		p->tp[i] = pt;
+	}
+}
+
+pl_status pl_map_encode(const pl_map *m, uint8_t **out, size_t *len)
+{
+	size_t nrep = 0, nkey = 0;
+	for (size_t i = 0; i < m->ngroups; i++)
+		nrep += (size_t)m->groups[i].nreplicas;
+	for (size_t i = 0; i < m->ntenants; i++)
+		nkey += (size_t)m->tenants[i].nkeys;
+	pb_parts p = {0};
+	if (!parts_alloc(&p, m, nrep, nkey)) {
+		parts_free(&p);
+		return PL_E_NOMEM;
+	}
+	brokers_to_pb(&p, m);
+	groups_to_pb(&p, m);
+	tenants_to_pb(&p, m);
+	Parley__Cluster__Map pm = PARLEY__CLUSTER__MAP__INIT;
+	Parley__Cluster__Limits dl;
+	limits_to_pb(&dl, &m->limits);
+	pm.version = m->version;
+	pm.retention_days = m->retention_days;
+	pm.limits = &dl;
+	pm.brokers = p.bp, pm.n_brokers = m->nbrokers;
+	pm.groups = p.gp, pm.n_groups = m->ngroups;
+	pm.tenants = p.tp, pm.n_tenants = m->ntenants;
+	size_t n = parley__cluster__map__get_packed_size(&pm);
+	/* The bound apply keeps the map under is a bound indeed. */
+	PL_ASSERT(n <= map_bytes_bound(m));
+	uint8_t *buf = malloc(n > 0 ? n : 1);
+	if (buf == NULL) {
+		parts_free(&p);
+		return PL_E_NOMEM;
+	}
+	size_t packed = parley__cluster__map__pack(&pm, buf);
+	parts_free(&p);
+	PL_ASSERT(packed == n);
+	*out = buf;
+	*len = n;
+	return PL_OK;
+}
+
+/* ---- decode ---- */
+
+/* Copies s (NUL-terminated by protobuf-c; its bytes were checked on
+ * the wire) into dst of cap bytes; false when it does not fit. */
+static bool str_copy(char *dst, size_t cap, const char *s)
+{
+	size_t n = s != NULL ? strnlen(s, cap) : 0;
+	if (n >= cap)
+		return false;
+	if (n > 0)
+		memcpy(dst, s, n);
+	dst[n] = '\0';
+	return true;
+}
+
+static void limits_from_pb(pl_map_limits *l, const Parley__Cluster__Limits *p)
+{
+	memset(l, 0, sizeof(*l));
+	if (p == NULL)
+		return;
+	l->connections_max = p->connections_max;
+	l->publish_per_sec = p->publish_per_sec;
+	l->rooms_open_max = p->rooms_open_max;
+	l->stored_bytes_max = p->stored_bytes_max;
+}
+
+static bool broker_from_pb(pl_map_broker *b, const Parley__Cluster__Broker *p)
+{
+	b->node = p->node;
+	b->state = (pl_map_broker_state)p->state;
+	return str_copy(b->name, sizeof(b->name), p->name) &&
+	       str_copy(b->listen, sizeof(b->listen), p->listen) &&
+	       str_copy(b->peer, sizeof(b->peer), p->peer);
+}
+
+static bool group_from_pb(pl_map_group *g, const Parley__Cluster__Group *p)
+{
+	if (p->n_replicas > PL_MAP_REPLICAS_MAX || p->id > GROUP_ID_MAX)
+		return false;
+	g->id = p->id;
+	g->weight = p->weight;
+	g->draining = p->draining;
+	g->removed = p->removed;
+	g->leader = p->leader;
+	g->nreplicas = (int)p->n_replicas;
+	for (size_t i = 0; i < p->n_replicas; i++) {
+		g->replicas[i].node = p->replicas[i]->node;
+		g->replicas[i].learner = p->replicas[i]->learner;
+		g->replicas[i].leaving = p->replicas[i]->leaving;
+	}
+	return true;
+}
+
+static bool tenant_from_pb(pl_map_tenant *t, const Parley__Cluster__Tenant *p)
+{
+	if (p->n_keys > PL_KEYS_PER_TENANT_MAX ||
+	    !str_copy(t->name, sizeof(t->name), p->name))
+		return false;
+	limits_from_pb(&t->limits, p->limits);
+	t->retention_days = p->retention_days;
+	t->nkeys = (int)p->n_keys;
+	for (size_t i = 0; i < p->n_keys; i++) {
+		const Parley__Cluster__Key *k = p->keys[i];
+		if (k->public_key.len != 32 ||
+		    !str_copy(t->keys[i].id, sizeof(t->keys[i].id), k->id))
+			return false;
+		memcpy(t->keys[i].pk, k->public_key.data, 32);
+		t->keys[i].revoked = k->revoked;
+	}
+	return true;
+}
+
+/* The unpacked map into m (empty); false when a field does not fit. */
+static pl_status map_from_pb(pl_map *m, const Parley__Cluster__Map *p)
+{
+	if (p->n_brokers > PL_MAP_BROKERS_MAX ||
+	    p->n_groups > PL_MAP_GROUPS_MAX ||
+	    p->n_tenants > PL_MAP_TENANTS_MAX)
+		return PL_E_TOO_LARGE;
+	m->version = p->version;
+	m->retention_days = p->retention_days;
+	limits_from_pb(&m->limits, p->limits);
+	if ((p->n_brokers > 0 &&
+	        !(m->brokers = calloc(p->n_brokers, sizeof(*m->brokers)))) ||
+	    (p->n_groups > 0 &&
+	        !(m->groups = calloc(p->n_groups, sizeof(*m->groups)))) ||
+	    (p->n_tenants > 0 &&
+	        !(m->tenants = calloc(p->n_tenants, sizeof(*m->tenants)))))
+		return PL_E_NOMEM;
+	m->nbrokers = p->n_brokers;
+	m->ngroups = p->n_groups;
+	m->ntenants = p->n_tenants;
+	for (size_t i = 0; i < p->n_brokers; i++) {
+		if (!broker_from_pb(&m->brokers[i], p->brokers[i]))
+			return PL_E_PROTO;
+	}
+	for (size_t i = 0; i < p->n_groups; i++) {
+		if (!group_from_pb(&m->groups[i], p->groups[i]))
+			return PL_E_PROTO;
+	}
+	for (size_t i = 0; i < p->n_tenants; i++) {
+		if (!tenant_from_pb(&m->tenants[i], p->tenants[i]))
+			return PL_E_PROTO;
+	}
+	return map_check(m) ? PL_OK : PL_E_PROTO;
+}
+
+pl_status pl_map_decode(pl_map *m, const uint8_t *buf, size_t len)
+{
+	pl_map_init(m);
+	if (len > PL_MAP_BYTES_MAX)
+		return PL_E_TOO_LARGE;
+	static const uint8_t none[1];
+	if (len == 0)
+		buf = none; /* an empty map is a valid encoding */
+	/* protobuf-c cuts a string at a NUL it unpacks: read the wire. */
+	if (pl_wire_strings_check(&parley__cluster__map__descriptor, buf, len,
+	        NULL) != PL_OK)
+		return PL_E_PROTO;
+	Parley__Cluster__Map *p = parley__cluster__map__unpack(NULL, len, buf);
+	if (p == NULL)
+		return PL_E_PROTO;
+	pl_status st = map_from_pb(m, p);
+	parley__cluster__map__free_unpacked(p, NULL);
+	if (st != PL_OK)
+		pl_map_fini(m);
+	return st;
+}
+
+/* ---- apply: helpers ---- */
+
+typedef struct apply {
+	pl_map *m;
+	char *why;
+	size_t why_len;
+	bool changed;
+} apply;
+
+static pl_status say(apply *a, pl_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static pl_status say(apply *a, pl_status st, const char *fmt, ...)
+{
+	if (a->why != NULL && a->why_len > 0) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(a->why, a->why_len, fmt, ap);
+		va_end(ap);
+	}
+	return st;
+}
+
+/* A non-empty string of at most max bytes (UTF-8 without NUL was checked
+ * on the wire). */
+static pl_status check_text(apply *a, const char *what, const char *s,
+    size_t max)
+{
+	size_t n = strnlen(s, max + 1);
+	if (n == 0)
+		return say(a, PL_E_BAD_REQUEST, "%s is empty", what);
+	if (n > max)
+		return say(a, PL_E_TOO_LARGE, "%s exceeds %zu bytes", what, max);
+	return PL_OK;
+}
+
+static pl_status check_slug(apply *a, const char *what, const char *s,
+    size_t max)
+{
+	if (strnlen(s, max + 1) > max)
+		return say(a, PL_E_TOO_LARGE, "%s exceeds %zu bytes", what, max);
+	if (!pl_slug_ok(s, max))
+		return say(a, PL_E_BAD_REQUEST,
+		    "%s \"%s\" is not a slug of [A-Za-z0-9._-]", what, s);
+	return PL_OK;
+}
+
+/* The map, grown by extra bytes, still encodes within PL_MAP_BYTES_MAX. */
+static pl_status check_fits(apply *a, size_t extra)
+{
+	size_t n = map_bytes_bound(a->m) + extra;
+	if (n <= PL_MAP_BYTES_MAX)
+		return PL_OK;
+	return say(a, PL_E_TOO_LARGE, "the map would exceed %u bytes",
+	    PL_MAP_BYTES_MAX);
+}
+
+/* Makes room for one element at index at of *arr (n elements of sz
+ * bytes), zeroed; the array keeps its contents on PL_E_NOMEM. */
+static pl_status insert_at(void **arr, size_t *n, size_t sz, size_t at)
+{
+	uint8_t *p = realloc(*arr, (*n + 1) * sz);
+	if (p == NULL)
+		return PL_E_NOMEM;
+	memmove(p + (at + 1) * sz, p + at * sz, (*n - at) * sz);
+	memset(p + at * sz, 0, sz);
+	*arr = p;
+	(*n)++;
+	return PL_OK;
+}
+
+static bool limits_eq(const pl_map_limits *x, const pl_map_limits *y)
+{
+	return x->connections_max == y->connections_max &&
+	       x->publish_per_sec == y->publish_per_sec &&
+	       x->rooms_open_max == y->rooms_open_max &&
+	       x->stored_bytes_max == y->stored_bytes_max;
+}
+
+/* ---- apply: brokers ---- */
+
+static pl_status broker_add_check(apply *a, const Parley__Cluster__Broker *b)
+{
+	pl_status st;
+	if (b->node == 0)
+		return say(a, PL_E_BAD_REQUEST, "broker node must be > 0");
+	if ((st = check_text(a, "broker name", b->name,
+	         PL_MAP_NAME_CHARS_MAX)) != PL_OK ||
+	    (st = check_text(a, "broker listen", b->listen,
+	         PL_MAP_ADDR_CHARS_MAX)) != PL_OK ||
+	    (st = check_text(a, "broker peer", b->peer,
+	         PL_MAP_ADDR_CHARS_MAX)) != PL_OK)
+		return st;
+	if (b->state != PARLEY__CLUSTER__BROKER_STATE__BROKER_ACTIVE)
+		return say(a, PL_E_BAD_REQUEST,
+		    "a broker is added active (set its state afterwards)");
+	if (strcmp(b->listen, b->peer) == 0)
+		return say(a, PL_E_FORBIDDEN,
+		    "broker %" PRIu64 ": listen and peer are one address %s",
+		    b->node, b->listen);
+	return PL_OK;
+}
+
+static pl_status op_broker_add(apply *a, const Parley__Cluster__BrokerAdd *c)
+{
+	const Parley__Cluster__Broker *b = c->broker;
+	if (b == NULL)
+		return say(a, PL_E_BAD_REQUEST, "broker_add names no broker");
+	pl_status st = broker_add_check(a, b);
+	if (st != PL_OK)
+		return st;
+	pl_map *m = a->m;
+	bool found;
+	size_t i = broker_at(m, b->node, &found);
+	if (found) {
+		const pl_map_broker *o = &m->brokers[i];
+		if (o->state == PL_BROKER_REMOVED)
+			return say(a, PL_E_FORBIDDEN,
+			    "broker %" PRIu64 " was removed: node ids are "
+			    "never reused",
+			    b->node);
+		if (strcmp(o->name, b->name) == 0 &&
+		    strcmp(o->listen, b->listen) == 0 &&
+		    strcmp(o->peer, b->peer) == 0)
+			return PL_OK; /* the same broker: already added */
+		return say(a, PL_E_FORBIDDEN,
+		    "node %" PRIu64 " is broker %s (listen %s, peer %s)",
+		    b->node, o->name, o->listen, o->peer);
+	}
+	const char *addrs[2] = {b->listen, b->peer};
+	for (int k = 0; k < 2; k++) {
+		const pl_map_broker *o = addr_owner(m, addrs[k], 0);
+		if (o != NULL)
+			return say(a, PL_E_FORBIDDEN,
+			    "address %s is broker %" PRIu64 "'s (%s)", addrs[k],
+			    o->node, o->name);
+	}
+	if (m->nbrokers >= PL_MAP_BROKERS_MAX)
+		return say(a, PL_E_TOO_LARGE,
+		    "a map holds at most %d brokers, removed ones included",
+		    PL_MAP_BROKERS_MAX);
+	pl_map_broker nb = {.node = b->node, .state = PL_BROKER_ACTIVE};
+	PL_ASSERT(str_copy(nb.name, sizeof(nb.name), b->name) &&
+	          str_copy(nb.listen, sizeof(nb.listen), b->listen) &&
+	          str_copy(nb.peer, sizeof(nb.peer), b->peer));
+	if ((st = check_fits(a, broker_bytes(&nb))) != PL_OK)
+		return st;
+	if (insert_at((void **)&m->brokers, &m->nbrokers, sizeof(nb), i) !=
+	    PL_OK)
+		return say(a, PL_E_NOMEM, "out of memory");
+	m->brokers[i] = nb;
+	a->changed = true;
+	return PL_OK;
+}
+
+/* "1, 4, 7" (at most WHY_GROUPS_MAX, then "..."): the groups that
+ * still have a replica on node. */
+static void groups_on(const pl_map *m, uint64_t node, char *out, size_t cap)
+{
+	size_t off = 0;
+	int n = 0;
+	out[0] = '\0';
+	for (size_t i = 0; i < m->ngroups && off < cap; i++) {
+		if (replica_at(&m->groups[i], node) < 0)
+			continue;
+		int w = n++ == WHY_GROUPS_MAX
+		            ? snprintf(out + off, cap - off, ", ...")
+		            : snprintf(out + off, cap - off, "%s%u",
+		                  n > 1 ? ", " : "", (unsigned)m->groups[i].id);
+		off += w > 0 ? (size_t)w : 0;
+		if (n > WHY_GROUPS_MAX)
+			break;
+	}
+}
+
+static pl_status op_broker_state(
+    apply *a, const Parley__Cluster__BrokerSetState *c)
+{
+	if ((unsigned)c->state > PL_BROKER_REMOVED)
+		return say(a, PL_E_BAD_REQUEST, "unknown broker state %d",
+		    (int)c->state);
+	pl_map *m = a->m;
+	bool found;
+	size_t i = broker_at(m, c->node, &found);
+	if (!found)
+		return say(a, PL_E_NOT_FOUND, "no broker %" PRIu64, c->node);
+	pl_map_broker *b = &m->brokers[i];
+	pl_map_broker_state to = (pl_map_broker_state)c->state;
+	if (b->state == to)
+		return PL_OK;
+	if (b->state == PL_BROKER_REMOVED)
+		return say(a, PL_E_FORBIDDEN,
+		    "broker %" PRIu64 " was removed and cannot come back",
+		    c->node);
+	if (to == PL_BROKER_REMOVED && pl_map_replicas_on(m, c->node) > 0) {
+		char list[96];
+		groups_on(m, c->node, list, sizeof(list));
+		return say(a, PL_E_FORBIDDEN,
+		    "broker %" PRIu64 " still holds replicas of groups %s: "
+		    "move them off first",
+		    c->node, list);
+	}
+	b->state = to;
+	a->changed = true;
+	return PL_OK;
+}
+
+/* ---- apply: groups ---- */
+
+/* Picks k distinct active brokers with the fewest replicas (ties by
+ * node), sorted by node into out. False when fewer than k are active. */
+static bool place(const pl_map *m, int k, uint64_t *out)
+{
+	int load[PL_MAP_BROKERS_MAX] = {0};
+	bool taken[PL_MAP_BROKERS_MAX] = {false};
+	int active = 0;
+	for (size_t i = 0; i < m->ngroups; i++) {
+		const pl_map_group *g = &m->groups[i];
+		for (int r = 0; r < g->nreplicas; r++) {
+			bool found;
+			size_t b = broker_at(m, g->replicas[r].node, &found);
+			if (found)
+				load[b]++;
+		}
+	}
+	for (size_t i = 0; i < m->nbrokers; i++)
+		active += m->brokers[i].state == PL_BROKER_ACTIVE;
+	if (active < k)
+		return false;
+	for (int n = 0; n < k; n++) {
+		size_t best = SIZE_MAX;
+		for (size_t i = 0; i < m->nbrokers; i++) {
+			if (taken[i] || m->brokers[i].state != PL_BROKER_ACTIVE)
+				continue;
+			/* brokers are sorted: a strict < keeps the lower node */
+			if (best == SIZE_MAX || load[i] < load[best])
+				best = i;
+		}
+		taken[best] = true;
+	}
+	int n = 0;
+	for (size_t i = 0; i < m->nbrokers; i++) {
+		if (taken[i])
+			out[n++] = m->brokers[i].node;
+	}
+	return true;
+}
+
+/* The voter of g that is preferred leader of the fewest groups (ties by
+ * node), so that leaders spread as evenly as replicas; 0 when g has no
+ * voter. Counts g itself as it stands. */
+static uint64_t leader_pick(const pl_map *m, const pl_map_group *g)
+{
+	uint64_t best = 0;
+	int best_n = 0;
+	for (int i = 0; i < g->nreplicas; i++) {
+		if (!is_voter(&g->replicas[i]))
+			continue;
+		int n = leads_of(m, g->replicas[i].node);
+		if (best == 0 || n < best_n) {
+			best = g->replicas[i].node;
+			best_n = n;
+		}
+	}
+	return best;
+}
+
+static pl_status group_add_existing(
+    apply *a, const pl_map_group *g, uint32_t replicas)
+{
+	if (g->removed)
+		return say(a, PL_E_FORBIDDEN,
+		    "group %u was removed: group ids are never reused",
+		    (unsigned)g->id);
+	int voters = pl_map_group_voters(g);
+	if (voters == (int)replicas)
+		return PL_OK;
+	return say(a, PL_E_FORBIDDEN,
+	    "group %u exists with %d voters: its membership changes one "
+	    "replica at a time",
+	    (unsigned)g->id, voters);
+}
+
+static pl_status op_group_add(apply *a, const Parley__Cluster__GroupAdd *c)
+{
+	pl_map *m = a->m;
+	if (c->replicas != 1 && c->replicas != 3 && c->replicas != 5 &&
+	    c->replicas != 7)
+		return say(a, PL_E_BAD_REQUEST,
+		    "replicas %u: a group has 1, 3, 5 or 7 (an even count "
+		    "survives no more failures than one fewer)",
+		    (unsigned)c->replicas);
+	if (c->id > GROUP_ID_MAX)
+		return say(a, PL_E_BAD_REQUEST, "group id %u exceeds %u",
+		    (unsigned)c->id, GROUP_ID_MAX);
+	uint32_t id = c->id;
+	if (id == 0) {
+		id = m->ngroups > 0 ? m->groups[m->ngroups - 1].id + 1 : 1;
+		if (id > GROUP_ID_MAX)
+			return say(a, PL_E_TOO_LARGE,
+			    "no group id is free above %u", GROUP_ID_MAX);
+	}
+	bool found;
+	size_t i = group_at(m, id, &found);
+	if (found)
+		return group_add_existing(a, &m->groups[i], c->replicas);
+	if (m->ngroups >= PL_MAP_GROUPS_MAX)
+		return say(a, PL_E_TOO_LARGE,
+		    "a map holds at most %d groups, removed ones included",
+		    PL_MAP_GROUPS_MAX);
+	pl_map_group g = {.id = id, .weight = c->weight ? c->weight : 1};
+	uint64_t nodes[PL_MAP_REPLICAS_MAX];
+	if (!place(m, (int)c->replicas, nodes))
+		return say(a, PL_E_FORBIDDEN,
+		    "group %u needs %u active brokers", (unsigned)id,
+		    (unsigned)c->replicas);
+	g.nreplicas = (int)c->replicas;
+	for (int r = 0; r < g.nreplicas; r++)
+		g.replicas[r].node = nodes[r];
+	g.leader = leader_pick(m, &g);
+	pl_status st = check_fits(a, group_bytes(g.nreplicas));
+	if (st != PL_OK)
+		return st;
+	if (insert_at((void **)&m->groups, &m->ngroups, sizeof(g), i) != PL_OK)
+		return say(a, PL_E_NOMEM, "out of memory");
+	m->groups[i] = g;
+	a->changed = true;
+	return PL_OK;
+}
+
+/* The group c names, or a refusal: NOT_FOUND, or FORBIDDEN when it was
+ * removed and may_be_removed is false. */
+static pl_status group_get(apply *a, uint32_t id, bool may_be_removed,
+    pl_map_group **out)
+{
+	bool found;
+	size_t i = group_at(a->m, id, &found);
+	if (!found)
+		return say(a, PL_E_NOT_FOUND, "no group %u", (unsigned)id);
+	if (a->m->groups[i].removed && !may_be_removed)
+		return say(a, PL_E_FORBIDDEN, "group %u was removed",
+		    (unsigned)id);
+	*out = &a->m->groups[i];
+	return PL_OK;
+}
+
+static pl_status op_group_set(apply *a, const Parley__Cluster__GroupSet *c)
+{
+	pl_map_group *g;
+	pl_status st = group_get(a, c->id, true, &g);
+	if (st != PL_OK)
+		return st;
+	/* weight 0 keeps the weight: proto3 cannot tell "unset" from 0,
+	 * and draining is how a group stops taking rooms. */
+	uint32_t w = c->weight ? c->weight : g->weight;
+	if (g->draining == (bool)c->draining && g->weight == w)
+		return PL_OK;
+	if (g->removed)
+		return say(a, PL_E_FORBIDDEN, "group %u was removed",
+		    (unsigned)c->id);
+	g->draining = c->draining;
+	g->weight = w;
+	a->changed = true;
+	return PL_OK;
+}
+
+static pl_status op_group_remove(
+    apply *a, const Parley__Cluster__GroupRemove *c)
+{
+	pl_map_group *g;
+	pl_status st = group_get(a, c->id, true, &g);
+	if (st != PL_OK)
+		return st;
+	if (g->removed)
+		return PL_OK;
+	if (!g->draining)
+		return say(a, PL_E_FORBIDDEN,
+		    "group %u is not draining: drain it first",
+		    (unsigned)c->id);
+	g->removed = true;
+	g->nreplicas = 0;
+	g->leader = 0;
+	memset(g->replicas, 0, sizeof(g->replicas));
+	a->changed = true;
+	return PL_OK;
+}
+
+/* ---- apply: membership steps ---- */
+
+/* The broker node of a membership step: it exists (NOT_FOUND). */
+static pl_status step_broker(apply *a, uint64_t node, const pl_map_broker **b)
+{
+	*b = pl_map_broker_find(a->m, node);
+	if (*b == NULL)
+		return say(a, PL_E_NOT_FOUND, "no broker %" PRIu64, node);
+	return PL_OK;
+}
+
+static pl_status op_replica_add(apply *a, const Parley__Cluster__ReplicaAdd *c)
+{
+	pl_map_group *g;
+	const pl_map_broker *b;
+	pl_status st;
+	if ((st = group_get(a, c->group, false, &g)) != PL_OK ||
+	    (st = step_broker(a, c->node, &b)) != PL_OK)
+		return st;
+	int r = replica_at(g, c->node);
+	if (r >= 0 && g->replicas[r].learner)
+		return PL_OK; /* this very step, already taken */
+	if (r >= 0)
+		return say(a, PL_E_FORBIDDEN,
+		    "broker %" PRIu64 " already holds a replica of group %u",
+		    c->node, (unsigned)c->group);
+	if (b->state != PL_BROKER_ACTIVE)
+		return say(a, PL_E_FORBIDDEN,
+		    "broker %" PRIu64 " is not active", c->node);
+	const pl_map_replica *s = group_step(g);
+	if (s != NULL)
+		return say(a, PL_E_FORBIDDEN,
+		    "group %u has a step in progress (%s on broker %" PRIu64
+		    "): one at a time",
+		    (unsigned)c->group, s->learner ? "learner" : "leaving",
+		    s->node);
+	if (g->nreplicas >= PL_MAP_REPLICAS_MAX)
+		return say(a, PL_E_TOO_LARGE, "group %u has %d replicas",
+		    (unsigned)c->group, PL_MAP_REPLICAS_MAX);
+	int at = 0;
+	while (at < g->nreplicas && g->replicas[at].node < c->node)
+		at++;
+	memmove(&g->replicas[at + 1], &g->replicas[at],
+	    (size_t)(g->nreplicas - at) * sizeof(g->replicas[0]));
+	g->replicas[at] = (pl_map_replica){.node = c->node, .learner = true};
+	g->nreplicas++;
+	a->changed = true;
+	return PL_OK;
+}
+
+static pl_status op_replica_promote(
+    apply *a, const Parley__Cluster__ReplicaPromote *c)
+{
+	pl_map_group *g;
+	const pl_map_broker *b;
+	pl_status st;
+	if ((st = group_get(a, c->group, false, &g)) != PL_OK ||
+	    (st = step_broker(a, c->node, &b)) != PL_OK)
+		return st;
+	int r = replica_at(g, c->node);
+	if (r < 0)
+		return say(a, PL_E_NOT_FOUND,
+		    "broker %" PRIu64 " holds no replica of group %u", c->node,
+		    (unsigned)c->group);
+	pl_map_replica *rp = &g->replicas[r];
+	if (is_voter(rp))
+		return PL_OK;
+	if (rp->leaving)
+		return say(a, PL_E_FORBIDDEN,
+		    "the replica on broker %" PRIu64 " is leaving", c->node);
+	if (b->state != PL_BROKER_ACTIVE)
+		return say(a, PL_E_FORBIDDEN,
+		    "broker %" PRIu64 " is not active: remove the learner",
+		    c->node);
+	rp->learner = false;
+	a->changed = true;
+	return PL_OK;
+}
+
+/* Refuses removing voter r of g while it would break the group. */
+static pl_status remove_voter_check(apply *a, const pl_map_group *g, int r)
+{
+	const pl_map_replica *s = group_step(g);
+	if (s != NULL)
+		return say(a, PL_E_FORBIDDEN,
+		    "group %u: the %s on broker %" PRIu64 " is still in "
+		    "progress (promote or remove it first)",
+		    (unsigned)g->id, s->learner ? "learner" : "leaving replica",
+		    s->node);
+	if (pl_map_group_voters(g) <= 1)
+		return say(a, PL_E_FORBIDDEN,
+		    "removing broker %" PRIu64 " would leave group %u "
+		    "without a voter",
+		    g->replicas[r].node, (unsigned)g->id);
+	return PL_OK;
+}
+
+static pl_status op_replica_remove(
+    apply *a, const Parley__Cluster__ReplicaRemove *c)
+{
+	pl_map_group *g;
+	const pl_map_broker *b;
+	pl_status st;
+	if ((st = group_get(a, c->group, true, &g)) != PL_OK ||
+	    (st = step_broker(a, c->node, &b)) != PL_OK)
+		return st;
+	int r = replica_at(g, c->node);
+	if (r < 0)
+		return PL_OK; /* already gone */
+	if (is_voter(&g->replicas[r]) &&
+	    (st = remove_voter_check(a, g, r)) != PL_OK)
+		return st;
+	memmove(&g->replicas[r], &g->replicas[r + 1],
+	    (size_t)(g->nreplicas - r - 1) * sizeof(g->replicas[0]));
+	g->nreplicas--;
+	memset(&g->replicas[g->nreplicas], 0, sizeof(g->replicas[0]));
+	if (g->leader == c->node) {
+		g->leader = 0; /* not counted as its own leader's load */
+		g->leader = leader_pick(a->m, g);
+	}
+	a->changed = true;
+	return PL_OK;
+}
+
+/* ---- apply: tenants and defaults ---- */
+
+static pl_status op_tenant_set(apply *a, const Parley__Cluster__TenantSet *c)
+{
+	pl_map *m = a->m;
+	pl_status st = check_slug(a, "tenant", c->name, PL_TENANT_CHARS_MAX);
+	if (st != PL_OK)
+		return st;
+	pl_map_limits l;
+	limits_from_pb(&l, c->limits);
+	bool found;
+	size_t i = tenant_at(m, c->name, &found);
+	if (found) {
+		pl_map_tenant *t = &m->tenants[i];
+		if (limits_eq(&t->limits, &l) &&
+		    t->retention_days == c->retention_days)
+			return PL_OK;
+		t->limits = l;
+		t->retention_days = c->retention_days;
+		a->changed = true;
+		return PL_OK;
+	}
+	if (m->ntenants >= PL_MAP_TENANTS_MAX)
+		return say(a, PL_E_TOO_LARGE, "a map holds at most %d tenants",
+		    PL_MAP_TENANTS_MAX);
+	pl_map_tenant t = {.limits = l, .retention_days = c->retention_days};
+	PL_ASSERT(str_copy(t.name, sizeof(t.name), c->name));
+	if ((st = check_fits(a, tenant_bytes(&t))) != PL_OK)
+		return st;
+	if (insert_at((void **)&m->tenants, &m->ntenants, sizeof(t), i) !=
+	    PL_OK)
+		return say(a, PL_E_NOMEM, "out of memory");
+	m->tenants[i] = t;
+	a->changed = true;
+	return PL_OK;
+}
+
+static pl_status tenant_get(apply *a, const char *name, pl_map_tenant **out)
+{
+	pl_status st = check_slug(a, "tenant", name, PL_TENANT_CHARS_MAX);
+	if (st != PL_OK)
+		return st;
+	bool found;
+	size_t i = tenant_at(a->m, name, &found);
+	if (!found)
+		return say(a, PL_E_NOT_FOUND, "no tenant %s", name);
+	*out = &a->m->tenants[i];
+	return PL_OK;
+}
+
+static int key_at(const pl_map_tenant *t, const char *id)
+{
+	for (int i = 0; i < t->nkeys; i++) {
+		if (strcmp(t->keys[i].id, id) == 0)
+			return i;
+	}
+	return -1;
+}
+
+/* Where a new key goes: a free slot, else the oldest revoked key's
+ * (revocation must not use up the slots: rotation goes on forever);
+ * -1 when every slot holds a valid key. */
+static int key_slot(const pl_map_tenant *t)
+{
+	if (t->nkeys < PL_KEYS_PER_TENANT_MAX)
+		return t->nkeys;
+	for (int i = 0; i < t->nkeys; i++) {
+		if (t->keys[i].revoked)
+			return i;
+	}
+	return -1;
+}
+
+static pl_status op_key_add(apply *a, const Parley__Cluster__KeyAdd *c)
+{
+	const Parley__Cluster__Key *k = c->key;
+	pl_map_tenant *t;
+	pl_status st;
+	if (k == NULL)
+		return say(a, PL_E_BAD_REQUEST, "key_add names no key");
+	if ((st = check_slug(a, "key id", k->id, PL_KEY_ID_CHARS_MAX)) !=
+	    PL_OK)
+		return st;
+	if (k->public_key.len != 32)
+		return say(a, PL_E_BAD_REQUEST,
+		    "key %s: a public key is 32 bytes, not %zu", k->id,
+		    k->public_key.len);
+	if (k->revoked)
+		return say(a, PL_E_BAD_REQUEST,
+		    "key %s: a key is added unrevoked", k->id);
+	if ((st = tenant_get(a, c->tenant, &t)) != PL_OK)
+		return st;
+	int i = key_at(t, k->id);
+	if (i >= 0 && memcmp(t->keys[i].pk, k->public_key.data, 32) == 0)
+		return PL_OK; /* revoked or not: revocation is final */
+	if (i >= 0)
+		return say(a, PL_E_FORBIDDEN,
+		    "tenant %s already has a different key %s", t->name, k->id);
+	int slot = key_slot(t);
+	if (slot < 0)
+		return say(a, PL_E_TOO_LARGE,
+		    "tenant %s has %d valid keys: revoke one first", t->name,
+		    PL_KEYS_PER_TENANT_MAX);
+	pl_map_key nk = {.revoked = false};
+	PL_ASSERT(str_copy(nk.id, sizeof(nk.id), k->id));
+	memcpy(nk.pk, k->public_key.data, 32);
+	if ((st = check_fits(a, key_bytes(&nk))) != PL_OK)
+		return st;
+	t->keys[slot] = nk;
+	if (slot == t->nkeys)
+		t->nkeys++;
+	a->changed = true;
+	return PL_OK;
+}
+
+static pl_status op_key_revoke(apply *a, const Parley__Cluster__KeyRevoke *c)
+{
+	pl_map_tenant *t;
+	pl_status st;
+	if ((st = check_slug(a, "key id", c->key_id, PL_KEY_ID_CHARS_MAX)) !=
+	        PL_OK ||
+	    (st = tenant_get(a, c->tenant, &t)) != PL_OK)
+		return st;
+	int i = key_at(t, c->key_id);
+	if (i < 0)
+		return say(a, PL_E_NOT_FOUND, "tenant %s has no key %s",
+		    t->name, c->key_id);
+	if (t->keys[i].revoked)
+		return PL_OK;
+	t->keys[i].revoked = true;
+	a->changed = true;
+	return PL_OK;
+}
+
+static pl_status op_defaults(apply *a, const Parley__Cluster__DefaultsSet *c)
+{
+	pl_map_limits l;
+	limits_from_pb(&l, c->limits);
+	if (limits_eq(&a->m->limits, &l) &&
+	    a->m->retention_days == c->retention_days)
+		return PL_OK;
+	a->m->limits = l;
+	a->m->retention_days = c->retention_days;
+	a->changed = true;
+	return PL_OK;
+}
+
+/* ---- apply ---- */
+
+static pl_status dispatch(apply *a, const Parley__Cluster__Change *c)
+{
+	switch (c->op_case) {
+	case PARLEY__CLUSTER__CHANGE__OP_BROKER_ADD:
+		return op_broker_add(a, c->broker_add);
+	case PARLEY__CLUSTER__CHANGE__OP_BROKER_STATE:
+		return op_broker_state(a, c->broker_state);
+	case PARLEY__CLUSTER__CHANGE__OP_GROUP_ADD:
+		return op_group_add(a, c->group_add);
+	case PARLEY__CLUSTER__CHANGE__OP_GROUP_SET:
+		return op_group_set(a, c->group_set);
+	case PARLEY__CLUSTER__CHANGE__OP_GROUP_REMOVE:
+		return op_group_remove(a, c->group_remove);
+	case PARLEY__CLUSTER__CHANGE__OP_REPLICA_ADD:
+		return op_replica_add(a, c->replica_add);
+	case PARLEY__CLUSTER__CHANGE__OP_REPLICA_PROMOTE:
+		return op_replica_promote(a, c->replica_promote);
+	case PARLEY__CLUSTER__CHANGE__OP_REPLICA_REMOVE:
+		return op_replica_remove(a, c->replica_remove);
+	case PARLEY__CLUSTER__CHANGE__OP_TENANT_SET:
+		return op_tenant_set(a, c->tenant_set);
+	case PARLEY__CLUSTER__CHANGE__OP_KEY_ADD:
+		return op_key_add(a, c->key_add);
+	case PARLEY__CLUSTER__CHANGE__OP_KEY_REVOKE:
+		return op_key_revoke(a, c->key_revoke);
+	case PARLEY__CLUSTER__CHANGE__OP_DEFAULTS:
+		return op_defaults(a, c->defaults);
+	default:
+		return say(a, PL_E_BAD_REQUEST, "a change names no operation");
+	}
+}
+
+pl_status pl_map_apply(pl_map *m, const uint8_t *change, size_t len,
+    bool *changed, char *why, size_t why_len)
+{
+	apply a = {.m = m, .why = why, .why_len = why_len};
+	if (why != NULL && why_len > 0)
+		why[0] = '\0';
+	if (len > CHANGE_BYTES_MAX)
+		return say(&a, PL_E_TOO_LARGE, "change of %zu bytes exceeds %u",
+		    len, CHANGE_BYTES_MAX);
+	if (len == 0)
+		return say(&a, PL_E_BAD_REQUEST, "a change names no operation");
+	pl_why w;
+	pl_status st = pl_wire_strings_check(
+	    &parley__cluster__change__descriptor, change, len, &w);
+	if (st == PL_E_BAD_REQUEST)
+		return say(&a, st, "%s", w.text);
+	Parley__Cluster__Change *c =
+	    st == PL_OK ? parley__cluster__change__unpack(NULL, len, change)
+	                : NULL;
+	if (c == NULL)
+		return say(&a, PL_E_BAD_REQUEST, "undecodable change");
+	st = dispatch(&a, c);
+	parley__cluster__change__free_unpacked(c, NULL);
+	PL_DEBUG_ASSERT(map_check(m));
+	if (st != PL_OK)
+		return st;
+	if (a.changed)
+		m->version++;
+	if (changed != NULL)
+		*changed = a.changed;
+	return PL_OK;
+}
