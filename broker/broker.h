@@ -10,6 +10,8 @@
  *   net.h peer.h  the transports (net.c, peer.c)
  *   group.h     one replica of a shard group (group.c and the files
  *               group_internal.h lists)
+ *   host.h      one broker process: the groups it hosts, their routing
+ *               and, in a cluster, the map it follows (host.c)
  *
  * Storage layout and invariants are written in docs/internals.md; the
  * group's threading rules are at the top of group.c.
@@ -22,6 +24,7 @@
 #include "broker/auth.h"
 #include "broker/config.h"
 #include "broker/group.h"
+#include "broker/host.h"
 #include "broker/net.h"
 #include "broker/peer.h"
 #include "broker/room.h"

@@ -53,15 +53,50 @@ static pl_status copy_str(char *dst, size_t cap, const char *v)
 	return PL_OK;
 }
 
-/* [replica.N] listen / peer */
-static pl_status replica_set(
-    brk_config *c, const char *id_str, const char *k, const char *v)
+/* [meta.N]: one meta replica. */
+static brk_replica *meta_replica(brk_config *c, uint64_t id)
+{
+	for (int i = 0; i < c->nmeta; i++)
+		if (c->meta[i].id == id)
+			return &c->meta[i];
+	if (c->nmeta == RAFT_PEERS_MAX)
+		return NULL;
+	brk_replica *r = &c->meta[c->nmeta++];
+	memset(r, 0, sizeof(*r));
+	r->id = id;
+	return r;
+}
+
+pl_status brk_config_for_group(const brk_config *proc, uint32_t group,
+    const brk_replica *replicas, int n, brk_config *out)
+{
+	*out = *proc;
+	out->group = (uint16_t)group;
+	out->nmeta = 0;
+	out->metrics_by_group = true;
+	int len = group == 0
+	              ? snprintf(out->data_dir, sizeof(out->data_dir),
+	                    "%s/meta", proc->data_dir)
+	              : snprintf(out->data_dir, sizeof(out->data_dir),
+	                    "%s/g%u", proc->data_dir, (unsigned)group);
+	if (len < 0 || (size_t)len >= sizeof(out->data_dir) ||
+	    n > RAFT_PEERS_MAX)
+		return PL_E_CONFIG;
+	memcpy(out->replicas, replicas, (size_t)n * sizeof(*replicas));
+	out->nreplicas = n;
+	return PL_OK;
+}
+
+/* [replica.N] or [meta.N] listen / peer */
+static pl_status replica_set(brk_config *c, bool meta, const char *id_str,
+    const char *k, const char *v)
 {
 	char *end;
 	unsigned long long id = strtoull(id_str, &end, 10);
 	if (*id_str == '\0' || *end != '\0' || id == 0 || id > 255)
 		return PL_E_CONFIG;
-	brk_replica *r = brk_config_replica(c, id, true);
+	brk_replica *r =
+	    meta ? meta_replica(c, id) : brk_config_replica(c, id, true);
 	if (r == NULL)
 		return PL_E_CONFIG;
 	if (strcmp(k, "listen") == 0)
@@ -73,6 +108,32 @@ static pl_status replica_set(
 
 pl_status brk_config_check(brk_config *c)
 {
+	if (c->nmeta > 0) {
+		/* A cluster broker: groups come from the map. */
+		for (int i = 0; i < c->nmeta; i++) {
+			if (c->meta[i].listen[0] == '\0' ||
+			    c->meta[i].peer[0] == '\0') {
+				PL_ERROR("broker",
+				    "event=bad_config reason=\"[meta.%llu] "
+				    "needs listen and peer\"",
+				    (unsigned long long)c->meta[i].id);
+				return PL_E_CONFIG;
+			}
+		}
+		if (c->peer[0] == '\0' || c->secret_file[0] == '\0') {
+			PL_ERROR("broker",
+			    "event=bad_config reason=\"a cluster broker "
+			    "needs peer and secret_file\"");
+			return PL_E_CONFIG;
+		}
+		if (c->heartbeat_ms * 2 > c->election_ms) {
+			PL_ERROR("broker",
+			    "event=bad_config reason=\"heartbeat_ms must "
+			    "be at most half of election_ms\"");
+			return PL_E_CONFIG;
+		}
+		return PL_OK;
+	}
 	if (c->nreplicas == 0) {
 		/* A single-replica group: itself, at its own addresses. */
 		brk_replica *r = brk_config_replica(c, c->node, true);
@@ -91,6 +152,12 @@ pl_status brk_config_check(brk_config *c)
 		PL_ERROR("broker",
 		    "event=bad_config reason=\"heartbeat_ms must "
 		    "be at most half of election_ms\"");
+		return PL_E_CONFIG;
+	}
+	if (c->group == 0 && c->secret_file[0] == '\0') {
+		PL_ERROR("broker", "event=bad_config reason=\"the meta group "
+		                   "(group = 0) needs secret_file: map changes "
+		                   "are signed with the cluster secret\"");
 		return PL_E_CONFIG;
 	}
 	if (c->nreplicas == 1)
@@ -144,7 +211,8 @@ pl_status brk_config_set(brk_config *c, const char *k, const char *v)
 			return PL_E_CONFIG;
 		c->sync = strcmp(v, "sync") == 0;
 	} else if (strcmp(k, "group") == 0) {
-		if ((st = set_u64(v, 1, 65535, &x)) == PL_OK)
+		/* 0: a replica of the meta group (the cluster map). */
+		if ((st = set_u64(v, 0, 65535, &x)) == PL_OK)
 			c->group = (uint16_t)x;
 	} else if (strcmp(k, "map_size_mb") == 0) {
 		if ((st = set_u64(v, 1, 1u << 24, &x)) == PL_OK)
@@ -202,7 +270,9 @@ static int ini_cb(
 	}
 	pl_status st;
 	if (strncmp(section, "replica.", 8) == 0)
-		st = replica_set(c, section + 8, name, value);
+		st = replica_set(c, false, section + 8, name, value);
+	else if (strncmp(section, "meta.", 5) == 0)
+		st = replica_set(c, true, section + 5, name, value);
 	else if (strcmp(section, "broker") == 0)
 		st = brk_config_set(c, name, value);
 	else

@@ -46,6 +46,16 @@ typedef struct brk_config {
 	uint64_t snapshot_chunk_bytes; /* a snapshot travels in these */
 	brk_replica replicas[RAFT_PEERS_MAX];
 	int nreplicas;
+	/* A broker of a cluster run by its map ([meta.N] sections): the
+	 * meta group's replicas (id, listen, peer). The broker hosts a
+	 * replica of the meta group when its node is among them, and the
+	 * replicas of shard groups the map places on it. None: a broker of
+	 * one statically configured group (`group`, [replica.N]). */
+	brk_replica meta[RAFT_PEERS_MAX];
+	int nmeta;
+	/* Set by a broker hosting several groups (not an INI key): each
+	 * group's metrics carry a group label. */
+	bool metrics_by_group;
 } brk_config;
 
 void brk_config_defaults(brk_config *c);
@@ -56,5 +66,11 @@ pl_status brk_config_set(brk_config *c, const char *key, const char *value);
  * is listed; peers, secret and timers of a replicated group). */
 pl_status brk_config_check(brk_config *c);
 brk_replica *brk_config_replica(brk_config *c, uint64_t id, bool create);
+/* The config of one group a cluster broker hosts: the process's own
+ * settings, group id, its data directory under the broker's (data/meta,
+ * data/g<N>) and the given replicas. PL_E_CONFIG when a path is too
+ * long. */
+pl_status brk_config_for_group(const brk_config *proc, uint32_t group,
+    const brk_replica *replicas, int n, brk_config *out);
 
 #endif

@@ -157,6 +157,12 @@ static bool ready_handle(brk_group *g, const raft_ready *rd)
 	 * did not, and that is the documented risk of relaxed. */
 	if (persisted)
 		raft_persisted(g->raft, last, last_term);
+	for (size_t i = 0; i < nres; i++) {
+		if (g->res[i].map_version != 0 && g->res[i].changed) {
+			brk_map_refresh(g); /* before the changes are answered */
+			break;
+		}
+	}
 	brk_results_complete(g, nres);
 	brk_events_flush(g, true);
 	return true;

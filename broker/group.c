@@ -122,6 +122,10 @@ static size_t intake(brk_group *g, brk_item **in, size_t n, brk_item **out)
 			brk_item_reply(g, it); /* empty: the gateway retries */
 			continue;
 		}
+		if (it->batch->map != NULL) {
+			brk_map_serve(g, it, now);
+			continue;
+		}
 		it->gw = brk_feeds_find(&g->feeds, it->batch->gateway, true);
 		if (it->gw == NULL) {
 			pl_metric_inc(g->m.gateways_refused, 1);
@@ -158,6 +162,7 @@ static void housekeeping(brk_group *g)
 	brk_snap_pump(g);
 	brk_feeds_tick(&g->feeds, now);
 	gws_expire(g, now);
+	brk_map_expire(g, now, false);
 	if (!g->cfg.sync &&
 	    now - g->last_sync_us >= (int64_t)g->cfg.sync_interval_ms * 1000) {
 		if (brk_store_sync(g->store) != PL_OK)
@@ -173,8 +178,9 @@ static void housekeeping(brk_group *g)
 static void *group_main(void *arg)
 {
 	brk_group *g = arg;
-	brk_item *in[ITEMS_MAX + PEER_ITEMS_MAX], *batch[ITEMS_MAX];
+	brk_item *in[ITEMS_POP], *batch[ITEMS_POP];
 	g->last_tick_us = pl_mono_us();
+	brk_map_refresh(g); /* the meta group: the map it applied so far */
 	if (g->cfg.nreplicas == 1) {
 		/* A group of one elects itself at once rather than after an
 		 * election timeout. */
@@ -188,8 +194,8 @@ static void *group_main(void *arg)
 	}
 	while (atomic_load(&g->running)) {
 		bool more = !g->stalled && raft_has_ready(g->raft);
-		size_t n = pl_queue_pop_many(&g->q, (void **)in,
-		    ITEMS_MAX + PEER_ITEMS_MAX, more ? 0 : TICK_US);
+		size_t n = pl_queue_pop_many(
+		    &g->q, (void **)in, ITEMS_POP, more ? 0 : TICK_US);
 		size_t nr = intake(g, in, n, batch);
 		if (!g->stalled)
 			brk_raft_ticks(g);
@@ -255,6 +261,7 @@ pl_status brk_group_new(
 	brk_feeds_init(&g->feeds, g->epoch, cfg->group, cfg->gateway_events_max,
 	    feed_answer, feed_release, g);
 	brk_watches_init(&g->watches, brk_presence_event, g);
+	g->nitems = ITEMS_MAX;
 	for (int i = ITEMS_MAX - 1; i >= 0; i--) {
 		brk_arena_init(&g->items[i].arena, 64 * 1024,
 		    (size_t)PL_FRAME_BYTES_CEIL * 8);
@@ -298,7 +305,7 @@ pl_status brk_group_new(
 	if (st == PL_OK)
 		st = brk_envelope_init(&g->env);
 	if (st == PL_OK)
-		st = pl_queue_init(&g->q, ITEMS_MAX + PEER_ITEMS_MAX);
+		st = pl_queue_init(&g->q, ITEMS_BOUND + PEER_ITEMS_MAX);
 	g->sc = sc;
 	if (st == PL_OK && g->snap_buf == NULL)
 		st = PL_E_NOMEM;
@@ -308,11 +315,12 @@ pl_status brk_group_new(
 		st = auth_init(g);
 	if (st == PL_OK)
 		st = brk_raft_init(g);
+	if (st == PL_OK)
+		st = brk_group_metrics_register(g, metrics);
 	if (st != PL_OK) {
 		brk_group_free(g);
 		return st;
 	}
-	brk_group_metrics_register(g, metrics);
 	g->started_us = pl_now_us();
 	*out = g;
 	return PL_OK;
@@ -342,12 +350,12 @@ void brk_group_free(brk_group *g)
 {
 	if (g == NULL)
 		return;
-	brk_item *left[ITEMS_MAX + PEER_ITEMS_MAX];
-	size_t n = g->q.cap ? pl_queue_pop_many(&g->q, (void **)left,
-	                          ITEMS_MAX + PEER_ITEMS_MAX, 0)
-	                    : 0;
-	for (size_t i = 0; i < n; i++)
-		brk_item_put(g, left[i]);
+	brk_item *left[ITEMS_POP];
+	size_t n;
+	while (g->q.cap &&
+	       (n = pl_queue_pop_many(&g->q, (void **)left, ITEMS_POP, 0)) > 0)
+		for (size_t i = 0; i < n; i++)
+			brk_item_put(g, left[i]);
 	held_release(g);
 	/* No presence events at the end: nobody is listening. */
 	brk_watches_fini(&g->watches);
@@ -361,6 +369,13 @@ void brk_group_free(brk_group *g)
 	for (int i = 0; i < PEER_ITEMS_MAX; i++) {
 		nng_msg_free(g->pitems[i].msg);
 		brk_arena_fini(&g->pitems[i].arena);
+	}
+	while (g->extra != NULL) {
+		brk_item *it = g->extra;
+		g->extra = it->next_extra;
+		nng_msg_free(it->msg);
+		brk_arena_fini(&it->arena);
+		free(it);
 	}
 	brk_arena_fini(&g->prop_arena);
 	brk_arena_fini(&g->ev_arena);
@@ -380,5 +395,7 @@ void brk_group_free(brk_group *g)
 	free(g->events_buf);
 	free(g->watches_buf);
 	free(g->pack);
+	free(g->map_watches);
+	free(g->map_buf);
 	free(g);
 }

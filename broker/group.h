@@ -23,6 +23,13 @@ typedef struct brk_item brk_item;
 
 pl_status brk_group_new(
     const brk_config *cfg, pl_metrics *metrics, brk_group **out);
+/* The meta group (group 0) tells this hook of every new applied map:
+ * called on the group thread with the encoding (borrowed for the call)
+ * and its version. Set before brk_group_start. */
+typedef void (*brk_map_hook_fn)(
+    void *ctx, const uint8_t *map, size_t len, uint64_t version);
+void brk_group_set_map_hook(brk_group *g, brk_map_hook_fn fn, void *ctx);
+
 /* Starts the group thread. peers is NULL for a group of one. */
 pl_status brk_group_start(brk_group *g, brk_net *net, brk_peers *peers);
 void brk_group_stop(brk_group *g);

@@ -18,6 +18,7 @@
  *   raft_storage.c  the core's storage callbacks; damage checks and repair
  *   driver.c        the ready loop: write, send, advance, apply, answer
  *   writes.c        proposing writes, the lane refusal rule
+ *   map_serve.c     the meta group's map: watches and changes
  *   round.c         one commit round over a set of gateway batches
  *   group_metrics.c the group's metrics
  *   group.c         the thread, intake, housekeeping and lifecycle
@@ -35,11 +36,14 @@
 #include "broker/feed.h"
 #include "broker/watch.h"
 
-/* Batches in flight from all gateways: one item per nng context, so a
- * context always finds a free item (net.c never has to drop). */
+/* Batches in flight from all gateways: ITEMS_MAX items come with the
+ * group, more are made as gateways and their parked polls need them (up
+ * to ITEMS_BOUND, then a batch is refused and its gateway retries), so
+ * the number of gateways a broker serves has no fixed cap. ITEMS_POP is
+ * what the thread takes from its queue at once. */
 #define ITEMS_MAX BRK_NET_CONTEXTS
-_Static_assert(ITEMS_MAX >= BRK_NET_CONTEXTS,
-    "every nng context of net.c must find a free item");
+#define ITEMS_BOUND BRK_NET_CONTEXTS_MAX
+#define ITEMS_POP (ITEMS_MAX + PEER_ITEMS_MAX)
 /* Batches handled in one commit round: bounds a round's latency. */
 #define ROUND_ITEMS_MAX 64
 /* Requests of one round: every batch at the wire's bound. */
@@ -85,7 +89,9 @@ struct brk_item {
 	size_t nreplies;
 	brk_feed_gw *gw; /* valid during the round that takes the batch */
 	char epoch[BRK_FEED_EPOCH_CHARS_MAX + 1];
-	int64_t deadline_us; /* polls */
+	int64_t deadline_us; /* polls, map watches */
+	uint64_t map_since;  /* a map watch: answered past this version */
+	Parley__Internal__MapReply *map_reply; /* in arena, or NULL */
 	brk_arena arena;     /* decoded request and replies */
 	brk_item *next_free;
 	/* Requests proposed and not yet applied, plus one while the batch
@@ -93,6 +99,7 @@ struct brk_item {
 	uint32_t npending;
 	uint8_t *deferred; /* per request: a read answered after the round */
 	bool peer;         /* a peer broker's message, not a gateway batch */
+	brk_item *next_extra; /* made past ITEMS_MAX (g->extra) */
 	pl_arena peer_arena;
 	uint8_t *peer_raw; /* decompressed PeerBatch */
 };
@@ -160,6 +167,8 @@ struct brk_group {
 	char epoch[33];
 	brk_item items[ITEMS_MAX];
 	brk_item *free_items;
+	brk_item *extra; /* items made past ITEMS_MAX, freed with the group */
+	size_t nitems;   /* under free_mu: items made */
 	pthread_mutex_t free_mu;
 	brk_feeds feeds;
 	brk_watches watches;
@@ -215,6 +224,15 @@ struct brk_group {
 	brk_envelope env;
 	brk_arena send_arena;
 	brk_group_metrics m;
+	/* The meta group's map (map_serve.c): the applied map's encoding,
+	 * its version, the parked watches and who is told of a new map. */
+	uint8_t *map_buf;
+	size_t map_len;
+	uint64_t map_version;
+	brk_item **map_watches;
+	size_t nmap_watches, map_watches_cap;
+	brk_map_hook_fn map_hook;
+	void *map_hook_ctx;
 };
 
 /* A zeroed allocation in the round's current item arena. */
@@ -315,16 +333,36 @@ typedef struct lane_block {
 	pl_status *st;
 	size_t n, cap;
 } lane_block;
+/* Packs cmd and proposes it; the pending write (it, rep, op) is answered
+ * when its entry applies. PL_E_BACKPRESSURE, PL_E_NOT_LEADER, a stall. */
+pl_status brk_propose_cmd(brk_group *g, Parley__Internal__Command *cmd,
+    brk_item *it, Parley__ServerFrame *rep, int op);
 /* A write of rq: proposed, or refused as its lane already is. */
 pl_status brk_write_propose(brk_group *g, brk_item *it,
     const Parley__Internal__GwRequest *rq, Parley__ServerFrame *rep,
     lane_block *lb);
 
+/* map_serve.c */
+/* The pending op of a map change (no ClientFrame body case is negative). */
+#define BRK_OP_MAP (-1)
+/* Takes a batch carrying a MapRequest: a watch answered now or parked,
+ * a change proposed (leader) or refused. */
+void brk_map_serve(brk_group *g, brk_item *it, int64_t now_us);
+/* A map change's entry applied (res) or failed (st): its answer. */
+void brk_map_applied(brk_group *g, brk_item *it, const brk_applied *res);
+void brk_map_failed(brk_group *g, brk_item *it, pl_status st);
+/* Reads the store's map; when its version moved, answers the parked
+ * watches and tells the hook. At start, after applied map changes and
+ * after a snapshot is installed. */
+void brk_map_refresh(brk_group *g);
+/* Answers watches whose wait ended (housekeeping); at stop, all. */
+void brk_map_expire(brk_group *g, int64_t now_us, bool all);
+
 /* round.c */
 void brk_run_round(brk_group *g, brk_item **items, size_t n);
 
 /* group_metrics.c */
-void brk_group_metrics_register(brk_group *g, pl_metrics *r);
+pl_status brk_group_metrics_register(brk_group *g, pl_metrics *r);
 /* Gauges and the counters kept by the pure modules, once a second. */
 void brk_group_gauges(brk_group *g, int64_t now_us);
 

@@ -4,6 +4,7 @@
  * once a second by brk_group_gauges.
  */
 #include <stddef.h>
+#include <stdio.h>
 
 #include "broker/group_internal.h"
 
@@ -103,12 +104,23 @@ _Static_assert(
     PL_ARRAY_LEN(METRICS) == sizeof(brk_group_metrics) / sizeof(pl_metric *),
     "every field of brk_group_metrics is registered");
 
-void brk_group_metrics_register(brk_group *g, pl_metrics *r)
+pl_status brk_group_metrics_register(brk_group *g, pl_metrics *r)
 {
-	for (size_t i = 0; i < PL_ARRAY_LEN(METRICS); i++)
-		*(pl_metric **)((char *)&g->m + METRICS[i].field) =
-		    pl_metrics_add(
-		        r, METRICS[i].kind, METRICS[i].name, METRICS[i].help);
+	for (size_t i = 0; i < PL_ARRAY_LEN(METRICS); i++) {
+		char name[PL_METRIC_NAME_MAX + 1];
+		/* A broker hosting many groups labels each group's series. */
+		if (g->cfg.metrics_by_group)
+			snprintf(name, sizeof(name), "%s{group=\"%u\"}",
+			    METRICS[i].name, (unsigned)g->cfg.group);
+		else
+			snprintf(name, sizeof(name), "%s", METRICS[i].name);
+		pl_metric *m =
+		    pl_metrics_add(r, METRICS[i].kind, name, METRICS[i].help);
+		if (m == NULL)
+			return PL_E_NOMEM;
+		*(pl_metric **)((char *)&g->m + METRICS[i].field) = m;
+	}
+	return PL_OK;
 }
 
 void brk_group_gauges(brk_group *g, int64_t now_us)

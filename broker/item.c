@@ -14,8 +14,17 @@ static brk_item *item_get(brk_group *g)
 {
 	pthread_mutex_lock(&g->free_mu);
 	brk_item *it = g->free_items;
-	if (it != NULL)
+	if (it != NULL) {
 		g->free_items = it->next_free;
+	} else if (g->nitems < ITEMS_BOUND &&
+	           (it = calloc(1, sizeof(*it))) != NULL) {
+		/* Another gateway or parked poll: one more item, kept. */
+		brk_arena_init(
+		    &it->arena, 64 * 1024, (size_t)PL_FRAME_BYTES_CEIL * 8);
+		it->next_extra = g->extra;
+		g->extra = it;
+		g->nitems++;
+	}
 	pthread_mutex_unlock(&g->free_mu);
 	return it;
 }
@@ -32,6 +41,8 @@ void brk_item_put(brk_group *g, brk_item *it)
 	it->epoch[0] = '\0';
 	it->npending = 0;
 	it->deferred = NULL;
+	it->map_reply = NULL;
+	it->map_since = 0;
 	brk_arena_reset(&it->arena);
 	pthread_mutex_lock(&g->free_mu);
 	if (it->peer) {
@@ -104,8 +115,12 @@ void brk_item_reply(brk_group *g, brk_item *it)
 	 * or an idle spell). */
 	b.epoch = it->epoch[0] != '\0' ? it->epoch : g->epoch;
 	b.group = g->cfg.group;
-	b.not_leader = !g->leader;
+	/* A map watch is answered by any replica: not_leader only tells a
+	 * change to go to the leader. */
+	b.not_leader = !g->leader && (it->map_reply == NULL ||
+	                                 it->map_reply->code == PL_E_NOT_LEADER);
 	b.leader_hint = (char *)brk_group_leader_hint(g);
+	b.map = it->map_reply;
 	size_t n = parley__internal__broker_batch__get_packed_size(&b);
 	if (nng_msg_alloc(&m, n) == 0) {
 		parley__internal__broker_batch__pack(&b, nng_msg_body(m));

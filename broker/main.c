@@ -1,6 +1,7 @@
 /*
  * main.c - parley-broker: reads the node's config (INI file, then flags),
- * opens the shard group's store, serves gateways until SIGINT or SIGTERM.
+ * starts the host (host.h: the groups it serves, their transports) and
+ * serves until SIGINT or SIGTERM.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -58,9 +59,6 @@ int main(int argc, char **argv)
 {
 	brk_config cfg;
 	pl_metrics *metrics = calloc(1, sizeof(*metrics));
-	brk_group *g = NULL;
-	brk_net *net = NULL;
-	brk_peers *peers = NULL;
 	sigset_t sigs;
 	int sig;
 
@@ -80,34 +78,24 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	pl_crash_install();
 	pl_metrics_init(metrics);
-	pl_status st = brk_group_new(&cfg, metrics, &g);
-	if (st == PL_OK)
-		st = brk_net_start(&cfg, brk_group_submit, g, metrics, &net);
-	if (st == PL_OK && cfg.nreplicas > 1)
-		st = brk_peers_start(&cfg, brk_group_submit_peer, g, &peers);
-	if (st == PL_OK)
-		st = brk_group_start(g, net, peers);
+	brk_host *h = NULL;
+	pl_status st = brk_host_start(&cfg, metrics, &h);
 	if (st != PL_OK) {
 		PL_ERROR(
 		    "broker", "event=start_failed err=\"%s\"", pl_strerror(st));
-		brk_peers_stop(peers);
-		brk_net_stop(net);
-		brk_group_free(g);
 		pl_metrics_fini(metrics);
 		free(metrics);
 		return 1;
 	}
 	PL_INFO("broker",
-	    "event=started id=%s group=%u node=%llu replicas=%d pid=%d", cfg.id,
-	    cfg.group, (unsigned long long)cfg.node, cfg.nreplicas,
-	    (int)getpid());
+	    "event=started id=%s group=%u node=%llu replicas=%d meta=%d "
+	    "pid=%d",
+	    cfg.id, cfg.group, (unsigned long long)cfg.node, cfg.nreplicas,
+	    cfg.nmeta, (int)getpid());
 	sigwait(&sigs, &sig);
 	PL_INFO("broker", "event=stopping signal=%d", sig);
 	pl_stop_deadline_arm("broker", PL_STOP_DEADLINE_MS);
-	brk_group_stop(g); /* no more replies through net, no more sends */
-	brk_peers_stop(peers);
-	brk_net_stop(net); /* no more submissions to the group */
-	brk_group_free(g);
+	brk_host_stop(h);
 	pl_metrics_fini(metrics);
 	free(metrics);
 	PL_INFO("broker", "event=stopped");

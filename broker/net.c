@@ -5,6 +5,8 @@
  * touch group state: they hand messages to the receive callback given at
  * start and send what comes back.
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +19,6 @@
 #include "proto/codec.h"
 #include "proto/nng_close.h"
 
-#define CONTEXTS BRK_NET_CONTEXTS
 /* A GwBatch is far below this; larger messages are refused by nng. */
 #define RECV_BYTES_MAX PL_FRAME_BYTES_CEIL
 
@@ -32,13 +33,64 @@ struct brk_net {
 	nng_socket sock;
 	nng_listener listener;
 	bool listening;
-	net_ctx ctxs[CONTEXTS];
+	/* Contexts, opened as needed (grow); never closed before stop. */
+	pthread_mutex_t grow_mu;
+	net_ctx **ctxs; /* BRK_NET_CONTEXTS_MAX */
+	_Atomic int nctx;
+	_Atomic int idle; /* contexts waiting for a request */
+	_Atomic bool stopping;
 	brk_net_receive_fn receive;
 	void *receive_ctx;
 	pl_metrics *metrics;
 	nng_http_server *http;
 	bool http_on;
 };
+
+static void ctx_cb(void *arg);
+
+/* Opens one more context and starts its receive; false at the max or
+ * on an nng error. */
+static bool ctx_add(brk_net *n)
+{
+	int i = atomic_load(&n->nctx);
+	if (i == BRK_NET_CONTEXTS_MAX || atomic_load(&n->stopping))
+		return false;
+	net_ctx *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return false;
+	c->net = n;
+	if (nng_ctx_open(&c->ctx, n->sock) != 0) {
+		free(c);
+		return false;
+	}
+	if (nng_aio_alloc(&c->aio, ctx_cb, c) != 0) {
+		nng_ctx_close(c->ctx);
+		free(c);
+		return false;
+	}
+	n->ctxs[i] = c;
+	atomic_store(&n->nctx, i + 1);
+	atomic_fetch_add(&n->idle, 1);
+	nng_ctx_recv(c->ctx, c->aio);
+	return true;
+}
+
+/* A request arrived: keep BRK_NET_CONTEXTS_SPARE waiting for more. */
+static void ctx_grow(brk_net *n)
+{
+	if (atomic_load(&n->idle) >= BRK_NET_CONTEXTS_SPARE)
+		return;
+	pthread_mutex_lock(&n->grow_mu);
+	while (atomic_load(&n->idle) < BRK_NET_CONTEXTS_SPARE && ctx_add(n))
+		;
+	pthread_mutex_unlock(&n->grow_mu);
+}
+
+static void ctx_recv(net_ctx *c)
+{
+	atomic_fetch_add(&c->net->idle, 1);
+	nng_ctx_recv(c->ctx, c->aio);
+}
 
 static void ctx_cb(void *arg)
 {
@@ -50,22 +102,24 @@ static void ctx_cb(void *arg)
 			nng_msg_free(nng_aio_get_msg(c->aio));
 		if (rv == NNG_ECLOSED)
 			return;
-		nng_ctx_recv(c->ctx, c->aio);
+		ctx_recv(c);
 		return;
 	}
 	if (rv == NNG_ECLOSED || rv == NNG_ECANCELED)
 		return;
+	atomic_fetch_sub(&c->net->idle, 1);
 	if (rv != 0) {
-		nng_ctx_recv(c->ctx, c->aio);
+		ctx_recv(c);
 		return;
 	}
+	ctx_grow(c->net);
 	nng_msg *m = nng_aio_get_msg(c->aio);
 	if (c->net->receive(c->net->receive_ctx, c, m) != PL_OK) {
-		/* The group holds an item per context, so this does not
-		 * happen; if it did, the gateway's batch times out and it
+		/* No work item free (a group at its bound) or a batch that
+		 * names no group: the gateway's batch times out and it
 		 * retries. */
 		nng_msg_free(m);
-		nng_ctx_recv(c->ctx, c->aio);
+		ctx_recv(c);
 	}
 }
 
@@ -152,13 +206,6 @@ static pl_status rep_start(brk_net *n, const char *addr)
 	if (rv == 0)
 		rv = nng_socket_set_size(
 		    n->sock, NNG_OPT_RECVMAXSZ, RECV_BYTES_MAX);
-	for (int i = 0; i < CONTEXTS && rv == 0; i++) {
-		net_ctx *c = &n->ctxs[i];
-		c->net = n;
-		rv = nng_ctx_open(&c->ctx, n->sock);
-		if (rv == 0)
-			rv = nng_aio_alloc(&c->aio, ctx_cb, c);
-	}
 	if (rv == 0)
 		rv = nng_listen(n->sock, addr, &n->listener, 0);
 	n->listening = rv == 0;
@@ -167,9 +214,12 @@ static pl_status rep_start(brk_net *n, const char *addr)
 		    nng_strerror(rv));
 		return PL_E_CONFIG;
 	}
-	for (int i = 0; i < CONTEXTS; i++)
-		nng_ctx_recv(n->ctxs[i].ctx, n->ctxs[i].aio);
-	return PL_OK;
+	pthread_mutex_lock(&n->grow_mu);
+	for (int i = 0; i < BRK_NET_CONTEXTS; i++)
+		if (!ctx_add(n))
+			rv = NNG_ENOMEM;
+	pthread_mutex_unlock(&n->grow_mu);
+	return rv == 0 ? PL_OK : PL_E_NOMEM;
 }
 
 pl_status brk_net_start(const brk_config *cfg, brk_net_receive_fn receive,
@@ -178,6 +228,12 @@ pl_status brk_net_start(const brk_config *cfg, brk_net_receive_fn receive,
 	brk_net *n = calloc(1, sizeof(*n));
 	if (n == NULL)
 		return PL_E_NOMEM;
+	n->ctxs = calloc(BRK_NET_CONTEXTS_MAX, sizeof(*n->ctxs));
+	if (n->ctxs == NULL) {
+		free(n);
+		return PL_E_NOMEM;
+	}
+	pthread_mutex_init(&n->grow_mu, NULL);
 	n->receive = receive;
 	n->receive_ctx = ctx;
 	n->metrics = metrics;
@@ -206,13 +262,20 @@ void brk_net_stop(brk_net *n)
 	/* Contexts first (no callback runs after this), then the listener
 	 * (no pipe is accepted while the socket closes), then the socket:
 	 * the order peer.c documents. */
-	for (int i = 0; i < CONTEXTS; i++)
-		if (n->ctxs[i].aio != NULL)
-			nng_aio_stop(n->ctxs[i].aio);
+	pthread_mutex_lock(&n->grow_mu);
+	atomic_store(&n->stopping, true); /* no context is added now */
+	pthread_mutex_unlock(&n->grow_mu);
+	int nctx = atomic_load(&n->nctx);
+	for (int i = 0; i < nctx; i++)
+		nng_aio_stop(n->ctxs[i]->aio);
 	if (n->listening)
 		nng_listener_close(n->listener);
 	(void)pl_nng_close_bounded(&n->sock, 1, "net", PL_NNG_CLOSE_MS);
-	for (int i = 0; i < CONTEXTS; i++)
-		nng_aio_free(n->ctxs[i].aio);
+	for (int i = 0; i < nctx; i++) {
+		nng_aio_free(n->ctxs[i]->aio);
+		free(n->ctxs[i]);
+	}
+	pthread_mutex_destroy(&n->grow_mu);
+	free(n->ctxs);
 	free(n);
 }

@@ -13,9 +13,15 @@
 #include "broker/config.h"
 
 /* Contexts = gateway batches in flight at once (each waits for its
- * reply): enough for every gateway's pipelined batches; the group holds
- * one work item per context (group_internal.h asserts it). */
+ * reply, a parked feed poll or map watch for up to its wait). The socket
+ * starts with BRK_NET_CONTEXTS and opens more whenever fewer than
+ * BRK_NET_CONTEXTS_SPARE wait for a request, up to BRK_NET_CONTEXTS_MAX:
+ * every gateway polls every group it watches, so the count follows
+ * gateways x groups. Past the max a gateway's batch waits in nng's
+ * queue (bounded by its own timeout). */
 #define BRK_NET_CONTEXTS 128
+#define BRK_NET_CONTEXTS_SPARE 16
+#define BRK_NET_CONTEXTS_MAX 16384
 
 typedef struct brk_net brk_net;
 

@@ -18,6 +18,7 @@
  * protection fault inside libnng). bus0 lists a pipe before it starts any
  * operation on it and unlists it on close, under one lock.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,8 @@
 #define PEER_SENDBUF 64
 #define PEER_RECONNECT_MIN_MS 20
 #define PEER_RECONNECT_MAX_MS 500
+/* Brokers one broker sends to: every broker of the cluster map. */
+#define PEERS_MAX 256
 
 typedef struct peer_out {
 	uint64_t id;
@@ -51,7 +54,11 @@ struct brk_peers {
 	nng_listener listener;
 	bool in_open, listening;
 	nng_aio *rx;
-	peer_out out[RAFT_PEERS_MAX];
+	/* Under mu: peers are added while groups send (a broker that
+	 * joins the map). Never removed before stop: a send to a departed
+	 * broker is dropped by its dialer like any down peer's. */
+	pthread_mutex_t mu;
+	peer_out out[PEERS_MAX];
 	int nout;
 	_Atomic uint64_t dropped;
 };
@@ -97,6 +104,7 @@ pl_status brk_peers_start(const brk_config *cfg, brk_peer_receive_fn receive,
 	brk_peers *p = calloc(1, sizeof(*p));
 	if (p == NULL)
 		return PL_E_NOMEM;
+	pthread_mutex_init(&p->mu, NULL);
 	p->receive = receive;
 	p->receive_ctx = ctx;
 	int rv = nng_bus0_open(&p->in);
@@ -113,19 +121,14 @@ pl_status brk_peers_start(const brk_config *cfg, brk_peer_receive_fn receive,
 	if (rv != 0)
 		PL_ERROR("peer", "event=listen_failed addr=%s err=\"%s\"",
 		    cfg->peer, nng_strerror(rv));
-	for (int i = 0; i < cfg->nreplicas && rv == 0; i++) {
-		const brk_replica *r = &cfg->replicas[i];
-		if (r->id == cfg->node)
-			continue;
-		peer_out *o = &p->out[p->nout++];
-		o->id = r->id;
-		if ((rv = out_open(o, r->peer)) != 0)
-			PL_ERROR("peer", "event=dial_failed addr=%s err=\"%s\"",
-			    r->peer, nng_strerror(rv));
-	}
-	if (rv != 0) {
+	pl_status st = rv == 0 ? PL_OK : PL_E_CONFIG;
+	for (int i = 0; i < cfg->nreplicas && st == PL_OK; i++)
+		if (cfg->replicas[i].id != cfg->node)
+			st = brk_peers_add(
+			    p, cfg->replicas[i].id, cfg->replicas[i].peer);
+	if (st != PL_OK) {
 		brk_peers_stop(p);
-		return PL_E_CONFIG;
+		return st;
 	}
 	nng_recv_aio(p->in, p->rx);
 	PL_INFO("peer", "event=listening addr=%s peers=%d", cfg->peer, p->nout);
@@ -133,15 +136,48 @@ pl_status brk_peers_start(const brk_config *cfg, brk_peer_receive_fn receive,
 	return PL_OK;
 }
 
+pl_status brk_peers_add(brk_peers *p, uint64_t node, const char *addr)
+{
+	pl_status st = PL_OK;
+	pthread_mutex_lock(&p->mu);
+	for (int i = 0; i < p->nout; i++) {
+		if (p->out[i].id == node) {
+			pthread_mutex_unlock(&p->mu);
+			return PL_OK; /* a broker's peer address never changes */
+		}
+	}
+	if (p->nout == PEERS_MAX) {
+		st = PL_E_TOO_LARGE;
+	} else {
+		peer_out *o = &p->out[p->nout++];
+		o->id = node;
+		int rv = out_open(o, addr);
+		if (rv != 0) {
+			PL_ERROR("peer", "event=dial_failed addr=%s err=\"%s\"",
+			    addr, nng_strerror(rv));
+			st = PL_E_CONFIG;
+		} else {
+			PL_INFO("peer", "event=peer_added node=%llu addr=%s",
+			    (unsigned long long)node, addr);
+		}
+	}
+	pthread_mutex_unlock(&p->mu);
+	return st;
+}
+
 void brk_peers_send(brk_peers *p, uint64_t node, nng_msg *m)
 {
+	pthread_mutex_lock(&p->mu);
 	for (int i = 0; i < p->nout; i++) {
-		if (p->out[i].id != node)
+		if (p->out[i].id != node || !p->out[i].open)
 			continue;
-		if (nng_sendmsg(p->out[i].sock, m, NNG_FLAG_NONBLOCK) == 0)
+		if (nng_sendmsg(p->out[i].sock, m, NNG_FLAG_NONBLOCK) == 0) {
+			pthread_mutex_unlock(&p->mu);
 			return;
+		}
 		break;
 	}
+	pthread_mutex_unlock(&p->mu);
 	p->dropped++;
 	nng_msg_free(m);
 }
@@ -173,7 +209,7 @@ void brk_peers_stop(brk_peers *p)
 			nng_dialer_close(p->out[i].dialer);
 	if (p->listening)
 		nng_listener_close(p->listener);
-	nng_socket socks[RAFT_PEERS_MAX + 1];
+	nng_socket socks[PEERS_MAX + 1];
 	int n = 0;
 	if (p->in_open)
 		socks[n++] = p->in;
@@ -182,5 +218,6 @@ void brk_peers_stop(brk_peers *p)
 			socks[n++] = p->out[i].sock;
 	(void)pl_nng_close_bounded(socks, n, "peer", PL_NNG_CLOSE_MS);
 	nng_aio_free(p->rx);
+	pthread_mutex_destroy(&p->mu);
 	free(p);
 }

@@ -45,15 +45,22 @@ static pending *pend_pop(brk_group *g)
 	return p;
 }
 
+/* A write whose outcome is unknown (not applied as proposed). */
+static void pend_fail(brk_group *g, pending *p, pl_status st)
+{
+	if (p->op == BRK_OP_MAP)
+		brk_map_failed(g, p->it, st);
+	else
+		brk_rep_fail(
+		    &p->it->arena, p->rep, st, false, brk_group_leader_hint(g));
+	brk_item_done(g, p->it);
+}
+
 /* Every write in flight fails: leadership lost (outcome unknown). */
 void brk_pend_fail_all(brk_group *g, pl_status st)
 {
-	while (g->npend > 0) {
-		pending *p = pend_pop(g);
-		brk_rep_fail(
-		    &p->it->arena, p->rep, st, false, brk_group_leader_hint(g));
-		brk_item_done(g, p->it);
-	}
+	while (g->npend > 0)
+		pend_fail(g, pend_pop(g), st);
 }
 
 void brk_results_complete(brk_group *g, size_t n)
@@ -66,13 +73,17 @@ void brk_results_complete(brk_group *g, size_t n)
 		while (
 		    g->npend > 0 && g->pend[g->pend_head].index <= res->index) {
 			pending *p = pend_pop(g);
-			if (p->index == res->index && p->term == g->res_term[i])
+			if (p->index != res->index ||
+			    p->term != g->res_term[i]) {
+				/* overwritten by another leader's entry */
+				pend_fail(g, p, PL_E_UNAVAILABLE);
+				continue;
+			}
+			if (p->op == BRK_OP_MAP)
+				brk_map_applied(g, p->it, res);
+			else
 				brk_rep_applied(
 				    &p->it->arena, p->rep, res, p->op);
-			else /* overwritten by another leader's entry */
-				brk_rep_fail(&p->it->arena, p->rep,
-				    PL_E_UNAVAILABLE, false,
-				    brk_group_leader_hint(g));
 			brk_item_done(g, p->it);
 		}
 	}

@@ -257,6 +257,7 @@ static pl_status snap_install(brk_group *g, snap_in *in)
 	if (st == PL_OK) {
 		unlink(old);
 		pl_metric_inc(g->m.snaps_installed, 1);
+		brk_map_refresh(g); /* the map came with it (meta group) */
 		PL_INFO("group",
 		    "event=snapshot_installed index=%llu term=%llu",
 		    (unsigned long long)index, (unsigned long long)term);

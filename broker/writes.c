@@ -33,6 +33,12 @@ static pl_status propose(brk_group *g, brk_item *it,
 		return bst;
 	if (bc.cmd.op_case == PARLEY__INTERNAL__COMMAND__OP_PUBLISH)
 		bc.cmd.publish->origin = rq->origin;
+	return brk_propose_cmd(g, &bc.cmd, it, rep, f->body_case);
+}
+
+pl_status brk_propose_cmd(brk_group *g, Parley__Internal__Command *cmd,
+    brk_item *it, Parley__ServerFrame *rep, int op)
+{
 	if (g->npend == PENDING_MAX)
 		return PL_E_BACKPRESSURE;
 	if (raft_unstable_count(g->raft) >= RAFT_UNSTABLE_MAX) {
@@ -42,7 +48,6 @@ static pl_status propose(brk_group *g, brk_item *it,
 		if (g->stalled || !g->leader)
 			return g->stalled ? g->stall_err : PL_E_NOT_LEADER;
 	}
-	Parley__Internal__Command *cmd = &bc.cmd;
 	size_t n = parley__internal__command__get_packed_size(cmd);
 	uint8_t *buf = brk_arena_alloc(&g->prop_arena, n ? n : 1);
 	if (buf == NULL)
@@ -53,7 +58,7 @@ static pl_status propose(brk_group *g, brk_item *it,
 	if (st != PL_OK)
 		return st;
 	pl_metric_inc(g->m.proposals, 1);
-	brk_pend_push(g, index, term, it, rep, f->body_case);
+	brk_pend_push(g, index, term, it, rep, op);
 	return PL_OK;
 }
 

@@ -10,6 +10,8 @@
  *                typing and read
  *   ctl_ops.c    keygen and token (offline), status, group status,
  *                report, ping
+ *   ctl_map.c    the cluster map: show it, and changes through the meta
+ *                group (brokers, groups, tenants, keys)
  */
 #ifndef PARLEY_CLIENT_CTL_H
 #define PARLEY_CLIENT_CTL_H
@@ -90,5 +92,7 @@ int ctl_group(const ctl_args *a);
 int ctl_status(parley_conn *c, const ctl_args *a);
 int ctl_report(parley_conn *c, const ctl_args *a);
 int ctl_ping(parley_conn *c);
+/* cluster, broker, group (but status), tenant and key commands. */
+int ctl_map_cmd(const char *cmd, const ctl_args *a);
 
 #endif /* PARLEY_CLIENT_CTL_H */

@@ -45,6 +45,17 @@ int ctl_usage(void)
 	      "  group status [--json]   (every replica: role, term, "
 	      "commit, applied, lag)\n"
 	      "  report [--days N] [--json]   (tenant statistics per day)\n"
+	      "cluster map commands take --meta ADDR[,ADDR] (env PARLEY_META);\n"
+	      "changes also --secret FILE (env PARLEY_SECRET_FILE):\n"
+	      "  cluster map\n"
+	      "  broker add --node N --name NAME --listen ADDR --peer ADDR\n"
+	      "  broker drain|activate|remove --node N\n"
+	      "  group add [--id N] [--replicas R] [--weight W]\n"
+	      "  group drain|undrain ID [--weight W] | group remove ID\n"
+	      "  tenant add NAME [--retention-days D] [--connections-max N]\n"
+	      "      [--publish-per-sec N] [--rooms-open-max N]\n"
+	      "  key add TENANT --key-id K --public BASE64 | "
+	      "key revoke TENANT K\n"
 	      "gateway commands take --url URL (env PARLEY_URL, "
 	      "default " URL_DEFAULT ") and --token TOKEN (env PARLEY_TOKEN);\n"
 	      "tls+tcp:// and wss:// URLs verify the gateway with --ca FILE "
@@ -264,7 +275,12 @@ int main(int argc, char **argv)
 		return ctl_token(&a);
 	if (strcmp(cmd, "room") == 0)
 		return ctl_room(&a);
-	if (strcmp(cmd, "group") == 0)
+	if (strcmp(cmd, "group") == 0 &&
+	    (a.npos == 0 || strcmp(a.pos[0], "status") == 0))
 		return ctl_group(&a);
+	if (strcmp(cmd, "group") == 0 || strcmp(cmd, "cluster") == 0 ||
+	    strcmp(cmd, "broker") == 0 || strcmp(cmd, "tenant") == 0 ||
+	    strcmp(cmd, "key") == 0)
+		return ctl_map_cmd(cmd, &a);
 	return cmd_gateway(cmd, &a);
 }

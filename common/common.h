@@ -302,9 +302,12 @@ void pl_hist_merge(pl_hist *dst, const pl_hist *src);
 
 /* ------------------------------------------------------------------ */
 /* Metrics registry, rendered in the Prometheus text format. Metrics are
- * registered at start-up (not thread-safe) and updated from any thread. */
+ * registered from any thread (a broker registers a group's when it
+ * starts hosting it) and updated from any thread; a registered metric
+ * never moves (chunks of PL_METRICS_CHUNK). */
 
-#define PL_METRICS_MAX 128
+#define PL_METRICS_CHUNK 256
+#define PL_METRICS_MAX (PL_METRICS_CHUNK * 64)
 #define PL_METRIC_NAME_MAX 95
 
 typedef enum pl_metric_kind {
@@ -322,15 +325,16 @@ typedef struct pl_metric {
 } pl_metric;
 
 typedef struct pl_metrics {
-	pl_metric m[PL_METRICS_MAX];
-	int n;
+	pthread_mutex_t mu; /* registration and rendering */
+	pl_metric *chunks[PL_METRICS_MAX / PL_METRICS_CHUNK];
+	_Atomic int n;
 } pl_metrics;
 
 void pl_metrics_init(pl_metrics *r);
 void pl_metrics_fini(pl_metrics *r);
 /* Returns a registered metric; name like "parley_publish_total" or
- * "parley_errors_total{code=\"too_large\"}". Asserts the table has room
- * (registration is a start-up, programmer-controlled act). */
+ * "parley_errors_total{code=\"too_large\"}". NULL when out of memory or
+ * past PL_METRICS_MAX (callers of a runtime registration check). */
 pl_metric *pl_metrics_add(pl_metrics *r, pl_metric_kind kind,
     const char *name, const char *help);
 static inline void pl_metric_inc(pl_metric *m, int64_t d)
@@ -343,7 +347,9 @@ static inline void pl_metric_set(pl_metric *m, int64_t v)
 }
 /* Renders all metrics into a malloc'd NUL-terminated buffer (returned
  * owned; *len set). NULL on out-of-memory. */
-char *pl_metrics_render(const pl_metrics *r, size_t *len);
+char *pl_metrics_render(pl_metrics *r, size_t *len);
+/* The i-th registered metric, 0 <= i < n (tests look metrics up). */
+pl_metric *pl_metrics_at(pl_metrics *r, int i);
 
 /* ------------------------------------------------------------------ */
 /* Bounded queue of pointers, many producers and consumers (mutex and

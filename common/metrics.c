@@ -80,35 +80,61 @@ static void sb_printf(struct sbuf *b, const char *fmt, ...)
 void pl_metrics_init(pl_metrics *r)
 {
 	memset(r, 0, sizeof(*r));
+	pthread_mutex_init(&r->mu, NULL);
+}
+
+pl_metric *pl_metrics_at(pl_metrics *r, int i)
+{
+	return &r->chunks[i / PL_METRICS_CHUNK][i % PL_METRICS_CHUNK];
 }
 
 void pl_metrics_fini(pl_metrics *r)
 {
 	if (r == NULL)
 		return;
-	for (int i = 0; i < r->n; i++) {
-		free(r->m[i].hist);
-		r->m[i].hist = NULL;
+	int n = atomic_load(&r->n);
+	for (int i = 0; i < n; i++) {
+		free(pl_metrics_at(r, i)->hist);
+		pl_metrics_at(r, i)->hist = NULL;
 	}
-	r->n = 0;
+	for (size_t c = 0; c < PL_ARRAY_LEN(r->chunks); c++) {
+		free(r->chunks[c]);
+		r->chunks[c] = NULL;
+	}
+	atomic_store(&r->n, 0);
+	pthread_mutex_destroy(&r->mu);
 }
 
 pl_metric *pl_metrics_add(
     pl_metrics *r, pl_metric_kind kind, const char *name, const char *help)
 {
-	PL_ASSERT(r->n < PL_METRICS_MAX);
 	PL_ASSERT(strlen(name) <= PL_METRIC_NAME_MAX);
-	pl_metric *m = &r->m[r->n];
+	pl_metric *m = NULL;
+	pthread_mutex_lock(&r->mu);
+	int n = atomic_load(&r->n);
+	int c = n / PL_METRICS_CHUNK;
+	if (n == PL_METRICS_MAX)
+		goto out;
+	if (r->chunks[c] == NULL) {
+		r->chunks[c] = calloc(PL_METRICS_CHUNK, sizeof(pl_metric));
+		if (r->chunks[c] == NULL)
+			goto out;
+	}
+	m = pl_metrics_at(r, n);
 	memset(m, 0, sizeof(*m));
 	if (kind == PL_METRIC_HIST) {
 		m->hist = calloc(1, sizeof(*m->hist));
-		if (m->hist == NULL)
-			return NULL;
+		if (m->hist == NULL) {
+			m = NULL;
+			goto out;
+		}
 	}
 	strcpy(m->name, name);
 	m->help = help;
 	m->kind = kind;
-	r->n++;
+	atomic_store(&r->n, n + 1);
+out:
+	pthread_mutex_unlock(&r->mu);
 	return m;
 }
 
@@ -200,24 +226,28 @@ static void render_metric(struct sbuf *b, const pl_metric *m)
 	    atomic_load_explicit(&m->value, memory_order_relaxed));
 }
 
-char *pl_metrics_render(const pl_metrics *r, size_t *len)
+char *pl_metrics_render(pl_metrics *r, size_t *len)
 {
 	struct sbuf b = {0};
 	if (!sb_reserve(&b, 0))
 		return NULL;
 	b.p[0] = '\0';
-	for (int i = 0; i < r->n; i++) {
+	pthread_mutex_lock(&r->mu);
+	int n = atomic_load(&r->n);
+	for (int i = 0; i < n; i++) {
+		const pl_metric *mi = pl_metrics_at(r, i);
 		bool seen = false;
 		for (int j = 0; j < i && !seen; j++)
-			seen = same_family(&r->m[j], &r->m[i]);
+			seen = same_family(pl_metrics_at(r, j), mi);
 		if (seen)
 			continue; /* rendered with the first of its family */
-		render_header(&b, &r->m[i]);
-		for (int j = i; j < r->n; j++) {
-			if (same_family(&r->m[j], &r->m[i]))
-				render_metric(&b, &r->m[j]);
+		render_header(&b, mi);
+		for (int j = i; j < n; j++) {
+			if (same_family(pl_metrics_at(r, j), mi))
+				render_metric(&b, pl_metrics_at(r, j));
 		}
 	}
+	pthread_mutex_unlock(&r->mu);
 	if (b.oom) {
 		free(b.p);
 		return NULL;

@@ -377,6 +377,8 @@ static pl_status apply_cmd(brk_wtxn *w, const Parley__Internal__Command *cmd,
 	case PARLEY__INTERNAL__COMMAND__OP_CLOSE:
 		res->room = cmd->close->room;
 		return ap_close(w, cmd, cmd->close->room, res);
+	case PARLEY__INTERNAL__COMMAND__OP_MAP:
+		return brk_apply_map(w, cmd->map, res);
 	default:
 		return PL_E_BAD_REQUEST;
 	}

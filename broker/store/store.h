@@ -129,6 +129,9 @@ typedef struct brk_applied {
 	uint64_t seq;   /* publish: the message's seq; read: the position */
 	int64_t ts_us;  /* publish: the message's timestamp */
 	Parley__Message *msg; /* publish: the stored message (in a) */
+	/* map: the map's version after it, and why it was refused. */
+	uint64_t map_version;
+	char why[160];
 } brk_applied;
 
 /*
@@ -140,6 +143,14 @@ typedef struct brk_applied {
  */
 pl_status brk_apply(
     brk_wtxn *w, const raft_entry *e, brk_arena *a, brk_applied *res);
+
+/* ---- the cluster map of the meta group (map.c) ---- */
+
+/* The applied map's encoding (malloc'd into *out, *len; *out NULL and
+ * *len 0 while no change was ever applied) and its version. Reads the
+ * last committed state (a read transaction of its own). */
+pl_status brk_store_map_read(
+    brk_store *s, uint8_t **out, size_t *len, uint64_t *version);
 
 /* ---- commands from requests (cmd.c) ---- */
 

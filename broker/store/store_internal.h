@@ -16,6 +16,7 @@
  *   apply.c      the state machine: brk_apply of committed commands
  *   cmd.c        commands built from client requests (brk_cmd_build)
  *   query.c      reads: history, one message, room lists, day reports
+ *   map.c        the cluster map (meta group only): changes and reads
  *
  * Invariants (docs/internals.md "Storage layout"):
  *  - a commit round is one LMDB write transaction: the entries it appends
@@ -157,6 +158,15 @@ pl_status brk_wtxn_put(brk_wtxn *w, MDB_dbi db, const void *k, size_t klen,
 pl_status brk_wtxn_get(
     brk_wtxn *w, MDB_dbi db, const void *k, size_t klen, MDB_val *val);
 pl_status brk_wtxn_del(brk_wtxn *w, MDB_dbi db, const void *k, size_t klen);
+
+/* ---- map.c ---- */
+
+/* Applies a map change (the meta group's command): the outcome in
+ * res->st (a refusal is an outcome, the same on every replica), the
+ * version after it in res->map_version. The return value is a failure of
+ * the store itself. */
+pl_status brk_apply_map(
+    brk_wtxn *w, const Parley__Internal__MapCmd *cmd, brk_applied *res);
 
 /* ---- room_cache.c ---- */
 

@@ -11,6 +11,16 @@
 #   PARLEY_REPLICAS=3 deploy/local/cluster.sh start
 #   deploy/local/cluster.sh kill-leader 1   # kill -9 group 1's leader
 #   deploy/local/cluster.sh restart broker-1-2
+#   PARLEY_MAP=1 deploy/local/cluster.sh start   # run by the cluster map
+#
+# With PARLEY_MAP=1 the topology lives in the cluster map instead of
+# configs (docs/cluster.md): three brokers (node 1..3; broker n listens
+# on 7500+3n-2, peers on 7500+3n-1, HTTP on 7500+3n), each a replica of
+# the meta group, register themselves; parleyctl then adds the tenant
+# and its key and PARLEY_GROUPS shard groups of three replicas, placed by
+# the map; two gateways (7100/7180 and 7101/7181) know only the meta
+# addresses. Later changes: parleyctl group add|drain, tenant add, key
+# add|revoke with --meta and --secret (see `cluster.sh meta-env`).
 #
 # Ports: the gateway on 7100 (TCP) and 7180 (HTTP, WebSocket). With one
 # replica, group g's broker listens on 7400+2g-1 and serves HTTP on
@@ -244,11 +254,84 @@ restart() {
 	launch "$name" "$BUILD/broker/parley-broker" -c "$HOME_DIR/$name.ini"
 }
 
+MAP_BASE=${PARLEY_MAP_PORT:-7500}
+mport() { echo $((MAP_BASE + 3 * $1 - 3 + $2)); }
+meta_list() {
+	local l=""
+	for n in 1 2 3; do l="$l${l:+,}tcp://127.0.0.1:$(mport "$n" 1)"; done
+	echo "$l"
+}
+
+# The environment parleyctl's map commands read.
+meta_env() {
+	echo "export PARLEY_META=$(meta_list)"
+	echo "export PARLEY_SECRET_FILE=$HOME_DIR/secret"
+}
+
+map_start() {
+	mkdir -p "$HOME_DIR/data"
+	secret
+	if [ ! -f "$HOME_DIR/acme.key" ]; then
+		"$CTL" keygen --tenant acme --key-id k1 --out "$HOME_DIR/acme.key" \
+			> "$HOME_DIR/acme.pub"
+	fi
+	for n in 1 2 3; do
+		{
+			echo "[broker]"
+			echo "id = broker-$n"
+			echo "node = $n"
+			echo "listen = tcp://127.0.0.1:$(mport "$n" 1)"
+			echo "peer = tcp://127.0.0.1:$(mport "$n" 2)"
+			echo "http = 127.0.0.1:$(mport "$n" 3)"
+			echo "data = $HOME_DIR/data/broker-$n"
+			echo "durability = ${PARLEY_DURABILITY:-sync}"
+			echo "secret_file = $HOME_DIR/secret"
+			for m in 1 2 3; do
+				echo "[meta.$m]"
+				echo "listen = tcp://127.0.0.1:$(mport "$m" 1)"
+				echo "peer = tcp://127.0.0.1:$(mport "$m" 2)"
+			done
+		} > "$HOME_DIR/broker-$n.ini"
+		launch "broker-$n" "$BUILD/broker/parley-broker" -c "$HOME_DIR/broker-$n.ini"
+	done
+	export PARLEY_META PARLEY_SECRET_FILE
+	PARLEY_META=$(meta_list)
+	PARLEY_SECRET_FILE=$HOME_DIR/secret
+	# Idempotent: on a restart these change nothing.
+	local pub
+	pub=$(sed -n 's/^key\.k1 *= *//p' "$HOME_DIR/acme.pub")
+	for _ in $(seq 1 100); do
+		"$CTL" tenant add acme > /dev/null 2>&1 && break
+		sleep 0.1
+	done
+	"$CTL" key add acme --key-id k1 --public "$pub" > /dev/null
+	local have
+	have=$("$CTL" cluster map | grep -c '^group ' || true)
+	for _ in $(seq $((have + 1)) "$GROUPS_N"); do
+		"$CTL" group add --replicas 3 > /dev/null
+	done
+	for i in 0 1; do
+		{
+			echo "[gateway]"
+			echo "id = gw-local-$((i + 1))"
+			echo "tcp = tcp://127.0.0.1:$((TCP_PORT + i))"
+			echo "http = 127.0.0.1:$((HTTP_PORT + i))"
+			echo "web_root = $ROOT/web"
+			echo "meta = $(meta_list)"
+			[ -n "${PARLEY_GW_EXTRA:-}" ] && printf '%b\n' "$PARLEY_GW_EXTRA"
+		} > "$HOME_DIR/gateway-$((i + 1)).ini"
+	done
+	launch gateway "$BUILD/gateway/parley-gateway" -c "$HOME_DIR/gateway-1.ini"
+	launch gateway-2 "$BUILD/gateway/parley-gateway" -c "$HOME_DIR/gateway-2.ini"
+	wait_up
+}
+
 case "${1:-}" in
-start) start ;;
+start) if [ -n "${PARLEY_MAP:-}" ]; then mkdir -p "$HOME_DIR"; map_start; else start; fi ;;
+meta-env) meta_env ;;
 stop) stop ;;
 status) status ;;
 kill-leader) kill_leader "${2:-}" ;;
 restart) restart "${2:-}" ;;
-*) echo "usage: $0 start|stop|status|kill-leader GROUP|restart NAME" >&2; exit 2 ;;
+*) echo "usage: $0 start|stop|status|meta-env|kill-leader GROUP|restart NAME" >&2; exit 2 ;;
 esac

@@ -189,6 +189,32 @@ bool hx_init_replicated(hx_cluster *c, int ngroups, int nreplicas)
 	return true;
 }
 
+bool hx_init_meta(hx_cluster *c)
+{
+	int ports[3 * HX_REPLICAS_MAX];
+	if (c->nreplicas < 2 || !ports_alloc(ports, 3 * c->nreplicas))
+		return false;
+	/* Drawn apart from the groups' ports: none may repeat one. */
+	for (int i = 0; i < 3 * c->nreplicas; i++) {
+		bool taken = ports[i] == c->tcp_port || ports[i] == c->http_port;
+		for (int g = 1; g <= c->ngroups; g++)
+			for (int r = 1; r <= c->nreplicas; r++)
+				taken = taken || ports[i] == c->rep_port[g][r] ||
+				        ports[i] == c->rep_peer[g][r] ||
+				        ports[i] == c->rep_http[g][r];
+		if (taken)
+			return hx_init_meta(c);
+	}
+	int k = 0;
+	for (int n = 1; n <= c->nreplicas; n++) {
+		c->rep_port[0][n] = ports[k++];
+		c->rep_peer[0][n] = ports[k++];
+		c->rep_http[0][n] = ports[k++];
+	}
+	c->meta = true;
+	return true;
+}
+
 static pid_t spawn(hx_proc *p, const char *name, const char *dir,
     char *const argv[], char (*env)[512], int nenv)
 {
@@ -303,6 +329,34 @@ static bool replica_config(hx_cluster *c, int g, int node, const char *ini)
 	return n < sizeof(text) && write_file(ini, text);
 }
 
+bool hx_start_cluster_broker(hx_cluster *c, int node)
+{
+	char ini[256], name[32], text[8192];
+	snprintf(ini, sizeof(ini), "%s/cbroker-%d.ini", c->dir, node);
+	size_t n = (size_t)snprintf(text, sizeof(text),
+	    "[broker]\nid = broker-%d\nnode = %d\n"
+	    "listen = tcp://127.0.0.1:%d\npeer = tcp://127.0.0.1:%d\n"
+	    "http = 127.0.0.1:%d\ndata = %s/cdata-%d\n"
+	    "durability = sync\nsecret_file = %s\n%s\n",
+	    node, node, c->rep_port[0][node], c->rep_peer[0][node],
+	    c->rep_http[0][node], c->dir, node, c->secret_file,
+	    c->broker_extra);
+	for (int r = 1; r <= c->nreplicas && n < sizeof(text); r++)
+		n += (size_t)snprintf(text + n, sizeof(text) - n,
+		    "[meta.%d]\nlisten = tcp://127.0.0.1:%d\n"
+		    "peer = tcp://127.0.0.1:%d\n",
+		    r, c->rep_port[0][r], c->rep_peer[0][r]);
+	if (n >= sizeof(text) || !write_file(ini, text))
+		return false;
+	c->cluster = true;
+	snprintf(name, sizeof(name), "broker-%d", node);
+	char *argv[] = {PARLEY_BROKER_BIN, "-c", ini, NULL};
+	if (spawn(&c->rep[0][node], name, c->dir, argv, c->broker_env,
+	        (int)PL_ARRAY_LEN(c->broker_env)) <= 0)
+		return false;
+	return wait_port(&c->rep[0][node], c->rep_http[0][node]);
+}
+
 bool hx_start_replica(hx_cluster *c, int g, int node)
 {
 	char ini[256], name[32];
@@ -337,7 +391,16 @@ static bool gateway_config(hx_cluster *c, const char *ini, const char *id,
 	size_t n = (size_t)snprintf(text, sizeof(text),
 	    "[gateway]\nid = %s\ntcp = %s\nhttp = 127.0.0.1:%d\n%s\n", id,
 	    tcp_url, http_port, c->gw_extra);
-	for (int g = 1; g <= c->ngroups; g++) {
+	if (c->cluster) {
+		/* Groups come from the map the meta group serves. */
+		n += (size_t)snprintf(text + n, sizeof(text) - n, "meta = ");
+		for (int r = 1; r <= c->nreplicas; r++)
+			n += (size_t)snprintf(text + n, sizeof(text) - n,
+			    "%stcp://127.0.0.1:%d", r > 1 ? ", " : "",
+			    c->rep_port[0][r]);
+		n += (size_t)snprintf(text + n, sizeof(text) - n, "\n");
+	}
+	for (int g = 1; !c->cluster && g <= c->ngroups; g++) {
 		if (group_brokers(c, g, list, sizeof(list)) >= sizeof(list))
 			return false;
 		n += (size_t)snprintf(text + n, sizeof(text) - n,
@@ -522,6 +585,8 @@ static bool log_has_sanitizer_report(const hx_proc *p)
 static int brokers_list(hx_cluster *c, hx_proc **out)
 {
 	int n = 0;
+	for (int r = 1; c->meta && r <= c->nreplicas; r++)
+		out[n++] = &c->rep[0][r];
 	for (int g = 1; g <= c->ngroups; g++) {
 		if (c->nreplicas <= 1)
 			out[n++] = &c->broker[g];
@@ -533,7 +598,7 @@ static int brokers_list(hx_cluster *c, hx_proc **out)
 
 void hx_fini(hx_cluster *c, bool failed)
 {
-	hx_proc *brokers[HX_GROUPS_MAX * HX_REPLICAS_MAX];
+	hx_proc *brokers[(HX_GROUPS_MAX + 1) * HX_REPLICAS_MAX];
 	int nb = brokers_list(c, brokers);
 	hx_kill(&c->gateway, SIGTERM);
 	hx_kill(&c->gateway2, SIGTERM);

@@ -49,6 +49,13 @@ typedef struct hx_cluster {
 	int rep_http[HX_GROUPS_MAX + 1][HX_REPLICAS_MAX + 1];
 	hx_proc rep[HX_GROUPS_MAX + 1][HX_REPLICAS_MAX + 1];
 	char secret_file[160];
+	/* The meta group (hx_init_meta): nreplicas replicas in slot 0 of
+	 * the rep_* arrays, started with hx_start_replica(c, 0, node). */
+	bool meta;
+	/* Cluster brokers (hx_start_cluster_broker): node r in slot 0,
+	 * hosting a meta replica and what the map places on it; gateways
+	 * then follow the map (meta = ...) instead of [group.N]. */
+	bool cluster;
 } hx_cluster;
 
 /* Prepares dir, keys (tenants "acme" and "globex") and ports. */
@@ -62,6 +69,12 @@ bool hx_init(hx_cluster *c, int ngroups);
 bool hx_init_replicated(hx_cluster *c, int ngroups, int nreplicas);
 /* Starts (or restarts, on the same data) replica `node` of `group`. */
 bool hx_start_replica(hx_cluster *c, int group, int node);
+/* After hx_init_replicated: ports for a meta group (group 0) of as many
+ * replicas, which hx_fini stops with the rest. */
+bool hx_init_meta(hx_cluster *c);
+/* After hx_init_meta: starts cluster broker `node` ([meta.N] sections
+ * for every meta replica; it registers itself in the map). */
+bool hx_start_cluster_broker(hx_cluster *c, int node);
 hx_proc *hx_replica(hx_cluster *c, int group, int node);
 /* "tcp://127.0.0.1:PORT", the replica's listen address (static buffer
  * per call slot, 8 slots, rotating). */

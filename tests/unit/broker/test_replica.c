@@ -154,8 +154,8 @@ static void cluster_stop(cluster *c)
 static int64_t metric(node *n, const char *name)
 {
 	for (int i = 0; i < n->metrics.n; i++)
-		if (strcmp(n->metrics.m[i].name, name) == 0)
-			return n->metrics.m[i].value;
+		if (strcmp(pl_metrics_at(&n->metrics, i)->name, name) == 0)
+			return pl_metrics_at(&n->metrics, i)->value;
 	return -1;
 }
 
