@@ -1,11 +1,13 @@
 /*
  * core.c - what every module of a gateway shares and no module owns:
- * the error counters and the pool of decode arenas for client frames.
- * The state itself, and the rules for it, are in core.h.
+ * the error counters, the pool of decode arenas for client frames and
+ * the swappable tenant keyring. The state itself, and the rules for it,
+ * are in core.h.
  */
 #include <stdlib.h>
 
 #include "gateway/core.h"
+#include "proto/token.h"
 
 void gw_count_error(gw *g, int code)
 {
@@ -52,4 +54,35 @@ void gw_arenas_free(gw *g)
 		pl_arena_fini(&a->a);
 		free(a);
 	}
+}
+
+/* A read lock rather than an atomic pointer: a verify holds the keyring
+ * for one signature check (tens of microseconds) and a swap is rare, so
+ * the lock costs nothing measurable, and freeing the old keyring needs
+ * no grace period: once the writer holds the lock no reader can. */
+pl_status gw_token_verify(gw *g, const char *token, int64_t now_s,
+    pl_claims *out, const char **why)
+{
+	pthread_rwlock_rdlock(&g->keys_mu);
+	pl_status st = pl_token_verify_why(g->keys, token, now_s, out, why);
+	pthread_rwlock_unlock(&g->keys_mu);
+	return st;
+}
+
+void gw_keys_swap(gw *g, pl_keyring *kr)
+{
+	pthread_rwlock_wrlock(&g->keys_mu);
+	pl_keyring *old = g->keys_owned ? g->keys : NULL;
+	g->keys = kr;
+	g->keys_owned = true;
+	pthread_rwlock_unlock(&g->keys_mu);
+	free(old);
+}
+
+void gw_keys_fini(gw *g)
+{
+	if (g->keys_owned)
+		free(g->keys);
+	g->keys = NULL;
+	g->keys_owned = false;
 }
