@@ -56,33 +56,63 @@ void gw_arenas_free(gw *g)
 	}
 }
 
-/* A read lock rather than an atomic pointer: a verify holds the keyring
- * for one signature check (tens of microseconds) and a swap is rare, so
- * the lock costs nothing measurable, and freeing the old keyring needs
- * no grace period: once the writer holds the lock no reader can. */
+/* A reference count under a mutex rather than a rwlock: a verify holds
+ * the keyring for one signature check (tens of microseconds) with no
+ * lock held, so many connections verifying at once never starve a swap
+ * (glibc's rwlock prefers readers), and the old keyring is freed by
+ * whoever drops its last reference, so no reader can be using it. */
+static void keys_put(gw *g, struct gw_keys *k)
+{
+	pthread_mutex_lock(&g->keys_mu);
+	bool last = --k->refs == 0;
+	pthread_mutex_unlock(&g->keys_mu);
+	if (!last)
+		return;
+	if (k->owned)
+		free(k->kr);
+	free(k);
+}
+
+pl_status gw_keys_init(gw *g)
+{
+	g->keys = calloc(1, sizeof(*g->keys));
+	if (g->keys == NULL)
+		return PL_E_NOMEM;
+	*g->keys = (struct gw_keys){.kr = g->conf->keys, .refs = 1};
+	return PL_OK;
+}
+
 pl_status gw_token_verify(gw *g, const char *token, int64_t now_s,
     pl_claims *out, const char **why)
 {
-	pthread_rwlock_rdlock(&g->keys_mu);
-	pl_status st = pl_token_verify_why(g->keys, token, now_s, out, why);
-	pthread_rwlock_unlock(&g->keys_mu);
+	pthread_mutex_lock(&g->keys_mu);
+	struct gw_keys *k = g->keys;
+	k->refs++;
+	pthread_mutex_unlock(&g->keys_mu);
+	pl_status st = pl_token_verify_why(k->kr, token, now_s, out, why);
+	keys_put(g, k);
 	return st;
 }
 
-void gw_keys_swap(gw *g, pl_keyring *kr)
+pl_status gw_keys_swap(gw *g, pl_keyring *kr)
 {
-	pthread_rwlock_wrlock(&g->keys_mu);
-	pl_keyring *old = g->keys_owned ? g->keys : NULL;
-	g->keys = kr;
-	g->keys_owned = true;
-	pthread_rwlock_unlock(&g->keys_mu);
-	free(old);
+	struct gw_keys *k = calloc(1, sizeof(*k));
+	if (k == NULL) {
+		free(kr);
+		return PL_E_NOMEM;
+	}
+	*k = (struct gw_keys){.kr = kr, .owned = true, .refs = 1};
+	pthread_mutex_lock(&g->keys_mu);
+	struct gw_keys *old = g->keys;
+	g->keys = k;
+	pthread_mutex_unlock(&g->keys_mu);
+	keys_put(g, old);
+	return PL_OK;
 }
 
 void gw_keys_fini(gw *g)
 {
-	if (g->keys_owned)
-		free(g->keys);
+	if (g->keys != NULL)
+		keys_put(g, g->keys);
 	g->keys = NULL;
-	g->keys_owned = false;
 }

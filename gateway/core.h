@@ -51,6 +51,12 @@ typedef struct gw_link gw_link;
 typedef struct gw_room gw_room;
 typedef struct gw_sock gw_sock;   /* link_sock.c */
 typedef struct gw_links gw_links; /* link.c */
+/* A keyring and the verifies using it (core.c). */
+struct gw_keys {
+	pl_keyring *kr;
+	bool owned; /* false for conf->keys */
+	int refs;   /* one for being current, one per verify, keys_mu */
+};
 struct pl_map_watch;
 
 typedef struct gw_mset {
@@ -157,12 +163,11 @@ struct gw {
 	_Atomic int socks_open;
 	_Atomic uint64_t req_ids;
 
-	/* Tenant keys: conf->keys, then each map's (gw_keys_swap). A
-	 * reader verifies a token under the read lock; a swap frees the old
-	 * keyring after taking the write lock, so no reader holds it. */
-	pthread_rwlock_t keys_mu;
-	pl_keyring *keys;
-	bool keys_owned; /* false while it is conf->keys */
+	/* Tenant keys: conf->keys, then each map's (gw_keys_swap). keys_mu
+	 * guards the pointer and the counts only: a verify takes a
+	 * reference and checks the signature outside the lock. */
+	pthread_mutex_t keys_mu;
+	struct gw_keys *keys;
 
 	/* The cluster map (gateway.c): its watcher, the last version
 	 * applied (0: none yet), one map applied at a time. */
@@ -193,9 +198,12 @@ void gw_arenas_free(gw *g);
  * (pl_token_verify_why; may run on any thread). */
 pl_status gw_token_verify(gw *g, const char *token, int64_t now_s,
     pl_claims *out, const char **why);
+/* At gw_new: conf->keys are the tenant keys. PL_E_NOMEM. */
+pl_status gw_keys_init(gw *g);
 /* Makes kr (taken) the tenant keys: tokens verified from now on use it;
- * the previous keyring is freed unless it is conf->keys. */
-void gw_keys_swap(gw *g, pl_keyring *kr);
+ * the previous keyring is freed once no verify uses it (unless it is
+ * conf->keys). PL_E_NOMEM: kr is freed, the keys stay. */
+pl_status gw_keys_swap(gw *g, pl_keyring *kr);
 /* At gw_free: frees the keyring the gateway owns. */
 void gw_keys_fini(gw *g);
 

@@ -144,9 +144,9 @@ pl_status gw_new(const gw_config *conf, gw **out)
 	pthread_mutex_init(&g->links_mu, NULL);
 	pthread_mutex_init(&g->socks_mu, NULL);
 	pthread_mutex_init(&g->map_mu, NULL);
-	pthread_rwlock_init(&g->keys_mu, NULL);
-	g->keys = conf->keys;
-	if (gw_links_init(g) != PL_OK || gw_subs_init(g) != PL_OK) {
+	pthread_mutex_init(&g->keys_mu, NULL);
+	if (gw_keys_init(g) != PL_OK || gw_links_init(g) != PL_OK ||
+	    gw_subs_init(g) != PL_OK) {
 		gw_free(g);
 		return PL_E_NOMEM;
 	}
@@ -344,7 +344,9 @@ pl_status gw_map_apply(gw *g, const pl_map *m)
 	gw_map_table_from(&t, m);
 	int routed = groups_apply(g, &t);
 	int ntenants = t.keys->ntenants;
-	gw_keys_swap(g, t.keys);
+	if (gw_keys_swap(g, t.keys) != PL_OK)
+		PL_ERROR(GW_MOD, "event=map_keys_kept version=%llu err=%s",
+		    (unsigned long long)t.version, pl_strerror(PL_E_NOMEM));
 	t.keys = NULL;
 	atomic_store(&g->map_version, t.version);
 	pl_metric_set(g->m.map_version, (int64_t)t.version);
@@ -508,6 +510,6 @@ void gw_free(gw *g)
 	pthread_mutex_destroy(&g->links_mu);
 	pthread_mutex_destroy(&g->socks_mu);
 	pthread_mutex_destroy(&g->map_mu);
-	pthread_rwlock_destroy(&g->keys_mu);
+	pthread_mutex_destroy(&g->keys_mu);
 	free(g);
 }

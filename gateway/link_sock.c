@@ -46,6 +46,8 @@ static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 
 static int sock_open(gw_sock *s)
 {
+	/* Before the dial: its pipe may be added before nng_dial returns. */
+	atomic_store(&s->pipe_id, 0);
 	int rv = nng_req0_open(&s->sock);
 	if (rv != 0)
 		return rv;
@@ -70,7 +72,6 @@ static int sock_open(gw_sock *s)
 		return rv;
 	}
 	s->open = true;
-	atomic_store(&s->pipe_id, 0);
 	atomic_fetch_add(&s->g->socks_open, 1);
 	return 0;
 }
