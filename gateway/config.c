@@ -1,6 +1,7 @@
 /*
  * config.c - the gateway's INI configuration (inih): [gateway] limits and
- * addresses, [group.N] brokers, [tenant.ID] public keys and [log] levels.
+ * addresses, [group.N] brokers, [tenant.ID] public keys and [log] levels,
+ * and the same routing taken from a cluster map (gw_map_table_from).
  * Defaults live in gw_config_init and match gateway.example.ini.
  */
 #include <errno.h>
@@ -12,6 +13,7 @@
 
 #include "gateway/gateway.h"
 #include "proto/codec.h"
+#include "proto/map.h"
 
 /* Broker request contexts: enough batches in flight to hide a group
  * commit's fsync, few enough that each stays full under load. */
@@ -61,7 +63,12 @@ pl_status gw_config_init(gw_config *c)
 	c->broker_contexts = GW_BROKER_CONTEXTS_DEFAULT;
 	c->broker_queue_max = GW_BROKER_QUEUE_DEFAULT;
 	c->keys = calloc(1, sizeof(*c->keys));
-	return c->keys != NULL ? PL_OK : PL_E_NOMEM;
+	c->groups = calloc(GW_GROUPS_MAX, sizeof(*c->groups));
+	if (c->keys == NULL || c->groups == NULL) {
+		gw_config_fini(c);
+		return PL_E_NOMEM;
+	}
+	return PL_OK;
 }
 
 void gw_config_fini(gw_config *c)
@@ -70,6 +77,8 @@ void gw_config_fini(gw_config *c)
 		return;
 	free(c->keys);
 	c->keys = NULL;
+	free(c->groups);
+	c->groups = NULL;
 }
 
 static bool parse_u32(const char *v, uint32_t lo, uint32_t hi, uint32_t *out)
@@ -160,6 +169,8 @@ static bool gateway_key(gw_config *c, const char *name, const char *v)
 		return copy_str(c->web_root, sizeof(c->web_root), v);
 	if (strcmp(name, "tls_cert_key") == 0)
 		return copy_str(c->tls_cert_key, sizeof(c->tls_cert_key), v);
+	if (strcmp(name, "meta") == 0)
+		return gw_config_meta_parse(c, v);
 	for (size_t i = 0; i < PL_ARRAY_LEN(u32_keys); i++) {
 		if (strcmp(name, u32_keys[i].name) == 0)
 			return parse_u32(v, u32_keys[i].lo, u32_keys[i].hi,
@@ -199,9 +210,12 @@ static bool group_key(
 	return false;
 }
 
-bool gw_config_brokers_parse(gw_group_conf *gc, const char *v)
+/* Addresses separated by commas, blanks around them ignored, into list
+ * (max of them); the count, or -1 when one is empty or too long or there
+ * are too many. */
+static int addrs_parse(
+    char (*list)[GW_URL_CHARS_MAX + 1], int max, const char *v)
 {
-	char list[GW_REPLICAS_MAX][GW_URL_CHARS_MAX + 1];
 	int n = 0;
 	for (const char *p = v;; p++) {
 		const char *end = strchr(p, ',');
@@ -212,16 +226,36 @@ bool gw_config_brokers_parse(gw_group_conf *gc, const char *v)
 		size_t len = (size_t)(end - p);
 		while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
 			len--;
-		if (len == 0 || len > GW_URL_CHARS_MAX || n == GW_REPLICAS_MAX)
-			return false;
+		if (len == 0 || len > GW_URL_CHARS_MAX || n == max)
+			return -1;
 		memcpy(list[n], p, len);
 		list[n++][len] = '\0';
 		if (*end == '\0')
 			break;
 		p = end;
 	}
+	return n;
+}
+
+bool gw_config_brokers_parse(gw_group_conf *gc, const char *v)
+{
+	char list[GW_REPLICAS_MAX][GW_URL_CHARS_MAX + 1];
+	int n = addrs_parse(list, GW_REPLICAS_MAX, v);
+	if (n < 0)
+		return false;
 	memcpy(gc->brokers, list, sizeof(list));
 	gc->nbrokers = n;
+	return true;
+}
+
+bool gw_config_meta_parse(gw_config *c, const char *v)
+{
+	char list[GW_META_MAX][GW_URL_CHARS_MAX + 1];
+	int n = addrs_parse(list, GW_META_MAX, v);
+	if (n < 0)
+		return false;
+	memcpy(c->meta, list, sizeof(list));
+	c->nmeta = n;
 	return true;
 }
 
@@ -324,4 +358,125 @@ pl_status gw_config_check(const gw_config *c)
 		return PL_E_CONFIG;
 	}
 	return PL_OK;
+}
+
+/* ---- the cluster map's routing ---- */
+
+pl_status gw_map_table_init(gw_map_table *t)
+{
+	*t = (gw_map_table){0};
+	t->groups = calloc(GW_GROUPS_MAX, sizeof(*t->groups));
+	t->keys = calloc(1, sizeof(*t->keys));
+	if (t->groups == NULL || t->keys == NULL) {
+		gw_map_table_fini(t);
+		return PL_E_NOMEM;
+	}
+	return PL_OK;
+}
+
+void gw_map_table_fini(gw_map_table *t)
+{
+	if (t == NULL)
+		return;
+	free(t->groups);
+	free(t->keys);
+	*t = (gw_map_table){0};
+}
+
+/* The broker of node (brokers are sorted by node), or NULL. Searched
+ * here rather than with pl_map_broker_find: the gateway reads the map's
+ * plain structs and needs nothing else of map.c. */
+static const pl_map_broker *broker_of(const pl_map *m, uint64_t node)
+{
+	size_t lo = 0, hi = m->nbrokers;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (m->brokers[mid].node == node)
+			return &m->brokers[mid];
+		if (m->brokers[mid].node < node)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* One replica's address into gc: its broker's gateway-facing `listen`,
+ * which is what leader hints name. False when it has none usable. */
+static bool replica_add(
+    gw_group_conf *gc, const pl_map *m, const pl_map_replica *r)
+{
+	const pl_map_broker *b = broker_of(m, r->node);
+	if (b == NULL || b->listen[0] == '\0' ||
+	    strlen(b->listen) > GW_URL_CHARS_MAX ||
+	    gc->nbrokers == GW_REPLICAS_MAX)
+		return false;
+	for (int i = 0; i < gc->nbrokers; i++) {
+		if (strcmp(gc->brokers[i], b->listen) == 0)
+			return false; /* a hint could not tell them apart */
+	}
+	snprintf(gc->brokers[gc->nbrokers++], sizeof(gc->brokers[0]), "%s",
+	    b->listen);
+	return true;
+}
+
+static void groups_from(gw_map_table *t, const pl_map *m)
+{
+	for (size_t i = 0; i < m->ngroups; i++) {
+		const pl_map_group *mg = &m->groups[i];
+		if (mg->removed)
+			continue;
+		if (mg->id == 0 || mg->id > UINT16_MAX ||
+		    t->ngroups == GW_GROUPS_MAX) {
+			PL_WARN(GW_MOD,
+			    "event=map_group_skipped group=%u reason=%s",
+			    (unsigned)mg->id,
+			    t->ngroups == GW_GROUPS_MAX ? "groups_max"
+			                                : "bad_id");
+			t->skipped++;
+			continue;
+		}
+		gw_group_conf *gc = &t->groups[t->ngroups++];
+		*gc = (gw_group_conf){.id = (uint16_t)mg->id,
+		    .weight = mg->weight,
+		    .draining = mg->draining};
+		for (int r = 0; r < mg->nreplicas && r < PL_MAP_REPLICAS_MAX;
+		     r++) {
+			if (replica_add(gc, m, &mg->replicas[r]))
+				continue;
+			PL_WARN(GW_MOD,
+			    "event=map_replica_skipped group=%u node=%llu",
+			    (unsigned)mg->id,
+			    (unsigned long long)mg->replicas[r].node);
+			t->skipped++;
+		}
+	}
+}
+
+static void keys_from(gw_map_table *t, const pl_map *m)
+{
+	for (size_t i = 0; i < m->ntenants; i++) {
+		const pl_map_tenant *mt = &m->tenants[i];
+		for (int k = 0; k < mt->nkeys && k < PL_KEYS_PER_TENANT_MAX;
+		     k++) {
+			const pl_map_key *mk = &mt->keys[k];
+			if (mk->revoked)
+				continue;
+			pl_status st =
+			    pl_keyring_add(t->keys, mt->name, mk->id, mk->pk);
+			if (st == PL_OK)
+				continue;
+			PL_WARN(GW_MOD,
+			    "event=map_key_skipped tenant=%s key=%s err=%s",
+			    mt->name, mk->id, pl_strerror(st));
+			t->skipped++;
+		}
+	}
+}
+
+void gw_map_table_from(gw_map_table *t, const pl_map *m)
+{
+	t->version = m->version;
+	groups_from(t, m);
+	keys_from(t, m);
 }

@@ -1,11 +1,13 @@
 /*
  * core.c - what every module of a gateway shares and no module owns:
- * the error counters and the pool of decode arenas for client frames.
- * The state itself, and the rules for it, are in core.h.
+ * the error counters, the pool of decode arenas for client frames and
+ * the swappable tenant keyring. The state itself, and the rules for it,
+ * are in core.h.
  */
 #include <stdlib.h>
 
 #include "gateway/core.h"
+#include "proto/token.h"
 
 void gw_count_error(gw *g, int code)
 {
@@ -52,4 +54,65 @@ void gw_arenas_free(gw *g)
 		pl_arena_fini(&a->a);
 		free(a);
 	}
+}
+
+/* A reference count under a mutex rather than a rwlock: a verify holds
+ * the keyring for one signature check (tens of microseconds) with no
+ * lock held, so many connections verifying at once never starve a swap
+ * (glibc's rwlock prefers readers), and the old keyring is freed by
+ * whoever drops its last reference, so no reader can be using it. */
+static void keys_put(gw *g, struct gw_keys *k)
+{
+	pthread_mutex_lock(&g->keys_mu);
+	bool last = --k->refs == 0;
+	pthread_mutex_unlock(&g->keys_mu);
+	if (!last)
+		return;
+	if (k->owned)
+		free(k->kr);
+	free(k);
+}
+
+pl_status gw_keys_init(gw *g)
+{
+	g->keys = calloc(1, sizeof(*g->keys));
+	if (g->keys == NULL)
+		return PL_E_NOMEM;
+	*g->keys = (struct gw_keys){.kr = g->conf->keys, .refs = 1};
+	return PL_OK;
+}
+
+pl_status gw_token_verify(gw *g, const char *token, int64_t now_s,
+    pl_claims *out, const char **why)
+{
+	pthread_mutex_lock(&g->keys_mu);
+	struct gw_keys *k = g->keys;
+	k->refs++;
+	pthread_mutex_unlock(&g->keys_mu);
+	pl_status st = pl_token_verify_why(k->kr, token, now_s, out, why);
+	keys_put(g, k);
+	return st;
+}
+
+pl_status gw_keys_swap(gw *g, pl_keyring *kr)
+{
+	struct gw_keys *k = calloc(1, sizeof(*k));
+	if (k == NULL) {
+		free(kr);
+		return PL_E_NOMEM;
+	}
+	*k = (struct gw_keys){.kr = kr, .owned = true, .refs = 1};
+	pthread_mutex_lock(&g->keys_mu);
+	struct gw_keys *old = g->keys;
+	g->keys = k;
+	pthread_mutex_unlock(&g->keys_mu);
+	keys_put(g, old);
+	return PL_OK;
+}
+
+void gw_keys_fini(gw *g)
+{
+	if (g->keys != NULL)
+		keys_put(g, g->keys);
+	g->keys = NULL;
 }

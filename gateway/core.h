@@ -8,12 +8,20 @@
  * g->conns_mu -> conn->mu. link->mu, multi->mu, g->arena_mu and
  * g->reap_mu are leaves: nothing else is locked while one is held.
  * link->feed_mu -> link->mu is allowed (a poll is sent under both).
+ * g->map_mu (one map applied at a time) -> g->links_mu -> g->socks_mu ->
+ * sock->mu, and g->map_mu -> link->mu; sock->mu and g->keys_mu are
+ * leaves.
  *
  * Lifetime: a connection is reference counted. The connection table
  * holds one reference until the connection closes; every request in
  * flight to a broker holds one. The last unref hands the connection to
  * the sweeper thread, which stops its aios (waiting for callbacks) and
  * frees it, so no callback or late broker reply touches freed memory.
+ *
+ * Links are never freed before gw_free, even when the map drops their
+ * group: connection threads hold a gw_link * from gw_link_find without
+ * any lock. The table of links is an immutable sorted view replaced
+ * whole (link.c); old views are kept until gw_free too.
  *
  * The modules and the order they depend in are listed in gateway.h.
  */
@@ -41,6 +49,15 @@ enum { GW_TCP = 0, GW_WS = 1, GW_TRANSPORTS = 2 };
 typedef struct gw_conn gw_conn;
 typedef struct gw_link gw_link;
 typedef struct gw_room gw_room;
+typedef struct gw_sock gw_sock;   /* link_sock.c */
+typedef struct gw_links gw_links; /* link.c */
+/* A keyring and the verifies using it (core.c). */
+struct gw_keys {
+	pl_keyring *kr;
+	bool owned; /* false for conf->keys */
+	int refs;   /* one for being current, one per verify, keys_mu */
+};
+struct pl_map_watch;
 
 typedef struct gw_mset {
 	pl_metric *conns[GW_TRANSPORTS];
@@ -64,6 +81,9 @@ typedef struct gw_mset {
 	pl_metric *events_dropped[2]; /* invalid, not encodable */
 	pl_metric *watch_dropped;
 	pl_metric *replies_unmatched;
+	pl_metric *map_version;
+	pl_metric *map_updates;
+	pl_metric *groups;
 } gw_mset;
 
 /* A client's address, as counted by the HTTP port's per-address cap
@@ -131,10 +151,29 @@ struct gw {
 	uint64_t nsubs, sub_ids;
 	uint32_t retry_n; /* subscriptions waiting for a catch-up retry */
 
-	/* Broker links (link.c), fixed after gw_start. */
-	gw_link *links[GW_GROUPS_MAX];
-	int nlinks;
+	/* Broker links (link.c): the current view, read with acquire by
+	 * any thread and replaced (release) under links_mu when a group is
+	 * added; views and links live until gw_free. */
+	_Atomic(gw_links *) links;
+	pthread_mutex_t links_mu;
+	/* One req0 socket per broker address, shared by every link with a
+	 * replica there (link_sock.c), under socks_mu. */
+	pthread_mutex_t socks_mu;
+	gw_sock *socks;
+	_Atomic int socks_open;
 	_Atomic uint64_t req_ids;
+
+	/* Tenant keys: conf->keys, then each map's (gw_keys_swap). keys_mu
+	 * guards the pointer and the counts only: a verify takes a
+	 * reference and checks the signature outside the lock. */
+	pthread_mutex_t keys_mu;
+	struct gw_keys *keys;
+
+	/* The cluster map (gateway.c): its watcher, the last version
+	 * applied (0: none yet), one map applied at a time. */
+	struct pl_map_watch *watch;
+	_Atomic uint64_t map_version;
+	pthread_mutex_t map_mu;
 	/* client_msg_ids the gateway makes for publishes without one. */
 	uint64_t msg_id_boot; /* random, 48 bits */
 	_Atomic uint64_t msg_ids;
@@ -154,5 +193,25 @@ void gw_arena_put(gw *g, gw_arena *a);
 void gw_count_error(gw *g, int code);
 /* At gw_free: frees the pooled arenas. */
 void gw_arenas_free(gw *g);
+
+/* Verifies a client token against the current tenant keys
+ * (pl_token_verify_why; may run on any thread). */
+pl_status gw_token_verify(gw *g, const char *token, int64_t now_s,
+    pl_claims *out, const char **why);
+/* At gw_new: conf->keys are the tenant keys. PL_E_NOMEM. */
+pl_status gw_keys_init(gw *g);
+/* Makes kr (taken) the tenant keys: tokens verified from now on use it;
+ * the previous keyring is freed once no verify uses it (unless it is
+ * conf->keys). PL_E_NOMEM: kr is freed, the keys stay. */
+pl_status gw_keys_swap(gw *g, pl_keyring *kr);
+/* At gw_free: frees the keyring the gateway owns. */
+void gw_keys_fini(gw *g);
+
+/* With `meta` set and no map applied yet the gateway knows no groups:
+ * what needs one is refused as retryable (unavailable), not not_found. */
+static inline bool gw_map_pending(gw *g)
+{
+	return g->conf->nmeta > 0 && atomic_load(&g->map_version) == 0;
+}
 
 #endif /* PARLEY_GW_CORE_H */

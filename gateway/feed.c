@@ -318,6 +318,12 @@ static bool sub_room(gw_conn *c, uint64_t id, const char *s, uint64_t *room)
 		    "room: not a room id (16 lowercase hex digits)");
 		return false;
 	}
+	if (gw_link_find(c->g, pl_room_group(*room)) == NULL &&
+	    gw_map_pending(c->g)) {
+		gw_conn_send_retry(c, id, PARLEY__ERROR_CODE__UNAVAILABLE,
+		    "no cluster map yet: groups are not known", 0);
+		return false;
+	}
 	if (gw_link_find(c->g, pl_room_group(*room)) == NULL) {
 		char msg[96];
 		snprintf(msg, sizeof(msg),

@@ -1,7 +1,8 @@
 /*
  * gateway.c - the gateway's life cycle: metrics registration, the decode
  * arena pool, the sweeper thread (deadlines, catch-up retries, freeing
- * dead connections) and the start/stop order. Locking and lifetime rules
+ * dead connections), the start/stop order, and applying the cluster
+ * map (groups and tenant keys at runtime). Locking and lifetime rules
  * are in core.h.
  */
 #include <stdio.h>
@@ -19,6 +20,10 @@
 #include "gateway/link.h"
 #include "gateway/listen.h"
 #include "gateway/request.h"
+#include "proto/map_client.h"
+
+_Static_assert(GW_META_MAX == PL_META_ADDRS_MAX,
+    "`meta` lists what the map watcher accepts");
 
 /* At stop, connections get this long to receive their goodbye: a small
  * part of the stop deadline (PL_STOP_DEADLINE_MS). */
@@ -105,6 +110,13 @@ static void metrics_register(gw *g)
 	m->replies_unmatched = pl_metrics_add(r, PL_METRIC_COUNTER,
 	    "parley_gateway_broker_replies_unmatched_total",
 	    "Broker replies that match no request of their batch (ignored)");
+	m->map_version = pl_metrics_add(r, PL_METRIC_GAUGE,
+	    "parley_gateway_map_version",
+	    "Version of the cluster map applied (0: none yet)");
+	m->map_updates = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_gateway_map_updates_total", "Cluster maps applied");
+	m->groups = pl_metrics_add(r, PL_METRIC_GAUGE, "parley_gateway_groups",
+	    "Shard groups the gateway routes to");
 }
 
 pl_status gw_new(const gw_config *conf, gw **out)
@@ -129,7 +141,12 @@ pl_status gw_new(const gw_config *conf, gw **out)
 	pthread_mutex_init(&g->reap_mu, NULL);
 	pthread_cond_init(&g->reap_cv, NULL);
 	pthread_mutex_init(&g->arena_mu, NULL);
-	if (gw_subs_init(g) != PL_OK) {
+	pthread_mutex_init(&g->links_mu, NULL);
+	pthread_mutex_init(&g->socks_mu, NULL);
+	pthread_mutex_init(&g->map_mu, NULL);
+	pthread_mutex_init(&g->keys_mu, NULL);
+	if (gw_keys_init(g) != PL_OK || gw_links_init(g) != PL_OK ||
+	    gw_subs_init(g) != PL_OK) {
 		gw_free(g);
 		return PL_E_NOMEM;
 	}
@@ -219,28 +236,154 @@ static void feed_epoch(void *ctx, uint16_t group)
 	gw_subs_resync_group(ctx, group, true);
 }
 
+static const gw_link_feed *link_feed(void)
+{
+	static const gw_link_feed feed = {
+	    .on_events = feed_events, .on_epoch = feed_epoch};
+	return &feed;
+}
+
+/* A new link for gc, started and published (sorted by group: list_rooms
+ * merges in room id order). One that fails to start was never seen by
+ * anyone and is freed at once. */
+static pl_status link_add(gw *g, const gw_group_conf *gc)
+{
+	gw_link_feed feed = *link_feed();
+	feed.ctx = g;
+	gw_link *l;
+	pl_status st = gw_link_new(g, gc, &feed, &l);
+	if (st != PL_OK)
+		return st;
+	if ((st = gw_link_start(l)) == PL_OK)
+		st = gw_links_add(g, l);
+	if (st != PL_OK) {
+		gw_link_stop(l);
+		gw_link_free(l);
+	}
+	return st;
+}
+
 static pl_status links_start(gw *g)
 {
 	const gw_config *conf = g->conf;
-	const gw_link_feed feed = {
-	    .on_events = feed_events, .on_epoch = feed_epoch, .ctx = g};
 	for (int i = 0; i < conf->ngroups; i++) {
-		gw_link *l;
-		pl_status st = gw_link_new(g, &conf->groups[i], &feed, &l);
+		pl_status st = link_add(g, &conf->groups[i]);
 		if (st != PL_OK)
 			return st;
-		/* Kept sorted by group: list_rooms merges in room id order. */
-		int j = g->nlinks++;
-		while (j > 0 &&
-		       gw_link_group(g->links[j - 1]) > gw_link_group(l)) {
-			g->links[j] = g->links[j - 1];
-			j--;
-		}
-		g->links[j] = l;
-		if ((st = gw_link_start(l)) != PL_OK)
-			return st;
 	}
+	pl_metric_set(g->m.groups, conf->ngroups);
 	return PL_OK;
+}
+
+/* ---- the cluster map ---- */
+
+static const gw_group_conf *table_group(const gw_map_table *t, uint16_t id)
+{
+	for (int i = 0; i < t->ngroups; i++) {
+		if (t->groups[i].id == id)
+			return &t->groups[i];
+	}
+	return NULL;
+}
+
+/* Groups of the map: new ones get a link, known ones follow it, and a
+ * link whose group the map no longer routes to is retired (draining):
+ * links are never freed while connections may hold them. Returns how
+ * many groups are routed. */
+static int groups_apply(gw *g, const gw_map_table *t)
+{
+	for (int i = 0; i < t->ngroups; i++) {
+		const gw_group_conf *gc = &t->groups[i];
+		gw_link *l = gw_link_find(g, gc->id);
+		if (l != NULL) {
+			gw_link_update(l, gc);
+			continue;
+		}
+		if (gc->nbrokers == 0)
+			continue; /* no address yet: added once it has one */
+		pl_status st = link_add(g, gc);
+		if (st != PL_OK)
+			PL_ERROR(GW_MOD,
+			    "event=group_add_failed group=%u err=%s",
+			    (unsigned)gc->id, pl_strerror(st));
+		else
+			PL_INFO(GW_MOD,
+			    "event=group_added group=%u replicas=%d weight=%u",
+			    (unsigned)gc->id, gc->nbrokers, gc->weight);
+	}
+	int nlinks, routed = 0;
+	gw_link *const *links = gw_links_view(g, &nlinks);
+	for (int i = 0; i < nlinks; i++) {
+		if (table_group(t, gw_link_group(links[i])) != NULL) {
+			routed++;
+			continue;
+		}
+		if (!gw_link_draining(links[i]))
+			PL_INFO(GW_MOD, "event=group_retired group=%u",
+			    (unsigned)gw_link_group(links[i]));
+		gw_link_retire(links[i]);
+	}
+	return routed;
+}
+
+pl_status gw_map_apply(gw *g, const pl_map *m)
+{
+	gw_map_table t;
+	if (gw_map_table_init(&t) != PL_OK) {
+		PL_ERROR(GW_MOD, "event=map_apply_failed version=%llu err=%s",
+		    (unsigned long long)m->version, pl_strerror(PL_E_NOMEM));
+		return PL_E_NOMEM;
+	}
+	pthread_mutex_lock(&g->map_mu);
+	if (m->version <= atomic_load(&g->map_version) ||
+	    atomic_load(&g->stopping)) {
+		pthread_mutex_unlock(&g->map_mu);
+		gw_map_table_fini(&t);
+		return PL_OK;
+	}
+	gw_map_table_from(&t, m);
+	int routed = groups_apply(g, &t);
+	int ntenants = t.keys->ntenants;
+	if (gw_keys_swap(g, t.keys) != PL_OK)
+		PL_ERROR(GW_MOD, "event=map_keys_kept version=%llu err=%s",
+		    (unsigned long long)t.version, pl_strerror(PL_E_NOMEM));
+	t.keys = NULL;
+	atomic_store(&g->map_version, t.version);
+	pl_metric_set(g->m.map_version, (int64_t)t.version);
+	pl_metric_inc(g->m.map_updates, 1);
+	pl_metric_set(g->m.groups, routed);
+	PL_INFO(GW_MOD,
+	    "event=map_applied version=%llu groups=%d tenants=%d skipped=%d",
+	    (unsigned long long)t.version, routed, ntenants, t.skipped);
+	pthread_mutex_unlock(&g->map_mu);
+	gw_map_table_fini(&t);
+	return PL_OK;
+}
+
+static void map_watch_cb(void *ctx, const pl_map *m)
+{
+	(void)gw_map_apply(ctx, m);
+}
+
+/* Serves at once: until the first map, what needs a group is refused as
+ * retryable (gw_map_pending). */
+static pl_status watch_start(gw *g)
+{
+	const gw_config *conf = g->conf;
+	if (conf->nmeta == 0)
+		return PL_OK;
+	const char *addrs[GW_META_MAX];
+	for (int i = 0; i < conf->nmeta; i++)
+		addrs[i] = conf->meta[i];
+	pl_status st = pl_map_watch_start(
+	    addrs, conf->nmeta, 0, map_watch_cb, g, &g->watch);
+	if (st != PL_OK)
+		PL_ERROR(GW_MOD, "event=map_watch_failed err=%s",
+		    pl_strerror(st));
+	else
+		PL_INFO(GW_MOD, "event=map_watch meta=%d first=%s",
+		    conf->nmeta, conf->meta[0]);
+	return st;
 }
 
 pl_status gw_start(gw *g)
@@ -251,10 +394,14 @@ pl_status gw_start(gw *g)
 	pl_status st = links_start(g);
 	if (st == PL_OK)
 		st = gw_listen_start(g);
+	if (st == PL_OK)
+		st = watch_start(g);
 	if (st != PL_OK)
 		return st;
-	PL_INFO(GW_MOD, "event=started id=%s tcp=%s http=%s groups=%d",
-	    g->conf->id, g->conf->tcp, g->conf->http, g->nlinks);
+	int nlinks;
+	(void)gw_links_view(g, &nlinks);
+	PL_INFO(GW_MOD, "event=started id=%s tcp=%s http=%s groups=%d meta=%d",
+	    g->conf->id, g->conf->tcp, g->conf->http, nlinks, g->conf->nmeta);
 	return PL_OK;
 }
 
@@ -309,14 +456,19 @@ static void sweeper_join(gw *g)
 
 void gw_stop(gw *g)
 {
+	/* No map is applied once this returns: links stop as they are. */
+	pl_map_watch_stop(g->watch);
+	g->watch = NULL;
 	atomic_store(&g->stopping, true);
 	gw_listen_stop(g);
 	conns_goodbye_all(g);
 	conns_close_all(g);
 	/* Stopping a link fails what is queued or in flight, which drops
 	 * the last references of closed connections. */
-	for (int i = 0; i < g->nlinks; i++)
-		gw_link_stop(g->links[i]);
+	int nlinks;
+	gw_link *const *links = gw_links_view(g, &nlinks);
+	for (int i = 0; i < nlinks; i++)
+		gw_link_stop(links[i]);
 	sweeper_join(g);
 	reap_all(g);
 	/* A callback that was running when its connection closed still holds
@@ -336,11 +488,17 @@ void gw_free(gw *g)
 {
 	if (g == NULL)
 		return;
-	for (int i = 0; i < g->nlinks; i++)
-		gw_link_free(g->links[i]);
+	int nlinks = 0;
+	gw_link *const *links =
+	    atomic_load(&g->links) != NULL ? gw_links_view(g, &nlinks) : NULL;
+	for (int i = 0; i < nlinks; i++)
+		gw_link_free(links[i]);
+	gw_links_fini(g);
+	gw_socks_free(g);
 	/* Freeing the links ran their last callbacks: references those
 	 * dropped are reaped here, after the sweeper has gone. */
 	reap_all(g);
+	gw_keys_fini(g);
 	gw_httpd_free(g);
 	gw_subs_fini(g);
 	gw_arenas_free(g);
@@ -349,5 +507,9 @@ void gw_free(gw *g)
 	pthread_mutex_destroy(&g->reap_mu);
 	pthread_cond_destroy(&g->reap_cv);
 	pthread_mutex_destroy(&g->arena_mu);
+	pthread_mutex_destroy(&g->links_mu);
+	pthread_mutex_destroy(&g->socks_mu);
+	pthread_mutex_destroy(&g->map_mu);
+	pthread_mutex_destroy(&g->keys_mu);
 	free(g);
 }

@@ -43,15 +43,20 @@
 /* ------------------------------------------------------------------ */
 /* Configuration.                                                      */
 
-/* Shard groups a gateway routes to; group ids are 16-bit, a deployment
- * has a few dozen at most. */
-#define GW_GROUPS_MAX 64
+/* Shard groups a gateway routes to (static ones and the cluster map's
+ * together); group ids are 16-bit. One broker hosts many groups, so a
+ * deployment may have hundreds: tables of groups live on the heap. A map
+ * with more (up to PL_MAP_GROUPS_MAX) has the rest left out, logged. */
+#define GW_GROUPS_MAX 1024
 #define GW_ID_CHARS_MAX 63
 #define GW_URL_CHARS_MAX 255
 #define GW_PATH_CHARS_MAX 1023
 /* Replicas of one shard group: a Raft group has 1, 3 or 5 voters; 7 is
  * the most a group is ever given (docs/replication.md). */
 #define GW_REPLICAS_MAX 7
+/* Meta group replicas `meta` may list: a meta group has 1, 3 or 5
+ * (PL_META_ADDRS_MAX, checked in gateway.c). */
+#define GW_META_MAX 7
 
 typedef struct gw_group_conf {
 	uint16_t id;
@@ -99,12 +104,18 @@ typedef struct gw_config {
 	uint32_t failover_ms;
 	uint32_t broker_contexts;  /* request contexts per broker link */
 	uint32_t broker_queue_max; /* pending requests per broker link */
-	gw_group_conf groups[GW_GROUPS_MAX];
+	/* The meta group's replicas (`meta`): when set, groups and tenant
+	 * keys come from the cluster map; the static ones below are only
+	 * the starting point until the first map arrives. */
+	char meta[GW_META_MAX][GW_URL_CHARS_MAX + 1];
+	int nmeta;
+	gw_group_conf *groups; /* owned, GW_GROUPS_MAX of them */
 	int ngroups;
 	pl_keyring *keys; /* owned; large, so on the heap */
 } gw_config;
 
-/* Fills defaults (see gateway.example.ini) and allocates the keyring.
+/* Fills defaults (see gateway.example.ini) and allocates the keyring and
+ * the group table.
  * PL_E_NOMEM on failure. Pair with gw_config_fini. */
 pl_status gw_config_init(gw_config *c);
 void gw_config_fini(gw_config *c); /* accepts zeroed memory */
@@ -115,8 +126,45 @@ void gw_config_fini(gw_config *c); /* accepts zeroed memory */
 pl_status gw_config_load(gw_config *c, const char *path);
 
 /* Checks the limits against each other and the codec ceilings, and
- * that every group lists at least one broker and none twice. */
+ * that every group lists at least one broker and none twice. Zero
+ * groups are fine: with `meta` set they come from the map. */
 pl_status gw_config_check(const gw_config *c);
+
+/* Parses a `meta` value (addresses separated by commas, like `broker`)
+ * into c->meta. False when one is empty or too long, or there are more
+ * than GW_META_MAX; c is then unchanged. */
+bool gw_config_meta_parse(gw_config *c, const char *v);
+
+/* ------------------------------------------------------------------ */
+/* The cluster map's routing (config.c). Pure: what a gateway takes from
+ * a map (proto/map.h), computed on the watcher's thread and then
+ * applied by gw_map_apply. */
+
+struct pl_map;
+
+typedef struct gw_map_table {
+	uint64_t version;
+	/* Each group the map has not removed, by id: its replicas' broker
+	 * `listen` addresses (voters and learners, leaving ones too: all
+	 * answer and may be named in a leader_hint), weight and draining.
+	 * nbrokers may be 0 when no replica's broker has an address. */
+	gw_group_conf *groups; /* owned, GW_GROUPS_MAX of them */
+	int ngroups;
+	/* Every tenant's keys that are not revoked. */
+	pl_keyring *keys; /* owned; handed to the gateway by gw_map_apply */
+	int skipped; /* groups, replicas or keys left out (logged) */
+} gw_map_table;
+
+/* Allocates an empty table; PL_E_NOMEM. Pair with gw_map_table_fini,
+ * which accepts zeroed memory and a table whose keys were taken. */
+pl_status gw_map_table_init(gw_map_table *t);
+void gw_map_table_fini(gw_map_table *t);
+
+/* Fills t (initialised, empty) from m (borrowed). Groups whose id is
+ * not a 16-bit group id, past GW_GROUPS_MAX, replicas whose broker is
+ * unknown, has no address or repeats one, and keys the keyring refuses
+ * are left out and counted in t->skipped. Never fails. */
+void gw_map_table_from(gw_map_table *t, const struct pl_map *m);
 
 /* Parses a `broker` value: addresses separated by commas (blanks around
  * them ignored) into gc->brokers. False when one is empty or too long,
@@ -141,6 +189,17 @@ pl_status gw_start(gw *g);
 void gw_stop(gw *g);
 
 void gw_free(gw *g); /* after gw_stop; accepts NULL */
+
+/* Applies a cluster map: the watcher's callback (started by gw_start
+ * when `meta` is set), public so tests apply maps they built. m is
+ * borrowed. New groups get a link at once, existing ones their weight,
+ * draining flag and replica addresses; a group the map dropped or
+ * removed takes no new rooms but keeps its link until gw_stop (rooms
+ * never move, and readers hold links without a lock); the tenant keys
+ * are swapped whole. A map not newer than the last one is ignored.
+ * Calls are serialised; not from an nng callback (it may close a
+ * socket). Returns PL_E_NOMEM (nothing applied) or PL_OK. */
+pl_status gw_map_apply(gw *g, const struct pl_map *m);
 
 /* ------------------------------------------------------------------ */
 /* Subscription cursor (docs/internals.md "Subscription cursor").

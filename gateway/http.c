@@ -29,9 +29,10 @@ static void reply(
 static void health(gw *g, gw_http_res *res)
 {
 	int64_t now = pl_mono_us();
-	int up = 0;
-	for (int i = 0; i < g->nlinks; i++) {
-		int64_t ok = gw_link_last_ok_us(g->links[i]);
+	int up = 0, nlinks;
+	gw_link *const *links = gw_links_view(g, &nlinks);
+	for (int i = 0; i < nlinks; i++) {
+		int64_t ok = gw_link_last_ok_us(links[i]);
 		if (ok != 0 && now - ok <= (int64_t)GW_HEALTHY_MS * 1000)
 			up++;
 	}
@@ -46,7 +47,7 @@ static void health(gw *g, gw_http_res *res)
 	}
 	int n = snprintf(body, 160,
 	    "unavailable: no broker answered in the last %d ms (%d groups)\n",
-	    GW_HEALTHY_MS, g->nlinks);
+	    GW_HEALTHY_MS, nlinks);
 	*res = (gw_http_res){.status = 503,
 	    .ctype = "text/plain",
 	    .body = (uint8_t *)body,

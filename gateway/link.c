@@ -1,7 +1,8 @@
 /*
- * link.c - the gateway's link to one shard group (internals.md): an nng
- * req0 socket per replica, each with several contexts, and the replica
- * believed to lead. This file builds, starts, stops and frees a link and
+ * link.c - the gateway's link to one shard group (internals.md): several
+ * contexts on each replica's broker socket (shared with other groups'
+ * links, link_sock.c), and the replica believed to lead; and the table
+ * of links, which the cluster map grows while connections read it. This file builds, starts, stops and frees a link and
  * routes to links (by group, by weight); the link's jobs are in three
  * more files, which share link_int.h:
  *
@@ -17,6 +18,7 @@
  * it.
  */
 #include <stdlib.h>
+#include <string.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
@@ -28,21 +30,21 @@
 pl_status gw_link_new(
     gw *g, const gw_group_conf *conf, const gw_link_feed *feed, gw_link **out)
 {
+	PL_ASSERT(conf->nbrokers > 0 && conf->nbrokers <= GW_REPLICAS_MAX);
 	gw_link *l = calloc(1, sizeof(*l));
 	if (l == NULL)
 		return PL_E_NOMEM;
 	l->g = g;
-	l->conf = conf;
+	l->id = conf->id;
+	l->init = *conf;
+	atomic_store(&l->weight, conf->weight);
+	atomic_store(&l->draining, conf->draining);
 	l->feed = *feed;
 	l->nctx = g->conf->broker_contexts;
-	l->nrep = conf->nbrokers;
-	l->timeout_ms = g->conf->broker_timeout_ms;
-	if (l->nrep > 1 && g->conf->replica_timeout_ms < l->timeout_ms)
-		l->timeout_ms = g->conf->replica_timeout_ms;
-	for (int i = 0; i < l->nrep; i++) {
+	atomic_store(&l->timeout_ms, g->conf->broker_timeout_ms);
+	for (int i = 0; i < GW_REPLICAS_MAX; i++) {
 		l->reps[i].link = l;
 		l->reps[i].idx = i;
-		l->reps[i].addr = conf->brokers[i];
 	}
 	pthread_mutex_init(&l->mu, NULL);
 	pthread_mutex_init(&l->feed_mu, NULL);
@@ -57,7 +59,7 @@ pl_status gw_link_new(
 	return PL_OK;
 }
 
-static int ctxs_open(gw_link *l)
+static int aios_open(gw_link *l)
 {
 	int rv;
 	for (uint32_t i = 0; i < l->nctx; i++) {
@@ -65,16 +67,11 @@ static int ctxs_open(gw_link *l)
 		b->link = l;
 		if ((rv = nng_aio_alloc(&b->aio, gw_link_bctx_cb, b)) != 0)
 			return rv;
-		for (int r = 0; r < l->nrep; r++) {
-			if ((rv = nng_ctx_open(&b->ctx[r], l->reps[r].sock)) !=
-			        0 ||
-			    (rv = nng_ctx_set_ms(b->ctx[r],
-			         NNG_OPT_REQ_RESENDTIME,
-			         NNG_DURATION_INFINITE)) != 0)
-				return rv;
-		}
-		b->next_idle = l->idle;
-		l->idle = b;
+	}
+	for (int i = 0; i < GW_REPLICAS_MAX; i++) {
+		if ((rv = nng_aio_alloc(&l->reps[i].naio,
+		         gw_link_replica_down_cb, &l->reps[i])) != 0)
+			return rv;
 	}
 	if ((rv = nng_aio_alloc(&l->kaio, gw_link_kick_cb, l)) != 0 ||
 	    (rv = nng_aio_alloc(&l->psaio, gw_link_poll_sleep_cb, l)) != 0)
@@ -84,25 +81,188 @@ static int ctxs_open(gw_link *l)
 
 pl_status gw_link_start(gw_link *l)
 {
-	int rv = 0, i = 0;
-	for (; rv == 0 && i < l->nrep; i++)
-		rv = gw_link_replica_open(&l->reps[i]);
-	if (rv == 0)
-		rv = ctxs_open(l);
+	int rv = aios_open(l), i = 0;
+	for (; rv == 0 && i < l->init.nbrokers; i++)
+		rv = gw_link_replica_open(l, i, l->init.brokers[i]);
 	if (rv != 0) {
 		PL_ERROR(GW_MOD,
 		    "event=link_failed group=%u broker=%s err=\"%s\"",
-		    (unsigned)l->conf->id, l->reps[i > 0 ? i - 1 : 0].addr,
+		    (unsigned)l->id, l->init.brokers[i > 0 ? i - 1 : 0],
 		    nng_strerror(rv));
 		return PL_E_IO;
 	}
-	for (i = 0; i < l->nrep; i++)
+	pthread_mutex_lock(&l->mu);
+	for (uint32_t c = 0; c < l->nctx; c++) {
+		l->ctxs[c].next_idle = l->idle;
+		l->idle = &l->ctxs[c];
+	}
+	pthread_mutex_unlock(&l->mu);
+	for (i = 0; i < l->init.nbrokers; i++)
 		PL_INFO(GW_MOD,
 		    "event=link_dial group=%u broker=%s replica=%d/%d "
 		    "contexts=%u timeout_ms=%u",
-		    (unsigned)l->conf->id, l->reps[i].addr, i + 1, l->nrep,
-		    l->nctx, l->timeout_ms);
+		    (unsigned)l->id, l->init.brokers[i], i + 1,
+		    l->init.nbrokers, l->nctx, atomic_load(&l->timeout_ms));
 	gw_link_poll_send(l);
+	return PL_OK;
+}
+
+/* Whether some slot holds addr. */
+static bool addr_used(gw_link *l, const char *addr)
+{
+	for (int i = 0; i < GW_REPLICAS_MAX; i++) {
+		if (gw_link_replica_used(&l->reps[i]) &&
+		    strcmp(gw_link_rep_addr(&l->reps[i]), addr) == 0)
+			return true;
+	}
+	return false;
+}
+
+static bool addr_listed(const gw_group_conf *conf, const char *addr)
+{
+	for (int i = 0; i < conf->nbrokers; i++) {
+		if (strcmp(conf->brokers[i], addr) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* A slot to drop (its address is no longer listed) or, with free, an
+ * empty one; -1 when none. */
+static int slot_find(gw_link *l, const gw_group_conf *conf, bool free)
+{
+	for (int i = 0; i < GW_REPLICAS_MAX; i++) {
+		gw_replica *rp = &l->reps[i];
+		if (free ? !gw_link_replica_used(rp)
+		         : gw_link_replica_used(rp) &&
+		               !addr_listed(conf, gw_link_rep_addr(rp)))
+			return i;
+	}
+	return -1;
+}
+
+/* New addresses are opened before old ones are dropped, so the link
+ * always has a replica and a moved leader is found by its hint. */
+static void replicas_update(gw_link *l, const gw_group_conf *conf)
+{
+	for (int i = 0; i < conf->nbrokers; i++) {
+		if (addr_used(l, conf->brokers[i]))
+			continue;
+		int slot = slot_find(l, conf, true);
+		if (slot < 0) {
+			int old = slot_find(l, conf, false);
+			if (old < 0 || atomic_load(&l->nrep) < 2)
+				break; /* cannot happen: at most 7 listed */
+			gw_link_replica_close(l, old);
+			slot = old;
+		}
+		int rv = gw_link_replica_open(l, slot, conf->brokers[i]);
+		if (rv != 0) {
+			PL_WARN(GW_MOD,
+			    "event=replica_add_failed group=%u broker=%s "
+			    "err=\"%s\"",
+			    (unsigned)l->id, conf->brokers[i], nng_strerror(rv));
+			continue;
+		}
+		PL_INFO(GW_MOD, "event=replica_added group=%u broker=%s",
+		    (unsigned)l->id, conf->brokers[i]);
+	}
+	for (int old; (old = slot_find(l, conf, false)) >= 0;) {
+		if (atomic_load(&l->nrep) < 2)
+			break; /* none of the new ones opened: keep the last */
+		gw_link_replica_close(l, old);
+	}
+}
+
+void gw_link_update(gw_link *l, const gw_group_conf *conf)
+{
+	atomic_store(&l->weight, conf->weight);
+	atomic_store(&l->draining, conf->draining);
+	pthread_mutex_lock(&l->mu);
+	bool stopping = l->stopping;
+	pthread_mutex_unlock(&l->mu);
+	if (!stopping && conf->nbrokers > 0)
+		replicas_update(l, conf);
+}
+
+void gw_link_retire(gw_link *l)
+{
+	atomic_store(&l->draining, true);
+}
+
+bool gw_link_draining(const gw_link *l)
+{
+	return atomic_load(&l->draining);
+}
+
+uint32_t gw_link_weight(const gw_link *l)
+{
+	return atomic_load(&l->weight);
+}
+
+/* ---- the table of links ---- */
+
+pl_status gw_links_init(gw *g)
+{
+	gw_links *v = calloc(1, sizeof(*v));
+	if (v == NULL)
+		return PL_E_NOMEM;
+	atomic_store(&g->links, v);
+	return PL_OK;
+}
+
+void gw_links_fini(gw *g)
+{
+	gw_links *v = atomic_load(&g->links);
+	while (v != NULL) {
+		gw_links *prev = v->prev;
+		free(v);
+		v = prev;
+	}
+	atomic_store(&g->links, NULL);
+}
+
+static gw_links *view(gw *g)
+{
+	return atomic_load_explicit(&g->links, memory_order_acquire);
+}
+
+gw_link *const *gw_links_view(gw *g, int *n)
+{
+	gw_links *v = view(g);
+	*n = v->n;
+	return v->l;
+}
+
+/* A view is never changed once published: adding a link makes a new
+ * sorted copy and publishes it with release, so a reader that loaded a
+ * view (acquire) sees every link in it fully built. The view replaced
+ * is kept (a reader may still walk it) until gw_free: views are a few
+ * pointers per group and change only when a map adds groups. */
+pl_status gw_links_add(gw *g, gw_link *l)
+{
+	pthread_mutex_lock(&g->links_mu);
+	gw_links *old = atomic_load(&g->links);
+	if (old->n == GW_GROUPS_MAX) {
+		pthread_mutex_unlock(&g->links_mu);
+		return PL_E_TOO_LARGE;
+	}
+	gw_links *v =
+	    malloc(sizeof(*v) + (size_t)(old->n + 1) * sizeof(v->l[0]));
+	if (v == NULL) {
+		pthread_mutex_unlock(&g->links_mu);
+		return PL_E_NOMEM;
+	}
+	int j = 0;
+	for (; j < old->n && old->l[j]->id < l->id; j++)
+		v->l[j] = old->l[j];
+	v->l[j] = l;
+	for (; j < old->n; j++)
+		v->l[j + 1] = old->l[j];
+	v->n = old->n + 1;
+	v->prev = old;
+	atomic_store_explicit(&g->links, v, memory_order_release);
+	pthread_mutex_unlock(&g->links_mu);
 	return PL_OK;
 }
 
@@ -116,7 +276,7 @@ Parley__Internal__BrokerBatch *gw_link_reply_decode(
 	if (pl_broker_batch_decode(nng_msg_body(m), len, a, &bb) != PL_OK) {
 		PL_ERROR(GW_MOD,
 		    "event=broker_reply_invalid group=%u bytes=%zu",
-		    (unsigned)l->conf->id, len);
+		    (unsigned)l->id, len);
 		return NULL;
 	}
 	return bb;
@@ -124,26 +284,36 @@ Parley__Internal__BrokerBatch *gw_link_reply_decode(
 
 gw_link *gw_link_find(gw *g, uint16_t group)
 {
-	for (int i = 0; i < g->nlinks; i++) {
-		if (g->links[i]->conf->id == group)
-			return g->links[i];
+	gw_links *v = view(g);
+	int lo = 0, hi = v->n;
+	while (lo < hi) {
+		int mid = lo + (hi - lo) / 2;
+		if (v->l[mid]->id == group)
+			return v->l[mid];
+		if (v->l[mid]->id < group)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
 	return NULL;
 }
 
 uint16_t gw_link_group(const gw_link *l)
 {
-	return l->conf->id;
+	return l->id;
 }
 
 int gw_link_replicas(const gw_link *l)
 {
-	return l->nrep;
+	return atomic_load(&l->nrep);
 }
 
 const char *gw_link_replica_addr(const gw_link *l, int rep)
 {
-	return l->reps[rep].addr;
+	if (rep < 0 || rep >= GW_REPLICAS_MAX ||
+	    !gw_link_replica_used(&l->reps[rep]))
+		return NULL;
+	return gw_link_rep_addr(&l->reps[rep]);
 }
 
 int64_t gw_link_last_ok_us(const gw_link *l)
@@ -168,25 +338,33 @@ static uint64_t key_hash(const char *tenant, const char *key)
  * it is random. Both follow the weights of non-draining groups. */
 gw_link *gw_link_pick(gw *g, const char *tenant, const char *key)
 {
-	uint64_t total = 0;
-	for (int i = 0; i < g->nlinks; i++) {
-		if (!g->links[i]->conf->draining)
-			total += g->links[i]->conf->weight;
-	}
-	if (total == 0 || total > UINT32_MAX)
+	/* Weights are read once: a map may change them meanwhile, and the
+	 * choice must land on a group the first pass counted. */
+	gw_links *v = view(g);
+	uint32_t *w = malloc(((size_t)v->n + 1) * sizeof(*w));
+	if (w == NULL)
 		return NULL;
-	uint32_t x = key != NULL && key[0] != '\0'
-	                 ? (uint32_t)(key_hash(tenant, key) % total)
-	                 : randombytes_uniform((uint32_t)total);
-	for (int i = 0; i < g->nlinks; i++) {
-		const gw_group_conf *gc = g->links[i]->conf;
-		if (gc->draining)
-			continue;
-		if (x < gc->weight)
-			return g->links[i];
-		x -= gc->weight;
+	uint64_t total = 0;
+	for (int i = 0; i < v->n; i++) {
+		w[i] = atomic_load(&v->l[i]->draining)
+		           ? 0
+		           : atomic_load(&v->l[i]->weight);
+		total += w[i];
 	}
-	return NULL;
+	gw_link *l = NULL;
+	if (total > 0 && total <= UINT32_MAX) {
+		uint32_t x = key != NULL && key[0] != '\0'
+		                 ? (uint32_t)(key_hash(tenant, key) % total)
+		                 : randombytes_uniform((uint32_t)total);
+		for (int i = 0; l == NULL && i < v->n; i++) {
+			if (x < w[i])
+				l = v->l[i];
+			else
+				x -= w[i];
+		}
+	}
+	free(w);
+	return l;
 }
 
 static void aio_msg_drop(nng_aio *aio)
@@ -202,7 +380,7 @@ void gw_link_stop(gw_link *l)
 	pthread_mutex_lock(&l->mu);
 	l->stopping = true;
 	gw_req *q = gw_lanes_drain(&l->lanes);
-	for (int i = 0; i < l->nrep; i++) {
+	for (int i = 0; i < GW_REPLICAS_MAX; i++) {
 		/* Pinned requests join the main list to be failed. */
 		gw_replica *rp = &l->reps[i];
 		if (rp->pq_head == NULL)
@@ -230,7 +408,7 @@ void gw_link_stop(gw_link *l)
 		nng_aio_stop(l->psaio);
 	if (l->kaio != NULL)
 		nng_aio_stop(l->kaio);
-	for (int i = 0; i < l->nrep; i++) {
+	for (int i = 0; i < GW_REPLICAS_MAX; i++) {
 		if (l->reps[i].naio != NULL)
 			nng_aio_stop(l->reps[i].naio);
 	}
@@ -255,27 +433,29 @@ void gw_link_free(gw_link *l)
 		return;
 	for (uint32_t i = 0; l->ctxs != NULL && i < l->nctx; i++) {
 		nng_aio_free(l->ctxs[i].aio);
-		for (int r = 0; l->ctxs[i].aio != NULL && r < l->nrep; r++)
-			nng_ctx_close(l->ctxs[i].ctx[r]);
+		for (int r = 0; r < GW_REPLICAS_MAX; r++) {
+			if (l->ctxs[i].ctx_open[r])
+				nng_ctx_close(l->ctxs[i].ctx[r]);
+		}
 	}
 	nng_aio_free(l->paio);
 	nng_aio_free(l->psaio);
 	nng_aio_free(l->kaio);
-	/* Closing ends the pipes; their callbacks may still start naio,
-	 * which is stopped (refused), so it is freed after. The replicas'
-	 * sockets close together, under one bound. */
-	nng_socket socks[GW_REPLICAS_MAX];
-	int n = 0;
-	for (int i = 0; i < l->nrep; i++) {
+	/* Detached first: the socket's pipe callback may start a replica's
+	 * naio until then (refused, it is stopped), so naio is freed after.
+	 * The socket itself closes with its last reference. */
+	for (int i = 0; i < GW_REPLICAS_MAX; i++) {
 		gw_replica *rp = &l->reps[i];
+		gw_sock *s = atomic_load(&rp->sock);
 		if (rp->pctx_open)
 			nng_ctx_close(rp->pctx);
-		if (rp->sock_open)
-			socks[n++] = rp->sock;
+		if (s != NULL)
+			gw_sock_detach(s, rp);
+		nng_aio_free(rp->naio);
+		if (s != NULL)
+			gw_sock_put(l->g, s);
+		atomic_store(&rp->sock, NULL);
 	}
-	(void)pl_nng_close_bounded(socks, n, GW_MOD, PL_NNG_CLOSE_MS);
-	for (int i = 0; i < l->nrep; i++)
-		nng_aio_free(l->reps[i].naio);
 	gw_lanes_fini(&l->lanes);
 	pthread_mutex_destroy(&l->mu);
 	pthread_mutex_destroy(&l->feed_mu);

@@ -12,6 +12,8 @@
  * (failover.c), all within failover_ms. Each request ends through its
  * own done callback.
  */
+#include <string.h>
+
 #include <nng/nng.h>
 
 #include "proto/splice.h"
@@ -20,16 +22,21 @@
 /* GwBatch is written by splicing (proto/splice.h): each request was
  * packed once when it was queued (without its id); here it becomes a reqs
  * record with its id put in front, without unpacking anything. */
-static size_t batch_size(const gw_bctx *b, const char *gwid)
+static size_t batch_size(const gw_bctx *b, size_t group_len, const char *gwid)
 {
-	size_t n = pl_splice_gw_batch_gateway_len(gwid);
+	size_t n = group_len + pl_splice_gw_batch_gateway_len(gwid);
 	for (uint32_t i = 0; i < b->n; i++)
 		n += pl_splice_gw_request_len(b->base + i, b->reqs[i]->len);
 	return n;
 }
 
-static void batch_write(const gw_bctx *b, const char *gwid, uint8_t *p)
+static void batch_write(const gw_bctx *b, const uint8_t *group,
+    size_t group_len, const char *gwid, uint8_t *p)
 {
+	/* The group goes first: a broker hosting many groups routes the
+	 * batch by peeking at its first bytes. */
+	memcpy(p, group, group_len);
+	p += group_len;
 	p += pl_splice_gw_batch_gateway(p, gwid);
 	for (uint32_t i = 0; i < b->n; i++)
 		p += pl_splice_gw_request(
@@ -89,7 +96,7 @@ static void kick_arm_locked(gw_link *l, int64_t now)
  * leaderless answer holds it. False when there is nothing to send. */
 static bool work_take_locked(gw_link *l, gw_bctx *b)
 {
-	for (int i = 0; i < l->nrep; i++) {
+	for (int i = 0; i < GW_REPLICAS_MAX; i++) {
 		gw_replica *rp = &l->reps[i];
 		if (rp->pq_head == NULL)
 			continue;
@@ -165,16 +172,20 @@ static bool batch_send_locked(gw_bctx *b)
 	const char *gwid = l->g->conf->id;
 	nng_msg *m;
 	PL_ASSERT(b->n <= GW_LINK_BATCH_REQS_MAX);
+	uint8_t group[PL_SPLICE_HEADER_BYTES_MAX];
+	size_t glen = pl_splice_gw_batch_group(group, l->id);
 	b->base = atomic_fetch_add(&l->g->req_ids, b->n) + 1;
-	if (nng_msg_alloc(&m, batch_size(b, gwid)) != 0)
+	if (nng_msg_alloc(&m, batch_size(b, glen, gwid)) != 0)
 		return false;
-	batch_write(b, gwid, nng_msg_body(m));
+	batch_write(b, group, glen, gwid, nng_msg_body(m));
 	nng_aio_set_msg(b->aio, m);
-	nng_aio_set_timeout(b->aio, (nng_duration)l->timeout_ms);
+	nng_aio_set_timeout(b->aio, (nng_duration)atomic_load(&l->timeout_ms));
 	b->t0_us = pl_mono_us();
 	b->receiving = false;
 	b->busy = true;
-	nng_ctx_send(b->ctx[b->rep], b->aio);
+	PL_ASSERT(b->ctx_open[b->rep]);
+	b->cur_ctx = b->ctx[b->rep];
+	nng_ctx_send(b->cur_ctx, b->aio);
 	return true;
 }
 
@@ -245,8 +256,8 @@ pl_status gw_link_submit(gw_link *l, gw_req *r)
 		return PL_E_BACKPRESSURE;
 	}
 	if (r->pin >= 0) {
-		gw_replica *rp = &l->reps[r->pin];
-		if (!gw_link_replica_up(rp)) {
+		gw_replica *rp = &l->reps[r->pin % GW_REPLICAS_MAX];
+		if (r->pin >= GW_REPLICAS_MAX || !gw_link_replica_up(rp)) {
 			pthread_mutex_unlock(&l->mu);
 			return PL_E_UNAVAILABLE;
 		}
@@ -278,7 +289,7 @@ static bool reply_resend(
 	Parley__Error *e = f->error;
 	if (!b->pinned && gw_retry_decide(e->not_applied ? GW_OUT_NOT_APPLIED
 	                                                 : GW_OUT_UNKNOWN,
-	                      (r->flags & GW_REQF_RESEND_SAFE) != 0, l->nrep,
+	                      (r->flags & GW_REQF_RESEND_SAFE) != 0, atomic_load(&l->nrep),
 	                      pl_mono_us(), r->deadline_us) == GW_RETRY_RESEND)
 		return true;
 	e->leader_hint = "";
@@ -328,7 +339,7 @@ static void batch_reply(gw_bctx *b, nng_msg *m)
 			PL_DEBUG(GW_MOD,
 			    "event=reply_unmatched group=%u id=%llu "
 			    "base=%llu n=%u",
-			    (unsigned)l->conf->id, (unsigned long long)f->id,
+			    (unsigned)l->id, (unsigned long long)f->id,
 			    (unsigned long long)b->base, b->n);
 			pl_metric_inc(g->m.replies_unmatched, 1);
 			continue; /* not ours: ignore rather than trust */
@@ -342,7 +353,7 @@ static void batch_reply(gw_bctx *b, nng_msg *m)
 	}
 	if (!bb->not_leader && (bb->n_events > 0 || bb->overflow)) {
 		pthread_mutex_lock(&l->feed_mu);
-		l->feed.on_events(l->feed.ctx, l->conf->id, bb);
+		l->feed.on_events(l->feed.ctx, l->id, bb);
 		pthread_mutex_unlock(&l->feed_mu);
 	}
 	gw_link_batch_fail(
@@ -372,7 +383,7 @@ static void batch_lost(gw_bctx *b)
 			continue;
 		if (!b->pinned &&
 		    gw_retry_decide(GW_OUT_LOST,
-		        (r->flags & GW_REQF_RESEND_SAFE) != 0, l->nrep, now,
+		        (r->flags & GW_REQF_RESEND_SAFE) != 0, atomic_load(&l->nrep), now,
 		        r->deadline_us) == GW_RETRY_RESEND)
 			again[nagain++] = r;
 		else
@@ -389,8 +400,9 @@ void gw_link_bctx_cb(void *arg)
 	int rv = nng_aio_result(b->aio);
 	if (!b->receiving && rv == 0) {
 		b->receiving = true;
-		nng_aio_set_timeout(b->aio, (nng_duration)l->timeout_ms);
-		nng_ctx_recv(b->ctx[b->rep], b->aio);
+		nng_aio_set_timeout(
+		    b->aio, (nng_duration)atomic_load(&l->timeout_ms));
+		nng_ctx_recv(b->cur_ctx, b->aio);
 		return;
 	}
 	if (rv != 0) {
@@ -401,7 +413,7 @@ void gw_link_bctx_cb(void *arg)
 		PL_WARN(GW_MOD,
 		    "event=broker_batch_failed group=%u broker=%s reqs=%u "
 		    "err=\"%s\"",
-		    (unsigned)l->conf->id, l->reps[b->rep].addr, b->n,
+		    (unsigned)l->id, gw_link_rep_addr(&l->reps[b->rep]), b->n,
 		    nng_strerror(rv));
 		batch_lost(b);
 	} else {

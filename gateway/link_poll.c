@@ -23,7 +23,7 @@ static bool epoch_update(gw_link *l, const char *epoch)
 		return false;
 	bool changed = l->epoch[0] != '\0';
 	PL_INFO(GW_MOD, "event=broker_epoch group=%u epoch=%s previous=%s",
-	    (unsigned)l->conf->id, epoch, changed ? l->epoch : "-");
+	    (unsigned)l->id, epoch, changed ? l->epoch : "-");
 	snprintf(l->epoch, sizeof(l->epoch), "%s", epoch);
 	return changed;
 }
@@ -34,7 +34,7 @@ void gw_link_batch_epoch(gw_link *l, const char *epoch)
 	bool changed = epoch_update(l, epoch);
 	pthread_mutex_unlock(&l->feed_mu);
 	if (changed)
-		l->feed.on_epoch(l->feed.ctx, l->conf->id);
+		l->feed.on_epoch(l->feed.ctx, l->id);
 }
 
 /* The wait between polls has its own aio: nng 1.5 leaves an aio that
@@ -57,13 +57,15 @@ void gw_link_poll_sleep_cb(void *arg)
  * so only the leader backoff is waited. */
 static void poll_retry_later(gw_link *l)
 {
-	poll_sleep(l, l->nrep > 1 ? GW_LEADER_BACKOFF_MS : GW_POLL_RETRY_MS);
+	poll_sleep(l, atomic_load(&l->nrep) > 1 ? GW_LEADER_BACKOFF_MS
+	                                        : GW_POLL_RETRY_MS);
 }
 
 void gw_link_poll_send(gw_link *l)
 {
 	Parley__Internal__GwBatch gb = PARLEY__INTERNAL__GW_BATCH__INIT;
 	gb.gateway = (char *)l->g->conf->id;
+	gb.group = l->id; /* the broker parks a poll per group */
 	gb.poll = true;
 	gb.wait_ms = GW_POLL_WAIT_MS;
 	uint8_t buf[GW_ID_CHARS_MAX + 32];
@@ -95,10 +97,11 @@ void gw_link_poll_send(gw_link *l)
 	}
 	l->poll_rep = gw_link_leader_dest_locked(l);
 	nng_aio_set_msg(l->paio, m);
-	nng_aio_set_timeout(
-	    l->paio, (nng_duration)(GW_POLL_WAIT_MS + l->timeout_ms));
+	nng_aio_set_timeout(l->paio,
+	    (nng_duration)(GW_POLL_WAIT_MS + atomic_load(&l->timeout_ms)));
 	l->poll_phase = POLL_SEND;
-	nng_ctx_send(l->reps[l->poll_rep].pctx, l->paio);
+	l->poll_ctx = l->reps[l->poll_rep].pctx;
+	nng_ctx_send(l->poll_ctx, l->paio);
 	pthread_mutex_unlock(&l->mu);
 }
 
@@ -137,11 +140,11 @@ static void poll_reply(gw_link *l)
 		 * are real, its epoch is not the feed's any more. */
 		if (current)
 			changed = epoch_update(l, bb->epoch);
-		l->feed.on_events(l->feed.ctx, l->conf->id, bb);
+		l->feed.on_events(l->feed.ctx, l->id, bb);
 	}
 	pthread_mutex_unlock(&l->feed_mu);
 	if (changed)
-		l->feed.on_epoch(l->feed.ctx, l->conf->id);
+		l->feed.on_epoch(l->feed.ctx, l->id);
 	pl_arena_fini(&a);
 	nng_msg_free(m);
 }
@@ -168,14 +171,14 @@ void gw_link_poll_cb(void *arg)
 	if (rv != 0) {
 		/* The broker may be down: another replica may lead. */
 		PL_DEBUG(GW_MOD, "event=poll_failed group=%u err=\"%s\"",
-		    (unsigned)l->conf->id, nng_strerror(rv));
+		    (unsigned)l->id, nng_strerror(rv));
 		pthread_mutex_lock(&l->mu);
 		gw_link_leader_lost_locked(l, l->poll_rep);
 		pthread_mutex_unlock(&l->mu);
 		poll_retry_later(l);
 	} else if (phase == POLL_SEND) {
 		l->poll_phase = POLL_RECV;
-		nng_ctx_recv(l->reps[l->poll_rep].pctx, l->paio);
+		nng_ctx_recv(l->poll_ctx, l->paio);
 	} else {
 		poll_reply(l);
 	}

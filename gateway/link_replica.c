@@ -6,85 +6,194 @@
  * knows it; the link moves there (or, on no hint, to the next replica
  * after GW_LEADER_BACKOFF_MS). A replica that does not answer, or whose
  * connection drops, is left for the next one. Everything named _locked
- * runs with the link's mu held.
+ * runs with the link's mu held. Replicas sit in stable slots that the
+ * cluster map fills and empties (gw_link_replica_open/close); each uses
+ * its broker's shared socket (link_sock.c).
  */
+#include <stdlib.h>
+#include <string.h>
+
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
 #include "gateway/link_int.h"
 
-#define RECONNECT_MIN_MS 100
-#define RECONNECT_MAX_MS 2000
-
-static void replica_down_cb(void *arg);
+bool gw_link_replica_used(const gw_replica *rp)
+{
+	return atomic_load(&rp->sock) != NULL;
+}
 
 bool gw_link_replica_up(gw_replica *rp)
 {
-	return atomic_load(&rp->pipe_id) != 0;
+	gw_sock *s = atomic_load(&rp->sock);
+	return s != NULL && atomic_load(&s->pipe_id) != 0;
 }
 
-/* nng's pipe callback: it may not touch the socket, so a lost
- * connection is only noted here and handled on the replica's naio. A
- * replica dials one address, so it has one pipe at a time; the id makes
- * a late removal of an older pipe harmless. */
-static void pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
+const char *gw_link_rep_addr(const gw_replica *rp)
 {
-	gw_replica *rp = arg;
-	uint32_t id = nng_pipe_id(p);
-	if (ev == NNG_PIPE_EV_ADD_POST) {
-		atomic_store(&rp->pipe_id, id);
+	gw_sock *s = atomic_load(&rp->sock);
+	return s != NULL ? s->addr : "";
+}
+
+/* With several replicas a batch unanswered for replica_timeout_ms moves
+ * on; with one there is nowhere to go, so broker_timeout_ms applies. */
+static void timeout_set(gw_link *l)
+{
+	const gw_config *c = l->g->conf;
+	uint32_t t = c->broker_timeout_ms;
+	if (atomic_load(&l->nrep) > 1 && c->replica_timeout_ms < t)
+		t = c->replica_timeout_ms;
+	atomic_store(&l->timeout_ms, t);
+}
+
+static void ctxs_close(nng_ctx *ctxs, const bool *open, int n)
+{
+	for (int i = 0; i < n; i++) {
+		if (open[i])
+			nng_ctx_close(ctxs[i]);
+	}
+}
+
+/* Contexts are opened before the slot is published under mu, so a send
+ * never finds a slot half made. */
+int gw_link_replica_open(gw_link *l, int slot, const char *addr)
+{
+	gw_replica *rp = &l->reps[slot];
+	int rv;
+	gw_sock *s = gw_sock_get(l->g, addr, &rv);
+	if (s == NULL)
+		return rv;
+	nng_ctx pctx, *ctxs = calloc(l->nctx, sizeof(*ctxs));
+	bool *open = calloc(l->nctx, sizeof(*open));
+	bool popen = false;
+	rv = ctxs == NULL || open == NULL ? NNG_ENOMEM : 0;
+	for (uint32_t i = 0; rv == 0 && i < l->nctx; i++) {
+		if ((rv = nng_ctx_open(&ctxs[i], s->sock)) == 0)
+			open[i] = true;
+		if (rv == 0)
+			rv = nng_ctx_set_ms(ctxs[i], NNG_OPT_REQ_RESENDTIME,
+			    NNG_DURATION_INFINITE);
+	}
+	if (rv == 0 && (rv = nng_ctx_open(&pctx, s->sock)) == 0) {
+		popen = true;
+		rv = nng_ctx_set_ms(
+		    pctx, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+	}
+	if (rv != 0) {
+		if (ctxs != NULL && open != NULL)
+			ctxs_close(ctxs, open, (int)l->nctx);
+		if (popen)
+			nng_ctx_close(pctx);
+		free(ctxs);
+		free(open);
+		gw_sock_put(l->g, s);
+		return rv;
+	}
+	gw_sock_attach(s, rp);
+	pthread_mutex_lock(&l->mu);
+	for (uint32_t i = 0; i < l->nctx; i++) {
+		l->ctxs[i].ctx[slot] = ctxs[i];
+		l->ctxs[i].ctx_open[slot] = true;
+	}
+	rp->pctx = pctx;
+	rp->pctx_open = true;
+	atomic_store(&rp->sock, s);
+	if (atomic_fetch_add(&l->nrep, 1) == 0)
+		atomic_store(&l->cur, slot);
+	timeout_set(l);
+	pthread_mutex_unlock(&l->mu);
+	free(ctxs);
+	free(open);
+	return 0;
+}
+
+static int replica_next_locked(gw_link *l, int from);
+static void leader_set_locked(gw_link *l, int to, const char *why);
+
+void gw_link_replica_close(gw_link *l, int slot)
+{
+	gw_replica *rp = &l->reps[slot];
+	nng_ctx *ctxs = calloc(l->nctx, sizeof(*ctxs));
+	bool *open = calloc(l->nctx, sizeof(*open));
+	pthread_mutex_lock(&l->mu);
+	gw_sock *s = atomic_load(&rp->sock);
+	if (s == NULL || ctxs == NULL || open == NULL) {
+		/* Out of memory: the replica stays (it is only stale). */
+		pthread_mutex_unlock(&l->mu);
+		free(ctxs);
+		free(open);
 		return;
 	}
-	if (ev != NNG_PIPE_EV_REM_POST ||
-	    !atomic_compare_exchange_strong(&rp->pipe_id, &id, 0))
-		return;
-	if (!atomic_exchange(&rp->down_armed, true))
-		nng_sleep_aio(0, rp->naio);
-}
-
-int gw_link_replica_open(gw_replica *rp)
-{
-	int rv = nng_req0_open(&rp->sock);
-	if (rv != 0)
-		return rv;
-	rp->sock_open = true;
-	/* Never resend inside nng: a batch may hold creates and joins that
-	 * must not run twice behind the client's back. The link decides
-	 * what is sent again (failover.c). */
-	if ((rv = nng_socket_set_ms(rp->sock, NNG_OPT_REQ_RESENDTIME,
-	         NNG_DURATION_INFINITE)) != 0 ||
-	    (rv = nng_socket_set_size(
-	         rp->sock, NNG_OPT_RECVMAXSZ, PL_FRAME_BYTES_CEIL)) != 0 ||
-	    (rv = nng_socket_set_ms(
-	         rp->sock, NNG_OPT_RECONNMINT, RECONNECT_MIN_MS)) != 0 ||
-	    (rv = nng_socket_set_ms(
-	         rp->sock, NNG_OPT_RECONNMAXT, RECONNECT_MAX_MS)) != 0 ||
-	    (rv = nng_pipe_notify(
-	         rp->sock, NNG_PIPE_EV_ADD_POST, pipe_cb, rp)) != 0 ||
-	    (rv = nng_pipe_notify(
-	         rp->sock, NNG_PIPE_EV_REM_POST, pipe_cb, rp)) != 0 ||
-	    (rv = nng_aio_alloc(&rp->naio, replica_down_cb, rp)) != 0)
-		return rv;
-	if ((rv = nng_ctx_open(&rp->pctx, rp->sock)) != 0)
-		return rv;
-	rp->pctx_open = true;
-	if ((rv = nng_ctx_set_ms(
-	         rp->pctx, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE)) != 0)
-		return rv;
-	/* Non-blocking: a broker that is not up yet is dialed again. */
-	return nng_dial(rp->sock, rp->addr, NULL, NNG_FLAG_NONBLOCK);
+	PL_ASSERT(atomic_load(&l->nrep) > 1);
+	if (atomic_load(&l->cur) == slot)
+		leader_set_locked(l, replica_next_locked(l, slot), "removed");
+	atomic_store(&rp->sock, NULL);
+	atomic_fetch_sub(&l->nrep, 1);
+	timeout_set(l);
+	for (uint32_t i = 0; i < l->nctx; i++) {
+		gw_bctx *b = &l->ctxs[i];
+		ctxs[i] = b->ctx[slot];
+		open[i] = b->ctx_open[slot];
+		b->ctx_open[slot] = false;
+		/* Lost, as on a dropped connection: re-sent at the new
+		 * current replica when that is safe (failover.c). */
+		if (b->busy && b->rep == slot)
+			nng_aio_cancel(b->aio);
+	}
+	if (atomic_load(&l->poll_rep) == slot && l->paio != NULL)
+		nng_aio_cancel(l->paio);
+	nng_ctx pctx = rp->pctx;
+	bool popen = rp->pctx_open;
+	rp->pctx_open = false;
+	gw_req *q = rp->pq_head;
+	for (gw_req *r = q; r != NULL; r = r->next)
+		l->qlen--;
+	rp->pq_head = rp->pq_tail = NULL;
+	pthread_mutex_unlock(&l->mu);
+	PL_INFO(GW_MOD, "event=replica_removed group=%u broker=%s",
+	    (unsigned)l->id, s->addr);
+	gw_sock_detach(s, rp);
+	ctxs_close(ctxs, open, (int)l->nctx);
+	if (popen)
+		nng_ctx_close(pctx);
+	free(ctxs);
+	free(open);
+	gw_sock_put(l->g, s);
+	while (q != NULL) {
+		gw_req *r = q;
+		q = r->next;
+		r->done(r, NULL, PARLEY__ERROR_CODE__UNAVAILABLE);
+	}
 }
 
 /* With l->mu held: the next replica after `from` that has a connection,
  * or simply the next one when none has. */
 static int replica_next_locked(gw_link *l, int from)
 {
-	for (int k = 1; k < l->nrep; k++) {
-		int i = (from + k) % l->nrep;
+	int next = -1;
+	for (int k = 1; k < GW_REPLICAS_MAX; k++) {
+		int i = (from + k) % GW_REPLICAS_MAX;
+		if (!gw_link_replica_used(&l->reps[i]))
+			continue;
 		if (gw_link_replica_up(&l->reps[i]))
 			return i;
+		if (next < 0)
+			next = i;
 	}
-	return (from + 1) % l->nrep;
+	return next >= 0 ? next : from;
+}
+
+/* The slot whose address is hint (exact string match), or -1. */
+static int replica_match_locked(gw_link *l, const char *hint)
+{
+	if (hint == NULL || hint[0] == '\0')
+		return -1;
+	for (int i = 0; i < GW_REPLICAS_MAX; i++) {
+		if (gw_link_replica_used(&l->reps[i]) &&
+		    strcmp(gw_link_rep_addr(&l->reps[i]), hint) == 0)
+			return i;
+	}
+	return -1;
 }
 
 static void leader_set_locked(gw_link *l, int to, const char *why)
@@ -94,7 +203,8 @@ static void leader_set_locked(gw_link *l, int to, const char *why)
 		return;
 	atomic_store(&l->cur, to);
 	PL_INFO(GW_MOD, "event=leader_switch group=%u from=%s to=%s reason=%s",
-	    (unsigned)l->conf->id, l->reps[from].addr, l->reps[to].addr, why);
+	    (unsigned)l->id, gw_link_rep_addr(&l->reps[from]),
+	    gw_link_rep_addr(&l->reps[to]), why);
 }
 
 /* With l->mu held: replica `from` answered that it does not lead. Only
@@ -104,7 +214,7 @@ void gw_link_leader_moved_locked(gw_link *l, int from, const char *hint)
 {
 	if (from != atomic_load(&l->cur))
 		return;
-	int h = gw_replica_match(l->conf, hint);
+	int h = replica_match_locked(l, hint);
 	if (h >= 0 && h != from && gw_link_replica_up(&l->reps[h])) {
 		leader_set_locked(l, h, "hint");
 		l->hold_until_us = 0;
@@ -112,7 +222,7 @@ void gw_link_leader_moved_locked(gw_link *l, int from, const char *hint)
 	}
 	/* No usable hint (none yet, or the old leader, now gone): an
 	 * election is under way. Ask around, pausing between replicas. */
-	if (l->nrep > 1)
+	if (atomic_load(&l->nrep) > 1)
 		leader_set_locked(l, replica_next_locked(l, from), "no_leader");
 	l->hold_until_us = pl_mono_us() + GW_LEADER_BACKOFF_MS * 1000;
 }
@@ -122,7 +232,8 @@ void gw_link_leader_moved_locked(gw_link *l, int from, const char *hint)
  * answers, or names the leader, or says there is none yet. */
 void gw_link_leader_lost_locked(gw_link *l, int from)
 {
-	if (l->nrep > 1 && !l->stopping && from == atomic_load(&l->cur))
+	if (atomic_load(&l->nrep) > 1 && !l->stopping &&
+	    from == atomic_load(&l->cur))
 		leader_set_locked(l, replica_next_locked(l, from), "no_answer");
 }
 
@@ -132,7 +243,7 @@ void gw_link_leader_lost_locked(gw_link *l, int from)
 int gw_link_leader_dest_locked(gw_link *l)
 {
 	int cur = atomic_load(&l->cur);
-	if (l->nrep > 1 && !gw_link_replica_up(&l->reps[cur])) {
+	if (atomic_load(&l->nrep) > 1 && !gw_link_replica_up(&l->reps[cur])) {
 		int n = replica_next_locked(l, cur);
 		if (gw_link_replica_up(&l->reps[n])) {
 			leader_set_locked(l, n, "disconnected");
@@ -146,7 +257,7 @@ int gw_link_leader_dest_locked(gw_link *l)
  * leaves it, and whatever waits on it is cancelled now rather than at
  * its timeout (replies already on their way were answered by nng with a
  * reset; what was sent after the loss would only wait). */
-static void replica_down_cb(void *arg)
+void gw_link_replica_down_cb(void *arg)
 {
 	gw_replica *rp = arg;
 	gw_link *l = rp->link;
@@ -154,12 +265,13 @@ static void replica_down_cb(void *arg)
 	if (nng_aio_result(rp->naio) != 0)
 		return;
 	pthread_mutex_lock(&l->mu);
-	if (l->stopping || gw_link_replica_up(rp)) {
+	if (l->stopping || !gw_link_replica_used(rp) ||
+	    gw_link_replica_up(rp)) {
 		pthread_mutex_unlock(&l->mu);
 		return;
 	}
 	PL_INFO(GW_MOD, "event=replica_disconnected group=%u broker=%s",
-	    (unsigned)l->conf->id, rp->addr);
+	    (unsigned)l->id, gw_link_rep_addr(rp));
 	gw_link_leader_lost_locked(l, rp->idx);
 	/* Cancelling only completes the aios; their callbacks run on
 	 * nng's threads and take mu after we release it. */
@@ -167,7 +279,7 @@ static void replica_down_cb(void *arg)
 		if (l->ctxs[i].busy && l->ctxs[i].rep == rp->idx)
 			nng_aio_cancel(l->ctxs[i].aio);
 	}
-	if (l->nrep > 1 && l->poll_rep == rp->idx)
+	if (atomic_load(&l->nrep) > 1 && l->poll_rep == rp->idx)
 		nng_aio_cancel(l->paio);
 	pthread_mutex_unlock(&l->mu);
 }

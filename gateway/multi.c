@@ -39,8 +39,6 @@ struct gw_multi {
 	} parts[];
 };
 
-/* Up to GW_MULTI_PARTS_MAX parts: a status asks every replica. */
-#define GW_MULTI_PARTS_MAX (GW_GROUPS_MAX * GW_REPLICAS_MAX)
 
 static void multi_free(gw_multi *m)
 {
@@ -110,9 +108,8 @@ static Parley__GroupStatus *status_part(
 {
 	gw_link *l = gw_link_find(g, m->parts[i].group);
 	int rep = m->parts[i].replica;
-	char *addr = l != NULL && rep >= 0 && rep < gw_link_replicas(l)
-	                 ? (char *)gw_link_replica_addr(l, rep)
-	                 : "";
+	const char *ra = l != NULL ? gw_link_replica_addr(l, rep) : NULL;
+	char *addr = ra != NULL ? (char *)ra : "";
 	Parley__ServerFrame *f = part_decode(m, i, a);
 	Parley__GroupStatus *gs = NULL;
 	if (f != NULL && f->body_case == PARLEY__SERVER_FRAME__BODY_STATUS) {
@@ -326,18 +323,23 @@ static bool part_add(gw_conn *c, gw_multi *m, const Parley__ClientFrame *f,
 	return true;
 }
 
-static void parts_make(
-    gw_conn *c, const Parley__ClientFrame *f, gw_multi *m, gw_req **reqs)
+/* The parts come from one view of the links (sorted by group, so the
+ * merge is in room id order): a map adding a group meanwhile changes
+ * nothing here. A status asks every replica slot in use. */
+static void parts_make(gw_conn *c, const Parley__ClientFrame *f, gw_multi *m,
+    gw_link *const *links, int nlinks, int max, gw_req **reqs)
 {
-	gw *g = c->g;
-	for (int i = 0; i < g->nlinks; i++) {
+	for (int i = 0; i < nlinks && m->nparts < max; i++) {
 		Parley__ClientFrame cf = *f;
 		Parley__ListRooms lr;
-		gw_link *l = g->links[i];
+		gw_link *l = links[i];
 		uint16_t group = gw_link_group(l);
 		if (f->body_case == PARLEY__CLIENT_FRAME__BODY_STATUS) {
-			for (int rep = 0; rep < gw_link_replicas(l); rep++)
-				(void)part_add(c, m, &cf, group, rep, reqs);
+			for (int rep = 0;
+			     rep < GW_REPLICAS_MAX && m->nparts < max; rep++) {
+				if (gw_link_replica_addr(l, rep) != NULL)
+					(void)part_add(c, m, &cf, group, rep, reqs);
+			}
 			continue;
 		}
 		if (f->body_case == PARLEY__CLIENT_FRAME__BODY_LIST_ROOMS) {
@@ -349,24 +351,24 @@ static void parts_make(
 	}
 }
 
-/* Parts this request may have: one per group, or per replica. */
-static int parts_max(gw *g, const Parley__ClientFrame *f)
-{
-	int n = 0;
-	for (int i = 0; i < g->nlinks; i++)
-		n += f->body_case == PARLEY__CLIENT_FRAME__BODY_STATUS
-		         ? gw_link_replicas(g->links[i])
-		         : 1;
-	return n;
-}
-
 void gw_multi_start(gw_conn *c, const Parley__ClientFrame *f)
 {
 	gw *g = c->g;
-	gw_req *reqs[GW_MULTI_PARTS_MAX];
-	int max = parts_max(g, f);
+	int nlinks;
+	gw_link *const *links = gw_links_view(g, &nlinks);
+	if (nlinks == 0 && gw_map_pending(g)) {
+		gw_conn_send_retry(c, f->id, PARLEY__ERROR_CODE__UNAVAILABLE,
+		    "no cluster map yet: groups are not known", 0);
+		return;
+	}
+	int max = f->body_case == PARLEY__CLIENT_FRAME__BODY_STATUS
+	              ? nlinks * GW_REPLICAS_MAX
+	              : nlinks;
 	gw_multi *m = calloc(1, sizeof(*m) + (size_t)max * sizeof(m->parts[0]));
-	if (m == NULL) {
+	gw_req **reqs = calloc((size_t)max + 1, sizeof(*reqs));
+	if (m == NULL || reqs == NULL) {
+		free(m);
+		free(reqs);
 		gw_conn_send_error(
 		    c, f->id, PARLEY__ERROR_CODE__INTERNAL, "out of memory");
 		return;
@@ -378,7 +380,7 @@ void gw_multi_start(gw_conn *c, const Parley__ClientFrame *f)
 	m->op = (uint8_t)f->body_case;
 	if (f->body_case == PARLEY__CLIENT_FRAME__BODY_LIST_ROOMS)
 		m->limit = f->list_rooms->limit;
-	parts_make(c, f, m, reqs);
+	parts_make(c, f, m, links, nlinks, max, reqs);
 	int n = m->nparts;
 	/* Counted before the first submit: a reply may come back at once.
 	 * The extra one is this function's, dropped last. */
@@ -389,6 +391,7 @@ void gw_multi_start(gw_conn *c, const Parley__ClientFrame *f)
 			part_done(
 			    reqs[i], NULL, PARLEY__ERROR_CODE__UNAVAILABLE);
 	}
+	free(reqs);
 	pthread_mutex_lock(&m->mu);
 	bool done = --m->pending == 0;
 	pthread_mutex_unlock(&m->mu);

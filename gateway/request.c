@@ -80,7 +80,6 @@ static void limits_fill(const gw_config *conf, Parley__Limits *lim)
 
 static void handle_hello(gw_conn *c, const Parley__ClientFrame *f)
 {
-	const gw_config *conf = c->g->conf;
 	pl_claims cl;
 	const char *why = "invalid token";
 	if (atomic_load(&c->authed)) {
@@ -88,7 +87,7 @@ static void handle_hello(gw_conn *c, const Parley__ClientFrame *f)
 		    "already authenticated: use refresh for a new token");
 		return;
 	}
-	if (pl_token_verify_why(conf->keys,
+	if (gw_token_verify(c->g,
 	        f->hello->token ? f->hello->token : "", pl_now_us() / 1000000,
 	        &cl, &why) != PL_OK) {
 		PL_INFO(GW_MOD,
@@ -105,7 +104,7 @@ static void handle_hello(gw_conn *c, const Parley__ClientFrame *f)
 	atomic_store(&c->authed, true);
 
 	Parley__Limits lim = PARLEY__LIMITS__INIT;
-	limits_fill(conf, &lim);
+	limits_fill(c->g->conf, &lim);
 	Parley__Welcome w = PARLEY__WELCOME__INIT;
 	w.session = c->session;
 	w.server_time_us = pl_now_us();
@@ -143,7 +142,7 @@ static void handle_refresh(gw_conn *c, const Parley__ClientFrame *f)
 	pl_claims cl;
 	const char *why = "invalid token";
 	char msg[PL_WHY_CHARS_MAX + 1];
-	if (pl_token_verify_why(c->g->conf->keys,
+	if (gw_token_verify(c->g,
 	        f->refresh->token ? f->refresh->token : "",
 	        pl_now_us() / 1000000, &cl, &why) != PL_OK) {
 		snprintf(msg, sizeof(msg), "refresh refused: %s", why);
@@ -220,7 +219,10 @@ static gw_link *route_room(gw_conn *c, const Parley__ClientFrame *f)
 		return NULL;
 	}
 	gw_link *l = gw_link_find(c->g, pl_room_group(room));
-	if (l == NULL) {
+	if (l == NULL && gw_map_pending(c->g)) {
+		gw_conn_send_retry(c, f->id, PARLEY__ERROR_CODE__UNAVAILABLE,
+		    "no cluster map yet: groups are not known", 0);
+	} else if (l == NULL) {
 		char msg[96];
 		snprintf(msg, sizeof(msg),
 		    "room not found: no shard group %u serves it",
