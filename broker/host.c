@@ -16,10 +16,12 @@
  *  - a change of the map is applied by one thread (the host thread) in
  *    version order; a map older than one applied is ignored.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <nng/nng.h>
 #include <sodium.h>
@@ -344,6 +346,12 @@ static pl_status secret_read(brk_host *h)
  * thread. */
 static pl_status cluster_start(brk_host *h)
 {
+	/* Groups live in directories under the broker's. */
+	if (mkdir(h->cfg.data_dir, 0700) != 0 && errno != EEXIST) {
+		PL_ERROR("broker", "event=data_dir_failed dir=%s err=\"%s\"",
+		    h->cfg.data_dir, strerror(errno));
+		return PL_E_IO;
+	}
 	pl_status st = secret_read(h);
 	if (st != PL_OK) {
 		PL_ERROR("broker", "event=secret_unreadable file=%s",
