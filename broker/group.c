@@ -220,19 +220,13 @@ static pl_status auth_init(brk_group *g)
 {
 	if (g->cfg.nreplicas <= 1 && g->cfg.secret_file[0] == '\0')
 		return PL_OK;
-	char text[256];
-	FILE *f = fopen(g->cfg.secret_file, "r");
-	if (f == NULL) {
+	uint8_t key[BRK_SECRET_BYTES];
+	pl_status st = pl_secret_file_load(g->cfg.secret_file, key);
+	if (st == PL_E_NOT_FOUND) {
 		PL_ERROR("group", "event=secret_unreadable file=%s",
 		    g->cfg.secret_file);
 		return PL_E_CONFIG;
 	}
-	size_t n = fread(text, 1, sizeof(text) - 1, f);
-	fclose(f);
-	text[n] = '\0';
-	uint8_t key[BRK_SECRET_BYTES];
-	pl_status st = brk_secret_parse(text, key);
-	sodium_memzero(text, sizeof(text));
 	if (st == PL_OK)
 		st = brk_auth_init(&g->auth, key,
 		    ((uint64_t)g->cfg.group << 16) | g->cfg.node,

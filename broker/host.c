@@ -142,9 +142,9 @@ static pl_status route_peer(void *ctx, nng_msg *msg)
 	return st;
 }
 
-/* Creates and starts a replica of group id with cfg; adds it to the
- * table. */
-static pl_status group_host(brk_host *h, const brk_config *gc)
+/* Creates a replica of a group and adds it to the table; it takes
+ * batches into its queue at once and runs once group_run starts it. */
+static pl_status group_add(brk_host *h, const brk_config *gc, brk_group **out)
 {
 	if (h->n == BRK_HOST_GROUPS_MAX)
 		return PL_E_TOO_LARGE;
@@ -152,22 +152,33 @@ static pl_status group_host(brk_host *h, const brk_config *gc)
 	pl_status st = brk_group_new(gc, h->metrics, &g);
 	if (st != PL_OK)
 		return st;
-	st = brk_group_start(g, h->net, gc->nreplicas > 1 || h->cfg.nmeta > 0
-	                                    ? h->peers
-	                                    : NULL);
-	if (st != PL_OK) {
-		brk_group_free(g);
-		return st;
-	}
 	pthread_rwlock_wrlock(&h->mu);
 	h->tab[h->n].id = gc->group;
 	h->tab[h->n].g = g;
 	h->n++;
 	pthread_rwlock_unlock(&h->mu);
 	pl_metric_set(h->m_groups, h->n);
-	PL_INFO("broker", "event=group_hosted group=%u node=%llu replicas=%d",
-	    (unsigned)gc->group, (unsigned long long)gc->node, gc->nreplicas);
+	*out = g;
 	return PL_OK;
+}
+
+static pl_status group_run(brk_host *h, const brk_config *gc, brk_group *g)
+{
+	pl_status st = brk_group_start(g, h->net,
+	    gc->nreplicas > 1 || h->cfg.nmeta > 0 ? h->peers : NULL);
+	if (st == PL_OK)
+		PL_INFO("broker",
+		    "event=group_hosted group=%u node=%llu replicas=%d",
+		    (unsigned)gc->group, (unsigned long long)gc->node,
+		    gc->nreplicas);
+	return st; /* a group that did not start is freed at stop */
+}
+
+static pl_status group_host(brk_host *h, const brk_config *gc)
+{
+	brk_group *g;
+	pl_status st = group_add(h, gc, &g);
+	return st == PL_OK ? group_run(h, gc, g) : st;
 }
 
 static bool hosted_already(brk_host *h, uint32_t id)
@@ -328,20 +339,6 @@ static void *host_main(void *arg)
 	return NULL;
 }
 
-static pl_status secret_read(brk_host *h)
-{
-	char text[256];
-	FILE *f = fopen(h->cfg.secret_file, "r");
-	if (f == NULL)
-		return PL_E_CONFIG;
-	size_t n = fread(text, 1, sizeof(text) - 1, f);
-	fclose(f);
-	text[n] = '\0';
-	pl_status st = brk_secret_parse(text, h->secret);
-	sodium_memzero(text, sizeof(text));
-	return st;
-}
-
 /* The cluster half of start: the meta replica, the watch and the host
  * thread. */
 static pl_status cluster_start(brk_host *h)
@@ -352,7 +349,8 @@ static pl_status cluster_start(brk_host *h)
 		    h->cfg.data_dir, strerror(errno));
 		return PL_E_IO;
 	}
-	pl_status st = secret_read(h);
+	_Static_assert(PL_SECRET_BYTES == BRK_SECRET_BYTES, "one secret size");
+	pl_status st = pl_secret_file_load(h->cfg.secret_file, h->secret);
 	if (st != PL_OK) {
 		PL_ERROR("broker", "event=secret_unreadable file=%s",
 		    h->cfg.secret_file);
@@ -409,9 +407,14 @@ pl_status brk_host_start(
 	    "Messages for a group this broker does not host (answered "
 	    "not_leader, or dropped for peers: Raft sends again)");
 	pl_status st = PL_OK;
+	brk_group *single = NULL;
 	if (h->m_groups == NULL || h->m_map_version == NULL ||
 	    h->m_unrouted == NULL)
 		st = PL_E_NOMEM;
+	/* A static group is in the table before the socket listens, so no
+	 * gateway batch finds the broker without it. */
+	if (st == PL_OK && cfg->nmeta == 0)
+		st = group_add(h, &h->cfg, &single);
 	if (st == PL_OK)
 		st = brk_net_start(&h->cfg, route_batch, h, metrics, &h->net);
 	if (st == PL_OK && (cfg->nmeta > 0 || cfg->nreplicas > 1))
@@ -424,7 +427,7 @@ pl_status brk_host_start(
 		if (st == PL_OK)
 			st = cluster_start(h);
 	} else if (st == PL_OK) {
-		st = group_host(h, &h->cfg);
+		st = group_run(h, &h->cfg, single);
 	}
 	if (st != PL_OK) {
 		brk_host_stop(h);

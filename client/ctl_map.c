@@ -62,18 +62,7 @@ static bool secret_load(const ctl_args *a, uint8_t out[32])
 		path = getenv("PARLEY_SECRET_FILE");
 	if (path == NULL)
 		return false;
-	char text[256];
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
-		return false;
-	size_t n = fread(text, 1, sizeof(text) - 1, f);
-	fclose(f);
-	text[n] = '\0';
-	size_t len = 0;
-	int rc = sodium_base642bin(out, 32, text, n, " \r\n\t", &len, NULL,
-	    sodium_base64_VARIANT_ORIGINAL);
-	sodium_memzero(text, sizeof(text));
-	return rc == 0 && len == 32;
+	return pl_secret_file_load(path, out) == PL_OK;
 }
 
 static const char *state_name(pl_map_broker_state s)

@@ -248,6 +248,12 @@ pl_status pl_keyfile_generate(const char *path, const char *tenant,
 pl_status pl_keyfile_load(const char *path, char *tenant, size_t tenant_cap,
     char *key_id, size_t key_id_cap, uint8_t sk[64], uint8_t pk[32]);
 
+/* The cluster secret file: standard base64 of 32 bytes (whitespace
+ * ignored), as every broker, parleyctl and the tests read it; the text is
+ * wiped after use. PL_E_NOT_FOUND (unreadable), PL_E_CONFIG (content). */
+#define PL_SECRET_BYTES 32
+pl_status pl_secret_file_load(const char *path, uint8_t out[PL_SECRET_BYTES]);
+
 /* Standard base64 (with padding) of a 32-byte public key, as used in config
  * files ("key.k1 = <b64>"), and its decoder: the text must decode to
  * exactly outlen (at most 64) bytes, else PL_E_BAD_REQUEST. */

@@ -250,3 +250,26 @@ pl_status pl_keyfile_load(const char *path, char *tenant, size_t tenant_cap,
 	sodium_memzero(&kf, sizeof(kf));
 	return st;
 }
+
+pl_status pl_secret_file_load(const char *path, uint8_t out[PL_SECRET_BYTES])
+{
+	char text[256];
+	FILE *f = path != NULL ? fopen(path, "r") : NULL;
+	if (f == NULL)
+		return PL_E_NOT_FOUND;
+	size_t n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	uint8_t tmp[PL_SECRET_BYTES];
+	size_t len = 0;
+	int rc = sodium_base642bin(tmp, sizeof(tmp), text, n, " \t\r\n", &len,
+	    NULL, sodium_base64_VARIANT_ORIGINAL);
+	sodium_memzero(text, sizeof(text));
+	if (rc != 0 || len != PL_SECRET_BYTES) {
+		sodium_memzero(tmp, sizeof(tmp));
+		return PL_E_CONFIG;
+	}
+	memcpy(out, tmp, PL_SECRET_BYTES);
+	sodium_memzero(tmp, sizeof(tmp));
+	return PL_OK;
+}

@@ -605,6 +605,7 @@ pl_status pl_map_fetch(const char *const *addrs, int naddrs,
 		pl_status ast = answer_read(rep, &ans);
 		nng_msg_free(rep);
 		if (ast == PL_OK && ans.has_map && ans.code == 0) {
+			pl_map_fini(out); /* the caller's earlier map, if any */
 			*out = ans.map;
 			st = PL_OK;
 			break;

@@ -52,7 +52,8 @@ pl_status pl_map_change(const char *const *addrs, int naddrs,
     const uint8_t secret[32], const uint8_t *change, size_t len,
     uint32_t timeout_ms, bool *changed, pl_map *after, char *why,
     size_t why_len);
-/* One read of the current map from any replica that answers. */
+/* One read of the current map from any replica that answers, into
+ * *out (initialised by the caller; a map it held is freed first). */
 pl_status pl_map_fetch(const char *const *addrs, int naddrs,
     uint32_t timeout_ms, pl_map *out);
 

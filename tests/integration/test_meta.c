@@ -36,17 +36,7 @@ static int naddrs;
 
 static bool secret_read(const char *path)
 {
-	char text[128];
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
-		return false;
-	size_t n = fread(text, 1, sizeof(text) - 1, f);
-	fclose(f);
-	text[n] = '\0';
-	size_t len;
-	return sodium_base642bin(secret, sizeof(secret), text, n, " \n\r\t",
-	           &len, NULL, sodium_base64_VARIANT_ORIGINAL) == 0 &&
-	       len == sizeof(secret);
+	return pl_secret_file_load(path, secret) == PL_OK;
 }
 
 static size_t pack_change(const Parley__Cluster__Change *c, uint8_t *out)
