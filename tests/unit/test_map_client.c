@@ -413,10 +413,12 @@ TEST(test_map_client_fetch)
 	CHECK_EQ(send_change(leader, 1, c_broker(2), NULL, NULL, NULL, 0),
 	    PL_OK);
 	pl_map m;
+	pl_map_init(&m);
 	CHECK_EQ(pl_map_fetch(addrs, 2, 2000, &m), PL_OK);
 	CHECK_EQ(m.version, 2);
 	CHECK_EQ(m.nbrokers, 2);
 	pl_map_fini(&m);
+	pl_map_init(&m);
 	const char *dead[] = {DEAD_ADDR};
 	CHECK_EQ(pl_map_fetch(dead, 1, 200, &m), PL_E_TIMEOUT);
 	cluster_free(c);
