@@ -323,7 +323,7 @@ map_start() {
 	done
 	launch gateway "$BUILD/gateway/parley-gateway" -c "$HOME_DIR/gateway-1.ini"
 	launch gateway-2 "$BUILD/gateway/parley-gateway" -c "$HOME_DIR/gateway-2.ini"
-	wait_up
+	REPLICAS=3 wait_up
 }
 
 case "${1:-}" in
