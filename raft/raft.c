@@ -234,19 +234,21 @@ void raft_tick(raft *r)
 	}
 	if (r->election_elapsed < UINT32_MAX)
 		r->election_elapsed++;
-	/* Only a node that campaigns restarts its timer: one that cannot (a
-	 * learner, maybe promoted without knowing it yet; a repairing one)
-	 * must see the lease of a silent leader run out, or it would ignore
-	 * every vote request while that leader is gone. */
-	if (r->election_elapsed >= r->timeout && rf_promotable(r) &&
-	    !rf_repairing(r)) {
-		r->election_elapsed = 0;
-		rf_hup(r, false);
-	}
-	/* Repairing and no leader heard for a while: ask the peers. */
+	/* Repairing and no leader heard for a while: ask the peers. Before
+	 * the campaign below, which restarts the timer: the timeout may be
+	 * exactly one election timeout. */
 	if (rf_repairing(r) && r->election_elapsed >= r->cfg.election_ticks &&
 	    r->election_elapsed % r->cfg.election_ticks == 0)
 		rf_repair_ask(r, 0);
+	/* Only a node that campaigns restarts its timer: one that cannot (a
+	 * learner, maybe promoted without knowing it yet) must see the
+	 * lease of a silent leader run out, or it would ignore every vote
+	 * request while that leader is gone. A repairing voter campaigns,
+	 * without its own vote (campaign()). */
+	if (r->election_elapsed >= r->timeout && rf_promotable(r)) {
+		r->election_elapsed = 0;
+		rf_hup(r, false);
+	}
 }
 
 pl_status raft_propose(
