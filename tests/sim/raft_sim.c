@@ -53,6 +53,24 @@ static const struct regression {
      * guess named an entry no log holds and the repair never ended. */
     {"guessed_term_record", 3, 313661, 0},
     {"guessed_term_record", 5, 165266, 0},
+    /* Found by the long run: the repairing replica had led the last
+     * term and lost a tail no peer held, a learner held the most
+     * up-to-date log (its entries) and a promotion uncommitted on some
+     * voters: no candidate could win, no repair could run. Now a peer
+     * serves what it holds of the record's term and a repairing replica
+     * campaigns without its own vote. Each seed, its story: */
+    /* node 3 led term 10, lost 186-187/10; learner 4 held to 185/10 */
+    {"repairing_leader_lost_tail", 3, 1449244, 5000},
+    /* node 1 lost its log from entry 4 at a restart; learner 4 ahead */
+    {"repairing_leader_lost_tail", 3, 1472724, 5000},
+    /* node 1 led term 5, lost 86-89/5; node 2 counts learner 4 voter */
+    {"repairing_leader_lost_tail", 3, 1697163, 5000},
+    /* node 2 lost 59-108/5 at a restart; learner 4 holds to 99 */
+    {"repairing_leader_lost_tail", 3, 1804333, 5000},
+    /* node 1 led term 13 and lost 57/13; node 3's promotion pending */
+    {"repairing_leader_lost_tail", 3, 1907031, 5000},
+    /* node 2 led term 8, lost 23-25/8; learner 4 holds 23-24/8 */
+    {"repairing_leader_lost_tail", 3, 195284, 3000},
     /* Sentinels: a core that commits an older term's entry by counting
      * (Figure 8), grants votes to stale logs, acks before the sync,
      * lets a repairing replica vote, or ignores a repairing follower's
