@@ -243,9 +243,10 @@ void raft_tick(raft *r)
 	/* Only a node that campaigns restarts its timer: one that cannot (a
 	 * learner, maybe promoted without knowing it yet) must see the
 	 * lease of a silent leader run out, or it would ignore every vote
-	 * request while that leader is gone. A repairing voter campaigns,
-	 * without its own vote (campaign()). */
-	if (r->election_elapsed >= r->timeout && rf_promotable(r)) {
+	 * request while that leader is gone. A repairing voter, and a voter
+	 * removed by a change it does not know committed, campaign without
+	 * their own vote (rf_may_campaign, campaign()). */
+	if (r->election_elapsed >= r->timeout && rf_may_campaign(r)) {
 		r->election_elapsed = 0;
 		rf_hup(r, false);
 	}
@@ -389,6 +390,7 @@ pl_status raft_snapshot_restore(raft *r, uint64_t from, uint64_t term_from,
 	r->repair_match = 0;
 	r->conf = *conf;
 	r->conf_index = index;
+	r->left_voter = false; /* the snapshot's configuration is committed */
 	rf_conf_apply(r);
 	if (term_from == r->term && r->role == RAFT_FOLLOWER) {
 		raft_msg m = {
@@ -518,6 +520,7 @@ static pl_status load_state(raft *r)
 	st = rf_conf_at(r, last, &r->conf, &r->conf_index);
 	if (st != PL_OK)
 		return st;
+	rf_conf_left_refresh(r);
 	rf_conf_apply(r);
 	return PL_OK;
 }

@@ -241,6 +241,7 @@ pl_status raft_log_damaged(raft *r, uint64_t bad_index, raft_repair *rep)
 			(void)repair_peer_add(r, r->prs[i].id);
 		r->conf = c;
 		r->conf_index = ci;
+		rf_conf_left_refresh(r);
 		rf_conf_apply(r);
 	}
 	if (r->role != RAFT_FOLLOWER)
