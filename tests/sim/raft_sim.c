@@ -93,6 +93,12 @@ static const struct regression {
 #define LONG_SEEDS 1000000
 #define LONG_START 1000000
 #define LONG_STEPS 5000
+/* Scenario floor: over 1,000 seeds or more, each membership scenario
+ * the checks cover must happen in at least one seed in 200 (measured at
+ * 5,000 steps: the rarest, a change proposed by a cut-off leader, in
+ * one seed in 34 with three replicas, one in 19 with five). */
+#define SCENARIO_SEEDS_MIN 1000
+#define SCENARIO_RARITY_MAX 200
 
 static sim_opts cur_opts; /* for the abort handler only */
 static const char *prog = "raft_sim";
@@ -101,10 +107,11 @@ static void print_replay(FILE *f, const sim_opts *o)
 {
 	fprintf(f,
 	    "replay: %s --seed %" PRIu64 " --nodes %d --steps %" PRIu64
-	    "%s%s\n",
+	    "%s%s%s\n",
 	    prog, o->seed, o->nodes, o->steps,
 	    o->membership ? "" : " --no-membership",
-	    o->bursts ? " --bursts" : "");
+	    o->bursts ? " --bursts" : "",
+	    o->self_removal || !o->membership ? "" : " --no-self-removal");
 }
 
 /* A PL_ASSERT in the core aborts: say which seed did it. */
@@ -117,31 +124,45 @@ static void on_abort(int sig)
 	signal(SIGABRT, SIG_DFL);
 }
 
-/* Bursts over a range, and proposals among them that found the core's
- * unstable log full: the summary shows the bounds were crossed. */
-typedef struct burst_totals {
+/* Over a range: bursts, and proposals among them that found the core's
+ * unstable log full (the summary shows the bounds were crossed); and the
+ * seeds in which each membership scenario happened. */
+typedef struct range_totals {
 	uint64_t bursts, backpressure;
-} burst_totals;
+	uint64_t promoted, self_removed, new_leader, cut_off, cut_committed;
+} range_totals;
 
-static bool run_one(const sim_opts *o, const char *name, burst_totals *bt)
+static void add_totals(range_totals *t, const sim_result *res)
+{
+	t->bursts += res->bursts;
+	t->backpressure += res->backpressure;
+	t->promoted += res->promotions > 0;
+	t->self_removed += res->self_removals > 0;
+	t->new_leader += res->self_removal_new_leader > 0;
+	t->cut_off += res->cut_off_changes > 0;
+	t->cut_committed += res->cut_off_changes_committed > 0;
+}
+
+static bool run_one(const sim_opts *o, const char *name, range_totals *bt)
 {
 	sim_result res;
 	cur_opts = *o;
 	sim_run(o, &res);
-	if (bt != NULL) {
-		bt->bursts += res.bursts;
-		bt->backpressure += res.backpressure;
-	}
+	if (bt != NULL)
+		add_totals(bt, &res);
 	if (o->verbose || !res.ok)
 		fprintf(stderr,
 		    "seed %" PRIu64 "%s%s: %s acked=%" PRIu64
 		    " committed=%" PRIu64 " elections=%" PRIu64
 		    " crashes=%" PRIu64 " torn=%" PRIu64 " flips=%" PRIu64
-		    " repairs=%" PRIu64 " heal_steps=%" PRIu64 "\n",
+		    " repairs=%" PRIu64 " heal_steps=%" PRIu64
+		    " promoted=%" PRIu64 " self_removed=%" PRIu64
+		    " cut_off_changes=%" PRIu64 "\n",
 		    o->seed, name ? " " : "", name ? name : "",
 		    res.ok ? "ok" : res.why, res.acked, res.committed,
 		    res.elections, res.crashes, res.torn, res.flips,
-		    res.repairs, res.heal_steps);
+		    res.repairs, res.heal_steps, res.promotions,
+		    res.self_removals, res.cut_off_changes);
 	if (!res.ok)
 		print_replay(stderr, o);
 	return res.ok;
@@ -160,7 +181,8 @@ static int usage(FILE *f, int code)
 	    "usage: raft_sim [--nodes 3|5] [--steps K] [--seeds N] "
 	    "[--start S]\n"
 	    "                [--seed S] [--long] [--keep-going] "
-	    "[--no-membership] [--bursts] [--verbose]\n"
+	    "[--no-membership]\n"
+	    "                [--no-self-removal] [--bursts] [--verbose]\n"
 	    "\n"
 	    "Runs the named regression seeds, then seeds S..S+N-1 (default "
 	    "1..100),\n"
@@ -172,13 +194,54 @@ static int usage(FILE *f, int code)
 	    "stops there\n"
 	    "unless --keep-going (then it counts failures and goes on).\n"
 	    "\n"
+	    "With membership changes (the default; --no-membership: "
+	    "none) a leader\n"
+	    "may remove itself (--no-self-removal: never, as the "
+	    "regression seeds run);\n"
+	    "a range of 1,000 seeds or more fails if a membership "
+	    "scenario happened\n"
+	    "in fewer than 1 seed in %d.\n"
+	    "\n"
 	    "--long runs a million seeds of each size past those CI "
 	    "runs, going on\n"
 	    "after a failure (--start %d --seeds %d --steps %d;\n"
 	    "add --nodes N for one size):\n"
 	    "  raft_sim --long\n",
-	    STEPS_DEFAULT, LONG_START, LONG_SEEDS, LONG_STEPS);
+	    STEPS_DEFAULT, SCENARIO_RARITY_MAX, LONG_START, LONG_SEEDS,
+	    LONG_STEPS);
 	return code;
+}
+
+/* Prints in how many of the range's seeds each membership scenario
+ * happened. Over SCENARIO_SEEDS_MIN seeds or more, each must happen in
+ * at least 1 seed in SCENARIO_RARITY_MAX, or the checks written for it
+ * would guard nothing: false then (a change to the faults or the core
+ * that stops drawing a scenario fails the run, not silently passes). */
+static bool scenarios_met(
+    const sim_opts *o, uint64_t seeds, const range_totals *t)
+{
+	static const char *names[] = {"learner promoted",
+	    "leader removed itself", "new leader after it",
+	    "change proposed cut off from a quorum",
+	    "such a change committed after the partition"};
+	uint64_t n[] = {t->promoted, t->self_removed, t->new_leader,
+	    t->cut_off, t->cut_committed};
+	bool need[] = {true, o->self_removal, o->self_removal, true, false};
+	bool ok = true;
+	printf("raft_sim: seeds with");
+	for (size_t i = 0; i < PL_ARRAY_LEN(n); i++)
+		printf("%s %s: %" PRIu64, i ? "," : "", names[i], n[i]);
+	printf(" (of %" PRIu64 ")\n", seeds);
+	for (size_t i = 0; i < PL_ARRAY_LEN(n); i++) {
+		if (!need[i] || seeds < SCENARIO_SEEDS_MIN ||
+		    n[i] * SCENARIO_RARITY_MAX >= seeds)
+			continue;
+		printf("raft_sim: scenario \"%s\" in only %" PRIu64
+		       " of %" PRIu64 " seeds\n",
+		    names[i], n[i], seeds);
+		ok = false;
+	}
+	return ok;
 }
 
 /* Runs the regression seeds of o->nodes, then seeds [start, start +
@@ -189,12 +252,15 @@ static bool run_range(
 {
 	double t0 = now_s();
 	uint64_t ran = 0, failed = 0;
-	burst_totals bt = {0, 0};
+	range_totals bt;
+	memset(&bt, 0, sizeof bt);
 	for (size_t i = 0; i < PL_ARRAY_LEN(regressions); i++) {
 		if (regressions[i].nodes != o.nodes)
 			continue;
 		sim_opts r = o;
-		r.bursts = false; /* the draws a regression seed was found with */
+		/* The draws a regression seed was found with. */
+		r.bursts = false;
+		r.self_removal = false;
 		r.seed = regressions[i].seed;
 		r.steps =
 		    regressions[i].steps ? regressions[i].steps : STEPS_DEFAULT;
@@ -218,6 +284,8 @@ static bool run_range(
 		printf("raft_sim: %" PRIu64 " bursts, %" PRIu64
 		       " proposals met a full unstable log\n",
 		    bt.bursts, bt.backpressure);
+	if (o.membership && !scenarios_met(&o, seeds, &bt))
+		failed++;
 	if (failed)
 		printf("raft_sim: %" PRIu64 " seeds FAILED (replay lines on "
 		       "stderr)\n",
@@ -228,7 +296,10 @@ static bool run_range(
 
 int main(int argc, char **argv)
 {
-	sim_opts o = {.nodes = 3, .steps = STEPS_DEFAULT, .membership = true};
+	sim_opts o = {.nodes = 3,
+	    .steps = STEPS_DEFAULT,
+	    .membership = true,
+	    .self_removal = true};
 	uint64_t seeds = 100, start = 1;
 	bool one = false, longrun = false, nodes_set = false, keep = false;
 	prog = argv[0];
@@ -243,6 +314,10 @@ int main(int argc, char **argv)
 		}
 		if (strcmp(a, "--no-membership") == 0) {
 			o.membership = false;
+			continue;
+		}
+		if (strcmp(a, "--no-self-removal") == 0) {
+			o.self_removal = false;
 			continue;
 		}
 		if (strcmp(a, "--bursts") == 0) {
