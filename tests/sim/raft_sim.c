@@ -73,8 +73,9 @@ static const struct regression {
     {"repairing_leader_lost_tail", 3, 195284, 3000},
     /* Sentinels: a core that commits an older term's entry by counting
      * (Figure 8), grants votes to stale logs, acks before the sync,
-     * lets a repairing replica vote, or ignores a repairing follower's
-     * heartbeat answer. */
+     * lets a repairing replica vote, ignores a repairing follower's
+     * heartbeat answer, or lets a repairing candidate count its own
+     * vote. */
     {"sentinel_commit_rule_figure8", 3, 215258, 0},
     {"sentinel_commit_rule_figure8", 5, 152374, 0},
     {"sentinel_vote_up_to_date", 3, 1, 0},
@@ -85,6 +86,8 @@ static const struct regression {
     {"sentinel_repairing_replica_votes", 5, 1, 0},
     {"sentinel_repair_heartbeat_ignored", 3, 6, 0},
     {"sentinel_repair_heartbeat_ignored", 5, 6, 0},
+    {"sentinel_repairing_candidate_own_vote", 3, 79, 0},
+    {"sentinel_repairing_candidate_own_vote", 5, 403, 0},
 };
 
 #define STEPS_DEFAULT 3000 /* simulated ms of faults before healing */
