@@ -30,10 +30,13 @@
  *    uncommitted and an entry of its own term is committed; truncating a
  *    configuration entry restores the previous configuration.
  *  - damaged logs: a replica that lost entries to damage (raft_log_damaged)
- *    grants no vote and never campaigns until it durably holds its last
- *    durable entry of then again (from any peer), or an entry of a later
- *    term matching its leader's log; so every voter holds every committed
- *    entry it acknowledged for its commit.
+ *    grants no vote, and does not count its own when it campaigns, until
+ *    it durably holds its last durable entry of then again (from any
+ *    peer), or an entry of a later term matching its leader's log (its
+ *    own, as the leader of that term); so every voter holds every
+ *    committed entry it acknowledged for its commit, and a leader elected
+ *    without its own vote holds every committed entry (docs/raft.md,
+ *    "Electing a repairing replica").
  *  - boundedness: every array is sized at raft_new; nothing allocates
  *    afterwards; a full output array drops the message (Raft tolerates a
  *    lost message) and counts it.
