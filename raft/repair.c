@@ -129,8 +129,7 @@ static uint64_t repair_serve_to(raft *r, const raft_msg *m)
 		else
 			hi = mid - 1;
 	}
-	if (lo == m->index || rf_log_term(r, lo, &t) != PL_OK ||
-	    t != m->commit)
+	if (lo == m->index || rf_log_term(r, lo, &t) != PL_OK || t != m->commit)
 		return 0;
 	return lo;
 }
@@ -150,8 +149,8 @@ void rf_handle_repair(raft *r, const raft_msg *m)
 	raft_entry *ents = &r->msg_ents[r->n_msg_ents];
 	if (room == 0 || r->n_msgs == RAFT_MSGS_MAX)
 		return;
-	if (rf_log_entries(r, m->index + 1, to + 1, r->cfg.msg_bytes_max,
-	        ents, room < RAFT_MSG_ENTRIES_MAX ? room : RAFT_MSG_ENTRIES_MAX,
+	if (rf_log_entries(r, m->index + 1, to + 1, r->cfg.msg_bytes_max, ents,
+	        room < RAFT_MSG_ENTRIES_MAX ? room : RAFT_MSG_ENTRIES_MAX,
 	        &n) != PL_OK)
 		return;
 	uint64_t last = m->index + n;

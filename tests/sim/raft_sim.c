@@ -227,8 +227,8 @@ static bool scenarios_met(
 	    "leader removed itself", "new leader after it",
 	    "change proposed cut off from a quorum",
 	    "such a change committed after the partition"};
-	uint64_t n[] = {t->promoted, t->self_removed, t->new_leader,
-	    t->cut_off, t->cut_committed};
+	uint64_t n[] = {t->promoted, t->self_removed, t->new_leader, t->cut_off,
+	    t->cut_committed};
 	bool need[] = {true, o->self_removal, o->self_removal, true, false};
 	bool ok = true;
 	printf("raft_sim: seeds with");

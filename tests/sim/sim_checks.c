@@ -91,8 +91,8 @@ static void gc_conf_entry(sim *w, const raft_entry *e)
 		w->rm_term = e->term;
 		w->rm_index = e->index;
 		w->rm_wait_leader = true;
-		trace(w, "node %" PRIu64 " removed itself at %" PRIu64,
-		    leader, e->index);
+		trace(w, "node %" PRIu64 " removed itself at %" PRIu64, leader,
+		    e->index);
 	}
 	w->gc_conf = c;
 }

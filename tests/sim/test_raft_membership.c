@@ -83,8 +83,8 @@ TEST(test_raft_membership_removed_leader_campaigns_until_committed)
 	isolate(w, 1, true);
 	isolate(w, 4, true);
 	uint64_t i, t;
-	CHECK_EQ(raft_propose_conf(N(w, 1)->r, RAFT_CONF_REMOVE, 1, &i, &t),
-	    PL_OK);
+	CHECK_EQ(
+	    raft_propose_conf(N(w, 1)->r, RAFT_CONF_REMOVE, 1, &i, &t), PL_OK);
 	tdrain(w, N(w, 1));
 	ttick(w, 1, 30); /* check-quorum: it steps down, alone */
 	CHECK_NE(st(w, 1).role, RAFT_LEADER);

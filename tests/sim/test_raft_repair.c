@@ -133,8 +133,8 @@ TEST(test_raft_damage_alone_never_wins)
 /* Nodes 1 and 2 hold entries 1-2 of term 1; node 3 also held 3-5 of
  * term 2 (never committed: no other log has them) and lost entry 5. Its
  * log (4/2) is the most up to date and no peer holds (5, 2). */
-static tnet *tnet_lost_tail(int learners, const uint64_t *learner_terms,
-    size_t n_learner_terms)
+static tnet *tnet_lost_tail(
+    int learners, const uint64_t *learner_terms, size_t n_learner_terms)
 {
 	tnet *w = tnet_new(3, learners);
 	static const uint64_t old[] = {1, 1}, mine[] = {1, 1, 2, 2, 2};
