@@ -121,6 +121,15 @@ bool rf_promotable(const raft *r)
 	return raft_conf_is_voter(rf_conf_cur(r), r->id);
 }
 
+/* A voter of its configuration, or one the latest configuration entry
+ * removed while it does not know that entry committed: it may be needed
+ * to elect anyone until then (it may hold the only up-to-date log). Its
+ * own vote counts only as a voter of its configuration. */
+bool rf_may_campaign(const raft *r)
+{
+	return rf_promotable(r) || (r->left_voter && r->conf_index > r->commit);
+}
+
 bool rf_repairing(const raft *r)
 {
 	return r->repair.to > 0;

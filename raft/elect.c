@@ -220,12 +220,23 @@ static void campaign(raft *r, bool pre, bool transfer)
 		};
 		rf_send(r, &m);
 	}
-	rf_record_vote(r, r->id, true);
+	/* A repairing replica may lack committed entries it acknowledged, so
+	 * its own vote counts against it: it wins only on the votes of a
+	 * quorum of others, none repairing (they grant no vote), each of
+	 * which holds every committed entry it acknowledged and finds our
+	 * log at least as up to date (docs/raft.md, "Damaged logs"). A
+	 * replica that left its configuration has no vote in it to count. */
+	rf_record_vote(r, r->id, !rf_repairing(r));
 }
 
+/* Campaigns if this replica may (rf_may_campaign), unless it leads; a
+ * repairing one only on its own timeout (campaign() does not count its
+ * vote), not on TIMEOUT_NOW: a leader that transfers is alive, and
+ * following it repairs the replica ((B) in rf_repair_check). */
 void rf_hup(raft *r, bool transfer)
 {
-	if (r->role == RAFT_LEADER || !rf_promotable(r) || rf_repairing(r))
+	if (r->role == RAFT_LEADER || !rf_may_campaign(r) ||
+	    (transfer && rf_repairing(r)))
 		return;
 	campaign(r, r->cfg.pre_vote && !transfer, transfer);
 }

@@ -176,19 +176,41 @@ void rf_log_append(raft *r, const raft_entry *ents, size_t n,
 		r->conf = *revert;
 		r->conf_index = revert_index;
 	}
-	bool conf_changed = revert != NULL;
+	bool conf_changed = revert != NULL, reverted = revert != NULL;
 	for (size_t i = 0; i < n; i++) {
 		PL_ASSERT(ents[i].index == from + i);
 		r->u_ents[r->u_n++] = ents[i];
 		if (ents[i].type != RAFT_ENTRY_CONF)
 			continue;
+		bool was = raft_conf_is_voter(&r->conf, r->id);
 		PL_ASSERT(raft_conf_decode(
 		              ents[i].data, ents[i].len, &r->conf) == PL_OK);
 		r->conf_index = ents[i].index;
+		r->left_voter = was && !raft_conf_is_voter(&r->conf, r->id);
 		conf_changed = true;
+		reverted = false;
 	}
+	if (reverted)
+		rf_conf_left_refresh(r);
 	if (conf_changed)
 		rf_conf_apply(r);
+}
+
+/* Recomputes left_voter after the configuration in force changed other
+ * than by an append (load, truncation, damage): from the configuration
+ * before conf_index, read only when this replica is no voter of its own
+ * (rare; a read error leaves it false: then it does not campaign, as
+ * before this rule). */
+void rf_conf_left_refresh(raft *r)
+{
+	r->left_voter = false;
+	if (raft_conf_is_voter(&r->conf, r->id) ||
+	    r->conf_index < rf_first_index(r))
+		return;
+	raft_conf c;
+	uint64_t ci;
+	if (rf_conf_at(r, r->conf_index - 1, &c, &ci) == PL_OK)
+		r->left_voter = raft_conf_is_voter(&c, r->id);
 }
 
 void rf_commit_to(raft *r, uint64_t c)

@@ -30,10 +30,13 @@
  *    uncommitted and an entry of its own term is committed; truncating a
  *    configuration entry restores the previous configuration.
  *  - damaged logs: a replica that lost entries to damage (raft_log_damaged)
- *    grants no vote and never campaigns until it durably holds its last
- *    durable entry of then again (from any peer), or an entry of a later
- *    term matching its leader's log; so every voter holds every committed
- *    entry it acknowledged for its commit.
+ *    grants no vote, and does not count its own when it campaigns, until
+ *    it durably holds its last durable entry of then again (from any
+ *    peer), or an entry of a later term matching its leader's log (its
+ *    own, as the leader of that term); so every voter holds every
+ *    committed entry it acknowledged for its commit, and a leader elected
+ *    without its own vote holds every committed entry (docs/raft.md,
+ *    "Electing a repairing replica").
  *  - boundedness: every array is sized at raft_new; nothing allocates
  *    afterwards; a full output array drops the message (Raft tolerates a
  *    lost message) and counts it.
@@ -234,19 +237,22 @@ void raft_tick(raft *r)
 	}
 	if (r->election_elapsed < UINT32_MAX)
 		r->election_elapsed++;
-	/* Only a node that campaigns restarts its timer: one that cannot (a
-	 * learner, maybe promoted without knowing it yet; a repairing one)
-	 * must see the lease of a silent leader run out, or it would ignore
-	 * every vote request while that leader is gone. */
-	if (r->election_elapsed >= r->timeout && rf_promotable(r) &&
-	    !rf_repairing(r)) {
-		r->election_elapsed = 0;
-		rf_hup(r, false);
-	}
-	/* Repairing and no leader heard for a while: ask the peers. */
+	/* Repairing and no leader heard for a while: ask the peers. Before
+	 * the campaign below, which restarts the timer: the timeout may be
+	 * exactly one election timeout. */
 	if (rf_repairing(r) && r->election_elapsed >= r->cfg.election_ticks &&
 	    r->election_elapsed % r->cfg.election_ticks == 0)
 		rf_repair_ask(r, 0);
+	/* Only a node that campaigns restarts its timer: one that cannot (a
+	 * learner, maybe promoted without knowing it yet) must see the
+	 * lease of a silent leader run out, or it would ignore every vote
+	 * request while that leader is gone. A repairing voter, and a voter
+	 * removed by a change it does not know committed, campaign without
+	 * their own vote (rf_may_campaign, campaign()). */
+	if (r->election_elapsed >= r->timeout && rf_may_campaign(r)) {
+		r->election_elapsed = 0;
+		rf_hup(r, false);
+	}
 }
 
 pl_status raft_propose(
@@ -387,6 +393,7 @@ pl_status raft_snapshot_restore(raft *r, uint64_t from, uint64_t term_from,
 	r->repair_match = 0;
 	r->conf = *conf;
 	r->conf_index = index;
+	r->left_voter = false; /* the snapshot's configuration is committed */
 	rf_conf_apply(r);
 	if (term_from == r->term && r->role == RAFT_FOLLOWER) {
 		raft_msg m = {
@@ -516,6 +523,7 @@ static pl_status load_state(raft *r)
 	st = rf_conf_at(r, last, &r->conf, &r->conf_index);
 	if (st != PL_OK)
 		return st;
+	rf_conf_left_refresh(r);
 	rf_conf_apply(r);
 	return PL_OK;
 }

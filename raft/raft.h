@@ -90,8 +90,9 @@ typedef struct raft_hard_state {
  * in raft_config.repair when it restarts. to == 0: no repair. The
  * replica is repaired once its log durably holds entry (to, term) again
  * (from any peer that holds it: RAFT_MSG_REPAIR), or an entry of its
- * current term T > term matching the log of the leader of T. Until then
- * it grants no vote and never campaigns (docs/raft.md, "Damaged logs"). */
+ * current term T > term matching the log of the leader of T (its own,
+ * if it leads T). Until then it grants no vote and campaigns only
+ * without counting its own (docs/raft.md, "Damaged logs"). */
 typedef struct raft_repair {
 	uint64_t to;   /* the last durable entry when damage was found... */
 	uint64_t term; /* ...and its term (the largest such, when merged) */
@@ -247,9 +248,10 @@ typedef struct raft_status {
 	uint64_t transferee;
 	uint64_t dropped_msgs; /* invalid or unprocessable peer messages */
 	pl_status storage_err; /* the last storage error seen, or PL_OK */
-	/* Damaged log not yet repaired (raft_log_damaged): no votes, no
-	 * campaigns. repair is what the driver must have stored; once
-	 * repairing is false the driver may clear its stored copy. */
+	/* Damaged log not yet repaired (raft_log_damaged): no votes; it
+	 * campaigns without its own. repair is what the driver must have
+	 * stored; once repairing is false the driver may clear its stored
+	 * copy. */
 	bool repairing;
 	raft_repair repair;
 } raft_status;
@@ -342,8 +344,9 @@ pl_status raft_snapshot_restore(raft *r, uint64_t from, uint64_t term_from,
  * entry that was committed stays committed in the group; this replica
  * merely forgets it holds it; applied is kept and nothing is handed out
  * twice), steps down if it led or campaigned, and starts repairing: it
- * refuses every vote and pre-vote and never campaigns until repaired
- * from its peers (see raft_repair and docs/raft.md, "Damaged logs").
+ * refuses every vote and pre-vote and campaigns only without counting
+ * its own vote until repaired from its peers or by leading (see
+ * raft_repair and docs/raft.md, "Damaged logs").
  *
  * *rep receives the repair record (merged with one under way). Before
  * handling the next ready, the driver must, in one durable write:

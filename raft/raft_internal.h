@@ -70,6 +70,11 @@ struct raft {
 	 * snapshot's, at its index), committed or not. */
 	raft_conf conf;
 	uint64_t conf_index;
+	/* This replica is a voter of the configuration before conf_index
+	 * and the entry at conf_index removed it: until it knows that entry
+	 * committed it may still be needed, so it campaigns (without its
+	 * own vote; Ongaro's dissertation, 4.2.2). */
+	bool left_voter;
 	uint8_t conf_buf[RAFT_CONF_BYTES_MAX]; /* leader's last conf entry */
 
 	progress prs[RAFT_PEERS_MAX];
@@ -116,6 +121,7 @@ const raft_conf *rf_conf_cur(const raft *r);
 int rf_quorum(const raft *r);
 progress *rf_pr_find(raft *r, uint64_t id);
 bool rf_promotable(const raft *r);
+bool rf_may_campaign(const raft *r);
 bool rf_repairing(const raft *r);
 
 /* log.c: the log. */
@@ -128,6 +134,7 @@ bool rf_up_to_date(raft *r, uint64_t lt, uint64_t li);
 pl_status rf_log_entries(raft *r, uint64_t lo, uint64_t hi, size_t max_bytes,
     raft_entry *out, size_t cap, size_t *n);
 pl_status rf_conf_at(raft *r, uint64_t upto, raft_conf *c, uint64_t *ci);
+void rf_conf_left_refresh(raft *r);
 void rf_log_append(raft *r, const raft_entry *ents, size_t n,
     const raft_conf *revert, uint64_t revert_index);
 void rf_commit_to(raft *r, uint64_t c);

@@ -50,6 +50,13 @@ void rf_repair_check(raft *r)
 	if (!done && r->role == RAFT_FOLLOWER && x > 0 &&
 	    r->term > r->repair.term && rf_log_term(r, x, &t) == PL_OK)
 		done = t == r->term;
+	/* (B) for a replica that leads term T > repair.term itself: it won
+	 * on the votes of a quorum of others (campaign()), so its log holds
+	 * every entry committed before T; once its no-op is durable, its
+	 * log holds them durably. */
+	if (!done && r->role == RAFT_LEADER && r->term > r->repair.term &&
+	    r->persisted >= r->term_start)
+		done = true;
 	if (!done)
 		return;
 	memset(&r->repair, 0, sizeof r->repair);
@@ -98,20 +105,52 @@ void rf_repair_ask(raft *r, uint64_t to)
 	}
 }
 
+/* The last index up to which this log can serve a repair: the largest
+ * x in (m->index, min(hint, last)] whose entry is of the record's term
+ * (0: none). An entry of term m->commit comes from the leader of that
+ * term, so a log holding (x, m->commit) is, up to x, that leader's log:
+ * the very log the repairing replica held up to its record, whether or
+ * not it reaches (hint, m->commit). Terms never decrease along a log, so
+ * a binary search finds x in a few reads. */
+static uint64_t repair_serve_to(raft *r, const raft_msg *m)
+{
+	uint64_t lo = m->index, hi = rf_last_index(r), t;
+	if (m->hint < hi)
+		hi = m->hint;
+	if (m->log_term > m->commit || hi <= lo ||
+	    !rf_match_term(r, m->index, m->log_term))
+		return 0;
+	while (lo < hi) { /* term(lo) <= m->commit */
+		uint64_t mid = lo + (hi - lo + 1) / 2;
+		if (rf_log_term(r, mid, &t) != PL_OK)
+			return 0;
+		if (t <= m->commit)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	if (lo == m->index || rf_log_term(r, lo, &t) != PL_OK || t != m->commit)
+		return 0;
+	return lo;
+}
+
 /* Any peer, any role, any term: serves a repair from its log if that
- * holds the repairing replica's entry and matches its last one. */
+ * matches the repairing replica's last entry and holds entries of the
+ * record's term after it: up to the record's entry when it holds that,
+ * else up to its last entry of that term (a partial restore: the
+ * replica gets back what of its old log survives anywhere, which is
+ * what lets it campaign again; docs/raft.md, "Damaged logs"). */
 void rf_handle_repair(raft *r, const raft_msg *m)
 {
-	if (m->hint > rf_last_index(r) ||
-	    !rf_match_term(r, m->hint, m->commit) ||
-	    !rf_match_term(r, m->index, m->log_term))
+	uint64_t to = repair_serve_to(r, m);
+	if (to == 0)
 		return;
 	size_t n = 0, room = RAFT_MSG_ENTS_POOL - r->n_msg_ents;
 	raft_entry *ents = &r->msg_ents[r->n_msg_ents];
 	if (room == 0 || r->n_msgs == RAFT_MSGS_MAX)
 		return;
-	if (rf_log_entries(r, m->index + 1, m->hint + 1, r->cfg.msg_bytes_max,
-	        ents, room < RAFT_MSG_ENTRIES_MAX ? room : RAFT_MSG_ENTRIES_MAX,
+	if (rf_log_entries(r, m->index + 1, to + 1, r->cfg.msg_bytes_max, ents,
+	        room < RAFT_MSG_ENTRIES_MAX ? room : RAFT_MSG_ENTRIES_MAX,
 	        &n) != PL_OK)
 		return;
 	uint64_t last = m->index + n;
@@ -201,6 +240,7 @@ pl_status raft_log_damaged(raft *r, uint64_t bad_index, raft_repair *rep)
 			(void)repair_peer_add(r, r->prs[i].id);
 		r->conf = c;
 		r->conf_index = ci;
+		rf_conf_left_refresh(r);
 		rf_conf_apply(r);
 	}
 	if (r->role != RAFT_FOLLOWER)

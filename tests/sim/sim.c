@@ -84,7 +84,7 @@ static void heal(sim *w)
 	w->healed = true;
 	w->heal_at = w->now;
 	w->first_value_after_heal = w->next_value;
-	memset(w->blocked, 0, sizeof w->blocked);
+	sim_unblock(w);
 	for (int i = 0; i < w->n_all; i++)
 		if (!w->nodes[i].up)
 			sim_node_start(w, &w->nodes[i]);
@@ -299,6 +299,7 @@ static void sim_init(sim *w, const sim_opts *o, sim_result *res)
 	raft_conf boot = {.n_voters = (uint8_t)w->n};
 	for (int i = 0; i < w->n; i++)
 		boot.voters[i] = (uint64_t)i + 1;
+	w->gc_conf = boot;
 	for (int i = 0; i < w->n_all; i++) {
 		snode *s = &w->nodes[i];
 		s->id = (uint64_t)i + 1;
@@ -323,6 +324,7 @@ static void sim_fini(sim *w)
 	free(w->gc);
 	free(w->gc_term);
 	free(w->leader_of);
+	free(w->cut);
 	free(w->reg);
 	free(w->val_state);
 	free(w->val_node);

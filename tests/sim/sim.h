@@ -24,6 +24,10 @@ typedef struct sim_opts {
 	 * and every message and apply batch bound, as a gateway batch of
 	 * thousands of publishes does. */
 	bool bursts;
+	/* A leader may propose its own removal (it must step down once the
+	 * change commits). Off for regression seeds: the draws they were
+	 * found with never removed the leader. */
+	bool self_removal;
 } sim_opts;
 
 /* Result of one seed. */
@@ -40,6 +44,15 @@ typedef struct sim_result {
 	uint64_t heal_steps; /* steps from healing to convergence */
 	uint64_t bursts;     /* bursts proposed (with opts.bursts) */
 	uint64_t backpressure; /* proposals that found the unstable log full */
+	/* Scenarios the checks must meet, counted so that a run shows they
+	 * happened: learners promoted (committed), leaders that removed
+	 * themselves (committed) and of those, how many saw a new leader
+	 * elected after; changes proposed by a leader cut off from a quorum
+	 * by a two-way partition, and of those, how many were committed
+	 * later, once the partition had changed. */
+	uint64_t promotions;
+	uint64_t self_removals, self_removal_new_leader;
+	uint64_t cut_off_changes, cut_off_changes_committed;
 } sim_result;
 
 /* Runs one seed to the end or to the first violation. */

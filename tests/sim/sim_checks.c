@@ -56,12 +56,55 @@ void sim_check_log_matching(
 		    s->id, e->index, e->term);
 }
 
+/* A configuration entry e joins the committed sequence: count the
+ * membership scenarios it completes and check the one a partition
+ * forbids (a change proposed by a cut-off leader committed while that
+ * partition holds: some quorum acknowledged what it never received). */
+static void gc_conf_entry(sim *w, const raft_entry *e)
+{
+	raft_conf c;
+	if (raft_conf_decode(e->data, e->len, &c) != PL_OK) {
+		fail(w, "committed configuration entry %" PRIu64 " is invalid",
+		    e->index);
+		return;
+	}
+	for (size_t i = 0; i < w->n_cut; i++) {
+		cut_change *k = &w->cut[i];
+		if (k->index != e->index || k->term != e->term)
+			continue;
+		if (k->epoch == w->part_epoch)
+			fail(w,
+			    "change %" PRIu64 "/%" PRIu64 " of a leader cut off "
+			    "from a quorum committed within its partition",
+			    e->index, e->term);
+		w->res->cut_off_changes_committed++;
+	}
+	const raft_conf *p = &w->gc_conf;
+	uint64_t leader = e->term < w->cap_leader ? w->leader_of[e->term] : 0;
+	for (int i = 0; i < c.n_voters; i++)
+		if (raft_conf_is_learner(p, c.voters[i]))
+			w->res->promotions++;
+	if (leader != 0 && raft_conf_is_voter(p, leader) &&
+	    !raft_conf_is_voter(&c, leader)) {
+		w->res->self_removals++;
+		w->rm_node = leader;
+		w->rm_term = e->term;
+		w->rm_index = e->index;
+		w->rm_wait_leader = true;
+		trace(w, "node %" PRIu64 " removed itself at %" PRIu64, leader,
+		    e->index);
+	}
+	w->gc_conf = c;
+}
+
 static void gc_extend(sim *w, const raft_entry *e, uint64_t term)
 {
 	size_t n = w->n_gc;
 	VEC_PUSH(w->gc_term, n, w->cap_gc_term, term);
 	VEC_PUSH(w->gc, w->n_gc, w->cap_gc, *e);
 	w->res->committed = w->n_gc;
+	if (e->type == RAFT_ENTRY_CONF)
+		gc_conf_entry(w, e);
 	uint64_t v = payload_value(e);
 	if (v == 0)
 		return;
@@ -105,6 +148,26 @@ void sim_check_commit(sim *w, snode *s, uint64_t c, uint64_t term)
 		s->commit_seen = c;
 }
 
+/* Replica s is a voter of the configuration in force before the latest
+ * configuration entry of its log (the boot one when there is no other).
+ * True when a record between cannot be read: a check that cannot see
+ * does not fail. */
+static bool voter_before_latest(snode *s)
+{
+	int seen = 0;
+	for (size_t i = s->st.cur.n; i-- > 0;) {
+		srec *r = &s->st.cur.r[i];
+		if (!sstore_rec_ok(r, i + 1))
+			return true;
+		if (r->e.type != RAFT_ENTRY_CONF || ++seen < 2)
+			continue;
+		raft_conf c;
+		return raft_conf_decode(r->e.data, r->e.len, &c) != PL_OK ||
+		       raft_conf_is_voter(&c, s->id);
+	}
+	return seen == 1 && raft_conf_is_voter(&s->st.boot, s->id);
+}
+
 void sim_check_leader(sim *w, snode *s, const raft_status *st)
 {
 	if (st->role != RAFT_LEADER)
@@ -124,8 +187,23 @@ void sim_check_leader(sim *w, snode *s, const raft_status *st)
 		    st->term, *l, s->id);
 	if (*l == 0) {
 		w->res->elections++;
-		trace(
-		    w, "node %" PRIu64 " leads term %" PRIu64, s->id, st->term);
+		trace(w, "node %" PRIu64 " leads term %" PRIu64 "%s", s->id,
+		    st->term, st->repairing ? " (repairing)" : "");
+		/* Only a voter campaigns: of its configuration, or of the
+		 * one before the latest entry of its log, which removed it
+		 * (it may not know that entry committed). */
+		if (!raft_conf_is_voter(&st->conf, s->id) &&
+		    !voter_before_latest(s))
+			fail(w,
+			    "node %" PRIu64 " leads term %" PRIu64
+			    " but is no voter of its configuration",
+			    s->id, st->term);
+		/* After a leader removed itself, the group elects another
+		 * among the voters that remain. */
+		if (w->rm_wait_leader && st->term > w->rm_term) {
+			w->rm_wait_leader = false;
+			w->res->self_removal_new_leader++;
+		}
 	}
 	*l = s->id;
 	if (s->led_term == st->term)
@@ -195,4 +273,16 @@ void sim_check_voter(sim *w, snode *s)
 			    s->id, j, g->term, r != NULL ? r->e.term : 0);
 	}
 	free(m);
+}
+
+/* A leader whose removal of itself committed steps down: it may not go
+ * on leading the term it removed itself in once it knows the commit. */
+void sim_check_removed_leader(sim *w, snode *s, const raft_status *st)
+{
+	if (st->role == RAFT_LEADER && s->id == w->rm_node &&
+	    st->term == w->rm_term && st->commit >= w->rm_index)
+		fail(w,
+		    "node %" PRIu64 " removed itself at %" PRIu64
+		    " and still leads term %" PRIu64 " after it committed",
+		    s->id, w->rm_index, st->term);
 }

@@ -1,15 +1,18 @@
 /*
  * sim_faults.c - what the simulation does to the group each step before
  * it heals: crashes, leader kills, partitions and bit flips; and what its
- * clients do: proposals, bursts, membership changes, leadership
- * transfers.
+ * clients do: proposals, bursts, membership changes (a leader's removal
+ * of itself among them), leadership transfers.
  */
 #include "tests/sim/sim_internal.h"
 
 static void partition(sim *w)
 {
 	memset(w->blocked, 0, sizeof w->blocked);
+	w->part_epoch++;
+	w->two_way = false;
 	if (chance_pm(w, 500)) {
+		w->two_way = true;
 		/* Two-way: a random side S against the rest. */
 		uint32_t side = (uint32_t)rnd_below(w, 1u << w->n_all);
 		for (int a = 1; a <= w->n_all; a++)
@@ -98,7 +101,7 @@ void sim_faults(sim *w)
 	if (chance_pm(w, w->part_pm))
 		partition(w);
 	else if (chance_pm(w, 2 * w->part_pm))
-		memset(w->blocked, 0, sizeof w->blocked);
+		sim_unblock(w);
 	flip(w);
 }
 
@@ -198,6 +201,28 @@ void sim_burst(sim *w)
 		sim_drain(w, s);
 }
 
+/* Leader s is on the side of a two-way partition that holds fewer than
+ * a quorum of the voters of configuration c (the one its change leads
+ * to, in force from its append): neither it nor any leader on its side
+ * can commit, and the entry cannot leave the side while the partition
+ * holds. */
+static bool cut_off(sim *w, snode *s, const raft_conf *c)
+{
+	if (!w->two_way)
+		return false;
+	int n = 0;
+	for (int i = 0; i < c->n_voters; i++)
+		n += !w->blocked[s->id][c->voters[i]];
+	return n < c->n_voters / 2 + 1;
+}
+
+void sim_unblock(sim *w)
+{
+	memset(w->blocked, 0, sizeof w->blocked);
+	w->part_epoch++;
+	w->two_way = false;
+}
+
 void sim_conf_change(sim *w)
 {
 	snode *s = NULL;
@@ -223,14 +248,23 @@ void sim_conf_change(sim *w)
 		op = st.conf.n_voters > 3 ? RAFT_CONF_REMOVE : 0;
 	else
 		op = RAFT_CONF_ADD_LEARNER;
-	if (op == 0 || id == s->id)
+	if (op == 0 || (id == s->id && !w->o.self_removal))
 		return;
 	uint64_t index, term;
-	if (raft_propose_conf(s->r, op, id, &index, &term) == PL_OK)
+	if (raft_propose_conf(s->r, op, id, &index, &term) == PL_OK) {
+		raft_status_get(s->r, &st); /* the new configuration */
+		bool cut = cut_off(w, s, &st.conf);
 		trace(w,
 		    "node %" PRIu64 " proposes conf op %d node %" PRIu64
-		    " at %" PRIu64,
-		    s->id, (int)op, id, index);
+		    " at %" PRIu64 "%s",
+		    s->id, (int)op, id, index,
+		    cut ? " (cut off from a quorum)" : "");
+		if (cut) {
+			cut_change k = {index, term, w->part_epoch};
+			VEC_PUSH(w->cut, w->n_cut, w->cap_cut, k);
+			w->res->cut_off_changes++;
+		}
+	}
 	sim_drain(w, s);
 }
 

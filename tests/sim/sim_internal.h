@@ -91,6 +91,13 @@ typedef struct reg_slot {
 	uint8_t type;
 } reg_slot;
 
+/* A change proposed by a leader a two-way partition cut off from a
+ * quorum of the configuration it leads to: nobody may commit it until
+ * the partition changes. */
+typedef struct cut_change {
+	uint64_t index, term, epoch;
+} cut_change;
+
 typedef struct snode {
 	uint64_t id;
 	struct sim *w;
@@ -119,6 +126,8 @@ typedef struct sim {
 	int n_all;
 	snode nodes[NODES_MAX];
 	bool blocked[NODES_MAX + 1][NODES_MAX + 1];
+	bool two_way;        /* blocked is a two-way partition */
+	uint64_t part_epoch; /* bumped whenever blocked changes */
 	netmsg *net;
 	size_t n_net, cap_net;
 	/* Fault profile of this seed. */
@@ -146,6 +155,16 @@ typedef struct sim {
 	size_t cap_gc_term;
 	uint64_t *leader_of; /* by term */
 	size_t cap_leader;
+	/* Membership scenarios (sim_result): the committed configuration;
+	 * the last self-removal committed (leader, term, index; node 0:
+	 * none) and whether a new leader was seen since; changes proposed
+	 * by a cut-off leader, with the partition epoch they were proposed
+	 * in. */
+	raft_conf gc_conf;
+	uint64_t rm_node, rm_term, rm_index;
+	bool rm_wait_leader;
+	cut_change *cut;
+	size_t n_cut, cap_cut;
 	reg_slot *reg;
 	size_t reg_cap, reg_n;
 	/* Clients: values 1..next_value-1 proposed. */
@@ -265,6 +284,7 @@ void sim_check_commit(sim *w, snode *s, uint64_t c, uint64_t term);
 void sim_check_leader(sim *w, snode *s, const raft_status *st);
 void sim_note_ack(snode *s, uint64_t t, uint64_t index);
 void sim_check_voter(sim *w, snode *s);
+void sim_check_removed_leader(sim *w, snode *s, const raft_status *st);
 
 /* sim_node.c: one replica's driver and its proposal arena. */
 void *sim_prop_alloc(prop_arena *a, size_t n);
@@ -284,6 +304,7 @@ void sim_faults(sim *w);
 void sim_propose(sim *w);
 void sim_burst(sim *w);
 void sim_conf_change(sim *w);
+void sim_unblock(sim *w);
 void sim_transfer(sim *w);
 
 #endif /* PARLEY_SIM_INTERNAL_H */

@@ -168,6 +168,7 @@ void sim_drain(sim *w, snode *s)
 	raft_status st;
 	raft_status_get(s->r, &st);
 	sim_check_leader(w, s, &st);
+	sim_check_removed_leader(w, s, &st);
 	if (st.role == RAFT_LEADER) /* it counts its own copy */
 		sim_note_ack(s, st.term, st.persisted);
 	if (s->st.rep.to != 0 && !st.repairing) {

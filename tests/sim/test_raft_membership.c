@@ -1,7 +1,8 @@
 /*
  * test_raft_membership.c - learners and membership changes in the Raft
- * core: adding, promoting and removing nodes, invalid changes, a
- * truncated change reverting, and the configuration's encoding.
+ * core: adding, promoting and removing nodes, a removed leader needed
+ * until its removal commits, invalid changes, a truncated change
+ * reverting, and the configuration's encoding.
  */
 #include "tests/check.h"
 
@@ -63,6 +64,46 @@ TEST(test_raft_membership_add_promote_remove)
 	CHECK_EQ(leaders(w), 1);
 	CHECK_NE(st(w, 1).role, RAFT_LEADER);
 	CHECK_EQ(st(w, 2).conf.n_voters, 3);
+	tnet_free(w);
+}
+
+/* Ongaro's dissertation, 4.2.2: a replica that its latest configuration
+ * entry removed may still be needed until that entry commits. Leader 1
+ * of four removes itself; only its own log holds the change, node 4 is
+ * away. Nodes 2 and 3 (still four voters, quorum three) cannot win
+ * without node 1, whose log is more up to date; node 1 campaigns in the
+ * new configuration without its own vote, commits the change and steps
+ * down, and 2 or 3 leads the three that remain. */
+TEST(test_raft_membership_removed_leader_campaigns_until_committed)
+{
+	tnet *w = tnet_new(4, 0);
+	tnet_start(w);
+	elect(w, 1);
+	ttick_all(w, 2);
+	isolate(w, 1, true);
+	isolate(w, 4, true);
+	uint64_t i, t;
+	CHECK_EQ(
+	    raft_propose_conf(N(w, 1)->r, RAFT_CONF_REMOVE, 1, &i, &t), PL_OK);
+	tdrain(w, N(w, 1));
+	ttick(w, 1, 30); /* check-quorum: it steps down, alone */
+	CHECK_NE(st(w, 1).role, RAFT_LEADER);
+	CHECK_EQ(st(w, 1).commit, i - 1);
+	isolate(w, 1, false);
+	for (int k = 0; k < 60 && st(w, 2).commit <= i; k++)
+		ttick_all(w, 1);
+	ttick_all(w, 20);
+	CHECK_EQ(leaders(w), 1);
+	CHECK_NE(st(w, 1).role, RAFT_LEADER);
+	CHECK_EQ(st(w, 2).conf.n_voters, 3);
+	CHECK_GT(st(w, 2).commit, i);
+	/* Only node 1 held the change, and only a leader sends its log:
+	 * node 1 led (within one delivery round: elected, committed,
+	 * stepped down). */
+	CHECK_EQ(N(w, 2)->log[i - 1].type, RAFT_ENTRY_CONF);
+	CHECK_EQ(N(w, 2)->log[i - 1].term, t);
+	ttick_all(w, 40); /* it knows the change committed: no more */
+	CHECK_NE(st(w, 1).role, RAFT_LEADER);
 	tnet_free(w);
 }
 

@@ -1,8 +1,9 @@
 /*
  * test_raft_repair.c - damaged logs and their repair: a replica that lost
- * entries to a bad CRC refuses votes and never campaigns while it
- * repairs, is repaired by a leader or a peer, keeps its repair across a
- * restart, and cannot let a stale candidate win.
+ * entries to a bad CRC refuses votes while it repairs and campaigns only
+ * without its own vote, is repaired by a leader, a peer or by leading,
+ * gets back from peers what of its old log survives, keeps its repair
+ * across a restart, and cannot let a stale candidate win.
  */
 #include "tests/check.h"
 
@@ -101,26 +102,105 @@ TEST(test_raft_damage_refuses_votes_while_repairing)
 	tnet_free(w);
 }
 
-TEST(test_raft_damage_never_campaigns)
+/* Alone, a repairing replica pre-campaigns but never wins: its own vote
+ * does not count, so no term moves. A transfer does not make it
+ * campaign either: a leader that transfers is alive and repairs it. */
+TEST(test_raft_damage_alone_never_wins)
 {
 	tnet *w = tnet_with_log(2);
 	CHECK_EQ(tdamage(w, 3, 3), PL_OK);
-	isolate(w, 3, true);
 	uint64_t term = st(w, 3).term;
-	size_t before = w->tail;
-	ttick(w, 3, 200); /* many election timeouts, alone */
-	CHECK_EQ(st(w, 3).term, term);
-	CHECK_EQ(st(w, 3).role, RAFT_FOLLOWER);
-	for (size_t i = before; i < w->tail; i++) {
-		uint8_t t = w->q[i % TQUEUE_MAX].type;
-		CHECK(t != RAFT_MSG_VOTE && t != RAFT_MSG_PREVOTE);
-	}
-	CHECK_GT(w->tail, before); /* it asked its peers for a repair */
-	/* A transfer cannot make it campaign either. */
 	raft_msg m = {
 	    .type = RAFT_MSG_TIMEOUT_NOW, .from = 1, .to = 3, .term = term};
 	CHECK_EQ(raft_step(N(w, 3)->r, &m), PL_OK);
 	CHECK_EQ(st(w, 3).role, RAFT_FOLLOWER);
+	isolate(w, 3, true);
+	size_t before = w->tail;
+	ttick(w, 3, 200); /* many election timeouts, alone */
+	CHECK_EQ(st(w, 3).term, term);
+	CHECK_NE(st(w, 3).role, RAFT_LEADER);
+	CHECK(st(w, 3).repairing);
+	bool asked = false;
+	for (size_t i = before; i < w->tail; i++) {
+		uint8_t t = w->q[i % TQUEUE_MAX].type;
+		CHECK(t != RAFT_MSG_VOTE);
+		asked = asked || t == RAFT_MSG_REPAIR;
+	}
+	CHECK(asked); /* it asked its peers for a repair */
+	tnet_free(w);
+}
+
+/* Nodes 1 and 2 hold entries 1-2 of term 1; node 3 also held 3-5 of
+ * term 2 (never committed: no other log has them) and lost entry 5. Its
+ * log (4/2) is the most up to date and no peer holds (5, 2). */
+static tnet *tnet_lost_tail(
+    int learners, const uint64_t *learner_terms, size_t n_learner_terms)
+{
+	tnet *w = tnet_new(3, learners);
+	static const uint64_t old[] = {1, 1}, mine[] = {1, 1, 2, 2, 2};
+	tlog_seed(N(w, 1), old, 2);
+	tlog_seed(N(w, 2), old, 2);
+	tlog_seed(N(w, 3), mine, 5);
+	if (learners > 0)
+		tlog_seed(N(w, 4), learner_terms, n_learner_terms);
+	for (int i = 1; i <= w->count; i++)
+		N(w, (uint64_t)i)->hs.term = 2;
+	tnet_start(w);
+	PL_ASSERT(tdamage(w, 3, 5) == PL_OK);
+	return w;
+}
+
+/* Its own vote does not count: with node 2 away, node 1's vote would
+ * make a majority with its own, and must not. Both others elect it, and
+ * leading a later term repairs it (its no-op durable, rule B). */
+TEST(test_raft_damage_campaigns_without_own_vote)
+{
+	tnet *w = tnet_lost_tail(0, NULL, 0);
+	CHECK(st(w, 3).repairing);
+	CHECK_EQ(st(w, 3).repair.to, 5);
+	CHECK_EQ(st(w, 3).repair.term, 2);
+	isolate(w, 2, true);
+	ttick(w, 3, 100);
+	CHECK_NE(st(w, 3).role, RAFT_LEADER);
+	CHECK(st(w, 3).repairing);
+	isolate(w, 2, false);
+	for (int i = 0; i < 40 && st(w, 3).role != RAFT_LEADER; i++)
+		ttick(w, 3, 1);
+	CHECK_EQ(st(w, 3).role, RAFT_LEADER);
+	ttick(w, 3, 4);
+	CHECK(!st(w, 3).repairing);
+	CHECK_EQ(st(w, 3).commit, st(w, 3).last_index);
+	for (uint64_t id = 1; id <= 2; id++) {
+		CHECK_EQ(st(w, id).last_index, st(w, 3).last_index);
+		CHECK_EQ(N(w, id)->log[3].term, 2); /* its entry 4/2 won */
+	}
+	tnet_free(w);
+}
+
+/* The shape the long simulation found (1449244 and others): the tail a
+ * learner holds is the most up-to-date log, the repairing replica lost
+ * more than that. The learner serves what it holds of the record's term
+ * (a partial restore); with it the repairing replica can win. */
+TEST(test_raft_damage_partial_restore_then_wins)
+{
+	static const uint64_t learner[] = {1, 1, 2, 2};
+	tnet *w = tnet_lost_tail(1, learner, 4);
+	CHECK_EQ(tdamage(w, 3, 3), PL_OK); /* now it holds 1-2 only */
+	CHECK_EQ(st(w, 3).last_index, 2);
+	CHECK_EQ(st(w, 3).repair.to, 5);
+	isolate(w, 1, true);
+	isolate(w, 2, true);
+	ttick(w, 3, 30);
+	CHECK_EQ(st(w, 3).last_index, 4); /* 3-4 back, not 5 */
+	CHECK(st(w, 3).repairing);
+	isolate(w, 1, false);
+	isolate(w, 2, false);
+	for (int i = 0; i < 40 && st(w, 3).role != RAFT_LEADER; i++)
+		ttick(w, 3, 1);
+	CHECK_EQ(st(w, 3).role, RAFT_LEADER);
+	ttick(w, 3, 4);
+	CHECK(!st(w, 3).repairing);
+	CHECK_EQ(st(w, 4).last_index, st(w, 3).last_index);
 	tnet_free(w);
 }
 
@@ -154,7 +234,7 @@ TEST(test_raft_damage_survives_restart)
 	CHECK_EQ(s.repair.to, 4);
 	CHECK(tvote(w, 2, 3, false).reject);
 	ttick(w, 3, 100);
-	CHECK_EQ(st(w, 3).role, RAFT_FOLLOWER);
+	CHECK_NE(st(w, 3).role, RAFT_LEADER);
 	/* (A restart without the stored record would forget the repair:
 	 * that is why the driver stores it with the truncation.) Back in
 	 * touch, its higher term unseats the leader; a new one repairs it. */
@@ -169,7 +249,8 @@ TEST(test_raft_damage_survives_restart)
 
 /* The case the rule exists for: entry 2 is committed by nodes 1 and 3
  * only; node 3 loses it to damage. Node 2, which never had it, must not
- * be elected with node 3's vote while node 1 is away. */
+ * be elected with node 3's vote while node 1 is away; nor node 3 with
+ * node 2's and its own (it campaigns without its own vote). */
 TEST(test_raft_damage_stale_candidate_cannot_win)
 {
 	tnet *w = tnet_new(3, 0);
@@ -332,9 +413,11 @@ TEST(test_raft_damage_repaired_from_peer_without_leader)
 	tnet_free(w);
 }
 
-/* A peer whose log lacks the entry does not serve: its log might not
- * hold what the repairing replica acknowledged. */
-TEST(test_raft_damage_peer_without_entry_does_not_serve)
+/* A peer whose log lacks the entry serves only what it holds of the
+ * record's term (the leader of that term made it: it is the repairing
+ * replica's own old log), and the repair does not end on it: the peer's
+ * log might not hold what the repairing replica acknowledged. */
+TEST(test_raft_damage_peer_without_entry_serves_only_its_part)
 {
 	tnet *w = tnet_with_log(1);
 	isolate(w, 2, true);
@@ -346,6 +429,28 @@ TEST(test_raft_damage_peer_without_entry_does_not_serve)
 	isolate(w, 1, true);
 	ttick(w, 3, 40);
 	CHECK(st(w, 3).repairing); /* node 2 lacks entry 3 */
+	CHECK_EQ(st(w, 3).last_index, 2);
+	CHECK_EQ(N(w, 3)->log[1].len, strlen("entry"));
+	tnet_free(w);
+}
+
+/* A peer with no entry of the record's term past the repairing
+ * replica's last serves nothing: its entries there come from another
+ * leader, another log. */
+TEST(test_raft_damage_peer_of_another_term_does_not_serve)
+{
+	tnet *w = tnet_new(3, 0);
+	static const uint64_t other[] = {1, 2, 2}, mine[] = {1, 1, 1, 1};
+	tlog_seed(N(w, 1), other, 3);
+	tlog_seed(N(w, 2), other, 3);
+	tlog_seed(N(w, 3), mine, 4);
+	for (uint64_t id = 1; id <= 3; id++)
+		N(w, id)->hs.term = 2;
+	tnet_start(w);
+	CHECK_EQ(tdamage(w, 3, 2), PL_OK);
+	CHECK_EQ(st(w, 3).repair.to, 4);
+	ttick(w, 3, 40);
+	CHECK(st(w, 3).repairing);
 	CHECK_EQ(st(w, 3).last_index, 1);
 	tnet_free(w);
 }
