@@ -17,6 +17,7 @@ typedef struct brk_replica {
 	uint64_t id;
 	char listen[256]; /* its gateway-facing address: the leader hint */
 	char peer[256];   /* its broker-to-broker address */
+	bool learner;     /* map: catching up, not a voter of the bootstrap */
 } brk_replica;
 
 typedef struct brk_config {

@@ -11,6 +11,15 @@
  */
 #include "broker/group_internal.h"
 
+/* The group's one voter is this replica (learners aside: they do not
+ * count towards commit), so what is durable here is committed. */
+bool brk_group_solo(const brk_group *g)
+{
+	raft_status rs;
+	raft_status_get(g->raft, &rs);
+	return rs.conf.n_voters == 1 && rs.conf.voters[0] == g->cfg.node;
+}
+
 static pl_status apply_one(
     brk_group *g, brk_wtxn *w, const raft_entry *e, size_t *n)
 {
@@ -69,7 +78,7 @@ static pl_status ready_write(brk_group *g, const raft_ready *rd, size_t *nres)
 	 * only voter, which is this transaction: applying its new entries
 	 * here saves a second transaction and fsync per round. Only in
 	 * order (everything before them applied) and only while leading. */
-	if (st == PL_OK && g->cfg.nreplicas == 1 && g->leader &&
+	if (st == PL_OK && g->leader && brk_group_solo(g) &&
 	    rd->n_ents > 0 && rd->entries[0].index == brk_wtxn_applied(w) + 1) {
 		for (size_t i = 0; i < rd->n_ents && st == PL_OK; i++)
 			st = apply_one(g, w, &rd->entries[i], &n);

@@ -163,6 +163,7 @@ static void housekeeping(brk_group *g)
 	brk_feeds_tick(&g->feeds, now);
 	gws_expire(g, now);
 	brk_map_expire(g, now, false);
+	brk_members_tick(g, pl_mono_us());
 	if (!g->cfg.sync &&
 	    now - g->last_sync_us >= (int64_t)g->cfg.sync_interval_ms * 1000) {
 		if (brk_store_sync(g->store) != PL_OK)
@@ -181,7 +182,7 @@ static void *group_main(void *arg)
 	brk_item *in[ITEMS_POP], *batch[ITEMS_POP];
 	g->last_tick_us = pl_mono_us();
 	brk_map_refresh(g); /* the meta group: the map it applied so far */
-	if (g->cfg.nreplicas == 1) {
+	if (brk_group_solo(g)) {
 		/* A group of one elects itself at once rather than after an
 		 * election timeout. */
 		for (int i = 0;
@@ -249,6 +250,7 @@ pl_status brk_group_new(
 		return PL_E_NOMEM;
 	g->cfg = *cfg;
 	pthread_mutex_init(&g->free_mu, NULL);
+	pthread_mutex_init(&g->target_mu, NULL);
 	uint8_t rnd[16];
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(g->epoch, sizeof(g->epoch), rnd, sizeof(rnd));
@@ -386,6 +388,7 @@ void brk_group_free(brk_group *g)
 	brk_envelope_fini(&g->env);
 	pl_queue_fini(&g->q);
 	pthread_mutex_destroy(&g->free_mu);
+	pthread_mutex_destroy(&g->target_mu);
 	free(g->events_buf);
 	free(g->watches_buf);
 	free(g->pack);

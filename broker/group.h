@@ -13,6 +13,7 @@
 #include "broker/config.h"
 #include "broker/net.h"
 #include "broker/peer.h"
+#include "raft/raft.h"
 
 typedef struct brk_group brk_group;
 
@@ -29,6 +30,27 @@ pl_status brk_group_new(
 typedef void (*brk_map_hook_fn)(
     void *ctx, const uint8_t *map, size_t len, uint64_t version);
 void brk_group_set_map_hook(brk_group *g, brk_map_hook_fn fn, void *ctx);
+
+/* What the cluster map wants of this group (broker/members.c): its
+ * voters and learners, and the preferred leader (0: none). */
+typedef struct brk_members_target {
+	uint64_t version; /* of the map it comes from */
+	uint64_t voters[RAFT_PEERS_MAX];
+	int nvoters;
+	uint64_t learners[RAFT_PEERS_MAX];
+	int nlearners;
+	uint64_t leader;
+} brk_members_target;
+/* Hands the group a new target (copied; any thread). While it leads,
+ * the replica changes the group's Raft configuration towards it one
+ * step at a time and hands leadership to the preferred leader. */
+void brk_group_set_target(brk_group *g, const brk_members_target *t);
+/* Asks the replica to hand leadership to a caught-up voter (a broker
+ * about to stop); any thread. brk_group_leads says whether it still
+ * leads a group with other voters (as of the group thread's last look,
+ * at most 50 ms old). */
+void brk_group_handoff(brk_group *g);
+bool brk_group_leads(brk_group *g);
 
 /* Starts the group thread. peers is NULL for a group of one. */
 pl_status brk_group_start(brk_group *g, brk_net *net, brk_peers *peers);

@@ -18,7 +18,9 @@
  *   raft_storage.c  the core's storage callbacks; damage checks and repair
  *   driver.c        the ready loop: write, send, advance, apply, answer
  *   writes.c        proposing writes, the lane refusal rule
- *   map_serve.c     the meta group's map: watches and changes
+ *   map_serve.c     the meta group's map: watches and changes; status
+ *   status.c        this replica's status (GroupStatus)
+ *   members.c       the leader follows the map: membership, leadership
  *   round.c         one commit round over a set of gateway batches
  *   group_metrics.c the group's metrics
  *   group.c         the thread, intake, housekeeping and lifecycle
@@ -79,6 +81,8 @@ typedef struct brk_group_metrics {
 	    *peer_out, *peer_bad, *proposals;
 	pl_metric *watch_failed, *watches_lost, *events_lost, *gateways_refused,
 	    *feed_failed, *peer_send_failed;
+	pl_metric *raft_voters, *raft_learners, *map_voters, *members_changes,
+	    *transfers;
 } brk_group_metrics;
 
 struct brk_item {
@@ -224,6 +228,14 @@ struct brk_group {
 	brk_envelope env;
 	brk_arena send_arena;
 	brk_group_metrics m;
+
+	/* members.c: the map's target (target_in under target_mu, taken by
+	 * the group thread into target), and the leader's pacing. */
+	pthread_mutex_t target_mu;
+	brk_members_target target_in, target;
+	bool target_new, have_target;
+	atomic_bool handoff, leads;
+	int64_t lead_since_us, members_us, transfer_us;
 	/* The meta group's map (map_serve.c): the applied map's encoding,
 	 * its version, the parked watches and who is told of a new map. */
 	uint8_t *map_buf;
@@ -313,12 +325,22 @@ void brk_snap_on_ack(
 /* Ends every transfer (at stop). */
 void brk_snap_fini(brk_group *g);
 
+/* members.c: run from housekeeping. */
+void brk_members_tick(brk_group *g, int64_t now_us);
+
+/* status.c: this replica's GroupStatus, arrays in a. */
+pl_status brk_status_fill(brk_group *g, brk_arena *a, Parley__GroupStatus *gs);
+
 /* raft_storage.c */
 pl_status brk_raft_init(brk_group *g);
+/* The configuration Raft starts from and a snapshot installs with: the
+ * stored one (store/conf.c), else the bootstrap of g's config. */
+pl_status brk_conf_base(brk_group *g, raft_conf *c);
 void brk_damage_check(brk_group *g);
 
 /* driver.c */
 void brk_drive(brk_group *g);
+bool brk_group_solo(const brk_group *g);
 void brk_raft_ticks(brk_group *g);
 void brk_compact(brk_group *g);
 /* Forgets every gateway after a leadership change, between rounds. */

@@ -98,6 +98,23 @@ static const struct {
         "parley_broker_peer_send_failed_total",
         "Peer batches not sent: too large, no memory or not sealed "
         "(Raft sends again)"},
+    {offsetof(brk_group_metrics, raft_voters), PL_METRIC_GAUGE,
+        "parley_broker_raft_voters",
+        "Voters in this replica's Raft configuration (latest in its log)"},
+    {offsetof(brk_group_metrics, raft_learners), PL_METRIC_GAUGE,
+        "parley_broker_raft_learners",
+        "Learners in this replica's Raft configuration"},
+    {offsetof(brk_group_metrics, map_voters), PL_METRIC_GAUGE,
+        "parley_broker_map_voters",
+        "Voters the cluster map wants for this group (0: not in the map)"},
+    {offsetof(brk_group_metrics, members_changes), PL_METRIC_COUNTER,
+        "parley_broker_members_changes_total",
+        "Raft membership changes this replica proposed as leader to follow "
+        "the map"},
+    {offsetof(brk_group_metrics, transfers), PL_METRIC_COUNTER,
+        "parley_broker_leader_transfers_total",
+        "Leadership transfers this replica started (preferred leader, "
+        "handoff before stop, its own removal)"},
 };
 
 _Static_assert(
@@ -139,4 +156,7 @@ void brk_group_gauges(brk_group *g, int64_t now_us)
 		pl_metric_set(
 		    g->m.peer_dropped, (int64_t)brk_peers_dropped(g->peers));
 	pl_metric_set(g->m.gateways, g->feeds.n);
+	pl_metric_set(g->m.raft_voters, rs.conf.n_voters);
+	pl_metric_set(g->m.raft_learners, rs.conf.n_learners);
+	pl_metric_set(g->m.map_voters, g->have_target ? g->target.nvoters : 0);
 }

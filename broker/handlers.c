@@ -276,29 +276,11 @@ static pl_status h_status(round *rd, brk_item *it,
 	Parley__StatusReply *s = ralloc(rd, sizeof(*s));
 	Parley__GroupStatus *gs = ralloc(rd, sizeof(*gs));
 	Parley__GroupStatus **gp = ralloc(rd, sizeof(*gp));
-	if (!s || !gs || !gp)
+	if (!s || !gs || !gp || brk_status_fill(g, rd->a, gs) != PL_OK)
 		return PL_E_NOMEM;
 	parley__status_reply__init(s);
-	parley__group_status__init(gs);
 	s->node = g->cfg.id;
 	s->uptime_us = pl_now_us() - g->started_us;
-	gs->group = g->cfg.group;
-	gs->address = g->cfg.listen;
-	gs->reachable = true;
-	brk_store_usage(
-	    g->store, &gs->map_used_bytes, &gs->map_size_bytes, &gs->rooms);
-	gs->last_index = brk_store_last_index(g->store);
-	gs->durability = g->cfg.sync ? "sync" : "relaxed";
-	raft_status st;
-	raft_status_get(g->raft, &st);
-	gs->role = (char *)raft_role_name(st.role);
-	gs->node_id = g->cfg.node;
-	gs->term = st.term;
-	gs->commit = st.commit;
-	gs->applied = brk_store_applied(g->store);
-	gs->leader_id = st.lead;
-	gs->voters = st.conf.n_voters;
-	gs->repairing = st.repairing;
 	gp[0] = gs;
 	s->n_groups = 1;
 	s->groups = gp;

@@ -139,6 +139,16 @@ static void change_propose(brk_group *g, brk_item *it)
 void brk_map_serve(brk_group *g, brk_item *it, int64_t now_us)
 {
 	const Parley__Internal__MapRequest *rq = it->batch->map;
+	if (rq->status) {
+		/* Any group, any replica: an operator's look at it. */
+		Parley__Internal__MapReply *r = reply_of(it);
+		Parley__GroupStatus *gs =
+		    r != NULL ? brk_arena_alloc(&it->arena, sizeof(*gs)) : NULL;
+		if (gs != NULL && brk_status_fill(g, &it->arena, gs) == PL_OK)
+			r->status = gs;
+		brk_item_reply(g, it);
+		return;
+	}
 	if (g->cfg.group != 0) {
 		answer_code(g, it, PL_E_BAD_REQUEST,
 		    "the cluster map is served by the meta group");

@@ -18,10 +18,32 @@ static pl_status rs_load(void *ctx, raft_hard_state *hs, uint64_t *snap_index,
 	uint64_t applied;
 	brk_store_raft(g->store, hs, &applied);
 	brk_store_snap(g->store, snap_index, snap_term);
-	memset(conf, 0, sizeof(*conf));
-	for (int i = 0; i < g->cfg.nreplicas; i++)
-		conf->voters[conf->n_voters++] = g->cfg.replicas[i].id;
-	return PL_OK;
+	return brk_conf_base(g, conf);
+}
+
+/* The replicas of the node's config (static, or the map's when the
+ * replica started) as a configuration: what a group that never changed
+ * its membership starts from. */
+static void conf_bootstrap(const brk_group *g, raft_conf *c)
+{
+	memset(c, 0, sizeof(*c));
+	for (int i = 0; i < g->cfg.nreplicas; i++) {
+		const brk_replica *r = &g->cfg.replicas[i];
+		if (r->learner)
+			c->learners[c->n_learners++] = r->id;
+		else
+			c->voters[c->n_voters++] = r->id;
+	}
+}
+
+pl_status brk_conf_base(brk_group *g, raft_conf *c)
+{
+	pl_status st = brk_store_conf(g->store, c);
+	if (st == PL_E_NOT_FOUND) {
+		conf_bootstrap(g, c);
+		return PL_OK;
+	}
+	return st;
 }
 
 static uint64_t rs_first(void *ctx)

@@ -246,12 +246,13 @@ static pl_status snap_install(brk_group *g, snap_in *in)
 	uint64_t index, term;
 	st = brk_store_snapshot_adopt(g->store, &hs, &index, &term);
 	if (st == PL_OK) {
+		/* The configuration as of the copy's applied index came with
+		 * it (store/conf.c). */
 		raft_conf conf;
-		memset(&conf, 0, sizeof(conf));
-		for (int i = 0; i < g->cfg.nreplicas; i++)
-			conf.voters[conf.n_voters++] = g->cfg.replicas[i].id;
-		st = raft_snapshot_restore(
-		    g->raft, in->from, in->term, index, term, &conf);
+		st = brk_conf_base(g, &conf);
+		if (st == PL_OK)
+			st = raft_snapshot_restore(
+			    g->raft, in->from, in->term, index, term, &conf);
 	}
 	brk_log_release(g->store);
 	if (st == PL_OK) {

@@ -230,6 +230,22 @@ static int ask(gate *g, nng_aio *aio, nng_socket s, nng_msg *req,
 	return rv;
 }
 
+static nng_msg *gw_batch_msg(
+    uint32_t group, Parley__Internal__MapRequest *mr)
+{
+	Parley__Internal__GwBatch gb = PARLEY__INTERNAL__GW_BATCH__INIT;
+	gb.gateway = CLIENT_ID;
+	gb.group = group;
+	gb.map = mr;
+	size_t n = parley__internal__gw_batch__get_packed_size(&gb);
+	nng_msg *m;
+	if (nng_msg_alloc(&m, n) != 0)
+		return NULL;
+	size_t packed = parley__internal__gw_batch__pack(&gb, nng_msg_body(m));
+	PL_ASSERT(packed == n);
+	return m;
+}
+
 static nng_msg *map_request(uint64_t since, uint32_t wait_ms,
     const uint8_t *change, size_t len, const uint8_t *mac)
 {
@@ -242,17 +258,7 @@ static nng_msg *map_request(uint64_t since, uint32_t wait_ms,
 		mr.mac.data = (uint8_t *)mac;
 		mr.mac.len = crypto_auth_BYTES;
 	}
-	Parley__Internal__GwBatch gb = PARLEY__INTERNAL__GW_BATCH__INIT;
-	gb.gateway = CLIENT_ID;
-	gb.group = 0;
-	gb.map = &mr;
-	size_t n = parley__internal__gw_batch__get_packed_size(&gb);
-	nng_msg *m;
-	if (nng_msg_alloc(&m, n) != 0)
-		return NULL;
-	size_t packed = parley__internal__gw_batch__pack(&gb, nng_msg_body(m));
-	PL_ASSERT(packed == n);
-	return m;
+	return gw_batch_msg(0, &mr);
 }
 
 /* What a replica answered. */
@@ -613,6 +619,86 @@ pl_status pl_map_fetch(const char *const *addrs, int naddrs,
 		pl_map_fini(&ans.map);
 		st = PL_E_UNAVAILABLE;
 		aio_sleep(NULL, aio, RETRY_PAUSE_MS);
+	}
+	nng_aio_stop(aio);
+	peers_close(&ps);
+	nng_aio_free(aio);
+	return st;
+}
+
+/* ---- a replica's status ---- */
+
+static pl_status info_from(const Parley__Internal__BrokerBatch *bb,
+    uint32_t group, pl_replica_info *out)
+{
+	if (bb->group != group)
+		return PL_E_PROTO;
+	if (bb->map == NULL || bb->map->status == NULL)
+		return bb->not_leader ? PL_E_NOT_FOUND : PL_E_PROTO;
+	const Parley__GroupStatus *gs = bb->map->status;
+	if (gs->group != group ||
+	    gs->n_conf_voters > PL_ARRAY_LEN(out->voters) ||
+	    gs->n_conf_learners > PL_ARRAY_LEN(out->learners))
+		return PL_E_PROTO;
+	memset(out, 0, sizeof(*out));
+	out->group = gs->group;
+	out->node = gs->node_id;
+	snprintf(out->role, sizeof(out->role), "%s",
+	    gs->role != NULL ? gs->role : "");
+	out->term = gs->term;
+	out->commit = gs->commit;
+	out->applied = gs->applied;
+	out->last_index = gs->last_index;
+	out->leader = gs->leader_id;
+	out->nvoters = (int)gs->n_conf_voters;
+	memcpy(out->voters, gs->conf_voters,
+	    gs->n_conf_voters * sizeof(out->voters[0]));
+	out->nlearners = (int)gs->n_conf_learners;
+	memcpy(out->learners, gs->conf_learners,
+	    gs->n_conf_learners * sizeof(out->learners[0]));
+	out->rooms = gs->rooms;
+	out->map_used = gs->map_used_bytes;
+	out->map_size = gs->map_size_bytes;
+	out->repairing = gs->repairing;
+	return PL_OK;
+}
+
+pl_status pl_replica_status(const char *addr, uint32_t group,
+    uint32_t timeout_ms, pl_replica_info *out)
+{
+	peers ps;
+	const char *one[1] = {addr};
+	pl_status st = peers_open(&ps, one, 1);
+	if (st != PL_OK)
+		return st;
+	nng_aio *aio = NULL;
+	if (nng_aio_alloc(&aio, NULL, NULL) != 0) {
+		peers_close(&ps);
+		return PL_E_NOMEM;
+	}
+	Parley__Internal__MapRequest mr = PARLEY__INTERNAL__MAP_REQUEST__INIT;
+	mr.status = true;
+	nng_msg *req = gw_batch_msg(group, &mr), *rep = NULL;
+	st = PL_E_NOMEM;
+	if (req != NULL) {
+		int rv = ask(NULL, aio, ps.p[0].sock, req,
+		    (nng_duration)timeout_ms, &rep);
+		st = rv == NNG_ETIMEDOUT ? PL_E_TIMEOUT
+		     : rv != 0           ? PL_E_UNAVAILABLE
+		                         : PL_OK;
+	}
+	if (st == PL_OK) {
+		size_t len = nng_msg_len(rep);
+		pl_arena a;
+		Parley__Internal__BrokerBatch *bb;
+		st = pl_arena_init(&a, NULL, PL_ARENA_BYTES_FOR(len));
+		if (st == PL_OK) {
+			st = pl_broker_batch_decode(
+			    nng_msg_body(rep), len, &a, &bb);
+			st = st == PL_OK ? info_from(bb, group, out) : PL_E_PROTO;
+			pl_arena_fini(&a);
+		}
+		nng_msg_free(rep);
 	}
 	nng_aio_stop(aio);
 	peers_close(&ps);

@@ -57,6 +57,25 @@ pl_status pl_map_change(const char *const *addrs, int naddrs,
 pl_status pl_map_fetch(const char *const *addrs, int naddrs,
     uint32_t timeout_ms, pl_map *out);
 
+/* One replica's status, as it answers MapRequest.status for its group
+ * (any replica; the map and the group untouched). */
+typedef struct pl_replica_info {
+	uint32_t group;
+	uint64_t node;
+	char role[16]; /* leader, follower, candidate, pre-candidate */
+	uint64_t term, commit, applied, last_index, leader;
+	uint64_t voters[8], learners[8]; /* its Raft configuration */
+	int nvoters, nlearners;
+	uint64_t rooms, map_used, map_size;
+	bool repairing;
+} pl_replica_info;
+
+/* Asks the broker at addr (its rep0 address) for its replica of group.
+ * PL_E_NOT_FOUND when it hosts none, PL_E_TIMEOUT when it does not
+ * answer within timeout_ms, PL_E_PROTO for a malformed answer. */
+pl_status pl_replica_status(const char *addr, uint32_t group,
+    uint32_t timeout_ms, pl_replica_info *out);
+
 /* The MAC a change carries (crypto_auth, HMAC-SHA-512-256), and its
  * check on the meta replica (constant time). */
 void pl_map_change_mac(const uint8_t secret[32], const uint8_t *change,

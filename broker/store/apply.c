@@ -416,6 +416,10 @@ pl_status brk_apply(
 			}
 			res->st = st;
 		}
+	} else if (e->type == RAFT_ENTRY_CONF) {
+		pl_status st = brk_apply_conf(w, e);
+		if (st != PL_OK)
+			return st;
 	}
 	w->applied = e->index;
 	return PL_OK;

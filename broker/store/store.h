@@ -152,6 +152,15 @@ pl_status brk_apply(
 pl_status brk_store_map_read(
     brk_store *s, uint8_t **out, size_t *len, uint64_t *version);
 
+/* ---- the group's Raft configuration (conf.c) ---- */
+
+/* Stores the configuration entry e applies (called by brk_apply). */
+pl_status brk_apply_conf(brk_wtxn *w, const raft_entry *e);
+/* The configuration of the last configuration entry applied into *out;
+ * PL_E_NOT_FOUND when the group never changed its membership (its
+ * configuration is the bootstrap one), PL_E_CORRUPT, LMDB errors. */
+pl_status brk_store_conf(brk_store *s, raft_conf *out);
+
 /* ---- commands from requests (cmd.c) ---- */
 
 /* Storage for a command built from a client request. */
