@@ -12,6 +12,9 @@
  *                report, ping
  *   ctl_map.c    the cluster map: show it, and changes through the meta
  *                group (brokers, groups, tenants, keys)
+ *   ctl_cluster.c operations that watch the groups follow the map:
+ *                cluster status, replica move, broker drain, leader
+ *                rebalance, broker prepare-restart
  */
 #ifndef PARLEY_CLIENT_CTL_H
 #define PARLEY_CLIENT_CTL_H
@@ -20,6 +23,8 @@
 #include <stdint.h>
 
 #include "client/parley.h"
+#include "cluster.pb-c.h"
+#include "proto/map_client.h"
 
 #define REQUEST_TIMEOUT_MS 10000
 /* Options per invocation: a handful are ever used; --meta may repeat up
@@ -94,5 +99,28 @@ int ctl_report(parley_conn *c, const ctl_args *a);
 int ctl_ping(parley_conn *c);
 /* cluster, broker, group (but status), tenant and key commands. */
 int ctl_map_cmd(const char *cmd, const ctl_args *a);
+
+/* ctl_map.c, shared with ctl_cluster.c: the meta replicas of --meta or
+ * PARLEY_META; one change signed and sent (prints changed/unchanged and
+ * the version; the exit code); the current map (initialised by the
+ * call; the exit code, the map valid when 0). */
+#define CTL_MAP_TIMEOUT_MS 10000
+typedef struct ctl_meta {
+	char buf[PL_META_ADDRS_MAX][PL_MAP_ADDR_CHARS_MAX + 1];
+	const char *p[PL_META_ADDRS_MAX];
+	int n;
+} ctl_meta;
+bool ctl_meta_addrs(const ctl_args *a, ctl_meta *m);
+int ctl_change_send(const ctl_args *a, const Parley__Cluster__Change *c);
+int ctl_map_get(const ctl_args *a, pl_map *m);
+
+/* ctl_cluster.c: operations that watch the groups follow the map:
+ * cluster status, replica move, broker drain (moving replicas off),
+ * leader rebalance, broker prepare-restart. */
+int ctl_cluster_status(const ctl_args *a);
+int ctl_replica(const ctl_args *a);
+int ctl_broker_drain(const ctl_args *a, uint64_t node);
+int ctl_leader(const ctl_args *a);
+int ctl_broker_prepare_restart(const ctl_args *a, uint64_t node);
 
 #endif /* PARLEY_CLIENT_CTL_H */

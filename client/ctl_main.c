@@ -49,7 +49,13 @@ int ctl_usage(void)
 	      "changes also --secret FILE (env PARLEY_SECRET_FILE):\n"
 	      "  cluster map\n"
 	      "  broker add --node N --name NAME --listen ADDR --peer ADDR\n"
-	      "  broker drain|activate|remove --node N\n"
+	      "  cluster status   (every broker and group: leader, term, "
+	      "lag, rooms, disk)\n"
+	      "  broker drain --node N [--keep-replicas]   (moves its "
+	      "replicas off)\n"
+	      "  broker activate|remove|prepare-restart --node N\n"
+	      "  replica move GROUP --from N --to N [--timeout S]\n"
+	      "  leader rebalance [--avoid N[,N]] [--timeout S]\n"
 	      "  group add [--id N] [--replicas R] [--weight W]\n"
 	      "  group drain|undrain ID [--weight W] | group remove ID\n"
 	      "  tenant add NAME [--retention-days D] [--connections-max N]\n"
@@ -280,7 +286,8 @@ int main(int argc, char **argv)
 		return ctl_group(&a);
 	if (strcmp(cmd, "group") == 0 || strcmp(cmd, "cluster") == 0 ||
 	    strcmp(cmd, "broker") == 0 || strcmp(cmd, "tenant") == 0 ||
-	    strcmp(cmd, "key") == 0)
+	    strcmp(cmd, "key") == 0 || strcmp(cmd, "replica") == 0 ||
+	    strcmp(cmd, "leader") == 0)
 		return ctl_map_cmd(cmd, &a);
 	return cmd_gateway(cmd, &a);
 }

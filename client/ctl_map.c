@@ -21,16 +21,9 @@
 #include "cluster.pb-c.h"
 #include "proto/map_client.h"
 
-#define MAP_TIMEOUT_MS 10000
 #define CHANGE_BYTES_MAX 4096
 
-typedef struct meta_addrs {
-	char buf[PL_META_ADDRS_MAX][PL_MAP_ADDR_CHARS_MAX + 1];
-	const char *p[PL_META_ADDRS_MAX];
-	int n;
-} meta_addrs;
-
-static bool addrs_parse(const ctl_args *a, meta_addrs *m)
+bool ctl_meta_addrs(const ctl_args *a, ctl_meta *m)
 {
 	const char *v = ctl_opt(a, "meta");
 	if (v == NULL)
@@ -105,11 +98,11 @@ static void map_print(const pl_map *m)
 }
 
 /* Signs and sends one change; prints the outcome and the new version. */
-static int change_send(const ctl_args *a, const Parley__Cluster__Change *c)
+int ctl_change_send(const ctl_args *a, const Parley__Cluster__Change *c)
 {
-	meta_addrs ma;
+	ctl_meta ma;
 	uint8_t secret[32];
-	if (!addrs_parse(a, &ma))
+	if (!ctl_meta_addrs(a, &ma))
 		return ctl_fail("bad_request",
 		    "--meta ADDR[,ADDR...] (or PARLEY_META) names the meta "
 		    "replicas");
@@ -125,7 +118,7 @@ static int change_send(const ctl_args *a, const Parley__Cluster__Change *c)
 	char why[256] = "";
 	pl_map after;
 	pl_map_init(&after);
-	pl_status st = pl_map_change(ma.p, ma.n, secret, buf, n, MAP_TIMEOUT_MS,
+	pl_status st = pl_map_change(ma.p, ma.n, secret, buf, n, CTL_MAP_TIMEOUT_MS,
 	    &changed, &after, why, sizeof(why));
 	sodium_memzero(secret, sizeof(secret));
 	if (st != PL_OK) {
@@ -148,17 +141,29 @@ static bool u32_opt(const ctl_args *a, const char *k, uint32_t *out)
 	return true;
 }
 
-static int cluster_map(const ctl_args *a)
+int ctl_map_get(const ctl_args *a, pl_map *m)
 {
-	meta_addrs ma;
-	if (!ctl_args_check(a, "meta", 1, 1) || !addrs_parse(a, &ma))
-		return ctl_usage();
-	pl_map m;
-	pl_map_init(&m);
-	pl_status st = pl_map_fetch(ma.p, ma.n, MAP_TIMEOUT_MS, &m);
+	ctl_meta ma;
+	if (!ctl_meta_addrs(a, &ma))
+		return ctl_fail("bad_request",
+		    "--meta ADDR[,ADDR...] (or PARLEY_META) names the meta "
+		    "replicas");
+	pl_map_init(m);
+	pl_status st = pl_map_fetch(ma.p, ma.n, CTL_MAP_TIMEOUT_MS, m);
 	if (st != PL_OK)
 		return ctl_fail(pl_code_name(pl_status_to_code(st)),
 		    "no meta replica answered");
+	return 0;
+}
+
+static int cluster_map(const ctl_args *a)
+{
+	pl_map m;
+	if (!ctl_args_check(a, "meta,secret", 1, 1))
+		return ctl_usage();
+	int rc = ctl_map_get(a, &m);
+	if (rc != 0)
+		return rc;
 	map_print(&m);
 	pl_map_fini(&m);
 	return 0;
@@ -186,14 +191,16 @@ static int broker_cmd(const ctl_args *a)
 		ba.broker = &b;
 		c.op_case = PARLEY__CLUSTER__CHANGE__OP_BROKER_ADD;
 		c.broker_add = &ba;
-		return change_send(a, &c);
+		return ctl_change_send(a, &c);
 	}
+	if (strcmp(sub, "drain") == 0)
+		return ctl_broker_drain(a, node);
+	if (strcmp(sub, "prepare-restart") == 0)
+		return ctl_broker_prepare_restart(a, node);
 	Parley__Cluster__BrokerSetState bs =
 	    PARLEY__CLUSTER__BROKER_SET_STATE__INIT;
 	bs.node = node;
-	if (strcmp(sub, "drain") == 0)
-		bs.state = PARLEY__CLUSTER__BROKER_STATE__BROKER_DRAINING;
-	else if (strcmp(sub, "activate") == 0)
+	if (strcmp(sub, "activate") == 0)
 		bs.state = PARLEY__CLUSTER__BROKER_STATE__BROKER_ACTIVE;
 	else if (strcmp(sub, "remove") == 0)
 		bs.state = PARLEY__CLUSTER__BROKER_STATE__BROKER_REMOVED;
@@ -203,7 +210,7 @@ static int broker_cmd(const ctl_args *a)
 		return ctl_usage();
 	c.op_case = PARLEY__CLUSTER__CHANGE__OP_BROKER_STATE;
 	c.broker_state = &bs;
-	return change_send(a, &c);
+	return ctl_change_send(a, &c);
 }
 
 /* group add [--id N] --replicas R [--weight W]; group drain|undrain ID
@@ -223,7 +230,7 @@ static int group_map_cmd(const ctl_args *a)
 			return ctl_usage();
 		c.op_case = PARLEY__CLUSTER__CHANGE__OP_GROUP_ADD;
 		c.group_add = &ga;
-		return change_send(a, &c);
+		return ctl_change_send(a, &c);
 	}
 	uint64_t id;
 	if (a->npos < 2 || !ctl_parse_u64(a->pos[1], &id) || id == 0 ||
@@ -237,7 +244,7 @@ static int group_map_cmd(const ctl_args *a)
 		gr.id = (uint32_t)id;
 		c.op_case = PARLEY__CLUSTER__CHANGE__OP_GROUP_REMOVE;
 		c.group_remove = &gr;
-		return change_send(a, &c);
+		return ctl_change_send(a, &c);
 	}
 	Parley__Cluster__GroupSet gs = PARLEY__CLUSTER__GROUP_SET__INIT;
 	gs.id = (uint32_t)id;
@@ -251,7 +258,7 @@ static int group_map_cmd(const ctl_args *a)
 		return ctl_usage();
 	c.op_case = PARLEY__CLUSTER__CHANGE__OP_GROUP_SET;
 	c.group_set = &gs;
-	return change_send(a, &c);
+	return ctl_change_send(a, &c);
 }
 
 /* tenant add NAME [--retention-days D] [--connections-max N]
@@ -276,7 +283,7 @@ static int tenant_cmd(const ctl_args *a)
 		return ctl_usage();
 	c.op_case = PARLEY__CLUSTER__CHANGE__OP_TENANT_SET;
 	c.tenant_set = &ts;
-	return change_send(a, &c);
+	return ctl_change_send(a, &c);
 }
 
 /* key add TENANT --key-id K --public B64 | key add TENANT --pub FILE
@@ -292,7 +299,7 @@ static int key_cmd(const ctl_args *a)
 		kr.key_id = (char *)a->pos[2];
 		c.op_case = PARLEY__CLUSTER__CHANGE__OP_KEY_REVOKE;
 		c.key_revoke = &kr;
-		return change_send(a, &c);
+		return ctl_change_send(a, &c);
 	}
 	if (a->npos != 2 || strcmp(a->pos[0], "add") != 0 ||
 	    !ctl_args_check(a, "meta,secret,key-id,public", 2, 2))
@@ -316,7 +323,7 @@ static int key_cmd(const ctl_args *a)
 	ka.key = &k;
 	c.op_case = PARLEY__CLUSTER__CHANGE__OP_KEY_ADD;
 	c.key_add = &ka;
-	return change_send(a, &c);
+	return ctl_change_send(a, &c);
 }
 
 int ctl_map_cmd(const char *cmd, const ctl_args *a)
@@ -324,6 +331,8 @@ int ctl_map_cmd(const char *cmd, const ctl_args *a)
 	if (strcmp(cmd, "cluster") == 0) {
 		if (a->npos == 1 && strcmp(a->pos[0], "map") == 0)
 			return cluster_map(a);
+		if (a->npos == 1 && strcmp(a->pos[0], "status") == 0)
+			return ctl_cluster_status(a);
 		return ctl_usage();
 	}
 	if (a->npos < 1)
@@ -336,5 +345,9 @@ int ctl_map_cmd(const char *cmd, const ctl_args *a)
 		return tenant_cmd(a);
 	if (strcmp(cmd, "key") == 0)
 		return key_cmd(a);
+	if (strcmp(cmd, "replica") == 0)
+		return ctl_replica(a);
+	if (strcmp(cmd, "leader") == 0)
+		return ctl_leader(a);
 	return ctl_usage();
 }

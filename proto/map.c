@@ -1283,6 +1283,68 @@ static pl_status op_defaults(apply *a, const Parley__Cluster__DefaultsSet *c)
 	return PL_OK;
 }
 
+/* ---- apply: leaders ---- */
+
+#define REBALANCE_AVOID_MAX 16
+
+/*
+ * Every group's preferred leader chosen again, greedily in id order: the
+ * voter on an active broker not avoided that was given the fewest groups
+ * so far, the current one when it is among those, else the lower node.
+ * A group with no such voter keeps its preference. With every group
+ * having R voters spread by placement, this gives each broker
+ * ceil(groups / brokers) or fewer.
+ */
+static pl_status op_leader_rebalance(
+    apply *a, const Parley__Cluster__LeaderRebalance *c)
+{
+	pl_map *m = a->m;
+	if (c->n_avoid > REBALANCE_AVOID_MAX)
+		return say(a, PL_E_BAD_REQUEST, "at most %d brokers to avoid",
+		    REBALANCE_AVOID_MAX);
+	for (size_t i = 0; i < c->n_avoid; i++) {
+		if (pl_map_broker_find(m, c->avoid[i]) == NULL)
+			return say(a, PL_E_NOT_FOUND,
+			    "no broker %" PRIu64 " in the map", c->avoid[i]);
+	}
+	int *given = calloc(m->nbrokers + 1, sizeof(*given));
+	if (given == NULL)
+		return say(a, PL_E_NOMEM, "out of memory");
+	for (size_t gi = 0; gi < m->ngroups; gi++) {
+		pl_map_group *g = &m->groups[gi];
+		if (g->removed)
+			continue;
+		size_t best = SIZE_MAX;
+		for (int r = 0; r < g->nreplicas; r++) {
+			const pl_map_replica *rp = &g->replicas[r];
+			bool avoided = false;
+			for (size_t k = 0; k < c->n_avoid; k++)
+				avoided = avoided || c->avoid[k] == rp->node;
+			size_t bi = 0;
+			while (bi < m->nbrokers && m->brokers[bi].node != rp->node)
+				bi++;
+			if (!is_voter(rp) || avoided || bi == m->nbrokers ||
+			    m->brokers[bi].state != PL_BROKER_ACTIVE)
+				continue;
+			if (best == SIZE_MAX || given[bi] < given[best] ||
+			    (given[bi] == given[best] &&
+			        m->brokers[best].node != g->leader &&
+			        (rp->node == g->leader ||
+			            rp->node < m->brokers[best].node)))
+				best = bi;
+		}
+		if (best == SIZE_MAX)
+			continue; /* no voter to prefer: left as it is */
+		given[best]++;
+		if (g->leader != m->brokers[best].node) {
+			g->leader = m->brokers[best].node;
+			a->changed = true;
+		}
+	}
+	free(given);
+	return PL_OK;
+}
+
 /* ---- apply ---- */
 
 static pl_status dispatch(apply *a, const Parley__Cluster__Change *c)
@@ -1312,6 +1374,8 @@ static pl_status dispatch(apply *a, const Parley__Cluster__Change *c)
 		return op_key_revoke(a, c->key_revoke);
 	case PARLEY__CLUSTER__CHANGE__OP_DEFAULTS:
 		return op_defaults(a, c->defaults);
+	case PARLEY__CLUSTER__CHANGE__OP_LEADER_REBALANCE:
+		return op_leader_rebalance(a, c->leader_rebalance);
 	default:
 		return say(a, PL_E_BAD_REQUEST, "a change names no operation");
 	}

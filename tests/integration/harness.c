@@ -341,7 +341,8 @@ bool hx_start_cluster_broker(hx_cluster *c, int node)
 	    node, node, c->rep_port[0][node], c->rep_peer[0][node],
 	    c->rep_http[0][node], c->dir, node, c->secret_file,
 	    c->broker_extra);
-	for (int r = 1; r <= c->nreplicas && n < sizeof(text); r++)
+	int nmeta = c->nmeta > 0 ? c->nmeta : c->nreplicas;
+	for (int r = 1; r <= nmeta && n < sizeof(text); r++)
 		n += (size_t)snprintf(text + n, sizeof(text) - n,
 		    "[meta.%d]\nlisten = tcp://127.0.0.1:%d\n"
 		    "peer = tcp://127.0.0.1:%d\n",
@@ -394,7 +395,8 @@ static bool gateway_config(hx_cluster *c, const char *ini, const char *id,
 	if (c->cluster) {
 		/* Groups come from the map the meta group serves. */
 		n += (size_t)snprintf(text + n, sizeof(text) - n, "meta = ");
-		for (int r = 1; r <= c->nreplicas; r++)
+		int nmeta = c->nmeta > 0 ? c->nmeta : c->nreplicas;
+		for (int r = 1; r <= nmeta; r++)
 			n += (size_t)snprintf(text + n, sizeof(text) - n,
 			    "%stcp://127.0.0.1:%d", r > 1 ? ", " : "",
 			    c->rep_port[0][r]);

@@ -11,6 +11,8 @@
 #include <sys/types.h>
 
 #include "client/parley.h"
+#include "cluster.pb-c.h"
+#include "proto/map_client.h"
 
 #define HX_GROUPS_MAX 4
 /* Replicas per group in a replicated cluster (a Raft group of 3 or 5). */
@@ -56,6 +58,8 @@ typedef struct hx_cluster {
 	 * hosting a meta replica and what the map places on it; gateways
 	 * then follow the map (meta = ...) instead of [group.N]. */
 	bool cluster;
+	/* Cluster brokers 1..nmeta host the meta group (0: all of them). */
+	int nmeta;
 } hx_cluster;
 
 /* Prepares dir, keys (tenants "acme" and "globex") and ports. */
@@ -143,5 +147,22 @@ pl_status hx_publish_n(parley_conn *c, const char *room, int i, parley_ack *a);
 
 /* A TCP socket connected to the gateway's client port, or -1. */
 int hx_raw_connect(hx_cluster *c);
+
+/* harness_map.c: the meta group's addresses (the return is how many);
+ * a change signed with the cluster secret; the map; a group of
+ * `replicas` added; a tenant (its key file from hx_init) with its key; a
+ * cluster broker's replica of group; parleyctl run with args plus --meta
+ * and --secret (its output in out, appended to parleyctl.log; its exit
+ * code, -1 when it did not run). */
+int hx_meta_addrs(hx_cluster *c, const char **out, char (*buf)[64]);
+pl_status hx_map_change(
+    hx_cluster *c, const Parley__Cluster__Change *ch, pl_map *after);
+pl_status hx_map_fetch(hx_cluster *c, pl_map *m);
+pl_status hx_map_group_add(hx_cluster *c, uint32_t replicas, pl_map *after);
+pl_status hx_map_tenant_with_key(
+    hx_cluster *c, const char *tenant, pl_map *after);
+pl_status hx_replica_info(
+    hx_cluster *c, int node, uint32_t group, pl_replica_info *out);
+int hx_ctl(hx_cluster *c, const char *args, char *out, size_t cap);
 
 #endif

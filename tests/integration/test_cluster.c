@@ -20,52 +20,20 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <sodium.h>
-
 #include "cluster.pb-c.h"
 #include "proto/map_client.h"
 #include "tests/check.h"
 #include "tests/integration/harness.h"
 
 #define T 5000
-#define MAP_T_MS 8000
 
-static uint8_t secret[32];
-static const char *addrs[HX_REPLICAS_MAX];
-static char addr_buf[HX_REPLICAS_MAX][64];
-static int naddrs;
-
-static bool secret_read(const char *path)
+static pl_status change(
+    hx_cluster *c, const Parley__Cluster__Change *ch, pl_map *after)
 {
-	return pl_secret_file_load(path, secret) == PL_OK;
+	return hx_map_change(c, ch, after);
 }
 
-static pl_status change(const Parley__Cluster__Change *c, pl_map *after)
-{
-	uint8_t buf[1024];
-	size_t n = parley__cluster__change__pack(c, buf);
-	bool changed;
-	char why[200] = "";
-	pl_status st = pl_map_change(addrs, naddrs, secret, buf, n, MAP_T_MS,
-	    &changed, after, why, sizeof(why));
-	if (st != PL_OK)
-		fprintf(stderr, "  change refused: %s (%s)\n", pl_strerror(st),
-		    why);
-	return st;
-}
-
-static pl_status group_add(pl_map *after)
-{
-	Parley__Cluster__GroupAdd ga = PARLEY__CLUSTER__GROUP_ADD__INIT;
-	Parley__Cluster__Change c = PARLEY__CLUSTER__CHANGE__INIT;
-	ga.replicas = 3;
-	ga.weight = 1;
-	c.op_case = PARLEY__CLUSTER__CHANGE__OP_GROUP_ADD;
-	c.group_add = &ga;
-	return change(&c, after);
-}
-
-static pl_status group_drain(uint32_t id, pl_map *after)
+static pl_status group_drain(hx_cluster *hc, uint32_t id, pl_map *after)
 {
 	Parley__Cluster__GroupSet gs = PARLEY__CLUSTER__GROUP_SET__INIT;
 	Parley__Cluster__Change c = PARLEY__CLUSTER__CHANGE__INIT;
@@ -74,37 +42,7 @@ static pl_status group_drain(uint32_t id, pl_map *after)
 	gs.draining = true;
 	c.op_case = PARLEY__CLUSTER__CHANGE__OP_GROUP_SET;
 	c.group_set = &gs;
-	return change(&c, after);
-}
-
-static pl_status tenant_with_key(
-    hx_cluster *hc, const char *tenant, pl_map *after)
-{
-	Parley__Cluster__TenantSet ts = PARLEY__CLUSTER__TENANT_SET__INIT;
-	Parley__Cluster__Change c = PARLEY__CLUSTER__CHANGE__INIT;
-	ts.name = (char *)tenant;
-	c.op_case = PARLEY__CLUSTER__CHANGE__OP_TENANT_SET;
-	c.tenant_set = &ts;
-	pl_status st = change(&c, after);
-	if (st != PL_OK)
-		return st;
-	char path[256], t[64], kid[32];
-	uint8_t sk[64], pk[32];
-	snprintf(path, sizeof(path), "%s/%s.key", hc->dir, tenant);
-	if (pl_keyfile_load(path, t, sizeof(t), kid, sizeof(kid), sk, pk) !=
-	    PL_OK)
-		return PL_E_IO;
-	Parley__Cluster__Key k = PARLEY__CLUSTER__KEY__INIT;
-	Parley__Cluster__KeyAdd ka = PARLEY__CLUSTER__KEY_ADD__INIT;
-	k.id = kid;
-	k.public_key.data = pk;
-	k.public_key.len = sizeof(pk);
-	ka.tenant = (char *)tenant;
-	ka.key = &k;
-	Parley__Cluster__Change c2 = PARLEY__CLUSTER__CHANGE__INIT;
-	c2.op_case = PARLEY__CLUSTER__CHANGE__OP_KEY_ADD;
-	c2.key_add = &ka;
-	return change(&c2, after);
+	return change(hc, &c, after);
 }
 
 static pl_status key_revoke(hx_cluster *hc, const char *tenant, pl_map *after)
@@ -121,7 +59,7 @@ static pl_status key_revoke(hx_cluster *hc, const char *tenant, pl_map *after)
 	kr.key_id = kid;
 	c.op_case = PARLEY__CLUSTER__CHANGE__OP_KEY_REVOKE;
 	c.key_revoke = &kr;
-	return change(&c, after);
+	return change(hc, &c, after);
 }
 
 /* Waits until every running broker hosts n groups (meta included). */
@@ -176,25 +114,19 @@ TEST(test_cluster_grows_and_serves_from_its_map)
 	hx_cluster c;
 	CHECK(hx_init_replicated(&c, 1, 3));
 	CHECK(hx_init_meta(&c));
-	CHECK(secret_read(c.secret_file));
-	naddrs = c.nreplicas;
-	for (int r = 1; r <= c.nreplicas; r++) {
-		snprintf(addr_buf[r - 1], sizeof(addr_buf[r - 1]),
-		    "tcp://127.0.0.1:%d", c.rep_port[0][r]);
-		addrs[r - 1] = addr_buf[r - 1];
+	for (int r = 1; r <= c.nreplicas; r++)
 		CHECK(hx_start_cluster_broker(&c, r));
-	}
 	pl_map m;
 	pl_map_init(&m);
 	/* The brokers register themselves. */
 	for (int i = 0; i < 200 && m.nbrokers < 3; i++) {
 		usleep(50000);
-		(void)pl_map_fetch(addrs, naddrs, MAP_T_MS, &m);
+		(void)hx_map_fetch(&c, &m);
 	}
 	CHECK_EQ(m.nbrokers, 3);
-	CHECK_EQ(tenant_with_key(&c, "acme", &m), PL_OK);
-	CHECK_EQ(tenant_with_key(&c, "globex", &m), PL_OK);
-	CHECK_EQ(group_add(&m), PL_OK);
+	CHECK_EQ(hx_map_tenant_with_key(&c, "acme", &m), PL_OK);
+	CHECK_EQ(hx_map_tenant_with_key(&c, "globex", &m), PL_OK);
+	CHECK_EQ(hx_map_group_add(&c, 3, &m), PL_OK);
 	CHECK(brokers_host(&c, 2, 10000));
 	CHECK(hx_start_gateway(&c));
 	CHECK(gateway_at(&c, m.version, 5000));
@@ -209,7 +141,7 @@ TEST(test_cluster_grows_and_serves_from_its_map)
 
 	/* A second group: hosted by the brokers, and new rooms land on it
 	 * within 2 s. */
-	CHECK_EQ(group_add(&m), PL_OK);
+	CHECK_EQ(hx_map_group_add(&c, 3, &m), PL_OK);
 	CHECK_EQ(m.ngroups, 2);
 	CHECK(brokers_host(&c, 3, 10000));
 	CHECK(gateway_at(&c, m.version, 2000));
@@ -217,7 +149,7 @@ TEST(test_cluster_grows_and_serves_from_its_map)
 	CHECK(rooms_on(svc, 20, 2, room2) > 0);
 
 	/* Group 1 drained: new rooms land on group 2 only; room1 serves. */
-	CHECK_EQ(group_drain(1, &m), PL_OK);
+	CHECK_EQ(group_drain(&c, 1, &m), PL_OK);
 	CHECK(gateway_at(&c, m.version, 2000));
 	CHECK_EQ(rooms_on(svc, 20, 1, NULL), 0);
 	for (int i = 51; i <= 100; i++)

@@ -166,6 +166,17 @@ static chg c_defaults(uint32_t conns, uint32_t days)
 
 /* ---- the invariants, written again here (not map.c's) ---- */
 
+static chg c_rebalance(const uint64_t *avoid, size_t n)
+{
+	Parley__Cluster__LeaderRebalance r =
+	    PARLEY__CLUSTER__LEADER_REBALANCE__INIT;
+	r.avoid = (uint64_t *)avoid, r.n_avoid = n;
+	Parley__Cluster__Change c = PARLEY__CLUSTER__CHANGE__INIT;
+	c.op_case = PARLEY__CLUSTER__CHANGE__OP_LEADER_REBALANCE;
+	c.leader_rebalance = &r;
+	return pack(&c);
+}
+
 static bool voter(const pl_map_replica *r)
 {
 	return !r->learner && !r->leaving;
@@ -930,6 +941,44 @@ TEST(test_map_placement_spreads_replicas_and_leaders)
 	pl_map_fini(&m);
 }
 
+static int leads_on(const pl_map *m, uint64_t b)
+{
+	int n = 0;
+	for (size_t i = 0; i < m->ngroups; i++)
+		n += m->groups[i].leader == b;
+	return n;
+}
+
+/* A rolling restart moves preference off one broker and back: with 12
+ * groups of 3 on 4 brokers, avoiding broker 2 leaves it no group and
+ * the others 4 each; rebalancing again gives every broker 3; a second
+ * rebalance is a no-op; an unknown broker is refused. */
+TEST(test_map_leader_rebalance)
+{
+	pl_map m;
+	pl_map_init(&m);
+	CHECK(add_brokers(&m, 4));
+	for (int i = 0; i < 12; i++)
+		APPLY(&m, c_group_add(0, 3, 1));
+	NOOP(&m, c_rebalance(NULL, 0)); /* placement spread them already */
+	uint64_t two = 2, nine = 9;
+	APPLY(&m, c_rebalance(&two, 1));
+	CHECK_EQ(leads_on(&m, 2), 0);
+	for (uint64_t b = 1; b <= 4; b += b == 1 ? 2 : 1)
+		CHECK_EQ(leads_on(&m, b), 4);
+	NOOP(&m, c_rebalance(&two, 1));
+	APPLY(&m, c_rebalance(NULL, 0));
+	for (uint64_t b = 1; b <= 4; b++)
+		CHECK_EQ(leads_on(&m, b), 3);
+	NOOP(&m, c_rebalance(NULL, 0));
+	REFUSE(&m, c_rebalance(&nine, 1), PL_E_NOT_FOUND);
+	/* A draining broker is not preferred either. */
+	APPLY(&m, c_broker_state(4, PL_BROKER_DRAINING));
+	APPLY(&m, c_rebalance(NULL, 0));
+	CHECK_EQ(leads_on(&m, 4), 0);
+	pl_map_fini(&m);
+}
+
 TEST(test_map_placement_skips_draining_and_loaded)
 {
 	pl_map m;
@@ -1227,7 +1276,7 @@ static chg random_change(void)
 	static const char *keys[] = {"k0", "k1", "k2", "k3", "k4", "k5"};
 	uint64_t node = 1 + rnd_n(7);
 	uint32_t group = rnd_n(7);
-	switch (rnd_n(12)) {
+	switch (rnd_n(13)) {
 	case 0:
 		/* brokers 1..7, with some addresses that clash */
 		return rnd_n(8) ? c_broker(node)
@@ -1255,8 +1304,10 @@ static chg random_change(void)
 		return rnd_n(2) ? c_key_add(tenants[rnd_n(3)], keys[rnd_n(6)],
 		                      (uint8_t)rnd_n(2), 32)
 		                : c_key_revoke(tenants[rnd_n(3)], keys[rnd_n(6)]);
-	default:
+	case 11:
 		return c_defaults(rnd_n(3), rnd_n(3));
+	default:
+		return c_rebalance(&node, rnd_n(2));
 	}
 }
 
