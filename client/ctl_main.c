@@ -14,9 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <nng/nng.h>
 #include <sodium.h>
 
 #include "client/ctl.h"
+#include "proto/nng_close.h"
 
 #define URL_DEFAULT "tcp://127.0.0.1:7100"
 #define CONNECT_TIMEOUT_MS 5000
@@ -287,7 +289,16 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "group") == 0 || strcmp(cmd, "cluster") == 0 ||
 	    strcmp(cmd, "broker") == 0 || strcmp(cmd, "tenant") == 0 ||
 	    strcmp(cmd, "key") == 0 || strcmp(cmd, "replica") == 0 ||
-	    strcmp(cmd, "leader") == 0)
-		return ctl_map_cmd(cmd, &a);
+	    strcmp(cmd, "leader") == 0) {
+		int rc = ctl_map_cmd(cmd, &a);
+		/* The map commands open and close many sockets; nng frees a
+		 * closed socket's pipes on its own threads later, so without
+		 * this a leak checker counts them at exit. A close that was
+		 * abandoned (proto/nng_close.c) would make nng_fini wait for
+		 * it forever: then exit without. */
+		if (!pl_nng_close_abandoned())
+			nng_fini();
+		return rc;
+	}
 	return cmd_gateway(cmd, &a);
 }

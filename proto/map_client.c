@@ -577,26 +577,34 @@ pl_status pl_map_change(const char *const *addrs, int naddrs,
 	return st;
 }
 
-/* *out is written on success only and not finished first, as
- * pl_map_decode does. */
+/* *out is written on success only; the map it held is freed then.
+ * Replicas are dialed one at a time, as they are asked: one that
+ * answers spares the others a connection (nng 1.5.2 leaks the state of
+ * a dial still connecting when its socket closes). */
 pl_status pl_map_fetch(const char *const *addrs, int naddrs,
     uint32_t timeout_ms, pl_map *out)
 {
 	peers ps;
 	nng_aio *aio = NULL;
-	pl_status st = peers_open(&ps, addrs, naddrs);
-	if (st != PL_OK)
-		return st;
-	if (nng_aio_alloc(&aio, NULL, NULL) != 0) {
-		peers_close(&ps);
+	memset(&ps, 0, sizeof(ps));
+	if (addrs == NULL || naddrs < 1 || naddrs > PL_META_ADDRS_MAX)
+		return PL_E_BAD_REQUEST;
+	for (int i = 0; i < naddrs; i++)
+		if (addrs[i] == NULL || addrs[i][0] == '\0')
+			return PL_E_BAD_REQUEST;
+	if (nng_aio_alloc(&aio, NULL, NULL) != 0)
 		return PL_E_NOMEM;
-	}
 	int64_t end_us = pl_mono_us() + (int64_t)timeout_ms * 1000;
-	st = PL_E_TIMEOUT;
-	for (int cur = 0;; cur = (cur + 1) % ps.n) {
+	pl_status st = PL_E_TIMEOUT;
+	for (int next = 0;; next = (next + 1) % naddrs) {
 		int64_t left_ms = (end_us - pl_mono_us()) / 1000;
 		if (left_ms <= 0)
 			break;
+		int cur = peers_find_or_add(&ps, addrs[next]);
+		if (cur < 0) {
+			st = PL_E_BAD_REQUEST; /* an address nng cannot dial */
+			break;
+		}
 		nng_msg *req = map_request(0, 0, NULL, 0, NULL);
 		nng_msg *rep = NULL;
 		if (req == NULL) {
@@ -651,11 +659,11 @@ static pl_status info_from(const Parley__Internal__BrokerBatch *bb,
 	out->last_index = gs->last_index;
 	out->leader = gs->leader_id;
 	out->nvoters = (int)gs->n_conf_voters;
-	memcpy(out->voters, gs->conf_voters,
-	    gs->n_conf_voters * sizeof(out->voters[0]));
+	for (size_t i = 0; i < gs->n_conf_voters; i++)
+		out->voters[i] = gs->conf_voters[i];
 	out->nlearners = (int)gs->n_conf_learners;
-	memcpy(out->learners, gs->conf_learners,
-	    gs->n_conf_learners * sizeof(out->learners[0]));
+	for (size_t i = 0; i < gs->n_conf_learners; i++)
+		out->learners[i] = gs->conf_learners[i];
 	out->rooms = gs->rooms;
 	out->map_used = gs->map_used_bytes;
 	out->map_size = gs->map_size_bytes;
