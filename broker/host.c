@@ -39,8 +39,6 @@
 
 /* How long a change to the map (self-registration) may take. */
 #define REGISTER_TIMEOUT_MS 2000
-/* How long a stopping broker waits for its groups to hand leadership. */
-#define HANDOFF_WAIT_MS 3000
 
 typedef struct hosted {
 	uint32_t id;
@@ -470,22 +468,31 @@ int brk_host_groups(brk_host *h)
 	return n;
 }
 
-/* Before the groups stop, every group this broker leads hands its
- * leadership to a caught-up voter, so a restart costs the group one
- * transfer (milliseconds) rather than an election timeout. Bounded: a
- * group whose transfer does not finish in HANDOFF_WAIT_MS just stops. */
-static void handoff(brk_host *h)
+/* Every hosted group told to hand over (under the table's read lock:
+ * the host thread may add one meanwhile); how many still lead. */
+static int handoff_count(brk_host *h, bool ask)
 {
-	for (int i = 0; i < h->n; i++)
-		brk_group_handoff(h->tab[i].g);
-	int64_t end = pl_mono_us() + (int64_t)HANDOFF_WAIT_MS * 1000;
+	int leading = 0;
+	pthread_rwlock_rdlock(&h->mu);
+	for (int i = 0; i < h->n; i++) {
+		if (ask)
+			brk_group_handoff(h->tab[i].g);
+		leading += brk_group_leads(h->tab[i].g);
+	}
+	pthread_rwlock_unlock(&h->mu);
+	return leading;
+}
+
+void brk_host_handoff(brk_host *h)
+{
+	if (handoff_count(h, true) == 0)
+		return;
+	int64_t end = pl_mono_us() + (int64_t)BRK_HOST_HANDOFF_MS * 1000;
 	/* The group threads publish whether they lead every 50 ms. */
 	struct timespec pause = {0, 60 * 1000 * 1000};
 	nanosleep(&pause, NULL);
 	for (;;) {
-		int leading = 0;
-		for (int i = 0; i < h->n; i++)
-			leading += brk_group_leads(h->tab[i].g);
+		int leading = handoff_count(h, true);
 		if (leading == 0 || pl_mono_us() >= end) {
 			if (leading > 0)
 				PL_WARN("broker",
@@ -506,7 +513,6 @@ void brk_host_stop(brk_host *h)
 	 * more replies through net, no more sends), then the transports
 	 * (no more submissions), then the groups' memory. */
 	pl_map_watch_stop(h->watch);
-	handoff(h);
 	if (h->thread_on) {
 		pthread_mutex_lock(&h->map_mu);
 		h->stopping = true;

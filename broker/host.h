@@ -29,6 +29,12 @@ pl_status brk_host_start(
 /* Groups hosted now. */
 int brk_host_groups(brk_host *h);
 /* Stops every group and transport and frees; NULL ok. */
+/* Before a stop: every group this broker leads hands its leadership to a
+ * caught-up voter, so the restart costs each group one transfer instead
+ * of an election timeout; returns once none leads or after
+ * BRK_HOST_HANDOFF_MS (a group that cannot hand over just stops). */
+#define BRK_HOST_HANDOFF_MS 2000
+void brk_host_handoff(brk_host *h);
 void brk_host_stop(brk_host *h);
 
 #endif /* PARLEY_BROKER_HOST_H */

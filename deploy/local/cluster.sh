@@ -20,7 +20,10 @@
 # and its key and PARLEY_GROUPS shard groups of three replicas, placed by
 # the map; two gateways (7100/7180 and 7101/7181) know only the meta
 # addresses. Later changes: parleyctl group add|drain, tenant add, key
-# add|revoke with --meta and --secret (see `cluster.sh meta-env`).
+# add|revoke, replica move, broker drain, leader rebalance with --meta and
+# --secret (see `cluster.sh meta-env`); `cluster.sh add-broker 4` starts a
+# fourth broker (no meta replica), `cluster.sh rolling-restart` restarts
+# every broker in turn, moving its leaderships away first.
 #
 # Ports: the gateway on 7100 (TCP) and 7180 (HTTP, WebSocket). With one
 # replica, group g's broker listens on 7400+2g-1 and serves HTTP on
@@ -191,6 +194,7 @@ launch() {
 }
 
 stop() {
+	rm -f "$HOME_DIR/map-mode"
 	for f in "$HOME_DIR"/*.pid; do
 		[ -f "$f" ] || continue
 		local pid
@@ -224,6 +228,11 @@ status() {
 		PARLEY_TOKEN=$tok "$CTL" group status \
 			--url "tcp://127.0.0.1:$TCP_PORT" || true
 	fi
+	if [ -f "$HOME_DIR/map-mode" ]; then
+		echo
+		map_env
+		"$CTL" cluster status || true
+	fi
 }
 
 ops_token() {
@@ -238,13 +247,16 @@ leader_of() {
 }
 
 # kill-leader G: kill -9 the replica leading group G (a machine dying).
+# Run by the map, brokers are named by node only (broker-N).
 kill_leader() {
-	local g=${1:?group} n
+	local g=${1:?group} n name
 	n=$(leader_of "$g")
 	[ -n "$n" ] || { echo "cluster: group $g has no leader" >&2; return 1; }
-	kill -9 "$(cat "$HOME_DIR/broker-$g-$n.pid")"
-	rm -f "$HOME_DIR/broker-$g-$n.pid"
-	echo "broker-$g-$n"
+	name=broker-$g-$n
+	[ -f "$HOME_DIR/map-mode" ] && name=broker-$n
+	kill -9 "$(cat "$HOME_DIR/$name.pid")"
+	rm -f "$HOME_DIR/$name.pid"
+	echo "$name"
 }
 
 # restart NAME: starts a stopped broker again on its data (broker-G-N).
@@ -268,35 +280,96 @@ meta_env() {
 	echo "export PARLEY_SECRET_FILE=$HOME_DIR/secret"
 }
 
+# Cluster broker n: its own listeners and data, the meta group's three
+# replicas (brokers 1..3; a broker above 3 hosts no meta replica).
+map_broker() {
+	local n=$1
+	{
+		echo "[broker]"
+		echo "id = broker-$n"
+		echo "node = $n"
+		echo "listen = tcp://127.0.0.1:$(mport "$n" 1)"
+		echo "peer = tcp://127.0.0.1:$(mport "$n" 2)"
+		echo "http = 127.0.0.1:$(mport "$n" 3)"
+		echo "data = $HOME_DIR/data/broker-$n"
+		echo "durability = ${PARLEY_DURABILITY:-sync}"
+		echo "secret_file = $HOME_DIR/secret"
+		for m in 1 2 3; do
+			echo "[meta.$m]"
+			echo "listen = tcp://127.0.0.1:$(mport "$m" 1)"
+			echo "peer = tcp://127.0.0.1:$(mport "$m" 2)"
+		done
+	} > "$HOME_DIR/broker-$n.ini"
+	launch "broker-$n" "$BUILD/broker/parley-broker" -c "$HOME_DIR/broker-$n.ini"
+}
+
+map_env() {
+	export PARLEY_META PARLEY_SECRET_FILE
+	PARLEY_META=$(meta_list)
+	PARLEY_SECRET_FILE=$HOME_DIR/secret
+}
+
+# add-broker N: one more cluster broker (N > 3); it registers itself and
+# the map places new replicas on it from then on.
+add_broker() {
+	local n=${1:?node}
+	[ "$n" -gt 3 ] || { echo "cluster: brokers 1..3 exist" >&2; return 2; }
+	map_env
+	map_broker "$n"
+	for _ in $(seq 1 100); do
+		"$CTL" cluster map | grep -q "^broker $n " && {
+			echo "broker-$n"
+			return 0
+		}
+		sleep 0.1
+	done
+	echo "cluster: broker-$n did not register (see $HOME_DIR/broker-$n.log)" >&2
+	return 1
+}
+
+# rolling-restart: every broker in turn moves its leaderships away, is
+# stopped (SIGTERM: it hands the meta group over as it stops), started
+# again and caught up; then leaders are rebalanced.
+rolling_restart() {
+	map_env
+	for f in "$HOME_DIR"/broker-[0-9]*.ini; do
+		local name n pid
+		name=$(basename "$f" .ini)
+		n=${name#broker-}
+		[ -f "$HOME_DIR/$name.pid" ] || continue
+		"$CTL" broker prepare-restart --node "$n"
+		pid=$(cat "$HOME_DIR/$name.pid")
+		kill "$pid"
+		for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
+		rm -f "$HOME_DIR/$name.pid"
+		launch "$name" "$BUILD/broker/parley-broker" -c "$f"
+		# Caught up: every group reports a leader and no replica lags.
+		for _ in $(seq 1 100); do
+			"$CTL" cluster status > "$HOME_DIR/status.txt" 2>&1 &&
+				! grep -Eq 'unreachable|lag=[1-9]' "$HOME_DIR/status.txt" &&
+				break
+			sleep 0.2
+		done
+		echo "$name restarted"
+	done
+	"$CTL" leader rebalance
+}
+
 map_start() {
 	mkdir -p "$HOME_DIR/data"
+	touch "$HOME_DIR/map-mode"
 	secret
 	if [ ! -f "$HOME_DIR/acme.key" ]; then
 		"$CTL" keygen --tenant acme --key-id k1 --out "$HOME_DIR/acme.key" \
 			> "$HOME_DIR/acme.pub"
 	fi
-	for n in 1 2 3; do
-		{
-			echo "[broker]"
-			echo "id = broker-$n"
-			echo "node = $n"
-			echo "listen = tcp://127.0.0.1:$(mport "$n" 1)"
-			echo "peer = tcp://127.0.0.1:$(mport "$n" 2)"
-			echo "http = 127.0.0.1:$(mport "$n" 3)"
-			echo "data = $HOME_DIR/data/broker-$n"
-			echo "durability = ${PARLEY_DURABILITY:-sync}"
-			echo "secret_file = $HOME_DIR/secret"
-			for m in 1 2 3; do
-				echo "[meta.$m]"
-				echo "listen = tcp://127.0.0.1:$(mport "$m" 1)"
-				echo "peer = tcp://127.0.0.1:$(mport "$m" 2)"
-			done
-		} > "$HOME_DIR/broker-$n.ini"
-		launch "broker-$n" "$BUILD/broker/parley-broker" -c "$HOME_DIR/broker-$n.ini"
+	for n in 1 2 3; do map_broker "$n"; done
+	for f in "$HOME_DIR"/broker-[0-9]*.ini; do
+		n=$(basename "$f" .ini)
+		n=${n#broker-}
+		[ "$n" -gt 3 ] && map_broker "$n"
 	done
-	export PARLEY_META PARLEY_SECRET_FILE
-	PARLEY_META=$(meta_list)
-	PARLEY_SECRET_FILE=$HOME_DIR/secret
+	map_env
 	# Idempotent: on a restart these change nothing.
 	local pub
 	pub=$(sed -n 's/^key\.k1 *= *//p' "$HOME_DIR/acme.pub")
@@ -333,5 +406,7 @@ stop) stop ;;
 status) status ;;
 kill-leader) kill_leader "${2:-}" ;;
 restart) restart "${2:-}" ;;
-*) echo "usage: $0 start|stop|status|meta-env|kill-leader GROUP|restart NAME" >&2; exit 2 ;;
+add-broker) add_broker "${2:-}" ;;
+rolling-restart) rolling_restart ;;
+*) echo "usage: $0 start|stop|status|meta-env|kill-leader GROUP|restart NAME|add-broker N|rolling-restart" >&2; exit 2 ;;
 esac

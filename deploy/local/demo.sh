@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
 # Parley's one-command demo: installs what is missing, builds, starts a
-# local cluster on loopback (2 shard groups of 3 broker replicas each + 1
-# gateway, data in .parley/) and plays a short support conversation with
-# parleyctl: a customer asks, an agent joins, types and answers, read
-# positions move, the leader of the room's shard group is killed mid-chat
-# (kill -9) and the chat goes on after a pause, the room closes, and the
-# consultation statistics are printed. PARLEY_REPLICAS=1 runs one broker
-# per group instead. The cluster keeps running
+# local cluster on loopback run by its cluster map (three brokers that are
+# the meta group's replicas, 2 shard groups of 3 replicas placed by the
+# map, 2 gateways; data in .parley/) and plays a short support
+# conversation with parleyctl: a customer asks, an agent joins, types and
+# answers, read positions move, the leader of the room's shard group is
+# killed mid-chat (kill -9) and the chat goes on after a pause; then the
+# cluster grows while it serves (a fourth broker, a third group, the room's
+# group's leader replica moved to the new broker), the room closes, and
+# the consultation statistics and the cluster's status are printed.
+# PARLEY_MAP=0 runs static configs, PARLEY_REPLICAS=1 one broker per group. The cluster keeps running
 # afterwards for the web pages; stop it with deploy/local/cluster.sh stop.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 
 export PARLEY_REPLICAS=${PARLEY_REPLICAS:-3}
+# Run by the cluster map (three brokers that are the meta group, shard
+# groups placed by it, two gateways); PARLEY_MAP=0: static configs.
+export PARLEY_MAP=${PARLEY_MAP:-1}
+[ "$PARLEY_MAP" = 0 ] && unset PARLEY_MAP
+[ "$PARLEY_REPLICAS" -le 1 ] && unset PARLEY_MAP
 ./deploy/local/setup.sh
 ./deploy/local/cluster.sh start
 
@@ -49,7 +57,8 @@ say "agent bob joins and tails the room from seq 0 (history, then live)"
 as "$AGENT" room join "$ROOM"
 TAIL_N=4
 [ "$PARLEY_REPLICAS" -gt 1 ] && TAIL_N=5
-as "$AGENT" subscribe "$ROOM" --count "$TAIL_N" --timeout-ms 20000 > "$ROOT/.parley/demo-tail.txt" 2>&1 &
+[ -n "${PARLEY_MAP:-}" ] && TAIL_N=6
+as "$AGENT" subscribe "$ROOM" --count "$TAIL_N" --timeout-ms 60000 > "$ROOT/.parley/demo-tail.txt" 2>&1 &
 TAIL=$!
 sleep 0.3
 as "$AGENT" typing "$ROOM"
@@ -78,6 +87,19 @@ if [ "$PARLEY_REPLICAS" -gt 1 ]; then
 	./deploy/local/cluster.sh restart "$DEAD" > /dev/null
 	echo "  $DEAD restarted: it catches up from the new leader"
 fi
+
+if [ -n "${PARLEY_MAP:-}" ]; then
+	eval "$(./deploy/local/cluster.sh meta-env)"
+	say "the cluster grows while it serves: a fourth broker, a third shard group"
+	./deploy/local/cluster.sh add-broker 4 | sed 's/^/  started /'
+	"$CTL" group add --replicas 3 | sed 's/^/  group add: /'
+	G=$((16#${ROOM:0:4}))
+	FROM=$("$CTL" cluster status 2>/dev/null |
+		awk -v g="$G" '$1 == "group" && $2 == g { for (i = 3; i <= NF; i++) if ($i ~ /^leader=/) { sub("leader=", "", $i); print $i } }' | head -1)
+	say "group $G's leader replica moves from broker $FROM to broker 4 (learner, catch up, promote, remove)"
+	"$CTL" replica move "$G" --from "$FROM" --to 4 | sed 's/^/  /'
+	pub "$AGENT" bob "$ROOM" "Anything else I can help with?" bob-3
+fi
 wait "$TAIL" || true
 
 say "what bob's tail printed (in seq order, each message once)"
@@ -96,6 +118,10 @@ as "$AGENT" report --days 1
 say "the shard groups' replicas (role, term, commit and applied index, lag)"
 sleep 1
 as "$AGENT" group status
+if [ -n "${PARLEY_MAP:-}" ]; then
+	say "the cluster as the map sees it (parleyctl cluster status)"
+	"$CTL" cluster status
+fi
 
 say "where to connect"
 cat <<TXT

@@ -165,6 +165,7 @@ export const SCHEMA = {
     [10, 'nodeId', 'uint64'], [11, 'term', 'uint64'], [12, 'commit', 'uint64'],
     [13, 'applied', 'uint64'], [14, 'leaderId', 'uint64'], [15, 'lag', 'uint64'],
     [16, 'voters', 'uint32'], [17, 'repairing', 'bool'],
+    [18, 'confVoters', 'uint64', R], [19, 'confLearners', 'uint64', R],
   ],
   StatusReply: [
     [1, 'node', 'string'], [2, 'connections', 'uint32'], [3, 'subscriptions', 'uint32'],
