@@ -33,7 +33,7 @@ int brk_host_groups(brk_host *h);
  * caught-up voter, so the restart costs each group one transfer instead
  * of an election timeout; returns once none leads or after
  * BRK_HOST_HANDOFF_MS (a group that cannot hand over just stops). */
-#define BRK_HOST_HANDOFF_MS 2000
+#define BRK_HOST_HANDOFF_MS 500
 void brk_host_handoff(brk_host *h);
 void brk_host_stop(brk_host *h);
 

@@ -94,10 +94,10 @@ int main(int argc, char **argv)
 	    cfg.nmeta, (int)getpid());
 	sigwait(&sigs, &sig);
 	PL_INFO("broker", "event=stopping signal=%d", sig);
-	/* Leaderships first, bounded on its own: the deadline is for the
-	 * orderly stop after it. */
-	brk_host_handoff(h);
 	pl_stop_deadline_arm("broker", PL_STOP_DEADLINE_MS);
+	/* Leaderships first (bounded well inside the deadline), then the
+	 * orderly stop. */
+	brk_host_handoff(h);
 	brk_host_stop(h);
 	pl_metrics_fini(metrics);
 	free(metrics);

@@ -66,12 +66,14 @@ static bool in(const uint64_t *ids, int n, uint64_t id)
 	return false;
 }
 
-/* The peer is within CATCHUP_SLACK entries of the commit index. */
+/* The peer answered lately and is within CATCHUP_SLACK entries of the
+ * commit index. */
 static bool caught_up(brk_group *g, const raft_status *rs, uint64_t id)
 {
 	uint64_t match = 0;
-	return raft_peer_match(g->raft, id, &match) == PL_OK &&
-	       match + CATCHUP_SLACK >= rs->commit;
+	bool recent = false;
+	return raft_peer_match(g->raft, id, &match, &recent) == PL_OK &&
+	       recent && match + CATCHUP_SLACK >= rs->commit;
 }
 
 static const char *op_name(raft_conf_op op)
@@ -118,16 +120,19 @@ static void transfer(brk_group *g, uint64_t to, const char *why, int64_t now)
 }
 
 /* The caught-up voter of conf other than this replica with the highest
- * match, preferring one the target keeps; 0 when there is none. */
+ * match that answered within the last election timeout (a paused or
+ * dead peer would never take over), preferring one the target keeps; 0
+ * when there is none. */
 static uint64_t successor(brk_group *g, const raft_status *rs)
 {
 	uint64_t best = 0, best_match = 0;
 	bool best_kept = false;
 	for (int i = 0; i < rs->conf.n_voters; i++) {
 		uint64_t id = rs->conf.voters[i], match = 0;
+		bool recent = false;
 		if (id == g->cfg.node ||
-		    raft_peer_match(g->raft, id, &match) != PL_OK ||
-		    match + CATCHUP_SLACK < rs->commit)
+		    raft_peer_match(g->raft, id, &match, &recent) != PL_OK ||
+		    !recent || match + CATCHUP_SLACK < rs->commit)
 			continue;
 		bool kept = !g->have_target ||
 		            in(g->target.voters, g->target.nvoters, id);

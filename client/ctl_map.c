@@ -286,8 +286,8 @@ static int tenant_cmd(const ctl_args *a)
 	return ctl_change_send(a, &c);
 }
 
-/* key add TENANT --key-id K --public B64 | key add TENANT --pub FILE
- * (the keygen's .pub output); key revoke TENANT KEY_ID */
+/* key add TENANT --key-id K --public B64 (as keygen prints it); key
+ * revoke TENANT KEY_ID */
 static int key_cmd(const ctl_args *a)
 {
 	Parley__Cluster__Change c = PARLEY__CLUSTER__CHANGE__INIT;

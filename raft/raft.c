@@ -578,13 +578,16 @@ void raft_status_get(const raft *r, raft_status *st)
 	st->repair = r->repair;
 }
 
-pl_status raft_peer_match(const raft *r, uint64_t id, uint64_t *match)
+pl_status raft_peer_match(
+    const raft *r, uint64_t id, uint64_t *match, bool *recent)
 {
 	if (r->role != RAFT_LEADER)
 		return PL_E_NOT_LEADER;
 	for (int i = 0; i < r->n_prs; i++) {
 		if (r->prs[i].id == id) {
 			*match = id == r->id ? r->persisted : r->prs[i].match;
+			if (recent != NULL)
+				*recent = id == r->id || r->prs[i].active;
 			return PL_OK;
 		}
 	}

@@ -395,9 +395,13 @@ void raft_advance(raft *r);
 void raft_status_get(const raft *r, raft_status *st);
 
 /* Leader: the highest index known durable on peer `id` and matching the
- * leader's log there, into *match (how far a learner has caught up).
- * PL_E_NOT_LEADER on any other role, PL_E_NOT_FOUND for a non-member. */
-pl_status raft_peer_match(const raft *r, uint64_t id, uint64_t *match);
+ * leader's log there, into *match (how far a learner has caught up), and
+ * in *recent (may be NULL) whether the peer answered since the last
+ * quorum check, an election timeout at most (the leader itself always
+ * has). PL_E_NOT_LEADER on any other role, PL_E_NOT_FOUND for a
+ * non-member. */
+pl_status raft_peer_match(
+    const raft *r, uint64_t id, uint64_t *match, bool *recent);
 
 /* Encodes / decodes a configuration entry payload (the decoder validates:
  * the payload is untrusted). Exposed for the driver and tests. */

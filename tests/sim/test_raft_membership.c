@@ -29,6 +29,44 @@ TEST(test_raft_learner_does_not_vote_or_campaign)
 	tnet_free(w);
 }
 
+/* What a driver following a map reads before it promotes or hands
+ * over: the leader knows each member's match and whether it answered
+ * lately; a cut-off follower keeps its match but not its recency; only
+ * the leader answers. */
+TEST(test_raft_peer_match_for_catch_up_and_handoff)
+{
+	tnet *w = tnet_new(3, 1);
+	tnet_start(w);
+	elect(w, 1);
+	CHECK_EQ(propose_str(w, 1, "x"), PL_OK);
+	ttick_all(w, 2);
+	raft *l = N(w, 1)->r;
+	uint64_t m = 0;
+	bool recent = false;
+	CHECK_EQ(raft_peer_match(l, 4, &m, &recent), PL_OK); /* learner */
+	CHECK_EQ(m, st(w, 1).last_index);
+	CHECK(recent);
+	CHECK_EQ(raft_peer_match(l, 1, &m, NULL), PL_OK); /* itself */
+	CHECK_EQ(m, st(w, 1).last_index);
+	CHECK_EQ(raft_peer_match(l, 9, &m, NULL), PL_E_NOT_FOUND);
+	CHECK_EQ(raft_peer_match(N(w, 2)->r, 1, &m, NULL), PL_E_NOT_LEADER);
+	uint64_t before = 0;
+	CHECK_EQ(raft_peer_match(l, 3, &before, NULL), PL_OK);
+	isolate(w, 3, true);
+	CHECK_EQ(propose_str(w, 1, "y"), PL_OK);
+	/* Past an election timeout's quorum check, node 3 is not recent;
+	 * its match stays where it was. */
+	ttick(w, 1, 25); /* election_ticks is 10 in the harness */
+	ttick_all(w, 2);
+	CHECK_EQ(raft_peer_match(l, 3, &m, &recent), PL_OK);
+	CHECK_EQ(m, before);
+	CHECK(!recent);
+	CHECK_EQ(raft_peer_match(l, 2, &m, &recent), PL_OK);
+	CHECK(recent);
+	CHECK_EQ(m, st(w, 1).last_index);
+	tnet_free(w);
+}
+
 TEST(test_raft_membership_add_promote_remove)
 {
 	tnet *w = tnet_new(3, 0);

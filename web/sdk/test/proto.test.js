@@ -230,7 +230,7 @@ test('every ServerFrame body round-trips', () => {
         group: 1, address: 'tcp://x', reachable: true, rooms: 5, lastIndex: 9, mapUsedBytes: 10,
         mapSizeBytes: 2n ** 60n, durability: 'sync', role: 'leader',
         nodeId: 2, term: 7, commit: 9, applied: 9, leaderId: 2, lag: 0, voters: 3,
-        repairing: false,
+        repairing: false, confVoters: [1, 2, 3], confLearners: [4],
       }],
     },
     event: { room: 'r', ev: 'message', message },
