@@ -94,8 +94,13 @@ if [ -n "${PARLEY_MAP:-}" ]; then
 	./deploy/local/cluster.sh add-broker 4 | sed 's/^/  started /'
 	"$CTL" group add --replicas 3 | sed 's/^/  group add: /'
 	G=$((16#${ROOM:0:4}))
-	FROM=$("$CTL" cluster status 2>/dev/null |
-		awk -v g="$G" '$1 == "group" && $2 == g { for (i = 3; i <= NF; i++) if ($i ~ /^leader=/) { sub("leader=", "", $i); print $i } }' | head -1)
+	FROM=""
+	for _ in $(seq 1 50); do
+		FROM=$( ("$CTL" cluster status 2>/dev/null || true) |
+			awk -v g="$G" '$1 == "group" && $2 == g { for (i = 3; i <= NF; i++) if ($i ~ /^leader=[0-9]/) { sub("leader=", "", $i); print $i } }' | head -1)
+		[ -n "$FROM" ] && break
+		sleep 0.2
+	done
 	say "group $G's leader replica moves from broker $FROM to broker 4 (learner, catch up, promote, remove)"
 	"$CTL" replica move "$G" --from "$FROM" --to 4 | sed 's/^/  /'
 	pub "$AGENT" bob "$ROOM" "Anything else I can help with?" bob-3
