@@ -176,6 +176,31 @@ static void housekeeping(brk_group *g)
 	}
 }
 
+/*
+ * How long the thread may wait for work with nothing queued. Work wakes
+ * it at once (the queue signals), so this only decides how late the
+ * timers run: the Raft clock (ticks are counted from elapsed time, so a
+ * late look ticks several times), parked polls' and watches' deadlines,
+ * compaction, gauges. A broker hosts many groups, and an idle group that
+ * woke every TICK_US would cost a context switch 200 times a second:
+ * followers wait IDLE_WAIT_US (their election timer fires at most that
+ * late, against an election_ms of hundreds), leaders half a heartbeat
+ * (heartbeats go out on time), a group moving a snapshot or syncing on
+ * an interval no longer than it needs.
+ */
+static uint32_t idle_wait_us(const brk_group *g)
+{
+	if (g->sin.active)
+		return TICK_US;
+	for (int i = 0; i < RAFT_PEERS_MAX; i++)
+		if (g->sout[i].active)
+			return TICK_US;
+	uint32_t w = g->leader ? g->cfg.heartbeat_ms * 1000 / 2 : IDLE_WAIT_US;
+	if (!g->cfg.sync && g->cfg.sync_interval_ms * 1000 / 2 < w)
+		w = g->cfg.sync_interval_ms * 1000 / 2;
+	return w < TICK_US ? TICK_US : w > IDLE_WAIT_US ? IDLE_WAIT_US : w;
+}
+
 static void *group_main(void *arg)
 {
 	brk_group *g = arg;
@@ -196,7 +221,7 @@ static void *group_main(void *arg)
 	while (atomic_load(&g->running)) {
 		bool more = !g->stalled && raft_has_ready(g->raft);
 		size_t n = pl_queue_pop_many(
-		    &g->q, (void **)in, ITEMS_POP, more ? 0 : TICK_US);
+		    &g->q, (void **)in, ITEMS_POP, more ? 0 : idle_wait_us(g));
 		size_t nr = intake(g, in, n, batch);
 		if (!g->stalled)
 			brk_raft_ticks(g);

@@ -51,6 +51,8 @@
 /* Requests of one round: every batch at the wire's bound. */
 #define ROUND_REQS_MAX ((size_t)ROUND_ITEMS_MAX * PL_GW_BATCH_REQS_MAX)
 #define TICK_US 5000
+/* The longest an idle group's thread sleeps (group.c idle_wait_us). */
+#define IDLE_WAIT_US 50000
 /* Raft's logical clock: election and heartbeat are counted in ticks. */
 #define RAFT_TICK_MS 10
 /* Peer messages held at once (the nng peer socket's receive side). */
