@@ -276,6 +276,7 @@ pl_status brk_group_new(
 	g->cfg = *cfg;
 	pthread_mutex_init(&g->free_mu, NULL);
 	pthread_mutex_init(&g->target_mu, NULL);
+	atomic_store(&g->in_conf, true);
 	uint8_t rnd[16];
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(g->epoch, sizeof(g->epoch), rnd, sizeof(rnd));

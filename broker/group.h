@@ -51,6 +51,11 @@ void brk_group_set_target(brk_group *g, const brk_members_target *t);
  * at most 50 ms old). */
 void brk_group_handoff(brk_group *g);
 bool brk_group_leads(brk_group *g);
+/* Whether the replica's latest Raft configuration (in its log, as of
+ * the group thread's last look) still names it; true until it looked. */
+bool brk_group_in_conf(brk_group *g);
+/* The replica's data directory (its config's). */
+const char *brk_group_data_dir(const brk_group *g);
 
 /* Starts the group thread. peers is NULL for a group of one. */
 pl_status brk_group_start(brk_group *g, brk_net *net, brk_peers *peers);

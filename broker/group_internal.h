@@ -236,7 +236,7 @@ struct brk_group {
 	pthread_mutex_t target_mu;
 	brk_members_target target_in, target;
 	bool target_new, have_target;
-	atomic_bool handoff, leads;
+	atomic_bool handoff, leads, in_conf;
 	int64_t lead_since_us, members_us, transfer_us;
 	/* The meta group's map (map_serve.c): the applied map's encoding,
 	 * its version, the parked watches and who is told of a new map. */

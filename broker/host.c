@@ -2,11 +2,12 @@
  * host.c - one broker process and the groups it hosts (host.h).
  *
  * Threads: nng's callbacks route received messages (route_batch,
- * route_peer) under the read side of h->mu; the host thread adds groups
- * under its write side, so a message never reaches a group being added
- * and the table never shrinks while the process runs (a group leaves
- * with the process: rooms never move between groups, and a replica
- * removed from a group by the map stops at the next restart).
+ * route_peer) under the read side of h->mu; the host thread adds and
+ * retires groups under its write side, so a message never reaches a
+ * group being added or retired. A replica is retired (stopped, its data
+ * directory renamed *.retired-<time>) once the map no longer places it
+ * here and its own Raft configuration no longer names it: the group
+ * went on without it (retire_check).
  *
  * Invariants:
  *  - one group id, at most one hosted replica (the map never places two
@@ -37,6 +38,9 @@
 #include "proto/map_client.h"
 #include "proto/splice.h"
 
+/* How long the host waits for a replica's status when it checks whether
+ * a group went on without it. */
+#define RETIRE_ASK_MS 500
 /* How long a change to the map (self-registration) may take. */
 #define REGISTER_TIMEOUT_MS 2000
 
@@ -283,6 +287,85 @@ static void map_apply(brk_host *h, const pl_map *m)
 	pl_metric_set(h->m_map_version, (int64_t)m->version);
 }
 
+static bool placed_here(const brk_host *h, const pl_map *m, uint32_t id)
+{
+	const pl_map_group *mg = pl_map_group_find(m, id);
+	if (mg == NULL || mg->removed)
+		return mg == NULL; /* not in the map yet: keep it */
+	for (int r = 0; r < mg->nreplicas; r++)
+		if (mg->replicas[r].node == h->cfg.node)
+			return true;
+	return false;
+}
+
+/* Stops the replica of table entry i (taken out of the table first, so
+ * nothing routes to it), keeps its data under another name. */
+static void retire(brk_host *h, int i, uint64_t version)
+{
+	pthread_rwlock_wrlock(&h->mu);
+	hosted e = h->tab[i];
+	h->tab[i] = h->tab[h->n - 1];
+	h->n--;
+	pthread_rwlock_unlock(&h->mu);
+	char dir[sizeof(((brk_config *)0)->data_dir)];
+	snprintf(dir, sizeof(dir), "%s", brk_group_data_dir(e.g));
+	brk_group_stop(e.g);
+	brk_group_free(e.g);
+	char to[sizeof(dir) + 40];
+	snprintf(to, sizeof(to), "%s.retired-%lld", dir,
+	    (long long)(pl_now_us() / 1000000));
+	bool kept = rename(dir, to) == 0;
+	pl_metric_set(h->m_groups, h->n);
+	PL_INFO("broker",
+	    "event=replica_retired group=%u map_version=%llu data=%s",
+	    (unsigned)e.id, (unsigned long long)version, kept ? to : dir);
+}
+
+/* Whether the group went on without this broker: its own log says it
+ * was removed, or the group's leader (asked through the replicas the map
+ * places) has a configuration without it. A leader removes a replica by
+ * appending the change, and sends it nothing after, so the removed
+ * replica rarely learns it from its own log. */
+static bool gone_from_group(brk_host *h, const pl_map *m, uint32_t id,
+    brk_group *g)
+{
+	if (!brk_group_in_conf(g))
+		return true;
+	const pl_map_group *mg = pl_map_group_find(m, id);
+	for (int r = 0; mg != NULL && r < mg->nreplicas; r++) {
+		const pl_map_broker *b =
+		    pl_map_broker_find(m, mg->replicas[r].node);
+		pl_replica_info x;
+		if (b == NULL || b->node == h->cfg.node ||
+		    pl_replica_status(b->listen, id, RETIRE_ASK_MS, &x) != PL_OK ||
+		    strcmp(x.role, "leader") != 0)
+			continue;
+		for (int v = 0; v < x.nvoters; v++)
+			if (x.voters[v] == h->cfg.node)
+				return false;
+		for (int l = 0; l < x.nlearners; l++)
+			if (x.learners[l] == h->cfg.node)
+				return false;
+		return true;
+	}
+	return false;
+}
+
+/* Retires every hosted shard-group replica the map no longer places here
+ * once the group went on without it. The meta group's membership comes
+ * from configs, never from the map. */
+static void retire_check(brk_host *h, const pl_map *m)
+{
+	if (m->version == 0)
+		return;
+	for (int i = h->n - 1; i >= 0; i--) {
+		uint32_t id = h->tab[i].id; /* the table changes on this thread */
+		if (id != 0 && !placed_here(h, m, id) &&
+		    gone_from_group(h, m, id, h->tab[i].g))
+			retire(h, i, m->version);
+	}
+}
+
 /* Adds this broker to the map (idempotent: a retry of an applied add is
  * a no-op). */
 static void register_self(brk_host *h, const char *const *addrs, int n)
@@ -353,6 +436,7 @@ static void *host_main(void *arg)
 		pthread_mutex_unlock(&h->map_mu);
 		if (fresh)
 			map_apply(h, &m);
+		retire_check(h, &m);
 		if (!h->registered)
 			register_self(h, addrs, h->cfg.nmeta);
 		pthread_mutex_lock(&h->map_mu);

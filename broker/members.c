@@ -52,6 +52,16 @@ void brk_group_handoff(brk_group *g)
 	atomic_store(&g->handoff, true);
 }
 
+const char *brk_group_data_dir(const brk_group *g)
+{
+	return g->cfg.data_dir;
+}
+
+bool brk_group_in_conf(brk_group *g)
+{
+	return atomic_load(&g->in_conf);
+}
+
 /* True while this replica leads a group with other voters. */
 bool brk_group_leads(brk_group *g)
 {
@@ -228,15 +238,18 @@ void brk_members_tick(brk_group *g, int64_t now)
 	if (!g->leader) {
 		atomic_store(&g->leads, false);
 		g->lead_since_us = 0;
-		return;
-	}
-	if (g->lead_since_us == 0)
+	} else if (g->lead_since_us == 0) {
 		g->lead_since_us = now;
+	}
 	if (now - g->members_us < MEMBERS_TICK_US)
 		return;
 	g->members_us = now;
 	raft_status rs;
 	raft_status_get(g->raft, &rs);
+	atomic_store(&g->in_conf, raft_conf_is_voter(&rs.conf, g->cfg.node) ||
+	                              raft_conf_is_learner(&rs.conf, g->cfg.node));
+	if (!g->leader)
+		return;
 	/* A leader that is its group's only voter has no one to hand to:
 	 * a stopping broker need not wait for it. */
 	atomic_store(&g->leads, rs.conf.n_voters > 1);

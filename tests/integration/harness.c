@@ -19,6 +19,9 @@
 #include <sodium.h>
 
 #include "tests/integration/harness.h"
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_UNDEFINED__)
+#include <sanitizer/common_interface_defs.h>
+#endif
 #include "proto/token.h"
 
 #define LIVE_MAX 32
@@ -31,11 +34,25 @@ static void kill_all(void)
 			kill(live[i], SIGKILL);
 }
 
+/* A test that dies (an abort, a sanitizer's report) skips atexit: its
+ * servers would outlive it and load every later test. kill() is safe in
+ * a signal handler; the signal is raised again with its default action. */
+static void kill_all_on_signal(int sig)
+{
+	kill_all();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 static void live_add(pid_t pid)
 {
 	static bool hooked;
 	if (!hooked) {
 		atexit(kill_all);
+		signal(SIGABRT, kill_all_on_signal);
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_UNDEFINED__)
+		__sanitizer_set_death_callback(kill_all);
+#endif
 		hooked = true;
 	}
 	for (int i = 0; i < LIVE_MAX; i++)

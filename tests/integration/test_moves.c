@@ -10,6 +10,7 @@
  *   leader rebalance gives the lead back to the preferred leader;
  *   broker drain: a broker's replica moved to the one active broker
  *   without one, after which it holds none and is removed;
+ *   a replica the group went on without is retired by its broker;
  *   invariant: every publish acknowledged during all this reads back
  *   once, in order. The longest wait for an acknowledgement in each
  *   phase is printed (a figure, not a pass/fail bound).
@@ -188,6 +189,9 @@ TEST(test_moves_replicas_and_leaders_under_load)
 	CHECK(g != NULL && replica_on(g, 4) != NULL &&
 	      replica_on(g, (uint64_t)from) == NULL);
 	CHECK(leader_of(&c, NULL) != from);
+	/* The replica left behind is retired: its broker hosts the meta
+	 * replica only. */
+	CHECK(hosts(&c, from, 1));
 	/* Again: every step is in effect already. */
 	CHECK_EQ(hx_ctl(&c, args, out, sizeof(out)), 0);
 	CHECK(strstr(out, "unchanged") != NULL);
@@ -226,6 +230,7 @@ TEST(test_moves_replicas_and_leaders_under_load)
 	fprintf(stderr, "%s", out);
 	CHECK_EQ(hx_map_fetch(&c, &m), PL_OK);
 	CHECK_EQ(pl_map_replicas_on(&m, (uint64_t)drained), 0);
+	CHECK(hosts(&c, drained, drained <= 3 ? 1 : 0)); /* meta: 1..3 */
 	g = pl_map_group_find(&m, 1);
 	CHECK(g != NULL && replica_on(g, (uint64_t)from) != NULL);
 	CHECK(conf_is_map(&c));
