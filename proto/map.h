@@ -1,9 +1,10 @@
 /*
- * map.h - the cluster map's model (map.c): a plain C copy of the meta
- * group's parley.cluster.Map (proto/cluster.proto), its codec, and the
- * one function that changes it. Pure: no I/O, no clock, no locks; the
- * meta group applies changes on every replica with it, gateways and
- * brokers read the decoded map. docs/cluster.md tells the rules.
+ * map.h - the cluster map's model: a plain C copy of the meta group's
+ * parley.cluster.Map (proto/cluster.proto) with its lookups (map.c), its
+ * codec (map_codec.c), and the one function that changes it
+ * (map_apply.c). Pure: no I/O, no clock, no locks; the meta group applies
+ * changes on every replica with it, gateways and brokers read the decoded
+ * map. docs/cluster.md tells the rules.
  */
 #ifndef PARLEY_PROTO_MAP_H
 #define PARLEY_PROTO_MAP_H

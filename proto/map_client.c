@@ -85,7 +85,8 @@ static int peer_open(peer *p, const char *addr)
 
 static void peers_close(peers *ps)
 {
-	nng_socket socks[PEERS_MAX];
+	/* Zeroed: GCC 12 at -O3 sees socks read uninitialized when n is 0. */
+	nng_socket socks[PEERS_MAX] = {{0}};
 	int n = 0;
 	for (int i = 0; i < ps->n; i++) {
 		if (ps->p[i].open)

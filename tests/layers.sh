@@ -105,6 +105,17 @@ while IFS= read -r file; do
 		sed -E 's/.*"(gateway\/[a-z_]+\.h)"/\1/' || true)
 done < <(find gateway -name '*.[ch]' | sort)
 
+# proto/map_internal.h is what the map model's own files share: nothing
+# but map.c, map_codec.c and map_apply.c include it (the contract is
+# proto/map.h).
+while IFS= read -r file; do
+	case "$file" in
+	proto/map.c | proto/map_codec.c | proto/map_apply.c) ;;
+	*) complain "$file includes proto/map_internal.h, the map model's own header" ;;
+	esac
+done < <(grep -rlE '^#[[:space:]]*include[[:space:]]*"proto/map_internal\.h"' \
+	common proto raft broker gateway client bench tests 2>/dev/null | sort || true)
+
 if [ "$bad" -ne 0 ]; then
 	echo "layers: FAIL" >&2
 	exit 1
