@@ -28,6 +28,7 @@ void brk_config_defaults(brk_config *c)
 	c->node = 1;
 	c->election_ms = 400;
 	c->heartbeat_ms = 50;
+	c->quiet_after_ms = 2000;
 	c->log_keep_entries = 100000;
 	c->snapshot_chunk_bytes = 1024 * 1024;
 }
@@ -251,6 +252,9 @@ pl_status brk_config_set(brk_config *c, const char *k, const char *v)
 	} else if (strcmp(k, "heartbeat_ms") == 0) {
 		if ((st = set_u64(v, 5, 30000, &x)) == PL_OK)
 			c->heartbeat_ms = (uint32_t)x;
+	} else if (strcmp(k, "quiet_after_ms") == 0) {
+		if ((st = set_u64(v, 0, 3600 * 1000, &x)) == PL_OK)
+			c->quiet_after_ms = (uint32_t)x;
 	} else {
 		return PL_E_CONFIG;
 	}

@@ -41,6 +41,9 @@ typedef struct brk_config {
 	char secret_file[512];
 	uint32_t election_ms; /* randomized in [election, 2 x election) */
 	uint32_t heartbeat_ms;
+	/* An idle group stops its Raft clock after this long (0: never;
+	 * broker/quiet.c). */
+	uint32_t quiet_after_ms;
 	/* Applied entries the Raft log keeps for followers that lag; one
 	 * further behind is sent a snapshot. */
 	uint64_t log_keep_entries;

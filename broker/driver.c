@@ -215,6 +215,8 @@ static void leader_check(brk_group *g)
 /* Steps the core through every ready it has. */
 void brk_drive(brk_group *g)
 {
+	if (g->quiet && raft_has_ready(g->raft))
+		brk_quiet_wake(g, "ready");
 	if (g->stalled) {
 		if (pl_mono_us() < g->stall_retry_us ||
 		    !ready_handle(g, &g->stall_rd))
@@ -243,6 +245,10 @@ void brk_drive(brk_group *g)
 void brk_raft_ticks(brk_group *g)
 {
 	int64_t now = pl_mono_us();
+	if (g->quiet) {
+		g->last_tick_us = now; /* quiet.c: the clock stands still */
+		return;
+	}
 	while (now - g->last_tick_us >= RAFT_TICK_MS * 1000) {
 		raft_tick(g->raft);
 		g->last_tick_us += RAFT_TICK_MS * 1000;

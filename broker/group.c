@@ -164,6 +164,7 @@ static void housekeeping(brk_group *g)
 	gws_expire(g, now);
 	brk_map_expire(g, now, false);
 	brk_members_tick(g, pl_mono_us());
+	brk_quiet_tick(g, pl_mono_us());
 	if (!g->cfg.sync &&
 	    now - g->last_sync_us >= (int64_t)g->cfg.sync_interval_ms * 1000) {
 		if (brk_store_sync(g->store) != PL_OK)
@@ -192,6 +193,17 @@ static uint32_t idle_wait_us(const brk_group *g)
 {
 	if (g->sin.active)
 		return TICK_US;
+	if (g->quiet) {
+		/* Until the next beat is due (a leader) or the leader's beat
+		 * is overdue (a follower; each beat wakes it anyway). */
+		int64_t due = g->leader ? g->quiet_beat_us +
+		                              (int64_t)g->cfg.election_ms * 500
+		                        : g->quiet_until_us;
+		int64_t q = due - pl_mono_us();
+		return q < TICK_US         ? TICK_US
+		       : q > QUIET_WAIT_US ? QUIET_WAIT_US
+		                           : (uint32_t)q;
+	}
 	for (int i = 0; i < RAFT_PEERS_MAX; i++)
 		if (g->sout[i].active)
 			return TICK_US;
@@ -277,6 +289,7 @@ pl_status brk_group_new(
 	pthread_mutex_init(&g->free_mu, NULL);
 	pthread_mutex_init(&g->target_mu, NULL);
 	atomic_store(&g->in_conf, true);
+	g->quiet_after_us = (int64_t)cfg->quiet_after_ms * 1000;
 	uint8_t rnd[16];
 	randombytes_buf(rnd, sizeof(rnd));
 	sodium_bin2hex(g->epoch, sizeof(g->epoch), rnd, sizeof(rnd));

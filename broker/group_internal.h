@@ -21,6 +21,7 @@
  *   map_serve.c     the meta group's map: watches and changes; status
  *   status.c        this replica's status (GroupStatus)
  *   members.c       the leader follows the map: membership, leadership
+ *   quiet.c         an idle group stops its Raft clock
  *   round.c         one commit round over a set of gateway batches
  *   group_metrics.c the group's metrics
  *   group.c         the thread, intake, housekeeping and lifecycle
@@ -53,6 +54,8 @@
 #define TICK_US 5000
 /* The longest an idle group's thread sleeps (group.c idle_wait_us). */
 #define IDLE_WAIT_US 50000
+/* The longest a quiet group's thread sleeps (quiet.c). */
+#define QUIET_WAIT_US 1000000
 /* Raft's logical clock: election and heartbeat are counted in ticks. */
 #define RAFT_TICK_MS 10
 /* Peer messages held at once (the nng peer socket's receive side). */
@@ -84,7 +87,7 @@ typedef struct brk_group_metrics {
 	pl_metric *watch_failed, *watches_lost, *events_lost, *gateways_refused,
 	    *feed_failed, *peer_send_failed;
 	pl_metric *raft_voters, *raft_learners, *map_voters, *members_changes,
-	    *transfers;
+	    *transfers, *quiet, *quiets;
 } brk_group_metrics;
 
 struct brk_item {
@@ -238,6 +241,16 @@ struct brk_group {
 	bool target_new, have_target;
 	atomic_bool handoff, leads, in_conf;
 	int64_t lead_since_us, members_us, transfer_us;
+
+	/* quiet.c: the Raft clock stopped while the group is idle. */
+	bool quiet;
+	int64_t quiet_after_us, quiet_since_us, quiet_until_us, quiet_beat_us;
+	int64_t active_us;
+	uint64_t seen_last, seen_commit;
+	struct {
+		uint64_t node;
+		int64_t at_us;
+	} quiet_ack[RAFT_PEERS_MAX];
 	/* The meta group's map (map_serve.c): the applied map's encoding,
 	 * its version, the parked watches and who is told of a new map. */
 	uint8_t *map_buf;
@@ -329,6 +342,12 @@ void brk_snap_fini(brk_group *g);
 
 /* members.c: run from housekeeping. */
 void brk_members_tick(brk_group *g, int64_t now_us);
+
+/* quiet.c: from housekeeping; a received QuietBeat; any work. */
+void brk_quiet_tick(brk_group *g, int64_t now_us);
+void brk_quiet_on_beat(
+    brk_group *g, uint64_t from, const Parley__Internal__QuietBeat *q);
+void brk_quiet_wake(brk_group *g, const char *why);
 
 /* status.c: this replica's GroupStatus, arrays in a. */
 pl_status brk_status_fill(brk_group *g, brk_arena *a, Parley__GroupStatus *gs);

@@ -115,6 +115,12 @@ static const struct {
         "parley_broker_leader_transfers_total",
         "Leadership transfers this replica started (preferred leader, "
         "handoff before stop, its own removal)"},
+    {offsetof(brk_group_metrics, quiet), PL_METRIC_GAUGE,
+        "parley_broker_raft_quiet",
+        "1 while this replica's Raft clock is stopped: the group is idle"},
+    {offsetof(brk_group_metrics, quiets), PL_METRIC_COUNTER,
+        "parley_broker_raft_quiets_total",
+        "Times this replica went quiet"},
 };
 
 _Static_assert(

@@ -179,6 +179,10 @@ void brk_peer_receive(brk_group *g, brk_item *it)
 			    (unsigned long long)m.from,
 			    (unsigned long long)m.term);
 	}
+	if (b->n_msgs > 0)
+		brk_quiet_wake(g, "peer_message");
+	if (b->quiet != NULL)
+		brk_quiet_on_beat(g, sender & 0xffff, b->quiet);
 	for (size_t i = 0; i < b->n_chunks; i++)
 		brk_snap_on_chunk(g, sender & 0xffff, b->chunks[i]);
 	for (size_t i = 0; i < b->n_acks; i++)
