@@ -67,8 +67,10 @@ int main(int argc, char **argv)
 		pl_log_configure(spec);
 	brk_config_defaults(&cfg);
 	if (metrics == NULL || parse_args(&cfg, argc, argv) != PL_OK ||
-	    brk_config_check(&cfg) != PL_OK)
+	    brk_config_check(&cfg) != PL_OK) {
+		free(metrics);
 		return 2;
+	}
 	/* Signals are taken synchronously by main; every other thread
 	 * (group, nng's) inherits the blocked mask. */
 	sigemptyset(&sigs);

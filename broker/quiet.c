@@ -15,8 +15,10 @@
  * election timeout.
  *
  * Any work wakes a quiet replica (brk_quiet_wake): anything its core has
- * to do (a proposal, a message from a peer - a heartbeat, an append, a
- * vote request), which the driver sees before it handles a ready. Waking
+ * to do (a proposal; a message from a peer that asks something of it - a
+ * heartbeat, an append, a vote request), which the driver sees before it
+ * handles a ready; answers that change nothing (the last heartbeats'
+ * acknowledgements arriving after the leader went quiet) do not. Waking
  * restarts the clock from now: ticks that were skipped are not made up,
  * so no timer fires early.
  *

@@ -179,8 +179,10 @@ void brk_peer_receive(brk_group *g, brk_item *it)
 			    (unsigned long long)m.from,
 			    (unsigned long long)m.term);
 	}
-	if (b->n_msgs > 0)
-		brk_quiet_wake(g, "peer_message");
+	/* A quiet replica wakes when stepping these gave its core work (the
+	 * driver looks before each ready), not on any message: the answers
+	 * to the last heartbeats before a leader went quiet change
+	 * nothing. */
 	if (b->quiet != NULL)
 		brk_quiet_on_beat(g, sender & 0xffff, b->quiet);
 	for (size_t i = 0; i < b->n_chunks; i++)
