@@ -15,6 +15,7 @@
 #   bench/groups.sh            # all three
 #   bench/groups.sh idle       # one of them
 #   GROUPS_LIST="1 4" DURATION=10 bench/groups.sh scale
+#   QUIET_MS=0 bench/groups.sh idle   # idle groups keep their Raft clocks
 #
 # Loopback only; every process is stopped by PID at the end.
 set -euo pipefail
@@ -69,6 +70,7 @@ cluster_up() {
 			echo "data = $DIR/data/broker-$n"
 			echo "secret_file = $DIR/secret"
 			echo "map_size_mb = ${MAP_MB:-256}"
+			echo "quiet_after_ms = ${QUIET_MS:-2000}"
 			for m in 1 2 3; do
 				echo "[meta.$m]"
 				echo "listen = tcp://127.0.0.1:$(port "$m" 0)"
