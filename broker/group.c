@@ -40,9 +40,23 @@ static bool feed_answer(void *ctx, void *poll, const uint8_t *feed, size_t n,
 	brk_group *g = ctx;
 	brk_item *it = poll;
 	nng_msg *m;
+	/* BrokerBatch.gateways (field 9, a varint) appended: protobuf
+	 * merges fields in any order, and gateways share tenant limits by
+	 * this count (gateway/tenant.h). */
+	uint8_t gws[1 + 10];
+	size_t gn = 0;
+	if (g->leader) {
+		uint32_t v = (uint32_t)g->feeds.n;
+		gws[gn++] = 9 << 3;
+		do {
+			gws[gn++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+			v >>= 7;
+		} while (v != 0);
+	}
 	bool ok = nng_msg_alloc(&m, 0) == 0;
 	if (ok && (nng_msg_append(m, feed, n) != 0 ||
-	              nng_msg_append(m, tail, tn) != 0)) {
+	              nng_msg_append(m, tail, tn) != 0 ||
+	              (gn > 0 && nng_msg_append(m, gws, gn) != 0))) {
 		nng_msg_free(m);
 		ok = false;
 	}

@@ -115,6 +115,7 @@ void brk_item_reply(brk_group *g, brk_item *it)
 	 * or an idle spell). */
 	b.epoch = it->epoch[0] != '\0' ? it->epoch : g->epoch;
 	b.group = g->cfg.group;
+	b.gateways = g->leader ? (uint32_t)g->feeds.n : 0;
 	/* A map watch is answered by any replica: not_leader only tells a
 	 * change to go to the leader. */
 	b.not_leader = !g->leader && (it->map_reply == NULL ||

@@ -697,6 +697,9 @@ void gw_conn_close(gw_conn *c, const char *reason)
 	nng_stream_close(c->stream);
 	c->g->conn_hooks.closing(c);
 	table_remove(c->g, c);
+	gw_tenant_use *u = atomic_exchange(&c->tuse, NULL);
+	if (u != NULL)
+		gw_tenant_conn_drop(u);
 	pl_metric_inc(c->g->m.conns[c->transport], -1);
 	PL_DEBUG(GW_MOD, "event=conn_close conn=%llu reason=\"%s\"",
 	    (unsigned long long)c->id, reason);

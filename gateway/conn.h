@@ -55,6 +55,9 @@ struct gw_conn {
 	uint8_t hello_fails;
 	/* Written once by hello before authed is set, read-only after. */
 	pl_claims claims;
+	/* The tenant's limits entry when hello counted this connection in
+	 * it (tenant.h); dropped at close. */
+	_Atomic(gw_tenant_use *) tuse;
 	char session[33];
 	/* The token's expiry, Unix seconds: hello sets it, refresh moves it
 	 * later, the sweeper says goodbye once it passes. */

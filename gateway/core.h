@@ -34,6 +34,7 @@
 #include <nng/nng.h>
 
 #include "gateway/gateway.h"
+#include "gateway/tenant.h"
 #include "proto/codec.h"
 
 /* Sweeper period: idle, hello and close deadlines, catch-up retries. */
@@ -84,6 +85,8 @@ typedef struct gw_mset {
 	pl_metric *map_version;
 	pl_metric *map_updates;
 	pl_metric *groups;
+	pl_metric *cluster_gateways;
+	pl_metric *tenant_refused[2]; /* connections, publishes */
 } gw_mset;
 
 /* A client's address, as counted by the HTTP port's per-address cap
@@ -168,6 +171,8 @@ struct gw {
 	 * reference and checks the signature outside the lock. */
 	pthread_mutex_t keys_mu;
 	struct gw_keys *keys;
+	/* Tenant limits held across gateways (tenant.h), from each map. */
+	gw_tenants tenants;
 
 	/* The cluster map (gateway.c): its watcher, the last version
 	 * applied (0: none yet), one map applied at a time. */

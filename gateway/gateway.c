@@ -115,6 +115,16 @@ static void metrics_register(gw *g)
 	    "Version of the cluster map applied (0: none yet)");
 	m->map_updates = pl_metrics_add(r, PL_METRIC_COUNTER,
 	    "parley_gateway_map_updates_total", "Cluster maps applied");
+	m->cluster_gateways = pl_metrics_add(r, PL_METRIC_GAUGE,
+	    "parley_gateway_cluster_gateways",
+	    "Gateways the brokers serve, this one included: tenant limits are "
+	    "shared by this many");
+	m->tenant_refused[0] = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_gateway_tenant_refused_total{limit=\"connections\"}",
+	    "Hellos refused: the tenant's share of connections_max reached");
+	m->tenant_refused[1] = pl_metrics_add(r, PL_METRIC_COUNTER,
+	    "parley_gateway_tenant_refused_total{limit=\"publish_per_sec\"}",
+	    "Publishes refused: the tenant's share of publish_per_sec used");
 	m->groups = pl_metrics_add(r, PL_METRIC_GAUGE, "parley_gateway_groups",
 	    "Shard groups the gateway routes to");
 }
@@ -146,7 +156,7 @@ pl_status gw_new(const gw_config *conf, gw **out)
 	pthread_mutex_init(&g->map_mu, NULL);
 	pthread_mutex_init(&g->keys_mu, NULL);
 	if (gw_keys_init(g) != PL_OK || gw_links_init(g) != PL_OK ||
-	    gw_subs_init(g) != PL_OK) {
+	    gw_subs_init(g) != PL_OK || gw_tenants_init(&g->tenants) != PL_OK) {
 		gw_free(g);
 		return PL_E_NOMEM;
 	}
@@ -343,6 +353,14 @@ pl_status gw_map_apply(gw *g, const pl_map *m)
 	}
 	gw_map_table_from(&t, m);
 	int routed = groups_apply(g, &t);
+	for (size_t i = 0; i < m->ntenants; i++) {
+		const pl_map_tenant *mt = &m->tenants[i];
+		gw_tenants_set(&g->tenants, mt->name,
+		    mt->limits.connections_max ? mt->limits.connections_max
+		                               : m->limits.connections_max,
+		    mt->limits.publish_per_sec ? mt->limits.publish_per_sec
+		                               : m->limits.publish_per_sec);
+	}
 	int ntenants = t.keys->ntenants;
 	if (gw_keys_swap(g, t.keys) != PL_OK)
 		PL_ERROR(GW_MOD, "event=map_keys_kept version=%llu err=%s",
@@ -499,6 +517,7 @@ void gw_free(gw *g)
 	 * dropped are reaped here, after the sweeper has gone. */
 	reap_all(g);
 	gw_keys_fini(g);
+	gw_tenants_fini(&g->tenants);
 	gw_httpd_free(g);
 	gw_subs_fini(g);
 	gw_arenas_free(g);

@@ -26,7 +26,8 @@
  *   conn.c          a client connection (frames, drain, close and the
  *                   HTTP port's count up through gw_conn_hooks)  conn.h
  *   core.c          shared state, metrics, decode arenas  core.h
- *   ws.c, http_parse.c, cursor.c, failover.c, config.c   pure leaves
+ *   ws.c, http_parse.c, cursor.c, failover.c, config.c, tenant.c
+ *                   pure leaves (tenant.h: tenant limits' shares)
  *                                               httpd.h, this header
  */
 #ifndef PARLEY_GATEWAY_H

@@ -279,6 +279,10 @@ Parley__Internal__BrokerBatch *gw_link_reply_decode(
 		    (unsigned)l->id, len);
 		return NULL;
 	}
+	if (bb->gateways > 0) {
+		gw_tenants_gateways(&l->g->tenants, bb->gateways);
+		pl_metric_set(l->g->m.cluster_gateways, bb->gateways);
+	}
 	return bb;
 }
 

@@ -96,6 +96,21 @@ static void handle_hello(gw_conn *c, const Parley__ClientFrame *f)
 		reply_hello_fail(c, f->id, why);
 		return;
 	}
+	gw_tenant_use *u = gw_tenants_find(&c->g->tenants, cl.tenant);
+	uint32_t share = 0;
+	if (u != NULL && !gw_tenant_conn_take(&c->g->tenants, u, &share)) {
+		char msg[200];
+		snprintf(msg, sizeof(msg),
+		    "tenant %s: this gateway's share of connections_max %u "
+		    "(%u over %u gateways) is in use",
+		    cl.tenant, atomic_load(&u->conn_max), share,
+		    atomic_load(&c->g->tenants.gateways));
+		pl_metric_inc(c->g->m.tenant_refused[0], 1);
+		gw_conn_send_error(
+		    c, f->id, PARLEY__ERROR_CODE__OVERLOADED, msg);
+		return;
+	}
+	atomic_store(&c->tuse, u);
 	c->claims = cl;
 	atomic_store(&c->exp_s, cl.exp_s);
 	uint8_t rnd[16];
@@ -288,6 +303,21 @@ static bool publish_allowed(gw_conn *c, const Parley__ClientFrame *f)
 		    conf->publish_per_sec, 2 * conf->publish_per_sec, wait_ms);
 		gw_conn_send_retry(
 		    c, f->id, PARLEY__ERROR_CODE__RATE_LIMITED, msg, wait_ms);
+		return false;
+	}
+	/* The tenant's share of its cluster-wide rate (tenant.h). */
+	gw_tenant_use *u = gw_tenants_find(&c->g->tenants, c->claims.tenant);
+	uint32_t share = 0;
+	if (u != NULL && !gw_tenant_rate_take(&c->g->tenants, u, pl_mono_us(),
+	                     &wait_ms, &share)) {
+		char tmsg[200];
+		snprintf(tmsg, sizeof(tmsg),
+		    "tenant %s: publish_per_sec %u (%u on this gateway) "
+		    "exceeded: retry in %u ms",
+		    c->claims.tenant, atomic_load(&u->pub_rate), share, wait_ms);
+		pl_metric_inc(c->g->m.tenant_refused[1], 1);
+		gw_conn_send_retry(
+		    c, f->id, PARLEY__ERROR_CODE__RATE_LIMITED, tmsg, wait_ms);
 		return false;
 	}
 	return true;

@@ -67,7 +67,7 @@ done
 # sibling's (what must go up is a callback it was given).
 declare -A GW_RANK=(
 	[gateway]=0 [httpd]=0 [ws]=0 [http_parse]=0 [cursor]=0 [failover]=0
-	[config]=0
+	[config]=0 [tenant]=0
 	[core]=1 [conn]=2 [req]=3 [lane]=4 [link]=5 [feed]=6 [multi]=6
 	[request]=7 [http]=8 [httpd_port]=9 [listen]=10 [main]=12
 )
