@@ -158,6 +158,9 @@ int hx_meta_addrs(hx_cluster *c, const char **out, char (*buf)[64]);
 pl_status hx_map_change(
     hx_cluster *c, const Parley__Cluster__Change *ch, pl_map *after);
 pl_status hx_map_fetch(hx_cluster *c, pl_map *m);
+/* Starts cluster brokers 1..n and waits until the map holds all n; m
+ * (initialised here) is the map then. */
+bool hx_cluster_up(hx_cluster *c, int n, pl_map *m);
 pl_status hx_map_group_add(hx_cluster *c, uint32_t replicas, pl_map *after);
 pl_status hx_map_tenant_with_key(
     hx_cluster *c, const char *tenant, pl_map *after);

@@ -53,6 +53,20 @@ pl_status hx_map_fetch(hx_cluster *c, pl_map *m)
 	return pl_map_fetch(addrs, n, MAP_T_MS, m);
 }
 
+bool hx_cluster_up(hx_cluster *c, int n, pl_map *m)
+{
+	for (int node = 1; node <= n; node++)
+		if (!hx_start_cluster_broker(c, node))
+			return false;
+	pl_map_init(m);
+	/* Under a loaded sanitizer run registering takes seconds. */
+	for (int i = 0; i < 400 && m->nbrokers < (size_t)n; i++) {
+		usleep(50000);
+		(void)hx_map_fetch(c, m);
+	}
+	return m->nbrokers == (size_t)n;
+}
+
 pl_status hx_map_group_add(hx_cluster *c, uint32_t replicas, pl_map *after)
 {
 	Parley__Cluster__GroupAdd ga = PARLEY__CLUSTER__GROUP_ADD__INIT;

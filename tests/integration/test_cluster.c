@@ -114,16 +114,8 @@ TEST(test_cluster_grows_and_serves_from_its_map)
 	hx_cluster c;
 	CHECK(hx_init_replicated(&c, 1, 3));
 	CHECK(hx_init_meta(&c));
-	for (int r = 1; r <= c.nreplicas; r++)
-		CHECK(hx_start_cluster_broker(&c, r));
 	pl_map m;
-	pl_map_init(&m);
-	/* The brokers register themselves. */
-	for (int i = 0; i < 200 && m.nbrokers < 3; i++) {
-		usleep(50000);
-		(void)hx_map_fetch(&c, &m);
-	}
-	CHECK_EQ(m.nbrokers, 3);
+	CHECK(hx_cluster_up(&c, 3, &m)); /* they register themselves */
 	CHECK_EQ(hx_map_tenant_with_key(&c, "acme", &m), PL_OK);
 	CHECK_EQ(hx_map_tenant_with_key(&c, "globex", &m), PL_OK);
 	CHECK_EQ(hx_map_group_add(&c, 3, &m), PL_OK);

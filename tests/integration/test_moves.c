@@ -114,19 +114,6 @@ static bool conf_is_map(hx_cluster *c)
 	return ok;
 }
 
-static bool registered(hx_cluster *c, size_t n)
-{
-	pl_map m;
-	pl_map_init(&m);
-	for (int i = 0; i < 200 && m.nbrokers < n; i++) {
-		usleep(50000);
-		(void)hx_map_fetch(c, &m);
-	}
-	bool ok = m.nbrokers == n;
-	pl_map_fini(&m);
-	return ok;
-}
-
 /* Waits until broker node hosts n groups (meta included). */
 static bool hosts(hx_cluster *c, int node, long n)
 {
@@ -144,11 +131,8 @@ TEST(test_moves_replicas_and_leaders_under_load)
 	CHECK(hx_init_replicated(&c, 1, 4));
 	CHECK(hx_init_meta(&c));
 	c.nmeta = 3;
-	for (int n = 1; n <= 4; n++)
-		CHECK(hx_start_cluster_broker(&c, n));
-	CHECK(registered(&c, 4));
 	pl_map m;
-	pl_map_init(&m);
+	CHECK(hx_cluster_up(&c, 4, &m));
 	CHECK_EQ(hx_map_tenant_with_key(&c, "acme", &m), PL_OK);
 	CHECK_EQ(hx_map_group_add(&c, 3, &m), PL_OK);
 	const pl_map_group *g = pl_map_group_find(&m, 1);

@@ -68,15 +68,8 @@ TEST(test_tenant_limits_hold_across_gateways)
 	hx_cluster c;
 	CHECK(hx_init_replicated(&c, 1, 3));
 	CHECK(hx_init_meta(&c));
-	for (int n = 1; n <= 3; n++)
-		CHECK(hx_start_cluster_broker(&c, n));
 	pl_map m;
-	pl_map_init(&m);
-	for (int i = 0; i < 400 && m.nbrokers < 3; i++) {
-		usleep(50000);
-		(void)hx_map_fetch(&c, &m);
-	}
-	CHECK_EQ(m.nbrokers, 3);
+	CHECK(hx_cluster_up(&c, 3, &m));
 	CHECK_EQ(hx_map_tenant_with_key(&c, "acme", &m), PL_OK);
 	CHECK_EQ(hx_map_tenant_with_key(&c, "globex", &m), PL_OK);
 	CHECK_EQ(limits_set(&c, "acme", 4, 20), PL_OK);
