@@ -245,7 +245,7 @@ struct brk_group {
 	/* quiet.c: the Raft clock stopped while the group is idle. */
 	bool quiet;
 	int64_t quiet_after_us, quiet_since_us, quiet_until_us, quiet_beat_us;
-	int64_t active_us;
+	int64_t active_us, quiet_look_us;
 	uint64_t seen_last, seen_commit;
 	struct {
 		uint64_t node;

@@ -262,11 +262,7 @@ static void map_apply(brk_host *h, const pl_map *m)
 		const pl_map_group *mg = &m->groups[i];
 		if (mg->removed || hosted_already(h, mg->id))
 			continue;
-		const pl_map_replica *mine = NULL;
-		for (int r = 0; r < mg->nreplicas; r++)
-			if (mg->replicas[r].node == h->cfg.node)
-				mine = &mg->replicas[r];
-		if (mine == NULL)
+		if (pl_map_group_replica(mg, h->cfg.node) == NULL)
 			continue;
 		brk_config gc;
 		if (!group_config(h, m, mg, &gc)) {
@@ -292,10 +288,7 @@ static bool placed_here(const brk_host *h, const pl_map *m, uint32_t id)
 	const pl_map_group *mg = pl_map_group_find(m, id);
 	if (mg == NULL || mg->removed)
 		return mg == NULL; /* not in the map yet: keep it */
-	for (int r = 0; r < mg->nreplicas; r++)
-		if (mg->replicas[r].node == h->cfg.node)
-			return true;
-	return false;
+	return pl_map_group_replica(mg, h->cfg.node) != NULL;
 }
 
 /* Stops the replica of table entry i (taken out of the table first, so

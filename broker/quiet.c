@@ -4,7 +4,7 @@
  * most of the time; with its clock running, an idle group of three sends
  * 40 heartbeats and answers a second, and every one wakes two threads.
  *
- * A leader whose group has been idle for QUIET_AFTER_US goes quiet: its
+ * A leader whose group has been idle for quiet_after_ms goes quiet: its
  * log ends at its commit index, everything committed is applied, every
  * member answered lately and holds the whole log, no proposal, transfer,
  * snapshot or handoff is under way. It stops ticking (so it sends no
@@ -37,7 +37,9 @@
  */
 #include "broker/group_internal.h"
 
-#define QUIET_AFTER_US (2 * 1000 * 1000)
+/* How often a replica looks whether it may go quiet or must wake: the
+ * look is off the path of every round (housekeeping runs after each). */
+#define QUIET_LOOK_US (50 * 1000)
 
 static int64_t election_us(const brk_group *g)
 {
@@ -125,8 +127,10 @@ static bool acks_fresh(const brk_group *g, const raft_status *rs, int64_t now)
 
 void brk_quiet_tick(brk_group *g, int64_t now)
 {
-	if (g->quiet_after_us == 0 || g->peers == NULL)
+	if (g->quiet_after_us == 0 || g->peers == NULL ||
+	    now - g->quiet_look_us < QUIET_LOOK_US)
 		return;
+	g->quiet_look_us = now;
 	raft_status rs;
 	raft_status_get(g->raft, &rs);
 	if (rs.last_index != g->seen_last || rs.commit != g->seen_commit) {

@@ -83,21 +83,6 @@ static void observe(const pl_map *m, const pl_map_group *g, uint64_t extra,
 	}
 }
 
-static const pl_map_replica *replica_of(const pl_map_group *g, uint64_t node)
-{
-	for (int i = 0; i < g->nreplicas; i++)
-		if (g->replicas[i].node == node)
-			return &g->replicas[i];
-	return NULL;
-}
-
-static const char *state_name(pl_map_broker_state s)
-{
-	return s == PL_BROKER_ACTIVE     ? "active"
-	       : s == PL_BROKER_DRAINING ? "draining"
-	                                 : "removed";
-}
-
 static void ids_print(const char *label, const uint64_t *ids, int n)
 {
 	printf(" %s=", label);
@@ -144,7 +129,7 @@ int ctl_cluster_status(const ctl_args *a)
 		}
 		printf("broker %" PRIu64 " %s %s replicas=%d leads=%d "
 		       "preferred=%d listen=%s\n",
-		    br->node, br->name, state_name(br->state),
+		    br->node, br->name, pl_map_broker_state_name(br->state),
 		    pl_map_replicas_on(&m, br->node), leads, prefers,
 		    br->listen);
 	}
@@ -169,7 +154,7 @@ int ctl_cluster_status(const ctl_args *a)
 		}
 		printf("\n");
 		for (int r = 0; r < o->n; r++) {
-			const pl_map_replica *mr = replica_of(g, o->node[r]);
+			const pl_map_replica *mr = pl_map_group_replica(g, o->node[r]);
 			printf("  replica %" PRIu64 "%s: ", o->node[r],
 			    mr != NULL && mr->learner ? " (learner)" : "");
 			if (!o->ok[r]) {
@@ -318,7 +303,7 @@ static int move_one(const ctl_args *a, uint32_t group, uint64_t from,
 	if (rc != 0)
 		return rc;
 	const pl_map_group *g = pl_map_group_find(&m, group);
-	const pl_map_replica *dst = g != NULL ? replica_of(g, to) : NULL;
+	const pl_map_replica *dst = g != NULL ? pl_map_group_replica(g, to) : NULL;
 	bool voting = dst != NULL && !dst->learner && !dst->leaving;
 	pl_map_fini(&m);
 	if (voting) {
@@ -373,8 +358,8 @@ int ctl_replica(const ctl_args *a)
 	if (rc != 0)
 		return rc;
 	const pl_map_group *g = pl_map_group_find(&m, (uint32_t)group);
-	const pl_map_replica *src = g != NULL ? replica_of(g, from) : NULL;
-	const pl_map_replica *dst = g != NULL ? replica_of(g, to) : NULL;
+	const pl_map_replica *src = g != NULL ? pl_map_group_replica(g, from) : NULL;
+	const pl_map_replica *dst = g != NULL ? pl_map_group_replica(g, to) : NULL;
 	bool found = g != NULL, either = src != NULL || dst != NULL;
 	pl_map_fini(&m);
 	if (!found)
@@ -395,7 +380,7 @@ static uint64_t target_for(const pl_map *m, const pl_map_group *g)
 	int best_n = 0;
 	for (size_t i = 0; i < m->nbrokers; i++) {
 		const pl_map_broker *b = &m->brokers[i];
-		if (b->state != PL_BROKER_ACTIVE || replica_of(g, b->node))
+		if (b->state != PL_BROKER_ACTIVE || pl_map_group_replica(g, b->node))
 			continue;
 		int n = pl_map_replicas_on(m, b->node);
 		if (best == 0 || n < best_n) {
@@ -432,7 +417,7 @@ int ctl_broker_drain(const ctl_args *a, uint64_t node)
 		uint64_t to = 0;
 		for (size_t i = 0; i < m.ngroups && group == 0; i++) {
 			const pl_map_group *g = &m.groups[i];
-			if (!g->removed && replica_of(g, node) != NULL) {
+			if (!g->removed && pl_map_group_replica(g, node) != NULL) {
 				group = g->id;
 				to = target_for(&m, g);
 			}

@@ -58,20 +58,13 @@ static bool secret_load(const ctl_args *a, uint8_t out[32])
 	return pl_secret_file_load(path, out) == PL_OK;
 }
 
-static const char *state_name(pl_map_broker_state s)
-{
-	return s == PL_BROKER_ACTIVE     ? "active"
-	       : s == PL_BROKER_DRAINING ? "draining"
-	                                 : "removed";
-}
-
 static void map_print(const pl_map *m)
 {
 	printf("version %llu\n", (unsigned long long)m->version);
 	for (size_t i = 0; i < m->nbrokers; i++) {
 		const pl_map_broker *b = &m->brokers[i];
 		printf("broker %llu %s %s listen=%s peer=%s replicas=%d\n",
-		    (unsigned long long)b->node, b->name, state_name(b->state),
+		    (unsigned long long)b->node, b->name, pl_map_broker_state_name(b->state),
 		    b->listen, b->peer, pl_map_replicas_on(m, b->node));
 	}
 	for (size_t i = 0; i < m->ngroups; i++) {

@@ -35,6 +35,20 @@ const pl_map_tenant *pl_map_tenant_find(const pl_map *m, const char *name)
 	return found ? &m->tenants[i] : NULL;
 }
 
+const pl_map_replica *pl_map_group_replica(
+    const pl_map_group *g, uint64_t node)
+{
+	int r = mi_replica_at(g, node);
+	return r >= 0 ? &g->replicas[r] : NULL;
+}
+
+const char *pl_map_broker_state_name(pl_map_broker_state s)
+{
+	return s == PL_BROKER_ACTIVE     ? "active"
+	       : s == PL_BROKER_DRAINING ? "draining"
+	                                 : "removed";
+}
+
 int pl_map_replicas_on(const pl_map *m, uint64_t node)
 {
 	int n = 0;

@@ -116,6 +116,11 @@ pl_status pl_map_apply(pl_map *m, const uint8_t *change, size_t len,
 const pl_map_broker *pl_map_broker_find(const pl_map *m, uint64_t node);
 const pl_map_group *pl_map_group_find(const pl_map *m, uint32_t id);
 const pl_map_tenant *pl_map_tenant_find(const pl_map *m, const char *name);
+/* Broker node's replica of g, or NULL. */
+const pl_map_replica *pl_map_group_replica(
+    const pl_map_group *g, uint64_t node);
+/* "active", "draining" or "removed". */
+const char *pl_map_broker_state_name(pl_map_broker_state s);
 /* How many replicas (voters and learners) broker node holds. */
 int pl_map_replicas_on(const pl_map *m, uint64_t node);
 /* Voters of g (replicas neither learner nor leaving count; a leaving

@@ -89,14 +89,6 @@ static int leader_of(hx_cluster *c, pl_replica_info *out)
 	return lead;
 }
 
-static const pl_map_replica *replica_on(const pl_map_group *g, uint64_t node)
-{
-	for (int i = 0; i < g->nreplicas; i++)
-		if (g->replicas[i].node == node)
-			return &g->replicas[i];
-	return NULL;
-}
-
 /* The leader's Raft configuration is exactly the map's voters. */
 static bool conf_is_map(hx_cluster *c)
 {
@@ -107,7 +99,7 @@ static bool conf_is_map(hx_cluster *c)
 	const pl_map_group *g = ok ? pl_map_group_find(&m, 1) : NULL;
 	ok = g != NULL && l.nlearners == 0 && l.nvoters == g->nreplicas;
 	for (int i = 0; ok && i < l.nvoters; i++) {
-		const pl_map_replica *r = replica_on(g, l.voters[i]);
+		const pl_map_replica *r = pl_map_group_replica(g, l.voters[i]);
 		ok = r != NULL && !r->learner;
 	}
 	pl_map_fini(&m);
@@ -136,7 +128,7 @@ TEST(test_moves_replicas_and_leaders_under_load)
 	CHECK_EQ(hx_map_tenant_with_key(&c, "acme", &m), PL_OK);
 	CHECK_EQ(hx_map_group_add(&c, 3, &m), PL_OK);
 	const pl_map_group *g = pl_map_group_find(&m, 1);
-	CHECK(g != NULL && replica_on(g, 4) == NULL); /* 1, 2, 3 */
+	CHECK(g != NULL && pl_map_group_replica(g, 4) == NULL); /* 1, 2, 3 */
 	for (int n = 1; n <= 3; n++)
 		CHECK(hosts(&c, n, 2));
 	CHECK(hx_start_gateway(&c));
@@ -170,8 +162,8 @@ TEST(test_moves_replicas_and_leaders_under_load)
 	CHECK(conf_is_map(&c));
 	CHECK_EQ(hx_map_fetch(&c, &m), PL_OK);
 	g = pl_map_group_find(&m, 1);
-	CHECK(g != NULL && replica_on(g, 4) != NULL &&
-	      replica_on(g, (uint64_t)from) == NULL);
+	CHECK(g != NULL && pl_map_group_replica(g, 4) != NULL &&
+	      pl_map_group_replica(g, (uint64_t)from) == NULL);
 	CHECK(leader_of(&c, NULL) != from);
 	/* The replica left behind is retired: its broker hosts the meta
 	 * replica only. */
@@ -205,7 +197,7 @@ TEST(test_moves_replicas_and_leaders_under_load)
 	 * one (the broker the first move emptied). */
 	int drained = 0;
 	for (int n = 1; n <= 4 && drained == 0; n++)
-		if (n != from && replica_on(g, (uint64_t)n) != NULL &&
+		if (n != from && pl_map_group_replica(g, (uint64_t)n) != NULL &&
 		    n != leader_of(&c, NULL))
 			drained = n;
 	CHECK(drained != 0);
@@ -216,7 +208,7 @@ TEST(test_moves_replicas_and_leaders_under_load)
 	CHECK_EQ(pl_map_replicas_on(&m, (uint64_t)drained), 0);
 	CHECK(hosts(&c, drained, drained <= 3 ? 1 : 0)); /* meta: 1..3 */
 	g = pl_map_group_find(&m, 1);
-	CHECK(g != NULL && replica_on(g, (uint64_t)from) != NULL);
+	CHECK(g != NULL && pl_map_group_replica(g, (uint64_t)from) != NULL);
 	CHECK(conf_is_map(&c));
 	snprintf(args, sizeof(args), "broker remove --node %d", drained);
 	CHECK_EQ(hx_ctl(&c, args, out, sizeof(out)), 0);
