@@ -33,22 +33,9 @@ IDLE=${IDLE:-100}
 IDLE_S=${IDLE_S:-10}
 ADD_REPS=${ADD_REPS:-5}
 BASE=${PORT_BASE:-28600}
-DIR=$(mktemp -d /tmp/parley-groups-XXXXXX)
-
-stop_all() {
-	for f in "$DIR"/*.pid; do
-		[ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
-	done
-	sleep 1
-	for f in "$DIR"/*.pid; do
-		[ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null || true
-		rm -f "$f"
-	done
-}
-trap 'stop_all; rm -rf "$DIR"' EXIT
-
-head -c 32 /dev/urandom | base64 > "$DIR/secret"
-"$CTL" keygen --tenant acme --key-id k1 --out "$DIR/acme.key" > "$DIR/acme.pub"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_init groups
 port() { echo $((BASE + 3 * $1 + $2)); } # broker n: +0 listen, +1 peer, +2 http
 META="tcp://127.0.0.1:$(port 1 0),tcp://127.0.0.1:$(port 2 0),tcp://127.0.0.1:$(port 3 0)"
 export PARLEY_META=$META PARLEY_SECRET_FILE=$DIR/secret

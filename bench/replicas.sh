@@ -20,23 +20,9 @@ DURATION=${DURATION:-15}
 CONNS=${CONNS:-16}
 INFLIGHT=${INFLIGHT:-64}
 BASE=${PORT_BASE:-28400}
-DIR=$(mktemp -d /tmp/parley-replicas-XXXXXX)
-
-stop_all() {
-	for f in "$DIR"/*.pid; do
-		[ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
-	done
-	sleep 0.5
-	for f in "$DIR"/*.pid; do
-		[ -f "$f" ] && kill -9 "$(cat "$f")" 2>/dev/null || true
-		rm -f "$f"
-	done
-}
-trap 'stop_all; rm -rf "$DIR"' EXIT
-
-head -c 32 /dev/urandom | base64 > "$DIR/secret"
-"$BUILD/client/parleyctl" keygen --tenant acme --key-id k1 \
-	--out "$DIR/acme.key" > "$DIR/acme.pub"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_init replicas
 
 # run N: a group of N replicas, a gateway on its leader, the two loads.
 run() {
