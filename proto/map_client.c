@@ -52,7 +52,7 @@ _Static_assert(PEERS_MAX <= PL_NNG_CLOSE_MANY_MAX,
 typedef struct peer {
 	char *addr;
 	nng_socket sock;
-	bool open;
+	bool open, dialed;
 } peer;
 
 typedef struct peers {
@@ -79,8 +79,25 @@ static int peer_open(peer *p, const char *addr)
 	    (rv = nng_socket_set_ms(
 	         p->sock, NNG_OPT_RECONNMAXT, RECONNECT_MAX_MS)) != 0)
 		return rv;
-	/* Non-blocking: a replica that is down is dialed again. */
-	return nng_dial(p->sock, addr, NULL, NNG_FLAG_NONBLOCK);
+	return 0; /* dialed when first asked: peer_sock */
+}
+
+/* The socket of p, dialed now if it was not yet. Dialing only the
+ * replicas actually asked spares the others a connection: nng 1.5.2
+ * leaks the state of a dial still connecting when its socket closes,
+ * and a one-shot call that the first replica answers closes at once. A
+ * dial that fails here leaves the ask to time out and move on. */
+static nng_socket peer_sock(peer *p)
+{
+	if (!p->dialed) {
+		p->dialed = true;
+		/* Non-blocking: a replica that is down is dialed again. */
+		int rv = nng_dial(p->sock, p->addr, NULL, NNG_FLAG_NONBLOCK);
+		if (rv != 0)
+			PL_WARN(MOD, "event=map_dial_failed addr=%s err=\"%s\"",
+			    p->addr, nng_strerror(rv));
+	}
+	return p->sock;
 }
 
 static void peers_close(peers *ps)
@@ -353,7 +370,7 @@ static int watch_once(pl_map_watch *w, int cur)
 		aio_sleep(&w->g, w->aio, RETRY_PAUSE_MS);
 		return cur;
 	}
-	int rv = ask(&w->g, w->aio, w->ps.p[cur].sock, req,
+	int rv = ask(&w->g, w->aio, peer_sock(&w->ps.p[cur]), req,
 	    2 * PL_MAP_WATCH_WAIT_MS, &rep);
 	if (rv != 0) {
 		if (rv != NNG_ETIMEDOUT)
@@ -528,7 +545,7 @@ static pl_status change_loop(change_call *c, peers *ps, nng_aio *aio,
 		if (req == NULL)
 			return PL_E_NOMEM;
 		nng_msg *rep = NULL;
-		int rv = ask(NULL, aio, ps->p[cur].sock, req,
+		int rv = ask(NULL, aio, peer_sock(&ps->p[cur]), req,
 		    left_ms < CHANGE_ASK_MS ? left_ms : CHANGE_ASK_MS, &rep);
 		if (rv != 0) {
 			cur = (cur + 1) % ps->n;
@@ -578,41 +595,32 @@ pl_status pl_map_change(const char *const *addrs, int naddrs,
 	return st;
 }
 
-/* *out is written on success only; the map it held is freed then.
- * Replicas are dialed one at a time, as they are asked: one that
- * answers spares the others a connection (nng 1.5.2 leaks the state of
- * a dial still connecting when its socket closes). */
+/* *out is written on success only; the map it held is freed then. */
 pl_status pl_map_fetch(const char *const *addrs, int naddrs,
     uint32_t timeout_ms, pl_map *out)
 {
 	peers ps;
 	nng_aio *aio = NULL;
-	memset(&ps, 0, sizeof(ps));
-	if (addrs == NULL || naddrs < 1 || naddrs > PL_META_ADDRS_MAX)
-		return PL_E_BAD_REQUEST;
-	for (int i = 0; i < naddrs; i++)
-		if (addrs[i] == NULL || addrs[i][0] == '\0')
-			return PL_E_BAD_REQUEST;
-	if (nng_aio_alloc(&aio, NULL, NULL) != 0)
+	pl_status st = peers_open(&ps, addrs, naddrs);
+	if (st != PL_OK)
+		return st;
+	if (nng_aio_alloc(&aio, NULL, NULL) != 0) {
+		peers_close(&ps);
 		return PL_E_NOMEM;
+	}
 	int64_t end_us = pl_mono_us() + (int64_t)timeout_ms * 1000;
-	pl_status st = PL_E_TIMEOUT;
-	for (int next = 0;; next = (next + 1) % naddrs) {
+	st = PL_E_TIMEOUT;
+	for (int cur = 0;; cur = (cur + 1) % ps.n) {
 		int64_t left_ms = (end_us - pl_mono_us()) / 1000;
 		if (left_ms <= 0)
 			break;
-		int cur = peers_find_or_add(&ps, addrs[next]);
-		if (cur < 0) {
-			st = PL_E_BAD_REQUEST; /* an address nng cannot dial */
-			break;
-		}
 		nng_msg *req = map_request(0, 0, NULL, 0, NULL);
 		nng_msg *rep = NULL;
 		if (req == NULL) {
 			st = PL_E_NOMEM;
 			break;
 		}
-		if (ask(NULL, aio, ps.p[cur].sock, req,
+		if (ask(NULL, aio, peer_sock(&ps.p[cur]), req,
 		        left_ms < CHANGE_ASK_MS ? left_ms : CHANGE_ASK_MS,
 		        &rep) != 0)
 			continue;
@@ -690,7 +698,7 @@ pl_status pl_replica_status(const char *addr, uint32_t group,
 	nng_msg *req = gw_batch_msg(group, &mr), *rep = NULL;
 	st = PL_E_NOMEM;
 	if (req != NULL) {
-		int rv = ask(NULL, aio, ps.p[0].sock, req,
+		int rv = ask(NULL, aio, peer_sock(&ps.p[0]), req,
 		    (nng_duration)timeout_ms, &rep);
 		st = rv == NNG_ETIMEDOUT ? PL_E_TIMEOUT
 		     : rv != 0           ? PL_E_UNAVAILABLE
